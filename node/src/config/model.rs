@@ -1,0 +1,441 @@
+//! The resolved, validated configuration: what the YAML resources mean once every reference is followed.
+//!
+//! The loader (`config::loader`) turns Envoy AI Gateway resources into these types; everything else in the
+//! node (routing snapshot, health, proxy) reads only these, never the raw YAML structs. Field names follow the
+//! YAML names so a reader can grep from a YAML key to the code that honours it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole loaded configuration (one file or one directory of files).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The files read, in load order.
+    pub sources: Vec<PathBuf>,
+    /// Listener port from a `Gateway` resource, if one was given (the `--listen` flag wins when set).
+    pub gateway_port: Option<u16>,
+    /// Routes in load order.
+    pub routes: Vec<Route>,
+    /// Every backend referenced by a route, keyed by `namespace/name` of the `Backend` resource.
+    pub backends: BTreeMap<String, Backend>,
+    /// Non-fatal findings (skipped unknown kinds, accepted-but-ignored fields, inferred schemas).
+    pub warnings: Vec<String>,
+}
+
+/// The API schema a client speaks or a backend expects (`schema.name` in the YAML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SchemaName {
+    /// `OpenAI`: passthrough.
+    OpenAI,
+    /// `AWSBedrock`: Converse / ConverseStream.
+    AwsBedrock,
+    /// `AzureOpenAI`: deployments path and `api-key`.
+    AzureOpenAI,
+    /// `Anthropic`: `/v1/messages`.
+    Anthropic,
+}
+
+impl SchemaName {
+    /// The spelling used in YAML (`schema.name`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaName::OpenAI => "OpenAI",
+            SchemaName::AwsBedrock => "AWSBedrock",
+            SchemaName::AzureOpenAI => "AzureOpenAI",
+            SchemaName::Anthropic => "Anthropic",
+        }
+    }
+}
+
+impl fmt::Display for SchemaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A schema plus its optional version (`schema.version`, e.g. the Azure `api-version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Which API.
+    pub name: SchemaName,
+    /// Optional version string, passed through to translators.
+    pub version: Option<String>,
+}
+
+/// One `AIGatewayRoute`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace` (default `default`).
+    pub namespace: String,
+    /// `spec.schema`: what clients speak (OpenAI).
+    pub input_schema: Schema,
+    /// `spec.rules`, in order; the first whose match holds wins.
+    pub rules: Vec<Rule>,
+    /// The attached `BackendTrafficPolicy` (defaults when none targets this route).
+    pub traffic: TrafficPolicy,
+    /// Name of the `BackendTrafficPolicy` applied, if any (for `validate` output).
+    pub traffic_policy_name: Option<String>,
+}
+
+/// One `spec.rules[]` entry.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `matches[]`: the rule applies when any one of them holds (an empty list matches everything).
+    pub matches: Vec<RuleMatch>,
+    /// `backendRefs[]`, in YAML order.
+    pub backend_refs: Vec<BackendRef>,
+    /// `timeouts.request` (default 60 s): covers every attempt and backoff of one request.
+    pub request_timeout: Duration,
+    /// `modelsOwnedBy` (default "Envoy AI Gateway"), reported by `GET /v1/models`.
+    pub models_owned_by: String,
+}
+
+/// One `matches[]` entry: every header condition must hold.
+#[derive(Debug, Clone)]
+pub struct RuleMatch {
+    /// `headers[]`.
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// One header condition.
+#[derive(Debug, Clone)]
+pub struct HeaderMatch {
+    /// Header name, lower-cased.
+    pub name: String,
+    /// How the value is compared.
+    pub value: HeaderMatchValue,
+}
+
+/// `type: Exact` or `type: RegularExpression`.
+#[derive(Debug, Clone)]
+pub enum HeaderMatchValue {
+    /// Byte-for-byte equality.
+    Exact(String),
+    /// A regular expression that must match the whole value (Gateway API semantics), compiled at load.
+    RegularExpression(regex::Regex),
+}
+
+/// One `backendRefs[]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct BackendRef {
+    /// The name as written in the route (an `AIServiceBackend` or a `Backend`).
+    pub ref_name: String,
+    /// Key into [`Config::backends`] (`namespace/name` of the `Backend`).
+    pub backend: String,
+    /// `priority` (default 0; lower is preferred).
+    pub priority: u32,
+    /// `weight` (default 1; 0 = never chosen).
+    pub weight: u32,
+    /// The schema the backend expects.
+    pub schema: Schema,
+    /// How the schema was decided (for `validate`): from an AIServiceBackend, the provider host, or the route.
+    pub schema_source: SchemaSource,
+}
+
+/// Where a backend's schema came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaSource {
+    /// `AIServiceBackend.spec.schema`.
+    AiServiceBackend,
+    /// Inferred from a well-known provider hostname (e.g. `bedrock-runtime.<region>.amazonaws.com`).
+    ProviderHost,
+    /// Defaulted to the route's input schema.
+    RouteInput,
+}
+
+/// One `Backend` resource, resolved.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// `namespace/name`.
+    pub key: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `spec.endpoints[]`.
+    pub endpoints: Vec<Endpoint>,
+    /// TLS towards this backend (port 443 or a `BackendTLSPolicy`), `None` for plain HTTP.
+    pub tls: Option<UpstreamTls>,
+    /// Credentials from a `BackendSecurityPolicy`, if one applies.
+    pub auth: Option<BackendAuth>,
+}
+
+/// One endpoint of a `Backend`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `fqdn: {hostname, port}`: resolved at connect time (and re-resolved periodically).
+    Fqdn {
+        /// DNS name; also the Host header and TLS server name.
+        hostname: String,
+        /// Port.
+        port: u16,
+    },
+    /// `ip: {address, port}`.
+    Ip {
+        /// Address.
+        address: IpAddr,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl Endpoint {
+    /// The host part used for the Host header and SNI.
+    pub fn host(&self) -> String {
+        match self {
+            Endpoint::Fqdn { hostname, .. } => hostname.clone(),
+            Endpoint::Ip { address, .. } => address.to_string(),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Endpoint::Fqdn { port, .. } | Endpoint::Ip { port, .. } => *port,
+        }
+    }
+
+    /// `host:port`, with IPv6 addresses bracketed.
+    pub fn authority(&self) -> String {
+        match self {
+            Endpoint::Ip {
+                address: IpAddr::V6(a),
+                port,
+            } => format!("[{a}]:{port}"),
+            other => format!("{}:{}", other.host(), other.port()),
+        }
+    }
+}
+
+/// TLS settings for an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Server name to verify (`BackendTLSPolicy.spec.validation.hostname`, else the endpoint host).
+    pub server_name: Option<String>,
+    /// Extra CA certificates (PEM) to trust besides the webpki roots (from a file or a ConfigMap/Secret).
+    pub ca_pem: Option<String>,
+    /// Where the CA came from, for messages.
+    pub ca_source: Option<String>,
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+    /// The secret itself; call only where it is put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+/// Credentials attached to a backend by a `BackendSecurityPolicy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendAuth {
+    /// `type: APIKey`: sent as `Authorization: Bearer <key>`.
+    ApiKey {
+        /// The key.
+        key: SecretString,
+        /// The policy that supplied it (`namespace/name`), for messages.
+        policy: String,
+    },
+    /// A policy type this node does not support yet (named), or whose secret could not be resolved:
+    /// requests to the backend answer 401 instead of being sent unsigned.
+    Unavailable {
+        /// Why, without the secret.
+        reason: String,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
+}
+
+/// Retry triggers (`retryOn.triggers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RetryTrigger {
+    /// `5xx`: any 5xx, connect failure, reset, per-try timeout.
+    FiveXx,
+    /// `gateway-error`: 502/503/504, connect failure, reset, per-try timeout.
+    GatewayError,
+    /// `reset`: connection reset/closed before response headers, or a per-try timeout.
+    Reset,
+    /// `reset-before-request`: reset before the request was sent.
+    ResetBeforeRequest,
+    /// `connect-failure`: TCP connect (or TLS handshake) failed or timed out.
+    ConnectFailure,
+    /// `retriable-4xx`: 409.
+    Retriable4xx,
+    /// `refused-stream`: HTTP/2 REFUSED_STREAM.
+    RefusedStream,
+    /// `retriable-status-codes`: the statuses in `httpStatusCodes`.
+    RetriableStatusCodes,
+}
+
+impl RetryTrigger {
+    /// Parses the YAML spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "5xx" => RetryTrigger::FiveXx,
+            "gateway-error" => RetryTrigger::GatewayError,
+            "reset" => RetryTrigger::Reset,
+            "reset-before-request" => RetryTrigger::ResetBeforeRequest,
+            "connect-failure" => RetryTrigger::ConnectFailure,
+            "retriable-4xx" => RetryTrigger::Retriable4xx,
+            "refused-stream" => RetryTrigger::RefusedStream,
+            "retriable-status-codes" => RetryTrigger::RetriableStatusCodes,
+            _ => return None,
+        })
+    }
+
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryTrigger::FiveXx => "5xx",
+            RetryTrigger::GatewayError => "gateway-error",
+            RetryTrigger::Reset => "reset",
+            RetryTrigger::ResetBeforeRequest => "reset-before-request",
+            RetryTrigger::ConnectFailure => "connect-failure",
+            RetryTrigger::Retriable4xx => "retriable-4xx",
+            RetryTrigger::RefusedStream => "refused-stream",
+            RetryTrigger::RetriableStatusCodes => "retriable-status-codes",
+        }
+    }
+}
+
+/// `BackendTrafficPolicy.spec.retry`, with Envoy's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// `numRetries` (default 2): attempts ≤ numRetries + 1.
+    pub num_retries: u32,
+    /// `retryOn.triggers` (default: connect-failure, refused-stream, retriable-status-codes).
+    pub triggers: Vec<RetryTrigger>,
+    /// `retryOn.httpStatusCodes` (default [503] when `retryOn` is absent).
+    pub http_status_codes: Vec<u16>,
+    /// `perRetry.backOff.baseInterval` (Envoy default 25 ms).
+    pub base_interval: Duration,
+    /// `perRetry.backOff.maxInterval` (default 10 × base).
+    pub max_interval: Duration,
+    /// `perRetry.timeout`: bounds one attempt until its response headers.
+    pub per_try_timeout: Option<Duration>,
+    /// `numAttemptsPerPriority`: exclude a priority after this many attempts on it.
+    pub num_attempts_per_priority: Option<u32>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            num_retries: 2,
+            triggers: vec![
+                RetryTrigger::ConnectFailure,
+                RetryTrigger::RefusedStream,
+                RetryTrigger::RetriableStatusCodes,
+            ],
+            http_status_codes: vec![503],
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+            per_try_timeout: None,
+            num_attempts_per_priority: None,
+        }
+    }
+}
+
+/// `healthCheck.passive` with Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveHealthConfig {
+    /// `consecutive5XxErrors` (default 5; 0 never fires).
+    pub consecutive_5xx: u32,
+    /// `consecutiveGatewayErrors` (unset = off, represented as 0).
+    pub consecutive_gateway_errors: u32,
+    /// `consecutiveLocalOriginFailures` (default 5).
+    pub consecutive_local_origin_failures: u32,
+    /// `splitExternalLocalOriginErrors` (default false).
+    pub split_external_local_origin_errors: bool,
+    /// `interval` (default 3 s): the sweep period.
+    pub interval: Duration,
+    /// `baseEjectionTime` (default 30 s).
+    pub base_ejection_time: Duration,
+    /// `maxEjectionPercent` (default 10).
+    pub max_ejection_percent: u32,
+    /// `alwaysEjectOneEndpoint` (default false).
+    pub always_eject_one_endpoint: bool,
+    /// Cap on one ejection (Envoy default 300 s).
+    pub max_ejection_time: Duration,
+}
+
+impl Default for PassiveHealthConfig {
+    fn default() -> Self {
+        PassiveHealthConfig {
+            consecutive_5xx: 5,
+            consecutive_gateway_errors: 0,
+            consecutive_local_origin_failures: 5,
+            split_external_local_origin_errors: false,
+            interval: Duration::from_secs(3),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_percent: 10,
+            always_eject_one_endpoint: false,
+            max_ejection_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `healthCheck.active` (HTTP probes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHealthConfig {
+    /// Probe path (recommended: `/v1/models`).
+    pub path: String,
+    /// Probe period.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// Failed probes before ejection.
+    pub unhealthy_threshold: u32,
+    /// Passing probes before return.
+    pub healthy_threshold: u32,
+    /// Statuses that count as passing (default [200]).
+    pub expected_statuses: Vec<u16>,
+}
+
+/// Everything a `BackendTrafficPolicy` says that this node honours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficPolicy {
+    /// `retry`: `None` means no retry at all.
+    pub retry: Option<RetryConfig>,
+    /// `healthCheck.passive` (defaults apply even without the block, as in Envoy Gateway: outlier
+    /// detection is only enabled when the block is present).
+    pub passive: Option<PassiveHealthConfig>,
+    /// `healthCheck.active`.
+    pub active: Option<ActiveHealthConfig>,
+    /// `healthCheck.panicThreshold` (default 50).
+    pub panic_threshold: u32,
+    /// `circuitBreaker.maxParallelRetries` (default 1024).
+    pub max_parallel_retries: u32,
+    /// `timeout.tcp.connectTimeout` (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for TrafficPolicy {
+    fn default() -> Self {
+        TrafficPolicy {
+            retry: None,
+            passive: None,
+            active: None,
+            panic_threshold: 50,
+            max_parallel_retries: 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Passive health: Envoy outlier detection per backend host.
+
+pub mod outlier;

@@ -1,0 +1,1 @@
+//! The Envoy outlier detector for one backend host. Pure: time is passed in.

@@ -1,0 +1,12 @@
+//! Switchyard node: an OpenAI-API gateway that routes to model providers by priority, retries and fails
+//! over, and ejects failing providers with Envoy-style passive health checks.
+//!
+//! The modules follow DESIGN.md §1: pure logic (`routing::priority`, `routing::select`, `retry::policy`,
+//! `health::outlier`, `config`) has no I/O and takes time as a parameter; the actors and sockets
+//! (`routing::actor`, `health::actor`, `proxy::server`, `admin`) are thin shells around it. `node::run`
+//! wires them together in one place.
+
+pub mod config;
+pub mod health;
+pub mod retry;
+pub mod routing;

@@ -1,0 +1,3 @@
+//! Retry policy: which attempt outcomes are retried and how long to back off (Envoy semantics).
+
+pub mod policy;

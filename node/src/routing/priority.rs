@@ -1,0 +1,1 @@
+//! Priority load with overprovisioning and panic (Envoy semantics). Pure.

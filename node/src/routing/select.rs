@@ -1,0 +1,1 @@
+//! Host selection for one attempt: priority load, weights, previously tried hosts. Pure.
