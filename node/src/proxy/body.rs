@@ -17,6 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::proxy::usage::UsageTap;
+
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,12 +31,14 @@ impl ProxyBody {
         ProxyBody(Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync())
     }
 
-    /// An upstream body, passed through with an idle timeout; `sse` adds the error event on truncation.
-    pub fn upstream(inner: Incoming, sse: bool, idle_timeout: Duration) -> Self {
+    /// An upstream body, passed through with an idle timeout; `sse` adds the error event on truncation;
+    /// `tap` (successful responses) records token usage and timings when the body ends.
+    pub fn upstream(inner: Incoming, sse: bool, idle_timeout: Duration, tap: Option<UsageTap>) -> Self {
         ProxyBody(
             UpstreamBody {
                 inner,
                 sse,
+                tap,
                 idle_timeout,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
                 state: State::Streaming,
@@ -85,6 +89,7 @@ enum State {
 struct UpstreamBody {
     inner: Incoming,
     sse: bool,
+    tap: Option<UsageTap>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
     state: State,
@@ -135,13 +140,19 @@ impl Body for UpstreamBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
+                let now = Instant::now();
+                this.idle.as_mut().reset(now + this.idle_timeout);
+                if let (Some(tap), Some(data)) = (this.tap.as_mut(), frame.data_ref()) {
+                    tap.on_data(data, now.into_std());
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => this.truncated(TruncatedStream::Broken(e.to_string())),
             Poll::Ready(None) => {
                 this.state = State::Done;
+                if let Some(tap) = this.tap.take() {
+                    tap.finish(std::time::Instant::now());
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => match this.idle.as_mut().poll(cx) {

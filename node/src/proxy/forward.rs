@@ -21,6 +21,7 @@ use crate::health::outlier::Observation;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
 use crate::proxy::upstream::LocalFailure;
+use crate::proxy::usage::{GenAiLabels, UsageTap};
 use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
 use crate::routing::matcher::MODEL_HEADER;
 use crate::routing::select::{select, AttemptHistory};
@@ -38,6 +39,10 @@ pub struct ProxiedRequest {
     pub model: String,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// `gen_ai_operation_name` of the endpoint (`chat`, `text_completion`, `embeddings`).
+    pub operation: &'static str,
+    /// When the gateway received the request (GenAI duration metrics start here).
+    pub received: std::time::Instant,
 }
 
 /// Why an attempt did not produce a response to return.
@@ -142,7 +147,8 @@ pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -
                     host.health.report(Observation::Status(status));
                 }
                 if !retriable || history.attempts() >= max_attempts {
-                    return pass_through(resp, idle_timeout(per_try, rule));
+                    let tap = resp.status().is_success().then(|| usage_tap(host, req, &resp));
+                    return pass_through(resp, idle_timeout(per_try, rule), tap);
                 }
                 Failure::Response(resp)
             }
@@ -232,7 +238,7 @@ fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
 
 fn failure_response(failure: Failure, idle: Duration) -> Response<ProxyBody> {
     match failure {
-        Failure::Response(resp) => pass_through(resp, idle),
+        Failure::Response(resp) => pass_through(resp, idle, None),
         Failure::Local(LocalFailure::Timeout) => GatewayError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
@@ -253,20 +259,41 @@ fn failure_response(failure: Failure, idle: Duration) -> Response<ProxyBody> {
     }
 }
 
-fn pass_through(resp: Response<Incoming>, idle: Duration) -> Response<ProxyBody> {
+fn is_sse(resp: &Response<Incoming>) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+fn usage_tap(host: &UpstreamHost, req: &ProxiedRequest, resp: &Response<Incoming>) -> UsageTap {
+    let provider = match host.backend.schema.name {
+        SchemaName::OpenAI => "openai",
+        SchemaName::AwsBedrock => "aws.bedrock",
+        SchemaName::AzureOpenAI => "azure.ai.openai",
+        SchemaName::Anthropic => "anthropic",
+    };
+    UsageTap::new(
+        GenAiLabels {
+            operation: req.operation,
+            provider,
+            request_model: req.model.clone(),
+        },
+        is_sse(resp),
+        req.received,
+    )
+}
+
+fn pass_through(resp: Response<Incoming>, idle: Duration, tap: Option<UsageTap>) -> Response<ProxyBody> {
+    let sse = is_sse(&resp);
     let (mut parts, body) = resp.into_parts();
     for name in STRIPPED_RESPONSE_HEADERS {
         parts.headers.remove(*name);
     }
-    let sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if sse {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle))
+    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle, tap))
 }
 
 fn build_upstream_request(

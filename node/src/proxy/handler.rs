@@ -69,6 +69,12 @@ struct BodyProbe<'a> {
 }
 
 async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
+    let received = std::time::Instant::now();
+    let operation = match req.uri().path() {
+        "/v1/chat/completions" => "chat",
+        "/v1/completions" => "text_completion",
+        _ => "embeddings",
+    };
     let snapshot = gw.snapshot();
     let limit = snapshot.max_body_bytes;
     let too_large = || {
@@ -149,11 +155,12 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         body,
         model,
         stream: probe.stream.unwrap_or(false),
+        operation,
+        received,
     };
-    let started = std::time::Instant::now();
     let resp = forward(route, rule, &proxied).await;
     tracing::debug!(route = %route.key, model = %proxied.model, stream = proxied.stream,
-        status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        status = resp.status().as_u16(), elapsed_ms = received.elapsed().as_millis() as u64, "request");
     resp
 }
 

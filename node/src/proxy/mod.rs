@@ -6,3 +6,4 @@ pub mod forward;
 pub mod handler;
 pub mod server;
 pub mod upstream;
+pub mod usage;
