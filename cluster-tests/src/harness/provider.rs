@@ -91,7 +91,7 @@ impl MockProvider {
                 if let Some(line) = out.lines().find(|l| l.starts_with("mock-provider ready ")) {
                     return Some(Ok(line.to_owned()));
                 }
-                exited.map(|s| Err(s))
+                exited.map(Err)
             }
         })
         .await;

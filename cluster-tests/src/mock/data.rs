@@ -163,8 +163,7 @@ async fn serve<I>(
     let service = hyper::service::service_fn(move |req| {
         handle(svc_shared.clone(), peer, svc_reset.clone(), req)
     });
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
     let mut want = shared.want_listen.subscribe();
     let mut closing = false;
     loop {
