@@ -107,5 +107,5 @@ impl RunArgs {
 
 /// Parses a duration flag in the same Go syntax the YAML uses (`500ms`, `5s`, `1m30s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::duration::parse(s).map_err(|e| e.to_string())
+    crate::config::duration::parse_duration(s).map_err(|e| e.to_string())
 }

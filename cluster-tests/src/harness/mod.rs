@@ -7,10 +7,12 @@
 //! - [`bin_path`]: where the workspace binaries are (building `switchyard` on demand);
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
+//! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
 
 mod bins;
 mod http;
+mod node;
 mod process;
 mod provider;
 
@@ -24,6 +26,7 @@ pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request, io_error_kind,
     Chunk, HttpResponse, StreamingResponse,
 };
+pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
 

@@ -6,6 +6,7 @@
 //! `data: {"error":…}` event and then the body errors, which makes hyper abort the connection instead of
 //! sending a clean end that would hide the truncation.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;

@@ -115,6 +115,7 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
             .into_response()
         }
     };
+    let stream = probe.stream.unwrap_or(false);
     let model = match probe.model {
         Some(m) if !m.is_empty() => m.into_owned(),
         _ => {
@@ -154,7 +155,7 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         headers: parts.headers,
         body,
         model,
-        stream: probe.stream.unwrap_or(false),
+        stream,
         operation,
         received,
     };

@@ -43,13 +43,12 @@ pub enum UpstreamError {
         name: String,
     },
     /// rustls refused the configuration.
-    #[error("backend {backend}: TLS configuration: {0}", backend = .backend)]
+    #[error("backend {backend}: TLS configuration: {source}")]
     Tls {
         /// Backend key.
         backend: String,
         /// The rustls error.
-        #[source]
-        0: rustls::Error,
+        source: rustls::Error,
     },
 }
 
@@ -101,9 +100,9 @@ pub fn build_client(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| UpstreamError::Tls {
+    .map_err(|source| UpstreamError::Tls {
         backend: backend.into(),
-        0: e,
+        source,
     })?
     .with_root_certificates(roots)
     .with_no_client_auth();
