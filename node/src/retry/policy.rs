@@ -83,9 +83,10 @@ fn trigger_covers(trigger: RetryTrigger, cfg: &RetryConfig, outcome: AttemptOutc
 /// Whether `outcome` is retried under `cfg.triggers` (any one trigger suffices, as Envoy ORs its
 /// `retry_on` bits). Budget checks (`numRetries`, route timeout, parallel-retry limit) are the caller's.
 ///
-/// With the seed's policy (`connect-failure` + `retriable-status-codes` [500]) a 500 and a connect failure are
-/// retried and 502/503/504/429/4xx are returned as they are; with the defaults (`connect-failure`,
-/// `refused-stream`, `retriable-status-codes` [503]) a 503, a connect/TLS failure and a refused stream are.
+/// With the seed's policy (`connect-failure` + `retriable-status-codes` with `[500]`) a 500 and a connect
+/// failure are retried and 502/503/504/429/4xx are returned as they are; with the defaults
+/// (`connect-failure`, `refused-stream`, `retriable-status-codes` with `[503]`) a 503, a connect/TLS failure
+/// and a refused stream are.
 pub fn is_retriable(cfg: &RetryConfig, outcome: &AttemptOutcome) -> bool {
     cfg.triggers
         .iter()
