@@ -64,11 +64,22 @@ async fn seed_fallback(primary_mode: Option<Value>) -> anyhow::Result<()> {
     let seen = count_by_body(&fallback).await?;
     anyhow::ensure!(seen.len() == n, "fallback saw {} distinct requests, want {n}: {seen:?}", seen.len());
     anyhow::ensure!(seen.values().all(|&c| c == 1), "fallback received a request twice: {seen:?}");
-    if let Some(p) = primary {
+    if let Some(p) = &primary {
+        // A mock that refuses connections logs nothing; one that answers 500 logs exactly the first request:
         // consecutive5XxErrors: 1 ejects the primary for 5 s after its first failure.
         let hits = p.request_count().await?;
-        anyhow::ensure!(hits == 1, "primary should be ejected after one failure, got {hits} requests");
+        anyhow::ensure!(hits <= 1, "primary should be ejected after one failure, got {hits} requests");
     }
+    let status = node.status().await?;
+    let primary_host = status["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|h| h["backend"] == "default/primary"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("primary missing from /status: {status}"))?;
+    anyhow::ensure!(primary_host["ejected"] == true, "primary should be ejected: {primary_host}");
+    anyhow::ensure!(primary_host["ejection_count"] == 1, "{primary_host}");
+    let left = primary_host["time_left_ms"].as_u64().unwrap_or(0);
+    anyhow::ensure!(left > 0 && left <= 5000, "time left should be within the 5 s base ejection: {primary_host}");
     Ok(())
 }
 

@@ -3,12 +3,12 @@
 //! Integration tests only get `CARGO_BIN_EXE_<name>` for binaries of their own crate, and only at compile
 //! time; tests here also run `switchyard` from the `node` crate. So binaries are looked up next to the
 //! running test executable: a test runs as `<target>/<profile>/deps/<test>-<hash>`, its binaries are in
-//! `<target>/<profile>/`. If a binary is missing there, `cargo build -p <package> --bin <name>` is run
-//! once per process (guarded by a `OnceLock` per binary) with the same profile and target directory.
-//!
-//! Limitation: a binary that exists but is stale is *not* rebuilt; `cargo test --workspace` or
-//! `cargo build` first keeps it fresh (the `mock-provider` binary of this crate is always rebuilt by cargo
-//! before this crate's tests run). Cross builds (`--target <triple>`) are not handled.
+//! `<target>/<profile>/`. Binaries of this crate are rebuilt by cargo before its tests run; binaries of
+//! other packages (`switchyard`) are not, so for those `cargo build -p <package> --bin <name>` runs once per
+//! test process (guarded by a `OnceLock` per binary, with the same profile and target directory) whenever
+//! the test runs under cargo — a no-op when fresh, and the guarantee that `cargo test -p
+//! switchyard-cluster-tests` never tests a stale gateway. Cross builds (`--target <triple>`) are not
+//! handled.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,7 +93,9 @@ pub fn try_bin_path(name: &str) -> anyhow::Result<PathBuf> {
         let run = || -> anyhow::Result<PathBuf> {
             let dir = profile_dir()?;
             let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-            if !path.exists() {
+            let foreign = package_of(name) != env!("CARGO_PKG_NAME");
+            let under_cargo = std::env::var_os("CARGO").is_some();
+            if !path.exists() || (foreign && under_cargo) {
                 build(name, &dir)?;
                 if !path.exists() {
                     bail!("{} still missing after building it", path.display());

@@ -60,7 +60,7 @@ impl SwitchyardNode {
             "--drain-delay".into(),
             "0s".into(),
         ];
-        if !extra.iter().any(|a| *a == "--node-id") {
+        if !extra.contains(&"--node-id") {
             args.extend(["--node-id".to_string(), "test-node".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));

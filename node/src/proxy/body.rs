@@ -82,8 +82,13 @@ pub enum TruncatedStream {
 
 enum State {
     Streaming,
-    /// The SSE error event went out; the next poll fails the body so the connection is aborted.
-    ErrorEventSent(Option<TruncatedStream>),
+    /// The SSE error event went out. The next poll yields once so hyper flushes the event to the socket
+    /// (a body error makes hyper drop whatever it still buffers), the one after fails the body so the
+    /// connection is aborted rather than ended cleanly.
+    ErrorEventSent {
+        why: Option<TruncatedStream>,
+        flushed: bool,
+    },
     Done,
 }
 
@@ -110,7 +115,10 @@ impl UpstreamBody {
         metrics::counter!("switchyard_truncated_responses_total").increment(1);
         if self.sse {
             let event = sse_error_event(&why.to_string());
-            self.state = State::ErrorEventSent(Some(why));
+            self.state = State::ErrorEventSent {
+                why: Some(why),
+                flushed: false,
+            };
             Poll::Ready(Some(Ok(Frame::data(event))))
         } else {
             self.state = State::Done;
@@ -130,7 +138,12 @@ impl Body for UpstreamBody {
         let this = &mut *self;
         match &mut this.state {
             State::Done => return Poll::Ready(None),
-            State::ErrorEventSent(why) => {
+            State::ErrorEventSent { flushed, .. } if !*flushed => {
+                *flushed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            State::ErrorEventSent { why, .. } => {
                 let why = why
                     .take()
                     .unwrap_or_else(|| TruncatedStream::Broken("stream truncated".into()));
