@@ -1638,3 +1638,754 @@ fn resolve_active_health(
         expected_statuses,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `yaml` to `test.yaml` in a fresh directory and loads it.
+    fn load_yaml(yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.yaml");
+        fs::write(&path, yaml).expect("write");
+        load(&path)
+    }
+
+    fn load_ok(yaml: &str) -> Config {
+        match load_yaml(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("expected the config to load, got: {e}"),
+        }
+    }
+
+    fn load_err(yaml: &str) -> String {
+        match load_yaml(yaml) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples")
+            .join(name)
+    }
+
+    /// A small valid config; tests splice variations into it.
+    const ROUTE: &str = "
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata:
+  name: r
+spec:
+  schema:
+    name: OpenAI
+  rules:
+    - matches:
+        - headers:
+            - type: Exact
+              name: x-ai-eg-model
+              value: m
+      backendRefs:
+        - name: b
+";
+    const BACKEND: &str = "
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: b
+spec:
+  endpoints:
+    - ip:
+        address: 127.0.0.1
+        port: 9001
+";
+
+    #[test]
+    fn seed_example_loads_unmodified_with_the_pages_semantics() {
+        let cfg = load(&example("provider-fallback.yaml")).expect("seed example loads");
+        assert_eq!(cfg.routes.len(), 1);
+        let route = &cfg.routes[0];
+        assert_eq!((route.namespace.as_str(), route.name.as_str()), ("default", "provider-fallback"));
+        assert_eq!(route.input_schema.name, SchemaName::OpenAI);
+        assert_eq!(route.rules.len(), 1);
+        let rule = &route.rules[0];
+        assert_eq!(rule.request_timeout, Duration::from_secs(60));
+        assert_eq!(rule.models_owned_by, "Envoy AI Gateway");
+        let h = &rule.matches[0].headers[0];
+        assert_eq!(h.name, "x-ai-eg-model");
+        assert!(matches!(&h.value, HeaderMatchValue::Exact(v) if v == "us.meta.llama3-2-1b-instruct-v1:0"));
+
+        // (ref name, priority, weight, schema, source, host)
+        let want = [
+            (
+                "provider-fallback-always-failing-upstream",
+                0,
+                1,
+                SchemaName::OpenAI,
+                SchemaSource::RouteInput,
+                "provider-fallback-always-failing-upstream.default.svc.cluster.local",
+            ),
+            (
+                "provider-fallback-aws",
+                1,
+                1,
+                SchemaName::AwsBedrock,
+                SchemaSource::ProviderHost,
+                "bedrock-runtime.us-east-1.amazonaws.com",
+            ),
+        ];
+        assert_eq!(rule.backend_refs.len(), want.len());
+        for (b, (name, prio, weight, schema, source, host)) in rule.backend_refs.iter().zip(want) {
+            assert_eq!(b.ref_name, name);
+            assert_eq!(b.backend, format!("default/{name}"));
+            assert_eq!((b.priority, b.weight), (prio, weight), "{name}");
+            assert_eq!((b.schema.name, b.schema_source), (schema, source), "{name}");
+            let be = &cfg.backends[&b.backend];
+            assert_eq!(be.endpoints, vec![Endpoint::Fqdn { hostname: host.into(), port: 443 }]);
+            assert_eq!(
+                be.tls,
+                Some(UpstreamTls { server_name: None, ca_pem: None, ca_source: None }),
+                "port 443 means TLS"
+            );
+            assert_eq!(be.auth, None);
+        }
+
+        assert_eq!(route.traffic_policy_name.as_deref(), Some("default/passive-health-check"));
+        let retry = route.traffic.retry.as_ref().expect("retry");
+        assert_eq!(
+            retry,
+            &RetryConfig {
+                num_retries: 5,
+                triggers: vec![RetryTrigger::ConnectFailure, RetryTrigger::RetriableStatusCodes],
+                http_status_codes: vec![500],
+                base_interval: Duration::from_millis(100),
+                max_interval: Duration::from_secs(10),
+                per_try_timeout: Some(Duration::from_secs(30)),
+                num_attempts_per_priority: None,
+            }
+        );
+        assert_eq!(
+            route.traffic.passive,
+            Some(PassiveHealthConfig {
+                base_ejection_time: Duration::from_secs(5),
+                interval: Duration::from_secs(2),
+                max_ejection_percent: 100,
+                consecutive_5xx: 1,
+                consecutive_gateway_errors: 0,
+                consecutive_local_origin_failures: 1,
+                split_external_local_origin_errors: false,
+                always_eject_one_endpoint: false,
+                max_ejection_time: Duration::from_secs(300),
+            })
+        );
+        assert_eq!(route.traffic.active, None);
+        assert_eq!(route.traffic.panic_threshold, 50);
+        assert_eq!(cfg.gateway_port, None);
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains("AWSBedrock inferred from host bedrock-runtime.us-east-1.amazonaws.com")),
+            "{:#?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
+    fn local_example_loads_with_loopback_backends_and_an_api_key() {
+        let cfg = load(&example("local-fallback.yaml")).expect("local example loads");
+        assert_eq!(cfg.gateway_port, Some(8080));
+        let rule = &cfg.routes[0].rules[0];
+        let primary = &rule.backend_refs[0];
+        let fallback = &rule.backend_refs[1];
+        assert_eq!((primary.priority, primary.schema_source), (0, SchemaSource::RouteInput));
+        assert_eq!((fallback.priority, fallback.schema_source), (1, SchemaSource::AiServiceBackend));
+        assert_eq!(fallback.schema.name, SchemaName::OpenAI);
+        let p = &cfg.backends[&primary.backend];
+        let f = &cfg.backends[&fallback.backend];
+        assert_eq!(p.endpoints[0].authority(), "127.0.0.1:9001");
+        assert_eq!(f.endpoints[0].authority(), "127.0.0.1:9002");
+        assert_eq!((p.tls.as_ref(), f.tls.as_ref()), (None, None));
+        assert_eq!(p.auth, None);
+        match &f.auth {
+            Some(BackendAuth::ApiKey { key, policy }) => {
+                assert_eq!(key.expose(), "sk-local-mock-key");
+                assert_eq!(policy, "default/local-fallback-apikey");
+            }
+            other => panic!("expected an API key, got {other:?}"),
+        }
+        assert_eq!(cfg.routes[0].traffic.retry.as_ref().map(|r| r.num_retries), Some(5));
+    }
+
+    #[test]
+    fn directory_loads_every_yaml_file_in_sorted_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let second_route = ROUTE.replace("name: r\n", "name: r2\n");
+        fs::write(dir.path().join("b-route.yml"), &second_route).expect("write");
+        fs::write(dir.path().join("a-route.yaml"), ROUTE).expect("write");
+        fs::write(dir.path().join("c-backend.yaml"), BACKEND).expect("write");
+        fs::write(dir.path().join("notes.txt"), "not: [yaml").expect("write");
+        let cfg = load(dir.path()).expect("directory loads");
+        let names: Vec<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["r", "r2"]);
+        let files: Vec<String> = cfg
+            .sources
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["a-route.yaml", "b-route.yml", "c-backend.yaml"]);
+        assert_eq!(cfg.backends.len(), 1);
+    }
+
+    #[test]
+    fn empty_directory_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load(dir.path()).expect_err("empty dir").to_string();
+        assert!(err.contains("no *.yaml or *.yml files"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kinds_and_foreign_api_groups_warn_and_are_skipped() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: other
+spec:
+  whatever: [1, 2]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio
+spec:
+  servers: []
+---
+---
+"
+        );
+        let cfg = load_ok(&yaml);
+        assert_eq!(cfg.routes.len(), 1);
+        assert!(cfg.warnings.iter().any(|w| w.contains("HTTPRoute/default/other") && w.contains("skipped")), "{:#?}", cfg.warnings);
+        assert!(cfg.warnings.iter().any(|w| w.contains("Gateway/default/istio") && w.contains("skipped")), "{:#?}", cfg.warnings);
+        assert_eq!(cfg.gateway_port, None);
+    }
+
+    #[test]
+    fn invalid_resources_are_errors_naming_file_resource_and_field() {
+        // (what, yaml, expected fragments of the message)
+        let cases: Vec<(&str, String, Vec<&str>)> = vec![
+            (
+                "unknown field in a rule",
+                ROUTE.replace("      backendRefs:", "      backendRefz: []\n      backendRefs:") + BACKEND,
+                vec!["test.yaml", "AIGatewayRoute/default/r", "spec.rules[0]", "backendRefz"],
+            ),
+            (
+                "unknown field in a backendRef",
+                ROUTE.replace("        - name: b\n", "        - name: b\n          prority: 1\n") + BACKEND,
+                vec!["test.yaml", "AIGatewayRoute/default/r", "spec.rules[0].backendRefs[0]", "prority"],
+            ),
+            (
+                "negative priority",
+                ROUTE.replace("        - name: b\n", "        - name: b\n          priority: -1\n") + BACKEND,
+                vec!["AIGatewayRoute/default/r", "spec.rules[0].backendRefs[0].priority"],
+            ),
+            (
+                "negative weight",
+                ROUTE.replace("        - name: b\n", "        - name: b\n          weight: -3\n") + BACKEND,
+                vec!["spec.rules[0].backendRefs[0].weight"],
+            ),
+            (
+                "dangling backendRef",
+                ROUTE.replace("        - name: b\n", "        - name: b\n        - name: nope\n") + BACKEND,
+                vec!["AIGatewayRoute/default/r", "spec.rules[0].backendRefs[1].name", "\"nope\""],
+            ),
+            (
+                "no backendRefs",
+                ROUTE.replace("      backendRefs:\n        - name: b\n", "      backendRefs: []\n") + BACKEND,
+                vec!["spec.rules[0].backendRefs", "at least one backendRef"],
+            ),
+            (
+                "bad regex",
+                ROUTE.replace("type: Exact", "type: RegularExpression").replace("value: m", "value: \"llama(\"") + BACKEND,
+                vec!["AIGatewayRoute/default/r", "spec.rules[0].matches[0].headers[0].value", "invalid regular expression"],
+            ),
+            (
+                "unknown header match type",
+                ROUTE.replace("type: Exact", "type: Prefix") + BACKEND,
+                vec!["spec.rules[0].matches[0].headers[0].type"],
+            ),
+            (
+                "port 0",
+                format!("{ROUTE}{}", BACKEND.replace("port: 9001", "port: 0")),
+                vec!["Backend/default/b", "spec.endpoints[0].ip.port", "1..=65535"],
+            ),
+            (
+                "port too large",
+                format!("{ROUTE}{}", BACKEND.replace("port: 9001", "port: 70000")),
+                vec!["spec.endpoints[0].ip.port"],
+            ),
+            (
+                "not an IP",
+                format!("{ROUTE}{}", BACKEND.replace("127.0.0.1", "localhost")),
+                vec!["spec.endpoints[0].ip.address"],
+            ),
+            (
+                "unknown schema",
+                ROUTE.replace("name: OpenAI", "name: Cohere") + BACKEND,
+                vec!["spec.schema.name", "Cohere"],
+            ),
+            (
+                "wrong apiVersion of a known group",
+                ROUTE.replace("v1alpha1", "v1beta9") + BACKEND,
+                vec!["AIGatewayRoute/default/r", "apiVersion", "aigateway.envoyproxy.io/v1alpha1"],
+            ),
+            (
+                "missing metadata.name",
+                ROUTE.replace("  name: r\n", "  namespace: x\n") + BACKEND,
+                vec!["test.yaml", "document 1", "metadata.name"],
+            ),
+            (
+                "duplicate resource",
+                format!("{ROUTE}{BACKEND}{BACKEND}"),
+                vec!["Backend/default/b", "duplicate"],
+            ),
+        ];
+        for (what, yaml, fragments) in cases {
+            let err = load_err(&yaml);
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_errors_with_the_field_path() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  retry:
+    perRetry:
+      timeout: 30 seconds
+"
+        );
+        let err = load_err(&yaml);
+        for f in ["test.yaml", "BackendTrafficPolicy/default/p", "spec.retry.perRetry.timeout", "invalid duration \"30 seconds\""] {
+            assert!(err.contains(f), "{f:?} not in: {err}");
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_and_line() {
+        let err = load_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: [unclosed\n").expect_err("bad yaml");
+        match &err {
+            ConfigError::Yaml { file, line, .. } => {
+                assert!(file.ends_with("test.yaml"));
+                assert!(*line >= 3, "line {line}");
+            }
+            other => panic!("expected a YAML error, got {other}"),
+        }
+        assert!(err.to_string().contains("test.yaml:"), "{err}");
+    }
+
+    const SECRET_VALUE: &str = "sk-very-secret-4242";
+
+    fn with_api_key(secret_doc: &str) -> String {
+        format!(
+            "{ROUTE}
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: b
+spec:
+  schema:
+    name: OpenAI
+  backendRef:
+    name: be
+    kind: Backend
+    group: gateway.envoyproxy.io
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: be
+spec:
+  endpoints:
+    - fqdn:
+        hostname: api.openai.com
+        port: 443
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata:
+  name: key
+spec:
+  type: APIKey
+  targetRefs:
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: b
+  apiKey:
+    secretRef:
+      name: s
+{secret_doc}"
+        )
+    }
+
+    #[test]
+    fn api_keys_resolve_from_string_data_and_base64_data() {
+        // "c2stdmVyeS1zZWNyZXQtNDI0Mg==" is base64 of SECRET_VALUE; the second adds the newline `echo` leaves.
+        for data in [
+            format!("stringData:\n  apiKey: {SECRET_VALUE}"),
+            "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mg==".to_owned(),
+            "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mgo=".to_owned(),
+        ] {
+            let cfg = load_ok(&with_api_key(&format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{data}\n")));
+            let be = &cfg.backends["default/be"];
+            match &be.auth {
+                Some(BackendAuth::ApiKey { key, policy }) => {
+                    assert_eq!(key.expose(), SECRET_VALUE, "{data}");
+                    assert_eq!(policy, "default/key");
+                }
+                other => panic!("{data}: expected an API key, got {other:?}"),
+            }
+            assert_eq!(cfg.routes[0].rules[0].backend_refs[0].schema_source, SchemaSource::AiServiceBackend);
+            let dbg = format!("{cfg:?}");
+            assert!(!dbg.contains(SECRET_VALUE), "secret in Debug output");
+            assert!(!render_routing_table_for_test(&cfg).contains(SECRET_VALUE), "secret in the table");
+        }
+    }
+
+    fn render_routing_table_for_test(cfg: &Config) -> String {
+        super::super::render_routing_table(cfg)
+    }
+
+    #[test]
+    fn missing_secret_is_an_error_naming_the_reference() {
+        let err = load_err(&with_api_key(""));
+        for f in ["BackendSecurityPolicy/default/key", "spec.apiKey.secretRef.name", "no Secret named \"s\""] {
+            assert!(err.contains(f), "{f:?} not in: {err}");
+        }
+        let err = load_err(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  token: {SECRET_VALUE}\n"
+        )));
+        assert!(err.contains("has no key apiKey") && err.contains("token"), "{err}");
+        assert!(!err.contains(SECRET_VALUE), "{err}");
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_errors() {
+        let secret = |body: &str| format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{body}\n");
+        let cases = [
+            // wrong shapes and types inside the Secret
+            secret(&format!("stringData: {SECRET_VALUE}")),
+            secret(&format!("data: {SECRET_VALUE}")),
+            secret(&format!("stringData:\n  apiKey: [{SECRET_VALUE}]")),
+            secret("stringData:\n  apiKey: 4242424242"),
+            secret(&format!("data:\n  apiKey: \"{SECRET_VALUE}!!\"")),
+            secret(&format!("stringData:\n  apiKey: {SECRET_VALUE}\nextra: {SECRET_VALUE}")),
+            // a YAML syntax error inside the Secret
+            secret(&format!("stringData:\n  apiKey: \"{SECRET_VALUE}\n  other: [")),
+        ];
+        for yaml in cases {
+            let err = load_yaml(&with_api_key(&yaml)).expect_err("must fail");
+            let (shown, dbg) = (err.to_string(), format!("{err:?}"));
+            assert!(!shown.contains(SECRET_VALUE) && !shown.contains("4242424242"), "leak: {shown}");
+            assert!(!dbg.contains(SECRET_VALUE) && !dbg.contains("4242424242"), "leak in Debug: {dbg}");
+        }
+    }
+
+    #[test]
+    fn unsupported_credential_types_are_unavailable_not_errors() {
+        let yaml = with_api_key("").replace(
+            "  type: APIKey",
+            "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1",
+        ).replace("  apiKey:\n    secretRef:\n      name: s\n", "");
+        let cfg = load_ok(&yaml);
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::Unavailable { reason, policy }) => {
+                assert!(reason.contains("AWSCredentials") && reason.contains("not supported yet"), "{reason}");
+                assert_eq!(policy, "default/key");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_retry_block_means_no_retry_and_default_limits() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: AIGatewayRoute
+    name: r
+  healthCheck:
+    passive: {{}}
+"
+        );
+        let cfg = load_ok(&yaml);
+        let t = &cfg.routes[0].traffic;
+        assert_eq!(t.retry, None);
+        assert_eq!(t.passive, Some(PassiveHealthConfig::default()));
+        assert_eq!(cfg.routes[0].traffic_policy_name.as_deref(), Some("default/p"));
+
+        let bare = load_ok(&format!("{ROUTE}{BACKEND}"));
+        assert_eq!(bare.routes[0].traffic, TrafficPolicy::default());
+        assert_eq!(bare.routes[0].traffic_policy_name, None);
+    }
+
+    #[test]
+    fn retry_defaults_follow_envoy() {
+        let policy = |retry: &str| {
+            format!(
+                "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  retry:
+{retry}"
+            )
+        };
+        let d = RetryConfig::default();
+        // (retry block, expected)
+        let cases = [
+            ("    numRetries: 2\n", d.clone()),
+            (
+                "    perRetry:\n      backOff:\n        baseInterval: 1s\n",
+                RetryConfig { base_interval: Duration::from_secs(1), max_interval: Duration::from_secs(10), ..d.clone() },
+            ),
+            (
+                "    retryOn:\n      triggers: [5xx]\n",
+                RetryConfig { triggers: vec![RetryTrigger::FiveXx], http_status_codes: vec![], ..d.clone() },
+            ),
+            (
+                "    numRetries: 0\n    numAttemptsPerPriority: 1\n",
+                RetryConfig { num_retries: 0, num_attempts_per_priority: Some(1), ..d.clone() },
+            ),
+        ];
+        for (block, want) in cases {
+            let cfg = load_ok(&policy(block));
+            assert_eq!(cfg.routes[0].traffic.retry.as_ref(), Some(&want), "{block}");
+        }
+        // and the invalid ones
+        for (block, field) in [
+            ("    numRetries: 1000\n", "spec.retry.numRetries"),
+            ("    numRetries: -1\n", "spec.retry.numRetries"),
+            ("    retryOn:\n      triggers: [on-error]\n", "spec.retry.retryOn.triggers[0]"),
+            ("    retryOn:\n      httpStatusCodes: [99]\n", "spec.retry.retryOn.httpStatusCodes[0]"),
+            ("    perRetry:\n      backOff:\n        baseInterval: 1s\n        maxInterval: 100ms\n", "spec.retry.perRetry.backOff.maxInterval"),
+            ("    numRetry: 3\n", "numRetry"),
+        ] {
+            let err = load_err(&policy(block));
+            assert!(err.contains(field) && err.contains("BackendTrafficPolicy/default/p"), "{block}: {err}");
+        }
+    }
+
+    #[test]
+    fn regular_expressions_match_the_whole_header_value() {
+        let cfg = load_ok(&(ROUTE.replace("type: Exact", "type: RegularExpression").replace("value: m", "value: \"llama-.*\"") + BACKEND));
+        let HeaderMatchValue::RegularExpression(re) = &cfg.routes[0].rules[0].matches[0].headers[0].value else {
+            panic!("expected a regex");
+        };
+        for (value, want) in [("llama-3", true), ("llama-", true), ("my-llama-3", false), ("llama", false)] {
+            assert_eq!(re.is_match(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn header_names_are_lower_cased() {
+        let cfg = load_ok(&(ROUTE.replace("name: x-ai-eg-model", "name: X-AI-EG-Model") + BACKEND));
+        assert_eq!(cfg.routes[0].rules[0].matches[0].headers[0].name, "x-ai-eg-model");
+    }
+
+    #[test]
+    fn backend_tls_policy_sets_server_name_and_ca() {
+        let pem = "-----BEGIN CERTIFICATE-----\\n  MIIB\\n  -----END CERTIFICATE-----";
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: BackendTLSPolicy
+metadata:
+  name: tls
+spec:
+  targetRefs:
+    - group: gateway.envoyproxy.io
+      kind: Backend
+      name: b
+  validation:
+    hostname: internal.example
+    caCertificateRefs:
+      - group: \"\"
+        kind: ConfigMap
+        name: ca
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ca
+data:
+  ca.crt: \"{pem}\"
+"
+        );
+        let cfg = load_ok(&yaml);
+        let tls = cfg.backends["default/b"].tls.as_ref().expect("tls");
+        assert_eq!(tls.server_name.as_deref(), Some("internal.example"));
+        assert!(tls.ca_pem.as_deref().is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+        assert_eq!(tls.ca_source.as_deref(), Some("ConfigMap default/ca"));
+
+        let system = yaml.replace(
+            "    caCertificateRefs:\n      - group: \"\"\n        kind: ConfigMap\n        name: ca\n",
+            "    wellKnownCACertificates: System\n",
+        );
+        let cfg = load_ok(&system.replace("apiVersion: gateway.networking.k8s.io/v1alpha3", "apiVersion: gateway.networking.k8s.io/v1"));
+        let tls = cfg.backends["default/b"].tls.as_ref().expect("tls");
+        assert_eq!((tls.server_name.as_deref(), tls.ca_pem.as_deref()), (Some("internal.example"), None));
+
+        let err = load_err(&yaml.replace("name: ca\ndata", "name: other\ndata"));
+        assert!(err.contains("BackendTLSPolicy/default/tls") && err.contains("spec.validation.caCertificateRefs[0].name"), "{err}");
+    }
+
+    #[test]
+    fn gateway_listener_port_is_read() {
+        let gw = |port: &str| {
+            format!(
+                "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  gatewayClassName: eg
+  listeners:
+    - name: http
+      protocol: HTTP
+      port: {port}
+"
+            )
+        };
+        assert_eq!(load_ok(&gw("8081")).gateway_port, Some(8081));
+        let err = load_err(&gw("0"));
+        assert!(err.contains("Gateway/default/gw") && err.contains("spec.listeners[0].port"), "{err}");
+    }
+
+    #[test]
+    fn accepted_but_ignored_fields_warn() {
+        let yaml = format!(
+            "{}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  loadBalancer:
+    type: RoundRobin
+  rateLimit:
+    type: Global
+  timeout:
+    tcp:
+      connectTimeout: 3s
+    http:
+      requestTimeout: 10s
+",
+            ROUTE.replace(
+                "  rules:\n",
+                "  llmRequestCosts:\n    - metadataKey: t\n      type: TotalToken\n  rules:\n",
+            )
+        );
+        let cfg = load_ok(&yaml);
+        for f in ["spec.llmRequestCosts", "spec.loadBalancer", "spec.rateLimit", "spec.timeout.http"] {
+            assert!(cfg.warnings.iter().any(|w| w.contains(f)), "{f}: {:#?}", cfg.warnings);
+        }
+        assert_eq!(cfg.routes[0].traffic.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn provider_hosts_imply_schemas() {
+        let cases = [
+            ("bedrock-runtime.us-east-1.amazonaws.com", Some(SchemaName::AwsBedrock)),
+            ("bedrock-runtime.eu-west-3.amazonaws.com", Some(SchemaName::AwsBedrock)),
+            ("bedrock.us-east-1.amazonaws.com", None),
+            ("myres.openai.azure.com", Some(SchemaName::AzureOpenAI)),
+            ("api.anthropic.com", Some(SchemaName::Anthropic)),
+            ("API.Anthropic.com.", Some(SchemaName::Anthropic)),
+            ("api.openai.com", None),
+            ("evil-api.anthropic.com.example", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(infer_schema_from_host(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn base64_decodes_like_kubernetes_data() {
+        let cases: [(&str, Option<&[u8]>); 6] = [
+            ("", Some(b"")),
+            ("YQ==", Some(b"a")),
+            ("YWI=", Some(b"ab")),
+            ("YWJj", Some(b"abc")),
+            ("YWJj\nZA==", Some(b"abcd")),
+            ("Y*==", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(decode_base64(input).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn routing_table_shows_the_effective_configuration() {
+        let cfg = load(&example("provider-fallback.yaml")).expect("seed loads");
+        let table = super::super::render_routing_table(&cfg);
+        for f in [
+            "Route default/provider-fallback",
+            "BackendTrafficPolicy: default/passive-health-check",
+            "x-ai-eg-model = \"us.meta.llama3-2-1b-instruct-v1:0\"",
+            "priority 0 weight 1: provider-fallback-always-failing-upstream",
+            "priority 1 weight 1: provider-fallback-aws",
+            "AWSBedrock (inferred from host bedrock-runtime.us-east-1.amazonaws.com)",
+            "OpenAI (the route's input schema)",
+            "bedrock-runtime.us-east-1.amazonaws.com:443",
+            "tls:       on",
+            "numRetries 5",
+            "[connect-failure, retriable-status-codes]",
+            "[500]",
+            "backoff base 100ms max 10s, per-try timeout 30s",
+            "consecutive5XxErrors 1, consecutiveGatewayErrors 0 (off)",
+            "interval 2s, baseEjectionTime 5s, maxEjectionPercent 100%",
+            "request timeout 1m",
+            "Warnings (",
+        ] {
+            assert!(table.contains(f), "{f:?} not in:\n{table}");
+        }
+    }
+}
