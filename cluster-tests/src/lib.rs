@@ -1,1 +1,8 @@
-//! placeholder
+//! Multi-process test support for Switchyard (DESIGN.md §9).
+//!
+//! - [`mock`]: the mock model provider behind the `mock-provider` binary;
+//! - [`harness`]: spawning and cleaning up processes, polling with deadlines, and a tiny HTTP client,
+//!   used by this crate's integration tests.
+
+pub mod harness;
+pub mod mock;

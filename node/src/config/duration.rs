@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 /// Why a duration string was rejected. The message quotes the input: durations are never secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: {reason} (expected e.g. \"100ms\", \"10s\", \"1m30s\"; units ns, us, µs, ms, s, m, h)")]
-pub(crate) struct DurationError {
+pub struct DurationError {
     input: String,
     reason: &'static str,
 }
@@ -33,7 +33,7 @@ const UNITS: &[(&str, u128)] = &[
 
 /// Parses a Go duration string. Negative durations are refused: nothing in these APIs may be negative.
 /// `"0"` alone is accepted (Go accepts it too); any other number needs a unit.
-pub(crate) fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |reason| DurationError {
         input: input.to_owned(),
         reason,

@@ -4,7 +4,7 @@
 //! `error` reports problems with file / resource / field path, and `table` renders the result for
 //! `switchyard validate`. The rest of the node only ever sees `model`.
 
-mod duration;
+pub mod duration;
 mod error;
 mod loader;
 pub mod model;

@@ -323,7 +323,7 @@ pub struct RetryConfig {
     pub num_retries: u32,
     /// `retryOn.triggers` (default: connect-failure, refused-stream, retriable-status-codes).
     pub triggers: Vec<RetryTrigger>,
-    /// `retryOn.httpStatusCodes` (default [503] when `retryOn` is absent).
+    /// `retryOn.httpStatusCodes` (default `[503]` when `retryOn` is absent).
     pub http_status_codes: Vec<u16>,
     /// `perRetry.backOff.baseInterval` (Envoy default 25 ms).
     pub base_interval: Duration,
@@ -405,7 +405,7 @@ pub struct ActiveHealthConfig {
     pub unhealthy_threshold: u32,
     /// Passing probes before return.
     pub healthy_threshold: u32,
-    /// Statuses that count as passing (default [200]).
+    /// Statuses that count as passing (default `[200]`).
     pub expected_statuses: Vec<u16>,
 }
 

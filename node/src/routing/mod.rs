@@ -1,4 +1,7 @@
 //! Routing: which rule a request matches and which backend host serves each attempt.
 
+pub mod actor;
+pub mod matcher;
 pub mod priority;
 pub mod select;
+pub mod snapshot;

@@ -1,0 +1,68 @@
+//! Test harness for Switchyard's multi-process tests (DESIGN.md §9).
+//!
+//! The rules it encodes: real processes and real sockets; every wait is [`poll_until`] with a deadline,
+//! never a bare sleep; every process started is owned by a [`Process`] that kills it by PID when dropped
+//! (and prints its captured output if the test is panicking).
+//!
+//! - [`bin_path`]: where the workspace binaries are (building `switchyard` on demand);
+//! - [`Process`]: a child process with captured stdout/stderr;
+//! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
+//! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
+
+mod bins;
+mod http;
+mod node;
+mod process;
+mod provider;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+pub use bins::{bin_path, try_bin_path};
+pub use http::{
+    http2_post_json, http_get, http_post_json, http_post_json_stream, http_request, io_error_kind,
+    Chunk, HttpResponse, StreamingResponse,
+};
+pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
+pub use process::Process;
+pub use provider::{MockOptions, MockProvider};
+
+pub use crate::mock::log::RecordedRequest;
+
+/// Calls `f` every `every` until it returns `Some`, or fails once `deadline` (measured from the call)
+/// has passed. Each call of `f` is itself bounded by the time left. This is the only way tests wait.
+pub async fn poll_until<F, Fut, T>(
+    deadline: Duration,
+    every: Duration,
+    mut f: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let end = start + deadline;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if let Ok(Some(v)) = tokio::time::timeout(left, f()).await {
+            return Ok(v);
+        }
+        let now = Instant::now();
+        if now >= end {
+            bail!("condition not met within {deadline:?}");
+        }
+        tokio::time::sleep(every.min(end - now)).await;
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). For tests that
+/// need an address before the process that will listen on it exists; prefer port 0 where possible.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0: {e}"))
+}

@@ -1,0 +1,306 @@
+//! Issue 2's behaviour through a real `switchyard` process and real mock providers: the seed page's
+//! fallback (500 and refused primaries), no-retry pass-through, statuses that are not retried, the attempt
+//! bound, priority and weights, local errors, streaming pass-through and honest truncation, h2c, models.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard_cluster_tests::harness::{
+    fallback_config, free_port, http2_post_json, http_get, http_post_json, http_post_json_stream,
+    MockProvider, SwitchyardNode, SEED_POLICY,
+};
+
+const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn chat(id: usize) -> Value {
+    json!({"model": MODEL, "messages": [{"role": "user", "content": format!("request-{id}")}]})
+}
+
+async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
+    match tokio::time::timeout(TEST_TIMEOUT, f).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded {TEST_TIMEOUT:?}"),
+    }
+}
+
+/// An address on loopback where nothing listens: connects are refused.
+fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+async fn count_by_body(mock: &MockProvider) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut seen = BTreeMap::new();
+    for r in mock.requests().await? {
+        let v: Value = serde_json::from_str(&r.body)?;
+        let content = v["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+        *seen.entry(content).or_insert(0) += 1;
+    }
+    Ok(seen)
+}
+
+async fn seed_fallback(primary_mode: Option<Value>) -> anyhow::Result<()> {
+    let fallback = MockProvider::start("fallback").await?;
+    let (primary, primary_addr) = match primary_mode {
+        Some(mode) => {
+            let p = MockProvider::start("primary").await?;
+            p.set_mode(mode).await?;
+            let addr = p.data_addr;
+            (Some(p), addr)
+        }
+        None => (None, dead_addr()),
+    };
+    let node = SwitchyardNode::start(&fallback_config(MODEL, primary_addr, fallback.data_addr, SEED_POLICY)).await?;
+    let n = 12;
+    for i in 0..n {
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+        anyhow::ensure!(r.status == 200, "request {i}: {} {}\n{}", r.status, r.text(), node.logs());
+        let content = r.json()?["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
+        anyhow::ensure!(content == "hello from fallback", "request {i} answered by {content:?}");
+    }
+    let seen = count_by_body(&fallback).await?;
+    anyhow::ensure!(seen.len() == n, "fallback saw {} distinct requests, want {n}: {seen:?}", seen.len());
+    anyhow::ensure!(seen.values().all(|&c| c == 1), "fallback received a request twice: {seen:?}");
+    if let Some(p) = primary {
+        // consecutive5XxErrors: 1 ejects the primary for 5 s after its first failure.
+        let hits = p.request_count().await?;
+        anyhow::ensure!(hits == 1, "primary should be ejected after one failure, got {hits} requests");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_policy_primary_500_every_request_gets_the_fallback_once() {
+    bounded(seed_fallback(Some(json!({"mode": "status", "status": 500})))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_policy_primary_refusing_connections_every_request_gets_the_fallback_once() {
+    bounded(seed_fallback(None)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_policy_primary_in_refuse_mode_gets_the_fallback() {
+    bounded(seed_fallback(Some(json!({"mode": "refuse"})))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retry_block_a_primary_failure_reaches_the_client() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        primary.set_mode(json!({"mode": "status", "status": 500})).await?;
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, "")).await?;
+        for i in 0..3 {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+            anyhow::ensure!(r.status == 500, "want the upstream 500 as is, got {} {}", r.status, r.text());
+            let upstream_error = r.json()?;
+            anyhow::ensure!(upstream_error["error"].is_object(), "upstream body passed through: {upstream_error}");
+        }
+        anyhow::ensure!(primary.request_count().await? == 3);
+
+        // A refused connection: 503 from the gateway, fallback untouched.
+        let dead = dead_addr();
+        let node2 = SwitchyardNode::start(&fallback_config(MODEL, dead, fallback.data_addr, "")).await?;
+        let r = http_post_json(&node2.url("/v1/chat/completions"), &chat(9)).await?;
+        anyhow::ensure!(r.status == 503, "refused primary without retry: want 503, got {} {}", r.status, r.text());
+        anyhow::ensure!(r.json()?["error"]["message"].as_str().is_some());
+        anyhow::ensure!(fallback.request_count().await? == 0, "fallback must not be tried without a retry block");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_policy_does_not_retry_502_503_504_429() {
+    bounded(async {
+        let fallback = MockProvider::start("fallback").await?;
+        let primary = MockProvider::start("primary").await?;
+        for status in [502u16, 503, 504, 429] {
+            primary.set_mode(json!({"mode": "status", "status": status})).await?;
+            primary.clear().await?;
+            let node =
+                SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
+            anyhow::ensure!(r.status == status, "status {status} must reach the client, got {}", r.status);
+            anyhow::ensure!(primary.request_count().await? == 1, "{status} was retried on the primary");
+        }
+        anyhow::ensure!(fallback.request_count().await? == 0, "a non-retried status reached the fallback");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_never_exceed_num_retries_plus_one() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        primary.set_mode(json!({"mode": "status", "status": 500})).await?;
+        fallback.set_mode(json!({"mode": "status", "status": 500})).await?;
+        let policy = SEED_POLICY.replace("baseInterval: 100ms", "baseInterval: 10ms");
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, &policy)).await?;
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
+        anyhow::ensure!(r.status == 500, "exhausted retries return the last 500, got {}", r.status);
+        let total = primary.request_count().await? + fallback.request_count().await?;
+        anyhow::ensure!(total == 6, "numRetries 5 allows exactly 6 attempts, saw {total}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_one_gets_nothing_while_priority_zero_is_healthy() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        for i in 0..30 {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+            anyhow::ensure!(r.status == 200);
+        }
+        anyhow::ensure!(primary.request_count().await? == 30);
+        anyhow::ensure!(fallback.request_count().await? == 0, "priority 1 must get zero requests");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_weights_split_about_evenly() {
+    bounded(async {
+        let a = MockProvider::start("a").await?;
+        let b = MockProvider::start("b").await?;
+        let yaml = fallback_config(MODEL, a.data_addr, b.data_addr, "").replace("priority: 1", "priority: 0");
+        let node = SwitchyardNode::start(&yaml).await?;
+        for i in 0..100 {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+            anyhow::ensure!(r.status == 200);
+        }
+        let (ca, cb) = (a.request_count().await?, b.request_count().await?);
+        anyhow::ensure!(ca + cb == 100);
+        // 50/50 within ±20 requests: about four standard deviations of a fair coin over 100 tries.
+        anyhow::ensure!((30..=70).contains(&ca), "weights 1:1 gave {ca}/{cb}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_answered_locally_with_openai_errors() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let node = SwitchyardNode::start_with(
+            &fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY),
+            &["--max-body-bytes", "2048"],
+        )
+        .await?;
+        let url = node.url("/v1/chat/completions");
+        let raw = |body: &'static str| {
+            let url = url.clone();
+            async move {
+                switchyard_cluster_tests::harness::http_request(
+                    hyper::Method::POST,
+                    &url,
+                    &[("content-type", "application/json")],
+                    bytes::Bytes::from_static(body.as_bytes()),
+                )
+                .await
+            }
+        };
+        let r = raw("{not json").await?;
+        anyhow::ensure!(r.status == 400, "malformed JSON: {}", r.status);
+        anyhow::ensure!(r.json()?["error"]["type"] == "invalid_request_error");
+        let r = raw(r#"{"messages":[]}"#).await?;
+        anyhow::ensure!(r.status == 400, "missing model: {}", r.status);
+        let r = http_post_json(&url, &json!({"model": "no-such-model", "messages": []})).await?;
+        anyhow::ensure!(r.status == 404, "unknown model: {}", r.status);
+        anyhow::ensure!(r.json()?["error"]["message"].as_str().unwrap_or_default().contains("no-such-model"));
+        let big = json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(4096)}]});
+        let r = http_post_json(&url, &big).await?;
+        anyhow::ensure!(r.status == 413, "oversized body: {}", r.status);
+        anyhow::ensure!(r.json()?["error"]["code"] == "request_too_large");
+        let total = primary.request_count().await? + fallback.request_count().await?;
+        anyhow::ensure!(total == 0, "no upstream may be contacted for a bad request, saw {total}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_passes_chunks_through_as_they_arrive() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        // The mock sends the head and two events, then never sends the rest: a client that sees those two
+        // events proves chunk-by-chunk pass-through without relying on timing.
+        primary.set_mode(json!({"mode": "stall", "after_chunks": 2})).await?;
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        let body = json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let mut stream = http_post_json_stream(&node.url("/v1/chat/completions"), &body).await?;
+        anyhow::ensure!(stream.status == 200);
+        anyhow::ensure!(stream.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default()
+            .starts_with("text/event-stream"));
+        let mut text = String::new();
+        while text.matches("data: ").count() < 2 {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next_chunk()).await
+                .map_err(|_| anyhow::anyhow!("first events did not arrive while the upstream stalls; got {text:?}"))?;
+            match chunk {
+                Some(Ok(c)) => text.push_str(&String::from_utf8_lossy(&c.data)),
+                other => anyhow::bail!("stream ended early: {other:?}"),
+            }
+        }
+        anyhow::ensure!(!text.contains("[DONE]"));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_mid_way_ends_with_an_error_event_not_a_clean_end() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        primary.set_mode(json!({"mode": "cut", "after_chunks": 2})).await?;
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        let body = json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let stream = http_post_json_stream(&node.url("/v1/chat/completions"), &body).await?;
+        anyhow::ensure!(stream.status == 200);
+        let (chunks, err) = stream.collect_chunks().await;
+        let text: String = chunks.iter().map(|c| String::from_utf8_lossy(&c.data).into_owned()).collect();
+        anyhow::ensure!(!text.contains("[DONE]"), "a cut stream must not look complete: {text:?}");
+        let last_event = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        anyhow::ensure!(last_event.starts_with("data: {\"error\""), "last event should be an SSE error: {text:?}");
+        anyhow::ensure!(err.is_some(), "the body must end with an error (connection aborted), not a clean end");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_and_models_are_listed() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        let r = http2_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
+        anyhow::ensure!(r.status == 200, "h2c: {} {}", r.status, r.text());
+        for path in ["/v1/embeddings", "/v1/completions"] {
+            let body = json!({"model": MODEL, "input": "hello", "prompt": "hello"});
+            let r = http_post_json(&node.url(path), &body).await?;
+            anyhow::ensure!(r.status == 200, "{path}: {} {}", r.status, r.text());
+        }
+        let r = http_get(&node.url("/v1/models")).await?;
+        let v = r.json()?;
+        anyhow::ensure!(v["object"] == "list");
+        anyhow::ensure!(v["data"][0]["id"] == MODEL && v["data"][0]["owned_by"] == "Envoy AI Gateway", "{v}");
+        let seen: Vec<String> = primary.requests().await?.into_iter().map(|r| r.path).collect();
+        anyhow::ensure!(seen == ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"], "{seen:?}");
+        Ok(())
+    })
+    .await;
+}

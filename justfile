@@ -1,0 +1,25 @@
+# Thin aliases over cargo and scripts. `just --list` shows them.
+
+# Run one node on the local example with mock providers (the README quick start).
+run:
+    cargo run --release -p switchyard-cluster-tests --bin local-demo
+
+# Every test (the README's test command).
+test:
+    cargo test --workspace
+
+# Format and lint as CI expects.
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Validate a config and print the effective routing table.
+validate config="deploy/examples/provider-fallback.yaml":
+    cargo run -q -p switchyard -- validate --config {{config}}
+
+# Install test prerequisites (what .ci/run does before testing).
+setup:
+    ./scripts/openai-venv.sh

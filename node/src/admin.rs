@@ -1,0 +1,189 @@
+//! The admin listener (default loopback): `/healthz`, `/readyz` (what the L4 load balancer checks),
+//! `/status` (JSON for `switchyard status`), `/metrics` (Prometheus text) and `POST /reload`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::rpc::CallResult;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::gateway::Gateway;
+use crate::health::actor::HostStatus;
+use crate::proxy::body::ProxyBody;
+use crate::routing::actor::{RouteLoad, RouteMsg};
+use crate::shutdown::Shutdown;
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    /// Gateway state.
+    pub gateway: Arc<Gateway>,
+    /// Shutdown state (readiness).
+    pub shutdown: Shutdown,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+    /// Node id.
+    pub node_id: String,
+    /// Process start.
+    pub started: Instant,
+    /// Client listener address.
+    pub listen: String,
+}
+
+/// `/status` JSON.
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub node_id: String,
+    /// Build version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Client listener.
+    pub listen: String,
+    /// Config sources.
+    pub config: Vec<String>,
+    /// Ready for traffic.
+    pub ready: bool,
+    /// Routes and their priority load.
+    pub routes: Vec<RouteLoad>,
+    /// Every backend host.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// One backend host in `/status`.
+#[derive(Debug, Serialize)]
+pub struct BackendStatus {
+    /// Host key.
+    pub host: String,
+    /// Backend key.
+    pub backend: String,
+    /// Endpoint `host:port`.
+    pub endpoint: String,
+    /// Lowest priority it serves at.
+    pub priority: Option<u32>,
+    /// Detector state (None if the actor did not answer).
+    #[serde(flatten)]
+    pub health: Option<HostStatus>,
+}
+
+/// Serves the admin API until the process exits.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let st = state.clone();
+        let svc = service_fn(move |req| route(st.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+async fn route(st: Arc<AdminState>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if st.shutdown.is_draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::OK, "ready\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = text(StatusCode::OK, st.metrics.render());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::GET, "/status") => json(StatusCode::OK, &status(&st).await),
+        (&Method::POST, "/reload") => match st.gateway.reload().await {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({"reloaded": true})),
+            Err(e) => {
+                metrics::counter!("switchyard_config_reloads_total", "result" => "error").increment(1);
+                tracing::error!(error = %e, "reload failed; keeping the running config");
+                json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({"reloaded": false, "error": e.to_string()}),
+                )
+            }
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(resp)
+}
+
+/// Builds the `/status` document.
+pub async fn status(st: &AdminState) -> NodeStatus {
+    let gw = &st.gateway;
+    let mut routes = Vec::new();
+    for (_, actor) in gw.route_actors().await {
+        if let Ok(CallResult::Success(load)) = actor
+            .call(RouteMsg::Load, Some(Duration::from_secs(2)))
+            .await
+        {
+            routes.push(load);
+        }
+    }
+    let snapshot = gw.snapshot();
+    let mut backends = Vec::new();
+    for host in gw.registry().all().await {
+        let priority = snapshot
+            .routes
+            .iter()
+            .flat_map(|r| r.rules.iter())
+            .flat_map(|r| r.hosts.iter())
+            .filter(|h| h.health.key == host.key)
+            .map(|h| h.priority)
+            .min();
+        backends.push(BackendStatus {
+            host: host.key.clone(),
+            backend: host.backend.clone(),
+            endpoint: host.endpoint.authority(),
+            priority,
+            health: host.status().await,
+        });
+    }
+    NodeStatus {
+        node_id: st.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: st.started.elapsed().as_secs(),
+        listen: st.listen.clone(),
+        config: gw
+            .config()
+            .sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        ready: !st.shutdown.is_draining(),
+        routes,
+        backends,
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut r = text(status, body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

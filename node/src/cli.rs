@@ -1,0 +1,111 @@
+//! Command-line interface: `switchyard run | validate | status`. Flags have `SWITCHYARD_*` environment
+//! equivalents (DESIGN §2). Parsing lives in the library so tests and the binary share it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Switchyard: a clustered AI/LLM gateway.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway node.
+    Run(RunArgs),
+    /// Load and validate a config, print the effective routing table; exit 1 on error.
+    Validate {
+        /// Config file or directory.
+        #[arg(long, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show a running node's status (routes, backends, health).
+    Status {
+        /// Admin URL of the node.
+        #[arg(long, env = "SWITCHYARD_ADMIN_URL", default_value = "http://127.0.0.1:9901")]
+        admin: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `switchyard run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file or directory (Envoy AI Gateway YAML).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: PathBuf,
+    /// Client listener address [default: 0.0.0.0:8080, or the Gateway resource's listener port].
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener address.
+    #[arg(long, env = "SWITCHYARD_ADMIN", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Gossip address (UDP) for the cluster.
+    #[arg(long, env = "SWITCHYARD_GOSSIP", default_value = "0.0.0.0:7946")]
+    pub gossip: String,
+    /// Node id [default: the hostname].
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster name; peers of another cluster are refused.
+    #[arg(long, env = "SWITCHYARD_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Seed peers, comma-separated `host:port`.
+    #[arg(long, env = "SWITCHYARD_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// Cluster CA certificate (PEM).
+    #[arg(long, env = "SWITCHYARD_CLUSTER_CA")]
+    pub cluster_ca: Option<PathBuf>,
+    /// This node's cluster certificate (PEM).
+    #[arg(long, env = "SWITCHYARD_CLUSTER_CERT")]
+    pub cluster_cert: Option<PathBuf>,
+    /// This node's cluster key (PEM).
+    #[arg(long, env = "SWITCHYARD_CLUSTER_KEY")]
+    pub cluster_key: Option<PathBuf>,
+    /// Request body limit in bytes (413 beyond it).
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long the listener keeps serving after readiness drops on shutdown.
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+    /// How long in-flight requests and streams get once accepting stops.
+    #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// Whether any cluster flag was given (the cluster is not part of this build yet).
+    pub fn cluster_requested(&self) -> bool {
+        !self.seeds.is_empty()
+            || self.cluster.is_some()
+            || self.cluster_ca.is_some()
+            || self.cluster_cert.is_some()
+            || self.cluster_key.is_some()
+    }
+}
+
+/// Parses a duration flag in the same Go syntax the YAML uses (`500ms`, `5s`, `1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::duration::parse_duration(s).map_err(|e| e.to_string())
+}

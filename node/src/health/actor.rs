@@ -1,0 +1,247 @@
+//! The BackendHealth actor: one per backend host, owning its outlier detector and sweep timer.
+//!
+//! It is the only writer of the host's [`HostHealth`] flag. Successes arrive fire-and-forget; a failed attempt
+//! is sent with a reply port and acknowledged only after the detector has run (and the flag is set), so a
+//! retry's host choice already sees the ejection the failure caused (DESIGN §1, §4).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::config::model::PassiveHealthConfig;
+use crate::health::outlier::{Observation, OutlierDetector, SweepOutcome};
+use crate::health::view::{EjectionGroup, HostHealth};
+
+/// What a host is told on (re)configuration: its passive policy and the rule groups it belongs to.
+#[derive(Debug, Clone)]
+pub struct HostPolicy {
+    /// `healthCheck.passive`; `None` disables ejection (Envoy Gateway configures no outlier detection).
+    pub passive: Option<PassiveHealthConfig>,
+    /// Every route rule this host serves in, for `maxEjectionPercent`.
+    pub groups: Vec<Arc<EjectionGroup>>,
+}
+
+/// Messages to a BackendHealth actor.
+#[derive(Debug)]
+pub enum HealthMsg {
+    /// An attempt outcome, fire-and-forget.
+    Observe(Observation),
+    /// A failed attempt's outcome; the reply (true when the host is now ejected) comes after the detector ran.
+    ObserveAck(Observation, RpcReplyPort<bool>),
+    /// The interval timer fired.
+    Sweep,
+    /// New policy after a config (re)load; counters and ejection survive.
+    Configure(HostPolicy),
+    /// Status for `/status`.
+    Status(RpcReplyPort<HostStatus>),
+}
+
+/// One host's health as shown by `/status` and `switchyard status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    /// Whether the host is ejected locally.
+    pub ejected: bool,
+    /// Why it was last ejected (`consecutive_5xx`, …).
+    pub reason: Option<&'static str>,
+    /// Milliseconds until the ejection time is up (the host returns at the next sweep after that).
+    pub time_left_ms: Option<u64>,
+    /// Envoy's ejection multiplier k.
+    pub ejection_count: u32,
+    /// Consecutive 5xx counter.
+    pub consecutive_5xx: u32,
+    /// Consecutive gateway-error counter.
+    pub consecutive_gateway_errors: u32,
+    /// Consecutive local-origin failure counter.
+    pub consecutive_local_origin_failures: u32,
+    /// Whether passive health checking is configured for this host.
+    pub outlier_detection: bool,
+}
+
+/// Spawn arguments.
+pub struct HealthArgs {
+    /// The host's key (`namespace/backend|host:port`), for logs and metrics.
+    pub key: String,
+    /// The published flag.
+    pub view: Arc<HostHealth>,
+    /// Initial policy.
+    pub policy: HostPolicy,
+}
+
+/// The actor's state.
+pub struct HealthState {
+    key: String,
+    view: Arc<HostHealth>,
+    policy: HostPolicy,
+    detector: Option<OutlierDetector>,
+    /// Groups whose slot this host holds while ejected (released on return, even after a reload).
+    held: Vec<Arc<EjectionGroup>>,
+    timer: Option<(Duration, JoinHandle<()>)>,
+}
+
+/// The BackendHealth actor.
+pub struct BackendHealth;
+
+impl HealthState {
+    fn apply(&mut self, myself: &ActorRef<HealthMsg>, policy: HostPolicy) {
+        match (&mut self.detector, &policy.passive) {
+            (Some(d), Some(cfg)) => d.set_config(cfg.clone()),
+            (None, Some(cfg)) => self.detector = Some(OutlierDetector::new(cfg.clone())),
+            (_, None) => {
+                if self.detector.take().is_some_and(|d| d.is_ejected()) {
+                    self.return_host();
+                }
+            }
+        }
+        let interval = policy.passive.as_ref().map(|p| p.interval);
+        let keep = matches!((&self.timer, interval), (Some((cur, _)), Some(new)) if *cur == new);
+        if !keep {
+            if let Some((_, h)) = self.timer.take() {
+                h.abort();
+            }
+            if let Some(every) = interval {
+                let every = every.max(Duration::from_millis(10));
+                self.timer = Some((every, myself.send_interval(every, || HealthMsg::Sweep)));
+            }
+        }
+        self.policy = policy;
+    }
+
+    fn observe(&mut self, obs: Observation, now: Instant) {
+        let Some(detector) = self.detector.as_mut() else {
+            return;
+        };
+        let Some(reason) = detector.observe(obs) else {
+            return;
+        };
+        // Every group the host belongs to must have room (DESIGN §5: over all hosts of the rule).
+        let mut taken: Vec<Arc<EjectionGroup>> = Vec::new();
+        for g in &self.policy.groups {
+            if g.try_reserve() {
+                taken.push(g.clone());
+            } else {
+                for t in &taken {
+                    t.release();
+                }
+                tracing::info!(host = %self.key, reason = reason.as_str(), "ejection refused by maxEjectionPercent");
+                return;
+            }
+        }
+        detector.eject(reason, now);
+        self.held = taken;
+        self.view.set_ejected(true);
+        let left = detector.time_left(now).unwrap_or_default();
+        tracing::warn!(host = %self.key, reason = reason.as_str(), ejection_count = detector.ejection_count(),
+            ejection_ms = left.as_millis() as u64, "backend host ejected");
+        metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
+            "reason" => reason.as_str(), "source" => "local")
+        .increment(1);
+        metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone()).set(1.0);
+    }
+
+    fn return_host(&mut self) {
+        for g in self.held.drain(..) {
+            g.release();
+        }
+        self.view.set_ejected(false);
+        metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone()).set(0.0);
+        tracing::info!(host = %self.key, "backend host returned");
+    }
+
+    fn status(&self, now: Instant) -> HostStatus {
+        match &self.detector {
+            Some(d) => {
+                let c = d.counters();
+                HostStatus {
+                    ejected: d.is_ejected(),
+                    reason: d.last_reason().map(|r| r.as_str()),
+                    time_left_ms: d.time_left(now).map(|t| t.as_millis() as u64),
+                    ejection_count: d.ejection_count(),
+                    consecutive_5xx: c.consecutive_5xx,
+                    consecutive_gateway_errors: c.consecutive_gateway,
+                    consecutive_local_origin_failures: c.consecutive_local_origin,
+                    outlier_detection: true,
+                }
+            }
+            None => HostStatus {
+                ejected: false,
+                reason: None,
+                time_left_ms: None,
+                ejection_count: 0,
+                consecutive_5xx: 0,
+                consecutive_gateway_errors: 0,
+                consecutive_local_origin_failures: 0,
+                outlier_detection: false,
+            },
+        }
+    }
+}
+
+impl Actor for BackendHealth {
+    type Msg = HealthMsg;
+    type State = HealthState;
+    type Arguments = HealthArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = HealthState {
+            key: args.key,
+            view: args.view,
+            policy: HostPolicy {
+                passive: None,
+                groups: Vec::new(),
+            },
+            detector: None,
+            held: Vec::new(),
+            timer: None,
+        };
+        state.apply(&myself, args.policy);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, h)) = state.timer.take() {
+            h.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        match message {
+            HealthMsg::Observe(obs) => state.observe(obs, now),
+            HealthMsg::ObserveAck(obs, reply) => {
+                state.observe(obs, now);
+                let _ = reply.send(state.view.is_ejected());
+            }
+            HealthMsg::Sweep => {
+                let returned = state
+                    .detector
+                    .as_mut()
+                    .is_some_and(|d| matches!(d.sweep(now), SweepOutcome::Returned));
+                if returned {
+                    state.return_host();
+                }
+            }
+            HealthMsg::Configure(policy) => state.apply(&myself, policy),
+            HealthMsg::Status(reply) => {
+                let _ = reply.send(state.status(now));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! The set of live BackendHealth actors, keyed by host, kept across config reloads.
+//!
+//! A reload rebuilds routes but must keep the health of backends that still exist (DESIGN §2), so hosts are
+//! looked up by a stable key (`namespace/backend|host:port`) and only new hosts get new actors; hosts that
+//! disappeared are stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::sync::Mutex;
+
+use crate::config::model::Endpoint;
+use crate::health::actor::{BackendHealth, HealthArgs, HealthMsg, HostPolicy, HostStatus};
+use crate::health::outlier::Observation;
+use crate::health::view::HostHealth;
+
+/// How long a failed attempt waits for the health actor's acknowledgement before choosing anyway.
+const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One backend host as the request path sees it: its health flag and the way to report outcomes.
+#[derive(Debug)]
+pub struct HostEntry {
+    /// `namespace/backend|host:port`.
+    pub key: String,
+    /// The `Backend` key (`namespace/name`).
+    pub backend: String,
+    /// The endpoint this host stands for.
+    pub endpoint: Endpoint,
+    /// The lock-free health flag.
+    pub view: Arc<HostHealth>,
+    actor: ActorRef<HealthMsg>,
+}
+
+impl HostEntry {
+    /// Reports an outcome without waiting (successes: the common case).
+    pub fn report(&self, obs: Observation) {
+        let _ = self.actor.cast(HealthMsg::Observe(obs));
+    }
+
+    /// Reports a failed attempt and waits until the detector has run; returns whether the host is ejected.
+    pub async fn report_failure(&self, obs: Observation) -> bool {
+        match self
+            .actor
+            .call(|port| HealthMsg::ObserveAck(obs, port), Some(ACK_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(ejected)) => ejected,
+            _ => self.view.is_ejected(),
+        }
+    }
+
+    /// The host's detector state, for `/status`.
+    pub async fn status(&self) -> Option<HostStatus> {
+        match self
+            .actor
+            .call(HealthMsg::Status, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(CallResult::Success(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn configure(&self, policy: HostPolicy) {
+        let _ = self.actor.cast(HealthMsg::Configure(policy));
+    }
+}
+
+/// Errors from the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The actor system refused to start a BackendHealth actor.
+    #[error("cannot start the health actor for {host}: {source}")]
+    Spawn {
+        /// The host key.
+        host: String,
+        /// Why.
+        source: ractor::SpawnErr,
+    },
+}
+
+/// Live hosts by key.
+#[derive(Default)]
+pub struct HealthRegistry {
+    hosts: Mutex<HashMap<String, Arc<HostEntry>>>,
+}
+
+impl HealthRegistry {
+    /// Returns the entry for `key`, starting its actor if it is new. The actor starts with no policy; the
+    /// caller sends one with [`HostEntry::configure`] once the rule groups are known.
+    pub async fn ensure(
+        &self,
+        key: &str,
+        backend: &str,
+        endpoint: &Endpoint,
+    ) -> Result<Arc<HostEntry>, RegistryError> {
+        let mut hosts = self.hosts.lock().await;
+        if let Some(e) = hosts.get(key) {
+            return Ok(e.clone());
+        }
+        let view = Arc::new(HostHealth::default());
+        let (actor, _join) = Actor::spawn(
+            None,
+            BackendHealth,
+            HealthArgs {
+                key: key.to_string(),
+                view: view.clone(),
+                policy: HostPolicy {
+                    passive: None,
+                    groups: Vec::new(),
+                },
+            },
+        )
+        .await
+        .map_err(|source| RegistryError::Spawn {
+            host: key.to_string(),
+            source,
+        })?;
+        let entry = Arc::new(HostEntry {
+            key: key.to_string(),
+            backend: backend.to_string(),
+            endpoint: endpoint.clone(),
+            view,
+            actor,
+        });
+        hosts.insert(key.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Stops every host not in `keep` (backends removed by a reload).
+    pub async fn retain(&self, keep: &std::collections::HashSet<String>) {
+        let mut hosts = self.hosts.lock().await;
+        hosts.retain(|k, e| {
+            let kept = keep.contains(k);
+            if !kept {
+                e.actor.stop(Some("backend removed by reload".into()));
+            }
+            kept
+        });
+    }
+
+    /// Every live host, sorted by key.
+    pub async fn all(&self) -> Vec<Arc<HostEntry>> {
+        let hosts = self.hosts.lock().await;
+        let mut v: Vec<_> = hosts.values().cloned().collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+}

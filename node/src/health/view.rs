@@ -1,0 +1,113 @@
+//! What the request path reads about a backend host's health: one atomic flag per host, no locks.
+//!
+//! The BackendHealth actor is the only writer; connection tasks only load the flag (DESIGN §1: the request
+//! path never waits on a mailbox to learn health). `EjectionGroup` is the shared budget behind
+//! `maxEjectionPercent`: hosts of one route rule reserve a slot atomically before ejecting, so two hosts
+//! failing at the same instant cannot both take the last slot.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::health::outlier::ejection_allowed;
+
+/// The lock-free health bit of one backend host.
+#[derive(Debug, Default)]
+pub struct HostHealth {
+    ejected: AtomicBool,
+}
+
+impl HostHealth {
+    /// True while the host is ejected (locally, and later by the cluster view).
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ejected(&self, ejected: bool) {
+        self.ejected.store(ejected, Ordering::Release);
+    }
+}
+
+/// The hosts of one route rule, counted for `maxEjectionPercent` (DESIGN §5: over all priorities).
+#[derive(Debug)]
+pub struct EjectionGroup {
+    total: usize,
+    ejected: AtomicUsize,
+    max_ejection_percent: u32,
+    always_eject_one_endpoint: bool,
+}
+
+impl EjectionGroup {
+    /// A group of `total` hosts of which `already_ejected` are ejected now (kept across reloads).
+    pub fn new(
+        total: usize,
+        already_ejected: usize,
+        max_ejection_percent: u32,
+        always_eject_one_endpoint: bool,
+    ) -> Self {
+        EjectionGroup {
+            total,
+            ejected: AtomicUsize::new(already_ejected),
+            max_ejection_percent,
+            always_eject_one_endpoint,
+        }
+    }
+
+    /// Takes one ejection slot if the budget allows it (Envoy: `100 * (ejected + 1) / total <= max`).
+    pub fn try_reserve(&self) -> bool {
+        self.ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                ejection_allowed(
+                    n,
+                    self.total,
+                    self.max_ejection_percent,
+                    self.always_eject_one_endpoint,
+                )
+                .then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a slot back when a host returns.
+    pub fn release(&self) {
+        let _ = self
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Hosts ejected in this group now.
+    pub fn ejected(&self) -> usize {
+        self.ejected.load(Ordering::Acquire)
+    }
+
+    /// Hosts in this group.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_ejection_percent_50_of_two_allows_only_one() {
+        let g = EjectionGroup::new(2, 0, 50, false);
+        assert!(g.try_reserve());
+        assert!(!g.try_reserve());
+        g.release();
+        assert!(g.try_reserve());
+    }
+
+    #[test]
+    fn always_eject_one_overrides_a_zero_budget_once() {
+        let g = EjectionGroup::new(4, 0, 0, true);
+        assert!(g.try_reserve());
+        assert!(!g.try_reserve());
+    }
+
+    #[test]
+    fn release_never_underflows() {
+        let g = EjectionGroup::new(1, 0, 100, false);
+        g.release();
+        assert_eq!(g.ejected(), 0);
+    }
+}

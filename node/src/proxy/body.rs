@@ -1,0 +1,177 @@
+//! Response bodies: gateway-made bodies and upstream bodies passed through frame by frame.
+//!
+//! An upstream body is never buffered: each frame goes to the client as it arrives, so streaming (SSE)
+//! responses reach the client chunk by chunk. Two things are added on top (DESIGN §3.6): a per-frame idle
+//! timeout, and honest truncation — when an SSE stream breaks mid-way the client gets a final
+//! `data: {"error":…}` event and then the body errors, which makes hyper abort the connection instead of
+//! sending a clean end that would hide the truncation.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::proxy::usage::UsageTap;
+
+/// Boxed error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the gateway sends.
+pub struct ProxyBody(UnsyncBoxBody<Bytes, BoxError>);
+
+impl ProxyBody {
+    /// A complete in-memory body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody(Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync())
+    }
+
+    /// An upstream body, passed through with an idle timeout; `sse` adds the error event on truncation;
+    /// `tap` (successful responses) records token usage and timings when the body ends.
+    pub fn upstream(inner: Incoming, sse: bool, idle_timeout: Duration, tap: Option<UsageTap>) -> Self {
+        ProxyBody(
+            UpstreamBody {
+                inner,
+                sse,
+                tap,
+                idle_timeout,
+                idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                state: State::Streaming,
+            }
+            .boxed_unsync(),
+        )
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// Why an upstream body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum TruncatedStream {
+    /// The upstream connection broke.
+    #[error("upstream stream broke mid-way: {0}")]
+    Broken(String),
+    /// No frame arrived within the idle timeout.
+    #[error("upstream stream idle for longer than {0:?}")]
+    Idle(Duration),
+}
+
+enum State {
+    Streaming,
+    /// The SSE error event went out; the next poll fails the body so the connection is aborted.
+    ErrorEventSent(Option<TruncatedStream>),
+    Done,
+}
+
+struct UpstreamBody {
+    inner: Incoming,
+    sse: bool,
+    tap: Option<UsageTap>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    state: State,
+}
+
+/// The SSE event that tells the client a stream was cut.
+pub fn sse_error_event(message: &str) -> Bytes {
+    let event = serde_json::json!({
+        "error": {"message": message, "type": "server_error", "code": "upstream_stream_truncated", "param": null}
+    });
+    Bytes::from(format!("data: {event}\n\n"))
+}
+
+impl UpstreamBody {
+    fn truncated(&mut self, why: TruncatedStream) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        tracing::warn!(error = %why, "upstream response truncated");
+        metrics::counter!("switchyard_truncated_responses_total").increment(1);
+        if self.sse {
+            let event = sse_error_event(&why.to_string());
+            self.state = State::ErrorEventSent(Some(why));
+            Poll::Ready(Some(Ok(Frame::data(event))))
+        } else {
+            self.state = State::Done;
+            Poll::Ready(Some(Err(Box::new(why))))
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match &mut this.state {
+            State::Done => return Poll::Ready(None),
+            State::ErrorEventSent(why) => {
+                let why = why
+                    .take()
+                    .unwrap_or_else(|| TruncatedStream::Broken("stream truncated".into()));
+                this.state = State::Done;
+                return Poll::Ready(Some(Err(Box::new(why))));
+            }
+            State::Streaming => {}
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let now = Instant::now();
+                this.idle.as_mut().reset(now + this.idle_timeout);
+                if let (Some(tap), Some(data)) = (this.tap.as_mut(), frame.data_ref()) {
+                    tap.on_data(data, now.into_std());
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => this.truncated(TruncatedStream::Broken(e.to_string())),
+            Poll::Ready(None) => {
+                this.state = State::Done;
+                if let Some(tap) = this.tap.take() {
+                    tap.finish(std::time::Instant::now());
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => this.truncated(TruncatedStream::Idle(this.idle_timeout)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // An SSE body may gain an error event, so it never promises an exact length.
+        match self.state {
+            State::Streaming if !self.sse => self.inner.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}

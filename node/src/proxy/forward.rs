@@ -1,0 +1,369 @@
+//! The attempt loop for one request: choose a host, send, classify, report to health, then return or retry.
+//!
+//! Envoy semantics (DESIGN §4): attempts ≤ numRetries + 1; only outcomes the `retryOn` triggers name are
+//! retried; a retry backs off with full jitter (or a shorter `Retry-After`); `perRetry.timeout` bounds one
+//! attempt until response headers and the route timeout bounds everything, never retried. A failed attempt
+//! is acknowledged by the host's health actor before the retry chooses, so the retry sees the ejection.
+//! Once response headers go to the client there is no retry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use crate::config::model::{BackendAuth, SchemaName};
+use crate::health::outlier::Observation;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::error::GatewayError;
+use crate::proxy::upstream::LocalFailure;
+use crate::proxy::usage::{GenAiLabels, UsageTap};
+use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
+use crate::routing::matcher::MODEL_HEADER;
+use crate::routing::select::{select, AttemptHistory};
+use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
+
+/// A client request, read and understood, ready to be sent to any backend.
+pub struct ProxiedRequest {
+    /// Path and query as the client sent them.
+    pub path_and_query: String,
+    /// The client's headers.
+    pub headers: HeaderMap,
+    /// The original body, re-sent (re-translated later) for every attempt.
+    pub body: Bytes,
+    /// The body's `model`.
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// `gen_ai_operation_name` of the endpoint (`chat`, `text_completion`, `embeddings`).
+    pub operation: &'static str,
+    /// When the gateway received the request (GenAI duration metrics start here).
+    pub received: std::time::Instant,
+}
+
+/// Why an attempt did not produce a response to return.
+enum Failure {
+    /// The upstream answered with a status the policy retries (kept so it can be returned as is).
+    Response(Response<Incoming>),
+    /// No response at all.
+    Local(LocalFailure),
+}
+
+/// Request headers never forwarded upstream: hop-by-hop (RFC 9110 §7.6.1), those the gateway sets itself,
+/// and the client's credentials (the backend gets its own).
+const STRIPPED_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+    "accept-encoding",
+    MODEL_HEADER,
+];
+
+/// Response headers not passed back to the client (hop-by-hop; framing is hyper's business).
+const STRIPPED_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Runs the attempt loop for `req` on `rule` of `route`.
+pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -> Response<ProxyBody> {
+    let deadline = Instant::now() + rule.request_timeout;
+    let retry = route.traffic.retry.as_ref();
+    let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
+    let per_try = retry.and_then(|r| r.per_try_timeout);
+    let mut history = AttemptHistory::default();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(rand::rng().random());
+    let mut last: Option<Failure> = None;
+    let mut first_priority: Option<u32> = None;
+    let mut _retry_slot: Option<RetrySlot> = None;
+
+    loop {
+        let candidates = rule.candidates();
+        let Some(choice) = select(
+            &candidates,
+            route.traffic.panic_threshold,
+            retry.and_then(|r| r.num_attempts_per_priority),
+            &history,
+            &mut rng,
+        ) else {
+            return match last {
+                Some(f) => failure_response(f, idle_timeout(per_try, rule)),
+                None => GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "no_healthy_upstream",
+                    format!("no healthy upstream for model {:?}", req.model),
+                )
+                .into_response(),
+            };
+        };
+        let host = &rule.hosts[choice.host];
+        history.record(choice.host, choice.priority);
+        if history.attempts() > 1 {
+            metrics::counter!("switchyard_retries_total").increment(1);
+            if first_priority.is_some_and(|p| p != choice.priority) {
+                metrics::counter!("switchyard_fallbacks_total").increment(1);
+            }
+        }
+        first_priority.get_or_insert(choice.priority);
+
+        let upstream_req = match build_upstream_request(host, req) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        // The last failure is released only now: it was the answer if no further attempt could start.
+        drop(last.take());
+
+        let now = Instant::now();
+        let attempt_deadline = per_try.map_or(deadline, |t| (now + t).min(deadline));
+        let sent = tokio::time::timeout_at(attempt_deadline, host.backend.client.request(upstream_req)).await;
+        let failure = match sent {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                record_upstream(host, &status.to_string());
+                host.health.report(Observation::ConnectSucceeded);
+                let outcome = AttemptOutcome::Status(status);
+                let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
+                if status >= 500 {
+                    host.health.report_failure(Observation::Status(status)).await;
+                } else {
+                    host.health.report(Observation::Status(status));
+                }
+                if !retriable || history.attempts() >= max_attempts {
+                    let tap = resp.status().is_success().then(|| usage_tap(host, req, &resp));
+                    return pass_through(resp, idle_timeout(per_try, rule), tap);
+                }
+                Failure::Response(resp)
+            }
+            Ok(Err(e)) => {
+                let f = LocalFailure::classify(&e);
+                tracing::debug!(host = %host.health.key, failure = f.as_str(), error = %e, "attempt failed");
+                record_upstream(host, f.as_str());
+                host.health.report_failure(f.observation()).await;
+                Failure::Local(f)
+            }
+            Err(_) if attempt_deadline == deadline => {
+                // The route timeout: covers every attempt and is never retried (DESIGN §4).
+                record_upstream(host, "route_timeout");
+                host.health
+                    .report(LocalFailure::Timeout.observation());
+                return route_timeout(rule);
+            }
+            Err(_) => {
+                record_upstream(host, "timeout");
+                host.health
+                    .report_failure(LocalFailure::Timeout.observation())
+                    .await;
+                Failure::Local(LocalFailure::Timeout)
+            }
+        };
+
+        let outcome = match &failure {
+            Failure::Response(r) => AttemptOutcome::Status(r.status().as_u16()),
+            Failure::Local(f) => f.attempt_outcome(),
+        };
+        let Some(policy) = retry.filter(|r| is_retriable(r, &outcome)) else {
+            return failure_response(failure, idle_timeout(per_try, rule));
+        };
+        if history.attempts() >= max_attempts {
+            return failure_response(failure, idle_timeout(per_try, rule));
+        }
+        if _retry_slot.is_none() {
+            match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
+                Some(slot) => _retry_slot = Some(slot),
+                None => {
+                    metrics::counter!("switchyard_retry_overflow_total").increment(1);
+                    return failure_response(failure, idle_timeout(per_try, rule));
+                }
+            }
+        }
+
+        let hinted = match &failure {
+            Failure::Response(r) => retry_after(
+                policy,
+                r.status().as_u16(),
+                r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
+            Failure::Local(_) => None,
+        };
+        let wait = hinted.unwrap_or_else(|| backoff(policy, history.attempts(), &mut rng));
+        if Instant::now() + wait >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            return route_timeout(rule);
+        }
+        tokio::time::sleep(wait).await;
+        last = Some(failure);
+    }
+}
+
+fn idle_timeout(per_try: Option<Duration>, rule: &RuleSnap) -> Duration {
+    per_try.unwrap_or(rule.request_timeout)
+}
+
+fn record_upstream(host: &UpstreamHost, outcome: &str) {
+    metrics::counter!("switchyard_upstream_requests_total",
+        "backend" => host.health.key.clone(), "outcome" => outcome.to_string())
+    .increment(1);
+}
+
+fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
+    GatewayError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "server_error",
+        "upstream_timeout",
+        format!("upstream request timeout after {:?}", rule.request_timeout),
+    )
+    .into_response()
+}
+
+fn failure_response(failure: Failure, idle: Duration) -> Response<ProxyBody> {
+    match failure {
+        Failure::Response(resp) => pass_through(resp, idle, None),
+        Failure::Local(LocalFailure::Timeout) => GatewayError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "upstream_timeout",
+            "upstream request timeout (per-try timeout)",
+        )
+        .into_response(),
+        Failure::Local(f) => GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "upstream_unavailable",
+            format!(
+                "upstream connect error or disconnect/reset before headers; reset reason: {}",
+                f.as_str()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+fn is_sse(resp: &Response<Incoming>) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+fn usage_tap(host: &UpstreamHost, req: &ProxiedRequest, resp: &Response<Incoming>) -> UsageTap {
+    let provider = match host.backend.schema.name {
+        SchemaName::OpenAI => "openai",
+        SchemaName::AwsBedrock => "aws.bedrock",
+        SchemaName::AzureOpenAI => "azure.ai.openai",
+        SchemaName::Anthropic => "anthropic",
+    };
+    UsageTap::new(
+        GenAiLabels {
+            operation: req.operation,
+            provider,
+            request_model: req.model.clone(),
+        },
+        is_sse(resp),
+        req.received,
+    )
+}
+
+fn pass_through(resp: Response<Incoming>, idle: Duration, tap: Option<UsageTap>) -> Response<ProxyBody> {
+    let sse = is_sse(&resp);
+    let (mut parts, body) = resp.into_parts();
+    for name in STRIPPED_RESPONSE_HEADERS {
+        parts.headers.remove(*name);
+    }
+    if sse {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle, tap))
+}
+
+fn build_upstream_request(
+    host: &UpstreamHost,
+    req: &ProxiedRequest,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let backend = &host.backend;
+    if backend.schema.name != SchemaName::OpenAI {
+        return Err(GatewayError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            "translation_unsupported",
+            format!(
+                "backend {} expects the {} schema; translation to it is not available in this build",
+                backend.key, backend.schema.name
+            ),
+        ));
+    }
+    let uri = format!("{}{}", host.base_url(), req.path_and_query);
+    let mut builder = Request::builder().method(Method::POST).uri(uri);
+    let headers = builder.headers_mut().ok_or_else(|| {
+        GatewayError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal",
+            "cannot build upstream request",
+        )
+    })?;
+    for (name, value) in &req.headers {
+        if !STRIPPED_REQUEST_HEADERS.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&req.model) {
+        headers.insert(HeaderName::from_static(MODEL_HEADER), v);
+    }
+    match &backend.auth {
+        None => {}
+        Some(BackendAuth::ApiKey { key, .. }) => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                GatewayError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid_backend_credential",
+                    format!("the API key for backend {} is not a valid header value", backend.key),
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        Some(BackendAuth::Unavailable { reason, policy }) => {
+            return Err(GatewayError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "missing_backend_credential",
+                format!(
+                    "no usable credential for backend {} (BackendSecurityPolicy {policy}): {reason}",
+                    backend.key
+                ),
+            ));
+        }
+    }
+    // Host is left to the client library: it writes the URI's authority, i.e. the backend's hostname and
+    // (when not the scheme default) port.
+    builder.body(Full::new(req.body.clone())).map_err(|e| {
+        GatewayError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal",
+            format!("cannot build upstream request: {e}"),
+        )
+    })
+}

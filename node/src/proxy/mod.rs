@@ -1,0 +1,9 @@
+//! The request path: the client listener, per-request handling, the attempt loop and upstream clients.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod handler;
+pub mod server;
+pub mod upstream;
+pub mod usage;

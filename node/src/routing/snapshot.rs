@@ -1,0 +1,113 @@
+//! The routing snapshot: an immutable, `ArcSwap`-published picture of every route, rule and backend host,
+//! read by connection tasks without locks (DESIGN §1). A reload builds a new one and swaps it in; requests in
+//! flight keep the one they started with.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::model::{BackendAuth, Endpoint, RuleMatch, Schema, TrafficPolicy};
+use crate::health::registry::HostEntry;
+use crate::proxy::upstream::HttpClient;
+use crate::routing::select::Candidate;
+
+/// Everything the request path needs, swapped whole on reload.
+pub struct RoutingSnapshot {
+    /// Routes in config order.
+    pub routes: Vec<Arc<RouteSnap>>,
+    /// Request body limit in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// One `AIGatewayRoute`.
+pub struct RouteSnap {
+    /// `namespace/name`.
+    pub key: String,
+    /// The attached traffic policy.
+    pub traffic: TrafficPolicy,
+    /// Rules in order.
+    pub rules: Vec<RuleSnap>,
+    /// Retries in flight now, bounded by `circuitBreaker.maxParallelRetries` (kept across reloads).
+    pub retries_in_flight: Arc<AtomicU32>,
+}
+
+/// One rule of a route.
+pub struct RuleSnap {
+    /// `matches[]`.
+    pub matches: Vec<RuleMatch>,
+    /// Every backend host of the rule (one per backendRef endpoint).
+    pub hosts: Vec<UpstreamHost>,
+    /// `timeouts.request`.
+    pub request_timeout: Duration,
+    /// `modelsOwnedBy`.
+    pub models_owned_by: String,
+}
+
+impl RuleSnap {
+    /// The hosts as selection candidates, health read from the lock-free view.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.hosts
+            .iter()
+            .map(|h| Candidate {
+                priority: h.priority,
+                weight: h.weight,
+                healthy: !h.health.view.is_ejected(),
+            })
+            .collect()
+    }
+}
+
+/// One backend host within a rule.
+pub struct UpstreamHost {
+    /// `backendRefs[].priority`.
+    pub priority: u32,
+    /// `backendRefs[].weight`.
+    pub weight: u32,
+    /// The backend it belongs to.
+    pub backend: Arc<BackendRuntime>,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Health flag and outcome reporting.
+    pub health: Arc<HostEntry>,
+}
+
+impl UpstreamHost {
+    /// `http(s)://authority`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.backend.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint.authority())
+    }
+}
+
+/// A backend as the request path uses it.
+pub struct BackendRuntime {
+    /// `namespace/name`.
+    pub key: String,
+    /// Schema expected by the backend.
+    pub schema: Schema,
+    /// Credentials.
+    pub auth: Option<BackendAuth>,
+    /// Whether the connection uses TLS.
+    pub tls: bool,
+    /// Pooled client.
+    pub client: HttpClient,
+}
+
+/// Guard for one retry slot of a route (`maxParallelRetries`).
+pub struct RetrySlot(Arc<AtomicU32>);
+
+impl RetrySlot {
+    /// Takes a slot if fewer than `max` retries are in flight.
+    pub fn acquire(counter: &Arc<AtomicU32>, max: u32) -> Option<RetrySlot> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| RetrySlot(counter.clone()))
+    }
+}
+
+impl Drop for RetrySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

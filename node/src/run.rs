@@ -1,0 +1,150 @@
+//! `switchyard run`: wires the node together in one readable function (after linkerd2-proxy's `app`): load
+//! the config, start the Route and BackendHealth actors through the gateway, bind the listeners, then wait for
+//! signals — SIGHUP reloads, SIGTERM/SIGINT drain and exit 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use ractor::rpc::CallResult;
+use ractor::Actor;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::admin::{self, AdminState};
+use crate::cli::RunArgs;
+use crate::gateway::{Gateway, GatewaySettings, LoadError};
+use crate::proxy::server::{Listener, ListenerArgs, ListenerMsg};
+use crate::shutdown::Shutdown;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config did not load.
+    #[error("cannot load config: {0}")]
+    Load(#[from] LoadError),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
+    /// An actor could not be started.
+    #[error("cannot start the listener actor: {0}")]
+    Actor(String),
+}
+
+/// Runs a node until SIGTERM/SIGINT, then drains and returns.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let started = Instant::now();
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| RunError::Metrics(e.to_string()))?;
+    let node_id = args.node_id.clone().unwrap_or_else(hostname);
+    if args.cluster_requested() {
+        tracing::warn!("cluster flags were given, but this build has no cluster support yet: running standalone");
+    }
+
+    let gateway = Gateway::start(
+        &args.config,
+        GatewaySettings {
+            max_body_bytes: args.max_body_bytes,
+        },
+    )
+    .await?;
+
+    let listen = args.listen.unwrap_or_else(|| {
+        let port = gateway.config().gateway_port.unwrap_or(8080);
+        SocketAddr::from(([0, 0, 0, 0], port))
+    });
+    let client = TcpListener::bind(listen).await.map_err(|source| RunError::Bind {
+        what: "the client listener",
+        addr: listen,
+        source,
+    })?;
+    let admin_listener = TcpListener::bind(args.admin).await.map_err(|source| RunError::Bind {
+        what: "the admin listener",
+        addr: args.admin,
+        source,
+    })?;
+    let listen_addr = client.local_addr().unwrap_or(listen);
+    let admin_addr = admin_listener.local_addr().unwrap_or(args.admin);
+
+    let shutdown = Shutdown::new();
+    let (listener, _join) = Actor::spawn(
+        None,
+        Listener,
+        ListenerArgs {
+            listener: client,
+            gateway: gateway.clone(),
+            shutdown: shutdown.clone(),
+            drain_timeout: args.drain_timeout,
+        },
+    )
+    .await
+    .map_err(|e| RunError::Actor(e.to_string()))?;
+    tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(AdminState {
+            gateway: gateway.clone(),
+            shutdown: shutdown.clone(),
+            metrics,
+            node_id: node_id.clone(),
+            started,
+            listen: listen_addr.to_string(),
+        }),
+    ));
+    tracing::info!(node = %node_id, listen = %listen_addr, admin = %admin_addr, "switchyard ready");
+    println!("switchyard ready listen={listen_addr} admin={admin_addr}");
+
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match gateway.reload().await {
+                Ok(()) => tracing::info!("config reloaded"),
+                Err(e) => {
+                    metrics::counter!("switchyard_config_reloads_total", "result" => "error").increment(1);
+                    tracing::error!(error = %e, "reload failed; keeping the running config");
+                }
+            },
+        }
+    }
+
+    tracing::info!(delay = ?args.drain_delay, "shutting down: readiness off, draining");
+    shutdown.begin_drain();
+    tokio::time::sleep(args.drain_delay).await;
+    shutdown.stop_accepting();
+    let wait = args.drain_timeout + Duration::from_secs(1);
+    let clean = matches!(
+        listener.call(ListenerMsg::Drained, Some(wait)).await,
+        Ok(CallResult::Success(true))
+    );
+    if !clean {
+        tracing::warn!("drain timeout reached with requests still in flight");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "switchyard".into())
+}

@@ -1,0 +1,115 @@
+//! `switchyard status`: fetches a node's `/status` and prints it for an operator (or as JSON).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Why the node could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Bad URL.
+    #[error("invalid admin URL {0:?}")]
+    Url(String),
+    /// Connection or HTTP failure.
+    #[error("cannot reach the node at {url}: {reason}")]
+    Unreachable {
+        /// URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Not JSON.
+    #[error("the node at {0} did not answer with status JSON")]
+    BadAnswer(String),
+}
+
+/// Fetches `/status` from an admin URL.
+pub async fn fetch(admin: &str) -> Result<Value, StatusError> {
+    let url = format!("{}/status", admin.trim_end_matches('/'));
+    let uri: http::Uri = url.parse().map_err(|_| StatusError::Url(admin.to_string()))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let unreachable = |reason: String| StatusError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!("HTTP {}", resp.status())));
+    }
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .map_err(|_| unreachable("timed out reading".into()))?
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|_| StatusError::BadAnswer(url.clone()))
+}
+
+/// Renders the status document as a readable table.
+pub fn render(v: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "node {}  version {}  uptime {}s  listen {}  ready {}",
+        s(&v["node_id"]),
+        s(&v["version"]),
+        s(&v["uptime_secs"]),
+        s(&v["listen"]),
+        s(&v["ready"])
+    );
+    let _ = writeln!(out, "\nROUTES (priority: share of traffic)");
+    for r in v["routes"].as_array().into_iter().flatten() {
+        for (i, rule) in r["rules"].as_array().into_iter().flatten().enumerate() {
+            let loads: Vec<String> = rule
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("P{}: {}%", s(&p[0]), s(&p[1])))
+                .collect();
+            let _ = writeln!(out, "  {} rule {}  {}", s(&r["route"]), i, loads.join("  "));
+        }
+    }
+    let _ = writeln!(out, "\nBACKENDS");
+    let _ = writeln!(
+        out,
+        "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}",
+        "HOST", "PRIO", "STATE", "REASON", "LEFT", "EJECT", "5XX", "GW", "LOCAL"
+    );
+    for b in v["backends"].as_array().into_iter().flatten() {
+        let state = if b["ejected"].as_bool().unwrap_or(false) {
+            "ejected"
+        } else {
+            "healthy"
+        };
+        let left = b["time_left_ms"]
+            .as_u64()
+            .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}",
+            s(&b["host"]),
+            s(&b["priority"]),
+            state,
+            if b["ejected"].as_bool().unwrap_or(false) { s(&b["reason"]) } else { "-".into() },
+            left,
+            s(&b["ejection_count"]),
+            s(&b["consecutive_5xx"]),
+            s(&b["consecutive_gateway_errors"]),
+            s(&b["consecutive_local_origin_failures"]),
+        );
+    }
+    out
+}
