@@ -1022,26 +1022,27 @@ fn resolve_header_match(
             format!("{:?} is not a valid header name", h.name),
         ));
     }
-    let value =
-        match h.match_type.as_deref().unwrap_or("Exact") {
-            "Exact" => HeaderMatchValue::Exact(h.value.0.clone()),
-            "RegularExpression" => {
-                // Gateway API: the expression must match the whole value, so anchor it.
-                let re = regex::Regex::new(&format!("^(?:{})$", h.value.0)).map_err(|e| {
-                    id.error(
-                        format!("{field}.value"),
-                        format!("invalid regular expression {:?}: {e}", h.value.0),
-                    )
-                })?;
-                HeaderMatchValue::RegularExpression(re)
-            }
-            other => return Err(id.error(
+    let value = match h.match_type.as_deref().unwrap_or("Exact") {
+        "Exact" => HeaderMatchValue::Exact(h.value.0.clone()),
+        "RegularExpression" => {
+            // Gateway API: the expression must match the whole value, so anchor it.
+            let re = regex::Regex::new(&format!("^(?:{})$", h.value.0)).map_err(|e| {
+                id.error(
+                    format!("{field}.value"),
+                    format!("invalid regular expression {:?}: {e}", h.value.0),
+                )
+            })?;
+            HeaderMatchValue::RegularExpression(re)
+        }
+        other => {
+            return Err(id.error(
                 format!("{field}.type"),
                 format!(
                     "{other:?} is not a header match type (expected Exact or RegularExpression)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok(HeaderMatch { name, value })
 }
 
