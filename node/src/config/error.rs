@@ -67,7 +67,11 @@ pub(crate) struct ResourceId {
 
 impl ResourceId {
     /// An error about `field` of this resource.
-    pub(crate) fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Resource {
             file: self.file.clone(),
             resource: self.to_string(),

@@ -25,10 +25,11 @@ use super::model::{
     Schema, SchemaName, SchemaSource, SecretString, TrafficPolicy, UpstreamTls,
 };
 use super::resources::{
-    AIGatewayRouteRuleBackendRef, AIGatewayRouteSpec, AIServiceBackendSpec, BackendSecurityPolicySpec,
-    BackendSpec, BackendTlsPolicySpec, BackendTrafficPolicySpec, ConfigMapResource, GatewaySpec,
-    HttpHeaderMatch, LocalObjectRef, PolicyTargetRef, Resource, SecretObjectRef, SecretResource,
-    VersionedApiSchema, GROUP_AI_GATEWAY, GROUP_ENVOY_GATEWAY, GROUP_GATEWAY_API,
+    AIGatewayRouteRuleBackendRef, AIGatewayRouteSpec, AIServiceBackendSpec,
+    BackendSecurityPolicySpec, BackendSpec, BackendTlsPolicySpec, BackendTrafficPolicySpec,
+    ConfigMapResource, GatewaySpec, HttpHeaderMatch, LocalObjectRef, PolicyTargetRef, Resource,
+    SecretObjectRef, SecretResource, VersionedApiSchema, GROUP_AI_GATEWAY, GROUP_ENVOY_GATEWAY,
+    GROUP_GATEWAY_API,
 };
 
 /// Namespace of resources that do not say (as `kubectl apply` would do with no context namespace).
@@ -141,10 +142,20 @@ impl Kind {
         Some(match kind {
             "AIGatewayRoute" => (Kind::AIGatewayRoute, GROUP_AI_GATEWAY, &["v1alpha1"]),
             "AIServiceBackend" => (Kind::AIServiceBackend, GROUP_AI_GATEWAY, &["v1alpha1"]),
-            "BackendSecurityPolicy" => (Kind::BackendSecurityPolicy, GROUP_AI_GATEWAY, &["v1alpha1"]),
+            "BackendSecurityPolicy" => {
+                (Kind::BackendSecurityPolicy, GROUP_AI_GATEWAY, &["v1alpha1"])
+            }
             "Backend" => (Kind::Backend, GROUP_ENVOY_GATEWAY, &["v1alpha1"]),
-            "BackendTrafficPolicy" => (Kind::BackendTrafficPolicy, GROUP_ENVOY_GATEWAY, &["v1alpha1"]),
-            "BackendTLSPolicy" => (Kind::BackendTLSPolicy, GROUP_GATEWAY_API, &["v1alpha3", "v1"]),
+            "BackendTrafficPolicy" => (
+                Kind::BackendTrafficPolicy,
+                GROUP_ENVOY_GATEWAY,
+                &["v1alpha1"],
+            ),
+            "BackendTLSPolicy" => (
+                Kind::BackendTLSPolicy,
+                GROUP_GATEWAY_API,
+                &["v1alpha3", "v1"],
+            ),
             "Gateway" => (Kind::Gateway, GROUP_GATEWAY_API, &["v1", "v1beta1"]),
             "Secret" => (Kind::Secret, "", &["v1"]),
             "ConfigMap" => (Kind::ConfigMap, "", &["v1"]),
@@ -177,7 +188,12 @@ fn parse_file(file: &Path, text: &str, store: &mut Store) -> Result<(), ConfigEr
 }
 
 /// Checks one document's `apiVersion`/`kind` and deserialises it into its typed form.
-fn parse_document(file: &Path, index: usize, doc: Value, store: &mut Store) -> Result<(), ConfigError> {
+fn parse_document(
+    file: &Path,
+    index: usize,
+    doc: Value,
+    store: &mut Store,
+) -> Result<(), ConfigError> {
     let obj = match &doc {
         Value::Null => return Ok(()), // an empty document (`---` twice) is not an error
         Value::Object(obj) => obj,
@@ -192,10 +208,20 @@ fn parse_document(file: &Path, index: usize, doc: Value, store: &mut Store) -> R
     };
     let str_field = |name: &str| obj.get(name).and_then(Value::as_str).map(str::to_owned);
     let Some(kind) = str_field("kind") else {
-        return Err(document_error(file, index, "kind", "missing or not a string"));
+        return Err(document_error(
+            file,
+            index,
+            "kind",
+            "missing or not a string",
+        ));
     };
     let Some(api_version) = str_field("apiVersion") else {
-        return Err(document_error(file, index, "apiVersion", "missing or not a string"));
+        return Err(document_error(
+            file,
+            index,
+            "apiVersion",
+            "missing or not a string",
+        ));
     };
     let meta = obj.get("metadata");
     let name = meta
@@ -231,7 +257,12 @@ fn parse_document(file: &Path, index: usize, doc: Value, store: &mut Store) -> R
         return Ok(());
     }
     let Some(name) = name else {
-        return Err(document_error(file, index, "metadata.name", "missing or not a string"));
+        return Err(document_error(
+            file,
+            index,
+            "metadata.name",
+            "missing or not a string",
+        ));
     };
     let id = ResourceId {
         file: file.to_path_buf(),
@@ -319,9 +350,14 @@ fn expected_api_versions(group: &str, versions: &[&str]) -> String {
 fn typed<T: DeserializeOwned>(id: &ResourceId, doc: Value, redact: bool) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "(document)".to_owned() } else { path };
+        let field = if path == "." {
+            "(document)".to_owned()
+        } else {
+            path
+        };
         let mut message = e.inner().to_string();
-        if redact && !(message.starts_with("unknown field") || message.starts_with("missing field")) {
+        if redact && !(message.starts_with("unknown field") || message.starts_with("missing field"))
+        {
             message = "invalid value (not shown: Secret data)".to_owned();
         }
         id.error(field, message)
@@ -398,23 +434,37 @@ fn resolve(sources: Vec<PathBuf>, store: Store) -> Result<Config, ConfigError> {
 
 /// `Gateway` → the listener port. A node has one listener, so the first HTTP listener of the first
 /// Gateway wins and any other is reported.
-fn resolve_gateway_port(store: &Store, warnings: &mut Warnings) -> Result<Option<u16>, ConfigError> {
+fn resolve_gateway_port(
+    store: &Store,
+    warnings: &mut Warnings,
+) -> Result<Option<u16>, ConfigError> {
     let mut port = None;
     for gw in &store.gateways {
         let spec = &gw.spec;
         if spec.addresses.is_some() {
-            warnings.push(gw.id.warning("spec.addresses", "ignored: the node listens where --listen says"));
+            warnings.push(gw.id.warning(
+                "spec.addresses",
+                "ignored: the node listens where --listen says",
+            ));
         }
         if spec.backend_tls.is_some() {
-            warnings.push(gw.id.warning("spec.backendTLS", "ignored: client certificates towards backends are not implemented"));
+            warnings.push(gw.id.warning(
+                "spec.backendTLS",
+                "ignored: client certificates towards backends are not implemented",
+            ));
         }
         if spec.listeners.is_empty() {
-            return Err(gw.id.error("spec.listeners", "at least one listener is required"));
+            return Err(gw
+                .id
+                .error("spec.listeners", "at least one listener is required"));
         }
         for (i, l) in spec.listeners.iter().enumerate() {
             let field = format!("spec.listeners[{i}]");
             let p = port_u16(l.port).ok_or_else(|| {
-                gw.id.error(format!("{field}.port"), format!("port {} is not in 1..=65535", l.port))
+                gw.id.error(
+                    format!("{field}.port"),
+                    format!("port {} is not in 1..=65535", l.port),
+                )
             })?;
             if l.tls.is_some() || l.protocol != "HTTP" {
                 warnings.push(gw.id.warning(
@@ -430,7 +480,10 @@ fn resolve_gateway_port(store: &Store, warnings: &mut Warnings) -> Result<Option
             } else {
                 warnings.push(gw.id.warning(
                     field,
-                    format!("listener {} (port {p}) ignored: a node has one listener", l.name),
+                    format!(
+                        "listener {} (port {p}) ignored: a node has one listener",
+                        l.name
+                    ),
                 ));
             }
         }
@@ -654,7 +707,9 @@ impl<'a> RouteCtx<'a> {
             if k != "AIServiceBackend" && k != "Backend" {
                 return Err(id.error(
                     format!("{field}.kind"),
-                    format!("{k} backends are not supported (expected AIServiceBackend, or a Backend)"),
+                    format!(
+                        "{k} backends are not supported (expected AIServiceBackend, or a Backend)"
+                    ),
                 ));
             }
         }
@@ -662,14 +717,14 @@ impl<'a> RouteCtx<'a> {
             if g != GROUP_AI_GATEWAY && g != GROUP_ENVOY_GATEWAY {
                 return Err(id.error(
                     format!("{field}.group"),
-                    format!("group {g} is not supported (InferencePool backends are not implemented)"),
+                    format!(
+                        "group {g} is not supported (InferencePool backends are not implemented)"
+                    ),
                 ));
             }
         }
-        let priority = non_negative_u32(b.priority.unwrap_or(0))
-            .ok_or_else(|| id.error(format!("{field}.priority"), "must be an integer in 0..=4294967295"))?;
-        let weight = non_negative_u32(b.weight.unwrap_or(1))
-            .ok_or_else(|| id.error(format!("{field}.weight"), "must be an integer in 0..=4294967295"))?;
+        let priority = non_negative_u32(id, &format!("{field}.priority"), b.priority.unwrap_or(0))?;
+        let weight = non_negative_u32(id, &format!("{field}.weight"), b.weight.unwrap_or(1))?;
         if b.model_name_override.is_some() {
             self.warnings.push(id.warning(
                 format!("{field}.modelNameOverride"),
@@ -677,10 +732,14 @@ impl<'a> RouteCtx<'a> {
             ));
         }
         if b.header_mutation.is_some() {
-            self.warnings.push(id.warning(format!("{field}.headerMutation"), "ignored: not implemented"));
+            self.warnings.push(id.warning(
+                format!("{field}.headerMutation"),
+                "ignored: not implemented",
+            ));
         }
         if b.body_mutation.is_some() {
-            self.warnings.push(id.warning(format!("{field}.bodyMutation"), "ignored: not implemented"));
+            self.warnings
+                .push(id.warning(format!("{field}.bodyMutation"), "ignored: not implemented"));
         }
         let namespace = b.namespace.as_deref().unwrap_or(&id.namespace);
 
@@ -701,7 +760,10 @@ impl<'a> RouteCtx<'a> {
                 if inferred != schema.name {
                     self.warnings.push(asb.id.warning(
                         "spec.schema.name",
-                        format!("schema {} but the backend host {host} looks like {inferred}", schema.name),
+                        format!(
+                            "schema {} but the backend host {host} looks like {inferred}",
+                            schema.name
+                        ),
                     ));
                 }
             }
@@ -809,21 +871,24 @@ impl<'a> RouteCtx<'a> {
                     format!("{k} is not a BackendSecurityPolicy"),
                 ));
             }
-            let p = find(&self.store.security_policies, &asb.id.namespace, &r.name).ok_or_else(|| {
-                asb.id.error(
-                    "spec.backendSecurityPolicyRef.name",
-                    format!(
-                        "no BackendSecurityPolicy named {:?} in namespace {}",
-                        r.name, asb.id.namespace
-                    ),
-                )
-            })?;
+            let p = find(&self.store.security_policies, &asb.id.namespace, &r.name).ok_or_else(
+                || {
+                    asb.id.error(
+                        "spec.backendSecurityPolicyRef.name",
+                        format!(
+                            "no BackendSecurityPolicy named {:?} in namespace {}",
+                            r.name, asb.id.namespace
+                        ),
+                    )
+                },
+            )?;
             policies.push(p);
         }
         for p in &self.store.security_policies {
             let targets_it = p.id.namespace == asb.id.namespace
                 && p.spec.target_refs.iter().flatten().any(|t| {
-                    t.name == asb.id.name && t.kind.as_deref().unwrap_or("AIServiceBackend") == "AIServiceBackend"
+                    t.name == asb.id.name
+                        && t.kind.as_deref().unwrap_or("AIServiceBackend") == "AIServiceBackend"
                 });
             if targets_it && !policies.iter().any(|q| q.id == p.id) {
                 policies.push(p);
@@ -883,12 +948,23 @@ fn auth_policy(a: &BackendAuth) -> &str {
     }
 }
 
-fn non_negative_u32(v: i64) -> Option<u32> {
-    u32::try_from(v).ok()
+fn non_negative_u32(id: &ResourceId, field: &str, v: i64) -> Result<u32, ConfigError> {
+    u32::try_from(v).map_err(|_| {
+        let why = if v < 0 {
+            "must not be negative"
+        } else {
+            "is too large"
+        };
+        id.error(field, format!("{v} {why} (0..={})", u32::MAX))
+    })
 }
 
 /// `schema.name` → [`Schema`].
-fn parse_schema(id: &ResourceId, field: &str, s: &VersionedApiSchema) -> Result<Schema, ConfigError> {
+fn parse_schema(
+    id: &ResourceId,
+    field: &str,
+    s: &VersionedApiSchema,
+) -> Result<Schema, ConfigError> {
     let name = match s.name.as_str() {
         "OpenAI" => SchemaName::OpenAI,
         "AWSBedrock" => SchemaName::AwsBedrock,
@@ -927,15 +1003,24 @@ pub(crate) fn infer_schema_from_host(host: &str) -> Option<SchemaName> {
 /// The inferred schema of a resolved Backend and the host it was inferred from (first matching endpoint).
 fn infer_from_backend(b: &Backend) -> Option<(SchemaName, String)> {
     b.endpoints.iter().find_map(|e| match e {
-        Endpoint::Fqdn { hostname, .. } => infer_schema_from_host(hostname).map(|s| (s, hostname.clone())),
+        Endpoint::Fqdn { hostname, .. } => {
+            infer_schema_from_host(hostname).map(|s| (s, hostname.clone()))
+        }
         Endpoint::Ip { .. } => None,
     })
 }
 
-fn resolve_header_match(id: &ResourceId, field: &str, h: &HttpHeaderMatch) -> Result<HeaderMatch, ConfigError> {
+fn resolve_header_match(
+    id: &ResourceId,
+    field: &str,
+    h: &HttpHeaderMatch,
+) -> Result<HeaderMatch, ConfigError> {
     let name = h.name.to_ascii_lowercase();
     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-        return Err(id.error(format!("{field}.name"), format!("{:?} is not a valid header name", h.name)));
+        return Err(id.error(
+            format!("{field}.name"),
+            format!("{:?} is not a valid header name", h.name),
+        ));
     }
     let value = match h.match_type.as_deref().unwrap_or("Exact") {
         "Exact" => HeaderMatchValue::Exact(h.value.0.clone()),
@@ -952,7 +1037,9 @@ fn resolve_header_match(id: &ResourceId, field: &str, h: &HttpHeaderMatch) -> Re
         other => {
             return Err(id.error(
                 format!("{field}.type"),
-                format!("{other:?} is not a header match type (expected Exact or RegularExpression)"),
+                format!(
+                    "{other:?} is not a header match type (expected Exact or RegularExpression)"
+                ),
             ))
         }
     };
@@ -970,7 +1057,10 @@ fn resolve_backend_resource(
     let spec = &backend.spec;
     if let Some(t) = spec.backend_type.as_deref() {
         if t != "Endpoints" {
-            return Err(id.error("spec.type", format!("{t} backends are not supported (expected Endpoints)")));
+            return Err(id.error(
+                "spec.type",
+                format!("{t} backends are not supported (expected Endpoints)"),
+            ));
         }
     }
     if spec.endpoints.is_empty() {
@@ -987,20 +1077,32 @@ fn resolve_backend_resource(
             return Err(id.error(&field, "exactly one of fqdn, ip or unix must be set"));
         }
         if e.zone.is_some() {
-            warnings.push(id.warning(format!("{field}.zone"), "ignored: zone-aware routing is not implemented"));
+            warnings.push(id.warning(
+                format!("{field}.zone"),
+                "ignored: zone-aware routing is not implemented",
+            ));
         }
         if e.hostname.is_some() {
-            warnings.push(id.warning(format!("{field}.hostname"), "ignored: use an fqdn endpoint, or BackendTLSPolicy validation.hostname for TLS"));
+            warnings.push(id.warning(
+                format!("{field}.hostname"),
+                "ignored: use an fqdn endpoint, or BackendTLSPolicy validation.hostname for TLS",
+            ));
         }
         if let Some(f) = &e.fqdn {
             let port = port_u16(f.port).ok_or_else(|| {
-                id.error(format!("{field}.fqdn.port"), format!("port {} is not in 1..=65535", f.port))
+                id.error(
+                    format!("{field}.fqdn.port"),
+                    format!("port {} is not in 1..=65535", f.port),
+                )
             })?;
             let host = f.hostname.trim();
             if host.is_empty() || host.contains("://") || host.contains('/') || host.contains(':') {
                 return Err(id.error(
                     format!("{field}.fqdn.hostname"),
-                    format!("{:?} is not a bare DNS name (no scheme, path or port)", f.hostname),
+                    format!(
+                        "{:?} is not a bare DNS name (no scheme, path or port)",
+                        f.hostname
+                    ),
                 ));
             }
             endpoints.push(Endpoint::Fqdn {
@@ -1009,14 +1111,23 @@ fn resolve_backend_resource(
             });
         } else if let Some(ip) = &e.ip {
             let port = port_u16(ip.port).ok_or_else(|| {
-                id.error(format!("{field}.ip.port"), format!("port {} is not in 1..=65535", ip.port))
+                id.error(
+                    format!("{field}.ip.port"),
+                    format!("port {} is not in 1..=65535", ip.port),
+                )
             })?;
             let address: IpAddr = ip.address.trim().parse().map_err(|_| {
-                id.error(format!("{field}.ip.address"), format!("{:?} is not an IP address", ip.address))
+                id.error(
+                    format!("{field}.ip.address"),
+                    format!("{:?} is not an IP address", ip.address),
+                )
             })?;
             endpoints.push(Endpoint::Ip { address, port });
         } else {
-            return Err(id.error(format!("{field}.unix"), "unix domain socket endpoints are not supported"));
+            return Err(id.error(
+                format!("{field}.unix"),
+                "unix domain socket endpoints are not supported",
+            ));
         }
     }
     if let Some(protocols) = &spec.app_protocols {
@@ -1101,7 +1212,10 @@ fn resolve_upstream_tls(
             ("alpnProtocols", t.alpn_protocols.is_some()),
         ] {
             if present {
-                warnings.push(id.warning(format!("spec.tls.{name}"), "ignored: not implemented (rustls defaults apply)"));
+                warnings.push(id.warning(
+                    format!("spec.tls.{name}"),
+                    "ignored: not implemented (rustls defaults apply)",
+                ));
             }
         }
         tls.server_name = t.sni.clone();
@@ -1183,29 +1297,54 @@ fn resolve_ca(
                 let kind = r.kind.as_deref().unwrap_or("ConfigMap");
                 let text = match kind {
                     "ConfigMap" => {
-                        let cm = find(&store.config_maps, &id.namespace, &r.name).ok_or_else(|| {
-                            id.error(format!("{rf}.name"), format!("no ConfigMap named {:?} in namespace {}", r.name, id.namespace))
-                        })?;
+                        let cm =
+                            find(&store.config_maps, &id.namespace, &r.name).ok_or_else(|| {
+                                id.error(
+                                    format!("{rf}.name"),
+                                    format!(
+                                        "no ConfigMap named {:?} in namespace {}",
+                                        r.name, id.namespace
+                                    ),
+                                )
+                            })?;
                         cm.spec.data.get(CA_CERT_KEY).cloned().ok_or_else(|| {
-                            id.error(format!("{rf}.name"), format!("ConfigMap {} has no key {CA_CERT_KEY}", cm.id.key()))
+                            id.error(
+                                format!("{rf}.name"),
+                                format!("ConfigMap {} has no key {CA_CERT_KEY}", cm.id.key()),
+                            )
                         })?
                     }
                     "Secret" => {
                         let s = find(&store.secrets, &id.namespace, &r.name).ok_or_else(|| {
-                            id.error(format!("{rf}.name"), format!("no Secret named {:?} in namespace {}", r.name, id.namespace))
+                            id.error(
+                                format!("{rf}.name"),
+                                format!(
+                                    "no Secret named {:?} in namespace {}",
+                                    r.name, id.namespace
+                                ),
+                            )
                         })?;
                         secret_value(s, CA_CERT_KEY)?.ok_or_else(|| {
-                            id.error(format!("{rf}.name"), format!("Secret {} has no key {CA_CERT_KEY}", s.id.key()))
+                            id.error(
+                                format!("{rf}.name"),
+                                format!("Secret {} has no key {CA_CERT_KEY}", s.id.key()),
+                            )
                         })?
                     }
                     other => {
-                        return Err(id.error(format!("{rf}.kind"), format!("{other} is not supported (expected ConfigMap or Secret)")))
+                        return Err(id.error(
+                            format!("{rf}.kind"),
+                            format!("{other} is not supported (expected ConfigMap or Secret)"),
+                        ))
                     }
                 };
                 if !text.contains("-----BEGIN CERTIFICATE-----") {
                     return Err(id.error(
                         format!("{rf}.name"),
-                        format!("{kind} {}/{} key {CA_CERT_KEY} holds no PEM certificate", id.namespace, r.name),
+                        format!(
+                            "{kind} {}/{} key {CA_CERT_KEY} holds no PEM certificate",
+                            id.namespace, r.name
+                        ),
                     ));
                 }
                 pem.push_str(text.trim_end());
@@ -1236,7 +1375,10 @@ fn resolve_security_policy(
             ),
         ));
         BackendAuth::Unavailable {
-            reason: format!("BackendSecurityPolicy type {} is not supported yet", spec.policy_type),
+            reason: format!(
+                "BackendSecurityPolicy type {} is not supported yet",
+                spec.policy_type
+            ),
             policy: policy.clone(),
         }
     };
@@ -1304,11 +1446,17 @@ fn lookup_secret(
     key: &str,
 ) -> Result<(String, String), ConfigError> {
     if let Some(k) = r.kind.as_deref().filter(|k| *k != "Secret") {
-        return Err(id.error(format!("{field}.kind"), format!("{k} is not supported (expected Secret)")));
+        return Err(id.error(
+            format!("{field}.kind"),
+            format!("{k} is not supported (expected Secret)"),
+        ));
     }
     let ns = r.namespace.as_deref().unwrap_or(&id.namespace);
     let secret = find(&store.secrets, ns, &r.name).ok_or_else(|| {
-        id.error(format!("{field}.name"), format!("no Secret named {:?} in namespace {ns}", r.name))
+        id.error(
+            format!("{field}.name"),
+            format!("no Secret named {:?} in namespace {ns}", r.name),
+        )
     })?;
     let value = secret_value(secret, key)?.ok_or_else(|| {
         let keys: Vec<&str> = secret
@@ -1320,7 +1468,11 @@ fn lookup_secret(
             .collect();
         id.error(
             format!("{field}.name"),
-            format!("Secret {} has no key {key} (keys: {})", secret.id.key(), keys.join(", ")),
+            format!(
+                "Secret {} has no key {key} (keys: {})",
+                secret.id.key(),
+                keys.join(", ")
+            ),
         )
     })?;
     Ok((secret.id.key(), value))
@@ -1334,11 +1486,17 @@ fn secret_value(secret: &Loaded<SecretResource>, key: &str) -> Result<Option<Str
     let Some(v) = secret.spec.data.get(key) else {
         return Ok(None);
     };
-    let bytes = decode_base64(&v.0)
-        .ok_or_else(|| secret.id.error(format!("data.{key}"), "not valid base64 (value not shown)"))?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| secret.id.error(format!("data.{key}"), "decodes to non-UTF-8 bytes (value not shown)"))
+    let bytes = decode_base64(&v.0).ok_or_else(|| {
+        secret
+            .id
+            .error(format!("data.{key}"), "not valid base64 (value not shown)")
+    })?;
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        secret.id.error(
+            format!("data.{key}"),
+            "decodes to non-UTF-8 bytes (value not shown)",
+        )
+    })
 }
 
 /// Standard base64 (padding optional, whitespace ignored), as Kubernetes writes `data`.
@@ -1354,7 +1512,10 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let body = clean.strip_suffix(b"==").or_else(|| clean.strip_suffix(b"=")).unwrap_or(&clean);
+    let body = clean
+        .strip_suffix(b"==")
+        .or_else(|| clean.strip_suffix(b"="))
+        .unwrap_or(&clean);
     if body.len() % 4 == 1 {
         return None;
     }
@@ -1388,16 +1549,27 @@ fn resolve_traffic_policy(
         let defaults = RetryConfig::default();
         let num_retries = r.num_retries.unwrap_or(i64::from(defaults.num_retries));
         if !(0..=MAX_NUM_RETRIES).contains(&num_retries) {
-            return Err(id.error("spec.retry.numRetries", format!("{num_retries} is not in 0..={MAX_NUM_RETRIES}")));
+            return Err(id.error(
+                "spec.retry.numRetries",
+                format!("{num_retries} is not in 0..={MAX_NUM_RETRIES}"),
+            ));
         }
         let num_attempts_per_priority = match r.num_attempts_per_priority {
             None => None,
             Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
-            Some(n) => return Err(id.error("spec.retry.numAttemptsPerPriority", format!("{n} must be at least 1"))),
+            Some(n) => {
+                return Err(id.error(
+                    "spec.retry.numAttemptsPerPriority",
+                    format!("{n} must be at least 1"),
+                ))
+            }
         };
         let (triggers, http_status_codes) = match &r.retry_on {
             // Envoy Gateway's defaults when `retryOn` is absent.
-            None => (defaults.triggers.clone(), defaults.http_status_codes.clone()),
+            None => (
+                defaults.triggers.clone(),
+                defaults.http_status_codes.clone(),
+            ),
             // Present: exactly what it says, nothing merged in.
             Some(on) => {
                 let mut triggers = Vec::new();
@@ -1422,9 +1594,15 @@ fn resolve_traffic_policy(
                 }
                 let mut codes = Vec::new();
                 for (i, c) in on.http_status_codes.iter().flatten().enumerate() {
-                    let code = u16::try_from(*c).ok().filter(|c| (100..=599).contains(c)).ok_or_else(|| {
-                        id.error(format!("spec.retry.retryOn.httpStatusCodes[{i}]"), format!("{c} is not an HTTP status (100..=599)"))
-                    })?;
+                    let code = u16::try_from(*c)
+                        .ok()
+                        .filter(|c| (100..=599).contains(c))
+                        .ok_or_else(|| {
+                            id.error(
+                                format!("spec.retry.retryOn.httpStatusCodes[{i}]"),
+                                format!("{c} is not an HTTP status (100..=599)"),
+                            )
+                        })?;
                     codes.push(code);
                 }
                 if !codes.is_empty() && !triggers.contains(&RetryTrigger::RetriableStatusCodes) {
@@ -1434,7 +1612,9 @@ fn resolve_traffic_policy(
                     ));
                 }
                 if triggers.is_empty() {
-                    warnings.push(id.warning("spec.retry.retryOn", "no triggers: nothing will be retried"));
+                    warnings.push(
+                        id.warning("spec.retry.retryOn", "no triggers: nothing will be retried"),
+                    );
                 }
                 (triggers, codes)
             }
@@ -1450,7 +1630,10 @@ fn resolve_traffic_policy(
             if let Some(b) = &pr.back_off {
                 if let Some(base) = b.base_interval {
                     if base.0.is_zero() {
-                        return Err(id.error("spec.retry.perRetry.backOff.baseInterval", "must be greater than 0"));
+                        return Err(id.error(
+                            "spec.retry.perRetry.backOff.baseInterval",
+                            "must be greater than 0",
+                        ));
                     }
                     base_interval = base.0;
                 }
@@ -1479,7 +1662,10 @@ fn resolve_traffic_policy(
     if let Some(hc) = &spec.health_check {
         if let Some(pt) = hc.panic_threshold {
             out.panic_threshold = percent(pt).ok_or_else(|| {
-                id.error("spec.healthCheck.panicThreshold", format!("{pt} is not a percentage (0..=100)"))
+                id.error(
+                    "spec.healthCheck.panicThreshold",
+                    format!("{pt} is not a percentage (0..=100)"),
+                )
             })?;
         }
         if let Some(ps) = &hc.passive {
@@ -1488,21 +1674,33 @@ fn resolve_traffic_policy(
                 match v {
                     None => Ok(default),
                     Some(n) => u32::try_from(n).map_err(|_| {
-                        id.error(format!("spec.healthCheck.passive.{name}"), format!("{n} must be a non-negative integer"))
+                        id.error(
+                            format!("spec.healthCheck.passive.{name}"),
+                            format!("{n} must be a non-negative integer"),
+                        )
                     }),
                 }
             };
-            let positive = |v: Option<super::duration::GoDuration>, default: Duration, name: &str| -> Result<Duration, ConfigError> {
+            let positive = |v: Option<super::duration::GoDuration>,
+                            default: Duration,
+                            name: &str|
+             -> Result<Duration, ConfigError> {
                 match v {
                     None => Ok(default),
-                    Some(x) if x.0.is_zero() => Err(id.error(format!("spec.healthCheck.passive.{name}"), "must be greater than 0")),
+                    Some(x) if x.0.is_zero() => Err(id.error(
+                        format!("spec.healthCheck.passive.{name}"),
+                        "must be greater than 0",
+                    )),
                     Some(x) => Ok(x.0),
                 }
             };
             let max_ejection_percent = match ps.max_ejection_percent {
                 None => d.max_ejection_percent,
                 Some(v) => percent(v).ok_or_else(|| {
-                    id.error("spec.healthCheck.passive.maxEjectionPercent", format!("{v} is not a percentage (0..=100)"))
+                    id.error(
+                        "spec.healthCheck.passive.maxEjectionPercent",
+                        format!("{v} is not a percentage (0..=100)"),
+                    )
                 })?,
             };
             if ps.failure_percentage_threshold.is_some() {
@@ -1512,8 +1710,16 @@ fn resolve_traffic_policy(
                 ));
             }
             out.passive = Some(PassiveHealthConfig {
-                consecutive_5xx: count(ps.consecutive_5xx_errors, d.consecutive_5xx, "consecutive5XxErrors")?,
-                consecutive_gateway_errors: count(ps.consecutive_gateway_errors, d.consecutive_gateway_errors, "consecutiveGatewayErrors")?,
+                consecutive_5xx: count(
+                    ps.consecutive_5xx_errors,
+                    d.consecutive_5xx,
+                    "consecutive5XxErrors",
+                )?,
+                consecutive_gateway_errors: count(
+                    ps.consecutive_gateway_errors,
+                    d.consecutive_gateway_errors,
+                    "consecutiveGatewayErrors",
+                )?,
                 consecutive_local_origin_failures: count(
                     ps.consecutive_local_origin_failures,
                     d.consecutive_local_origin_failures,
@@ -1523,9 +1729,15 @@ fn resolve_traffic_policy(
                     .split_external_local_origin_errors
                     .unwrap_or(d.split_external_local_origin_errors),
                 interval: positive(ps.interval, d.interval, "interval")?,
-                base_ejection_time: positive(ps.base_ejection_time, d.base_ejection_time, "baseEjectionTime")?,
+                base_ejection_time: positive(
+                    ps.base_ejection_time,
+                    d.base_ejection_time,
+                    "baseEjectionTime",
+                )?,
                 max_ejection_percent,
-                always_eject_one_endpoint: ps.always_eject_one_endpoint.unwrap_or(d.always_eject_one_endpoint),
+                always_eject_one_endpoint: ps
+                    .always_eject_one_endpoint
+                    .unwrap_or(d.always_eject_one_endpoint),
                 max_ejection_time: d.max_ejection_time,
             });
         }
@@ -1537,18 +1749,27 @@ fn resolve_traffic_policy(
     if let Some(cb) = &spec.circuit_breaker {
         if let Some(n) = cb.max_parallel_retries {
             out.max_parallel_retries = u32::try_from(n).map_err(|_| {
-                id.error("spec.circuitBreaker.maxParallelRetries", format!("{n} must be a non-negative integer"))
+                id.error(
+                    "spec.circuitBreaker.maxParallelRetries",
+                    format!("{n} must be a non-negative integer"),
+                )
             })?;
         }
         for (name, present) in [
             ("maxConnections", cb.max_connections.is_some()),
             ("maxPendingRequests", cb.max_pending_requests.is_some()),
             ("maxParallelRequests", cb.max_parallel_requests.is_some()),
-            ("maxRequestsPerConnection", cb.max_requests_per_connection.is_some()),
+            (
+                "maxRequestsPerConnection",
+                cb.max_requests_per_connection.is_some(),
+            ),
             ("perEndpoint", cb.per_endpoint.is_some()),
         ] {
             if present {
-                warnings.push(id.warning(format!("spec.circuitBreaker.{name}"), "ignored: only maxParallelRetries is implemented"));
+                warnings.push(id.warning(
+                    format!("spec.circuitBreaker.{name}"),
+                    "ignored: only maxParallelRetries is implemented",
+                ));
             }
         }
     }
@@ -1584,32 +1805,70 @@ fn resolve_active_health(
     match a.check_type.as_str() {
         "HTTP" => {}
         "TCP" | "GRPC" => {
-            warnings.push(id.warning(format!("{F}.type"), format!("ignored: {} probes are not implemented; only HTTP", a.check_type)));
+            warnings.push(id.warning(
+                format!("{F}.type"),
+                format!(
+                    "ignored: {} probes are not implemented; only HTTP",
+                    a.check_type
+                ),
+            ));
             return Ok(None);
         }
-        other => return Err(id.error(format!("{F}.type"), format!("{other:?} is not a health checker type (expected HTTP)"))),
+        other => {
+            return Err(id.error(
+                format!("{F}.type"),
+                format!("{other:?} is not a health checker type (expected HTTP)"),
+            ))
+        }
     }
-    let http = a.http.as_ref().ok_or_else(|| id.error(format!("{F}.http"), "required when type is HTTP"))?;
+    let http = a
+        .http
+        .as_ref()
+        .ok_or_else(|| id.error(format!("{F}.http"), "required when type is HTTP"))?;
     if !http.path.starts_with('/') {
-        return Err(id.error(format!("{F}.http.path"), format!("{:?} must start with /", http.path)));
+        return Err(id.error(
+            format!("{F}.http.path"),
+            format!("{:?} must start with /", http.path),
+        ));
     }
-    if http.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case("GET")) {
-        warnings.push(id.warning(format!("{F}.http.method"), "ignored: probes are GET requests"));
+    if http
+        .method
+        .as_deref()
+        .is_some_and(|m| !m.eq_ignore_ascii_case("GET"))
+    {
+        warnings.push(id.warning(
+            format!("{F}.http.method"),
+            "ignored: probes are GET requests",
+        ));
     }
     if http.expected_response.is_some() {
-        warnings.push(id.warning(format!("{F}.http.expectedResponse"), "ignored: only the status is checked"));
+        warnings.push(id.warning(
+            format!("{F}.http.expectedResponse"),
+            "ignored: only the status is checked",
+        ));
     }
     if http.hostname.is_some() {
-        warnings.push(id.warning(format!("{F}.http.hostname"), "ignored: probes use the backend's host"));
+        warnings.push(id.warning(
+            format!("{F}.http.hostname"),
+            "ignored: probes use the backend's host",
+        ));
     }
     if a.initial_jitter.is_some() {
         warnings.push(id.warning(format!("{F}.initialJitter"), "ignored: not implemented"));
     }
     let mut expected_statuses = Vec::new();
     for (i, s) in http.expected_statuses.iter().flatten().enumerate() {
-        expected_statuses.push(u16::try_from(*s).ok().filter(|c| (100..=599).contains(c)).ok_or_else(|| {
-            id.error(format!("{F}.http.expectedStatuses[{i}]"), format!("{s} is not an HTTP status (100..=599)"))
-        })?);
+        expected_statuses.push(
+            u16::try_from(*s)
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| {
+                    id.error(
+                        format!("{F}.http.expectedStatuses[{i}]"),
+                        format!("{s} is not an HTTP status (100..=599)"),
+                    )
+                })?,
+        );
     }
     if expected_statuses.is_empty() {
         expected_statuses.push(200);
@@ -1637,4 +1896,950 @@ fn resolve_active_health(
         healthy_threshold: threshold(a.healthy_threshold, 1, "healthyThreshold")?,
         expected_statuses,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `yaml` to `test.yaml` in a fresh directory and loads it.
+    fn load_yaml(yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.yaml");
+        fs::write(&path, yaml).expect("write");
+        load(&path)
+    }
+
+    fn load_ok(yaml: &str) -> Config {
+        match load_yaml(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("expected the config to load, got: {e}"),
+        }
+    }
+
+    fn load_err(yaml: &str) -> String {
+        match load_yaml(yaml) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn example(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/examples")
+            .join(name)
+    }
+
+    /// A small valid config; tests splice variations into it.
+    const ROUTE: &str = "
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata:
+  name: r
+spec:
+  schema:
+    name: OpenAI
+  rules:
+    - matches:
+        - headers:
+            - type: Exact
+              name: x-ai-eg-model
+              value: m
+      backendRefs:
+        - name: b
+";
+    const BACKEND: &str = "
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: b
+spec:
+  endpoints:
+    - ip:
+        address: 127.0.0.1
+        port: 9001
+";
+
+    #[test]
+    fn seed_example_loads_unmodified_with_the_pages_semantics() {
+        let cfg = load(&example("provider-fallback.yaml")).expect("seed example loads");
+        assert_eq!(cfg.routes.len(), 1);
+        let route = &cfg.routes[0];
+        assert_eq!(
+            (route.namespace.as_str(), route.name.as_str()),
+            ("default", "provider-fallback")
+        );
+        assert_eq!(route.input_schema.name, SchemaName::OpenAI);
+        assert_eq!(route.rules.len(), 1);
+        let rule = &route.rules[0];
+        assert_eq!(rule.request_timeout, Duration::from_secs(60));
+        assert_eq!(rule.models_owned_by, "Envoy AI Gateway");
+        let h = &rule.matches[0].headers[0];
+        assert_eq!(h.name, "x-ai-eg-model");
+        assert!(
+            matches!(&h.value, HeaderMatchValue::Exact(v) if v == "us.meta.llama3-2-1b-instruct-v1:0")
+        );
+
+        // (ref name, priority, weight, schema, source, host)
+        let want = [
+            (
+                "provider-fallback-always-failing-upstream",
+                0,
+                1,
+                SchemaName::OpenAI,
+                SchemaSource::RouteInput,
+                "provider-fallback-always-failing-upstream.default.svc.cluster.local",
+            ),
+            (
+                "provider-fallback-aws",
+                1,
+                1,
+                SchemaName::AwsBedrock,
+                SchemaSource::ProviderHost,
+                "bedrock-runtime.us-east-1.amazonaws.com",
+            ),
+        ];
+        assert_eq!(rule.backend_refs.len(), want.len());
+        for (b, (name, prio, weight, schema, source, host)) in rule.backend_refs.iter().zip(want) {
+            assert_eq!(b.ref_name, name);
+            assert_eq!(b.backend, format!("default/{name}"));
+            assert_eq!((b.priority, b.weight), (prio, weight), "{name}");
+            assert_eq!((b.schema.name, b.schema_source), (schema, source), "{name}");
+            let be = &cfg.backends[&b.backend];
+            assert_eq!(
+                be.endpoints,
+                vec![Endpoint::Fqdn {
+                    hostname: host.into(),
+                    port: 443
+                }]
+            );
+            assert_eq!(
+                be.tls,
+                Some(UpstreamTls {
+                    server_name: None,
+                    ca_pem: None,
+                    ca_source: None
+                }),
+                "port 443 means TLS"
+            );
+            assert_eq!(be.auth, None);
+        }
+
+        assert_eq!(
+            route.traffic_policy_name.as_deref(),
+            Some("default/passive-health-check")
+        );
+        let retry = route.traffic.retry.as_ref().expect("retry");
+        assert_eq!(
+            retry,
+            &RetryConfig {
+                num_retries: 5,
+                triggers: vec![
+                    RetryTrigger::ConnectFailure,
+                    RetryTrigger::RetriableStatusCodes
+                ],
+                http_status_codes: vec![500],
+                base_interval: Duration::from_millis(100),
+                max_interval: Duration::from_secs(10),
+                per_try_timeout: Some(Duration::from_secs(30)),
+                num_attempts_per_priority: None,
+            }
+        );
+        assert_eq!(
+            route.traffic.passive,
+            Some(PassiveHealthConfig {
+                base_ejection_time: Duration::from_secs(5),
+                interval: Duration::from_secs(2),
+                max_ejection_percent: 100,
+                consecutive_5xx: 1,
+                consecutive_gateway_errors: 0,
+                consecutive_local_origin_failures: 1,
+                split_external_local_origin_errors: false,
+                always_eject_one_endpoint: false,
+                max_ejection_time: Duration::from_secs(300),
+            })
+        );
+        assert_eq!(route.traffic.active, None);
+        assert_eq!(route.traffic.panic_threshold, 50);
+        assert_eq!(cfg.gateway_port, None);
+        assert!(
+            cfg.warnings.iter().any(|w| w
+                .contains("AWSBedrock inferred from host bedrock-runtime.us-east-1.amazonaws.com")),
+            "{:#?}",
+            cfg.warnings
+        );
+    }
+
+    #[test]
+    fn local_example_loads_with_loopback_backends_and_an_api_key() {
+        let cfg = load(&example("local-fallback.yaml")).expect("local example loads");
+        assert_eq!(cfg.gateway_port, Some(8080));
+        let rule = &cfg.routes[0].rules[0];
+        let primary = &rule.backend_refs[0];
+        let fallback = &rule.backend_refs[1];
+        assert_eq!(
+            (primary.priority, primary.schema_source),
+            (0, SchemaSource::RouteInput)
+        );
+        assert_eq!(
+            (fallback.priority, fallback.schema_source),
+            (1, SchemaSource::AiServiceBackend)
+        );
+        assert_eq!(fallback.schema.name, SchemaName::OpenAI);
+        let p = &cfg.backends[&primary.backend];
+        let f = &cfg.backends[&fallback.backend];
+        assert_eq!(p.endpoints[0].authority(), "127.0.0.1:9001");
+        assert_eq!(f.endpoints[0].authority(), "127.0.0.1:9002");
+        assert_eq!((p.tls.as_ref(), f.tls.as_ref()), (None, None));
+        assert_eq!(p.auth, None);
+        match &f.auth {
+            Some(BackendAuth::ApiKey { key, policy }) => {
+                assert_eq!(key.expose(), "sk-local-mock-key");
+                assert_eq!(policy, "default/local-fallback-apikey");
+            }
+            other => panic!("expected an API key, got {other:?}"),
+        }
+        assert_eq!(
+            cfg.routes[0].traffic.retry.as_ref().map(|r| r.num_retries),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn directory_loads_every_yaml_file_in_sorted_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let second_route = ROUTE.replace("name: r\n", "name: r2\n");
+        fs::write(dir.path().join("b-route.yml"), &second_route).expect("write");
+        fs::write(dir.path().join("a-route.yaml"), ROUTE).expect("write");
+        fs::write(dir.path().join("c-backend.yaml"), BACKEND).expect("write");
+        fs::write(dir.path().join("notes.txt"), "not: [yaml").expect("write");
+        let cfg = load(dir.path()).expect("directory loads");
+        let names: Vec<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["r", "r2"]);
+        let files: Vec<String> = cfg
+            .sources
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["a-route.yaml", "b-route.yml", "c-backend.yaml"]);
+        assert_eq!(cfg.backends.len(), 1);
+    }
+
+    #[test]
+    fn empty_directory_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = load(dir.path()).expect_err("empty dir").to_string();
+        assert!(err.contains("no *.yaml or *.yml files"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kinds_and_foreign_api_groups_warn_and_are_skipped() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: other
+spec:
+  whatever: [1, 2]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio
+spec:
+  servers: []
+---
+---
+"
+        );
+        let cfg = load_ok(&yaml);
+        assert_eq!(cfg.routes.len(), 1);
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("HTTPRoute/default/other") && w.contains("skipped")),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("Gateway/default/istio") && w.contains("skipped")),
+            "{:#?}",
+            cfg.warnings
+        );
+        assert_eq!(cfg.gateway_port, None);
+    }
+
+    #[test]
+    fn invalid_resources_are_errors_naming_file_resource_and_field() {
+        // (what, yaml, expected fragments of the message)
+        let cases: Vec<(&str, String, Vec<&str>)> = vec![
+            (
+                "unknown field in a rule",
+                ROUTE.replace(
+                    "      backendRefs:",
+                    "      backendRefz: []\n      backendRefs:",
+                ) + BACKEND,
+                vec![
+                    "test.yaml",
+                    "AIGatewayRoute/default/r",
+                    "spec.rules[0]",
+                    "backendRefz",
+                ],
+            ),
+            (
+                "unknown field in a backendRef",
+                ROUTE.replace(
+                    "        - name: b\n",
+                    "        - name: b\n          prority: 1\n",
+                ) + BACKEND,
+                vec![
+                    "test.yaml",
+                    "AIGatewayRoute/default/r",
+                    "spec.rules[0].backendRefs[0]",
+                    "prority",
+                ],
+            ),
+            (
+                "negative priority",
+                ROUTE.replace(
+                    "        - name: b\n",
+                    "        - name: b\n          priority: -1\n",
+                ) + BACKEND,
+                vec![
+                    "AIGatewayRoute/default/r",
+                    "spec.rules[0].backendRefs[0].priority",
+                ],
+            ),
+            (
+                "negative weight",
+                ROUTE.replace(
+                    "        - name: b\n",
+                    "        - name: b\n          weight: -3\n",
+                ) + BACKEND,
+                vec!["spec.rules[0].backendRefs[0].weight"],
+            ),
+            (
+                "dangling backendRef",
+                ROUTE.replace(
+                    "        - name: b\n",
+                    "        - name: b\n        - name: nope\n",
+                ) + BACKEND,
+                vec![
+                    "AIGatewayRoute/default/r",
+                    "spec.rules[0].backendRefs[1].name",
+                    "\"nope\"",
+                ],
+            ),
+            (
+                "no backendRefs",
+                ROUTE.replace(
+                    "      backendRefs:\n        - name: b\n",
+                    "      backendRefs: []\n",
+                ) + BACKEND,
+                vec!["spec.rules[0].backendRefs", "at least one backendRef"],
+            ),
+            (
+                "bad regex",
+                ROUTE
+                    .replace("type: Exact", "type: RegularExpression")
+                    .replace("value: m", "value: \"llama(\"")
+                    + BACKEND,
+                vec![
+                    "AIGatewayRoute/default/r",
+                    "spec.rules[0].matches[0].headers[0].value",
+                    "invalid regular expression",
+                ],
+            ),
+            (
+                "unknown header match type",
+                ROUTE.replace("type: Exact", "type: Prefix") + BACKEND,
+                vec!["spec.rules[0].matches[0].headers[0].type"],
+            ),
+            (
+                "port 0",
+                format!("{ROUTE}{}", BACKEND.replace("port: 9001", "port: 0")),
+                vec![
+                    "Backend/default/b",
+                    "spec.endpoints[0].ip.port",
+                    "1..=65535",
+                ],
+            ),
+            (
+                "port too large",
+                format!("{ROUTE}{}", BACKEND.replace("port: 9001", "port: 70000")),
+                vec!["spec.endpoints[0].ip.port"],
+            ),
+            (
+                "not an IP",
+                format!("{ROUTE}{}", BACKEND.replace("127.0.0.1", "localhost")),
+                vec!["spec.endpoints[0].ip.address"],
+            ),
+            (
+                "unknown schema",
+                ROUTE.replace("name: OpenAI", "name: Cohere") + BACKEND,
+                vec!["spec.schema.name", "Cohere"],
+            ),
+            (
+                "wrong apiVersion of a known group",
+                ROUTE.replace("v1alpha1", "v1beta9") + BACKEND,
+                vec![
+                    "AIGatewayRoute/default/r",
+                    "apiVersion",
+                    "aigateway.envoyproxy.io/v1alpha1",
+                ],
+            ),
+            (
+                "missing metadata.name",
+                ROUTE.replace("  name: r\n", "  namespace: x\n") + BACKEND,
+                vec!["test.yaml", "document 1", "metadata.name"],
+            ),
+            (
+                "duplicate resource",
+                format!("{ROUTE}{BACKEND}{BACKEND}"),
+                vec!["Backend/default/b", "duplicate"],
+            ),
+        ];
+        for (what, yaml, fragments) in cases {
+            let err = load_err(&yaml);
+            for f in fragments {
+                assert!(err.contains(f), "{what}: {f:?} not in: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_errors_with_the_field_path() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  retry:
+    perRetry:
+      timeout: 30 seconds
+"
+        );
+        let err = load_err(&yaml);
+        for f in [
+            "test.yaml",
+            "BackendTrafficPolicy/default/p",
+            "spec.retry.perRetry.timeout",
+            "invalid duration \"30 seconds\"",
+        ] {
+            assert!(err.contains(f), "{f:?} not in: {err}");
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_and_line() {
+        let err = load_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: [unclosed\n")
+            .expect_err("bad yaml");
+        match &err {
+            ConfigError::Yaml { file, line, .. } => {
+                assert!(file.ends_with("test.yaml"));
+                assert!(*line >= 3, "line {line}");
+            }
+            other => panic!("expected a YAML error, got {other}"),
+        }
+        assert!(err.to_string().contains("test.yaml:"), "{err}");
+    }
+
+    const SECRET_VALUE: &str = "sk-very-secret-4242";
+
+    fn with_api_key(secret_doc: &str) -> String {
+        format!(
+            "{ROUTE}
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: b
+spec:
+  schema:
+    name: OpenAI
+  backendRef:
+    name: be
+    kind: Backend
+    group: gateway.envoyproxy.io
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: be
+spec:
+  endpoints:
+    - fqdn:
+        hostname: api.openai.com
+        port: 443
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata:
+  name: key
+spec:
+  type: APIKey
+  targetRefs:
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: b
+  apiKey:
+    secretRef:
+      name: s
+{secret_doc}"
+        )
+    }
+
+    #[test]
+    fn api_keys_resolve_from_string_data_and_base64_data() {
+        // "c2stdmVyeS1zZWNyZXQtNDI0Mg==" is base64 of SECRET_VALUE; the second adds the newline `echo` leaves.
+        for data in [
+            format!("stringData:\n  apiKey: {SECRET_VALUE}"),
+            "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mg==".to_owned(),
+            "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mgo=".to_owned(),
+        ] {
+            let cfg = load_ok(&with_api_key(&format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{data}\n"
+            )));
+            let be = &cfg.backends["default/be"];
+            match &be.auth {
+                Some(BackendAuth::ApiKey { key, policy }) => {
+                    assert_eq!(key.expose(), SECRET_VALUE, "{data}");
+                    assert_eq!(policy, "default/key");
+                }
+                other => panic!("{data}: expected an API key, got {other:?}"),
+            }
+            assert_eq!(
+                cfg.routes[0].rules[0].backend_refs[0].schema_source,
+                SchemaSource::AiServiceBackend
+            );
+            let dbg = format!("{cfg:?}");
+            assert!(!dbg.contains(SECRET_VALUE), "secret in Debug output");
+            assert!(
+                !render_routing_table_for_test(&cfg).contains(SECRET_VALUE),
+                "secret in the table"
+            );
+        }
+    }
+
+    fn render_routing_table_for_test(cfg: &Config) -> String {
+        super::super::render_routing_table(cfg)
+    }
+
+    #[test]
+    fn missing_secret_is_an_error_naming_the_reference() {
+        let err = load_err(&with_api_key(""));
+        for f in [
+            "BackendSecurityPolicy/default/key",
+            "spec.apiKey.secretRef.name",
+            "no Secret named \"s\"",
+        ] {
+            assert!(err.contains(f), "{f:?} not in: {err}");
+        }
+        let err = load_err(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  token: {SECRET_VALUE}\n"
+        )));
+        assert!(
+            err.contains("has no key apiKey") && err.contains("token"),
+            "{err}"
+        );
+        assert!(!err.contains(SECRET_VALUE), "{err}");
+    }
+
+    #[test]
+    fn secret_values_never_appear_in_errors() {
+        let secret = |body: &str| {
+            format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{body}\n")
+        };
+        let cases = [
+            // wrong shapes and types inside the Secret
+            secret(&format!("stringData: {SECRET_VALUE}")),
+            secret(&format!("data: {SECRET_VALUE}")),
+            secret(&format!("stringData:\n  apiKey: [{SECRET_VALUE}]")),
+            secret("stringData:\n  apiKey: 4242424242"),
+            secret(&format!("data:\n  apiKey: \"{SECRET_VALUE}!!\"")),
+            secret(&format!(
+                "stringData:\n  apiKey: {SECRET_VALUE}\nextra: {SECRET_VALUE}"
+            )),
+            // a YAML syntax error inside the Secret
+            secret(&format!(
+                "stringData:\n  apiKey: \"{SECRET_VALUE}\n  other: ["
+            )),
+        ];
+        for yaml in cases {
+            let err = load_yaml(&with_api_key(&yaml)).expect_err("must fail");
+            let (shown, dbg) = (err.to_string(), format!("{err:?}"));
+            assert!(
+                !shown.contains(SECRET_VALUE) && !shown.contains("4242424242"),
+                "leak: {shown}"
+            );
+            assert!(
+                !dbg.contains(SECRET_VALUE) && !dbg.contains("4242424242"),
+                "leak in Debug: {dbg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_credential_types_are_unavailable_not_errors() {
+        let yaml = with_api_key("")
+            .replace(
+                "  type: APIKey",
+                "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1",
+            )
+            .replace("  apiKey:\n    secretRef:\n      name: s\n", "");
+        let cfg = load_ok(&yaml);
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::Unavailable { reason, policy }) => {
+                assert!(
+                    reason.contains("AWSCredentials") && reason.contains("not supported yet"),
+                    "{reason}"
+                );
+                assert_eq!(policy, "default/key");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_retry_block_means_no_retry_and_default_limits() {
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: AIGatewayRoute
+    name: r
+  healthCheck:
+    passive: {{}}
+"
+        );
+        let cfg = load_ok(&yaml);
+        let t = &cfg.routes[0].traffic;
+        assert_eq!(t.retry, None);
+        assert_eq!(t.passive, Some(PassiveHealthConfig::default()));
+        assert_eq!(
+            cfg.routes[0].traffic_policy_name.as_deref(),
+            Some("default/p")
+        );
+
+        let bare = load_ok(&format!("{ROUTE}{BACKEND}"));
+        assert_eq!(bare.routes[0].traffic, TrafficPolicy::default());
+        assert_eq!(bare.routes[0].traffic_policy_name, None);
+    }
+
+    #[test]
+    fn retry_defaults_follow_envoy() {
+        let policy = |retry: &str| {
+            format!(
+                "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  retry:
+{retry}"
+            )
+        };
+        let d = RetryConfig::default();
+        // (retry block, expected)
+        let cases = [
+            ("    numRetries: 2\n", d.clone()),
+            (
+                "    perRetry:\n      backOff:\n        baseInterval: 1s\n",
+                RetryConfig {
+                    base_interval: Duration::from_secs(1),
+                    max_interval: Duration::from_secs(10),
+                    ..d.clone()
+                },
+            ),
+            (
+                "    retryOn:\n      triggers: [5xx]\n",
+                RetryConfig {
+                    triggers: vec![RetryTrigger::FiveXx],
+                    http_status_codes: vec![],
+                    ..d.clone()
+                },
+            ),
+            (
+                "    numRetries: 0\n    numAttemptsPerPriority: 1\n",
+                RetryConfig {
+                    num_retries: 0,
+                    num_attempts_per_priority: Some(1),
+                    ..d.clone()
+                },
+            ),
+        ];
+        for (block, want) in cases {
+            let cfg = load_ok(&policy(block));
+            assert_eq!(cfg.routes[0].traffic.retry.as_ref(), Some(&want), "{block}");
+        }
+        // and the invalid ones
+        for (block, field) in [
+            ("    numRetries: 1000\n", "spec.retry.numRetries"),
+            ("    numRetries: -1\n", "spec.retry.numRetries"),
+            ("    retryOn:\n      triggers: [on-error]\n", "spec.retry.retryOn.triggers[0]"),
+            ("    retryOn:\n      httpStatusCodes: [99]\n", "spec.retry.retryOn.httpStatusCodes[0]"),
+            ("    perRetry:\n      backOff:\n        baseInterval: 1s\n        maxInterval: 100ms\n", "spec.retry.perRetry.backOff.maxInterval"),
+            ("    numRetry: 3\n", "numRetry"),
+        ] {
+            let err = load_err(&policy(block));
+            assert!(err.contains(field) && err.contains("BackendTrafficPolicy/default/p"), "{block}: {err}");
+        }
+    }
+
+    #[test]
+    fn regular_expressions_match_the_whole_header_value() {
+        let cfg = load_ok(
+            &(ROUTE
+                .replace("type: Exact", "type: RegularExpression")
+                .replace("value: m", "value: \"llama-.*\"")
+                + BACKEND),
+        );
+        let HeaderMatchValue::RegularExpression(re) =
+            &cfg.routes[0].rules[0].matches[0].headers[0].value
+        else {
+            panic!("expected a regex");
+        };
+        for (value, want) in [
+            ("llama-3", true),
+            ("llama-", true),
+            ("my-llama-3", false),
+            ("llama", false),
+        ] {
+            assert_eq!(re.is_match(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn header_names_are_lower_cased() {
+        let cfg = load_ok(&(ROUTE.replace("name: x-ai-eg-model", "name: X-AI-EG-Model") + BACKEND));
+        assert_eq!(
+            cfg.routes[0].rules[0].matches[0].headers[0].name,
+            "x-ai-eg-model"
+        );
+    }
+
+    #[test]
+    fn backend_tls_policy_sets_server_name_and_ca() {
+        let pem = "-----BEGIN CERTIFICATE-----\\n  MIIB\\n  -----END CERTIFICATE-----";
+        let yaml = format!(
+            "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: BackendTLSPolicy
+metadata:
+  name: tls
+spec:
+  targetRefs:
+    - group: gateway.envoyproxy.io
+      kind: Backend
+      name: b
+  validation:
+    hostname: internal.example
+    caCertificateRefs:
+      - group: \"\"
+        kind: ConfigMap
+        name: ca
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ca
+data:
+  ca.crt: \"{pem}\"
+"
+        );
+        let cfg = load_ok(&yaml);
+        let tls = cfg.backends["default/b"].tls.as_ref().expect("tls");
+        assert_eq!(tls.server_name.as_deref(), Some("internal.example"));
+        assert!(tls
+            .ca_pem
+            .as_deref()
+            .is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+        assert_eq!(tls.ca_source.as_deref(), Some("ConfigMap default/ca"));
+
+        let system = yaml.replace(
+            "    caCertificateRefs:\n      - group: \"\"\n        kind: ConfigMap\n        name: ca\n",
+            "    wellKnownCACertificates: System\n",
+        );
+        let cfg = load_ok(&system.replace(
+            "apiVersion: gateway.networking.k8s.io/v1alpha3",
+            "apiVersion: gateway.networking.k8s.io/v1",
+        ));
+        let tls = cfg.backends["default/b"].tls.as_ref().expect("tls");
+        assert_eq!(
+            (tls.server_name.as_deref(), tls.ca_pem.as_deref()),
+            (Some("internal.example"), None)
+        );
+
+        let err = load_err(&yaml.replace("name: ca\ndata", "name: other\ndata"));
+        assert!(
+            err.contains("BackendTLSPolicy/default/tls")
+                && err.contains("spec.validation.caCertificateRefs[0].name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gateway_listener_port_is_read() {
+        let gw = |port: &str| {
+            format!(
+                "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  gatewayClassName: eg
+  listeners:
+    - name: http
+      protocol: HTTP
+      port: {port}
+"
+            )
+        };
+        assert_eq!(load_ok(&gw("8081")).gateway_port, Some(8081));
+        let err = load_err(&gw("0"));
+        assert!(
+            err.contains("Gateway/default/gw") && err.contains("spec.listeners[0].port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accepted_but_ignored_fields_warn() {
+        let yaml = format!(
+            "{}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+  loadBalancer:
+    type: RoundRobin
+  rateLimit:
+    type: Global
+  timeout:
+    tcp:
+      connectTimeout: 3s
+    http:
+      requestTimeout: 10s
+",
+            ROUTE.replace(
+                "  rules:\n",
+                "  llmRequestCosts:\n    - metadataKey: t\n      type: TotalToken\n  rules:\n",
+            )
+        );
+        let cfg = load_ok(&yaml);
+        for f in [
+            "spec.llmRequestCosts",
+            "spec.loadBalancer",
+            "spec.rateLimit",
+            "spec.timeout.http",
+        ] {
+            assert!(
+                cfg.warnings.iter().any(|w| w.contains(f)),
+                "{f}: {:#?}",
+                cfg.warnings
+            );
+        }
+        assert_eq!(
+            cfg.routes[0].traffic.connect_timeout,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn provider_hosts_imply_schemas() {
+        let cases = [
+            (
+                "bedrock-runtime.us-east-1.amazonaws.com",
+                Some(SchemaName::AwsBedrock),
+            ),
+            (
+                "bedrock-runtime.eu-west-3.amazonaws.com",
+                Some(SchemaName::AwsBedrock),
+            ),
+            ("bedrock.us-east-1.amazonaws.com", None),
+            ("myres.openai.azure.com", Some(SchemaName::AzureOpenAI)),
+            ("api.anthropic.com", Some(SchemaName::Anthropic)),
+            ("API.Anthropic.com.", Some(SchemaName::Anthropic)),
+            ("api.openai.com", None),
+            ("evil-api.anthropic.com.example", None),
+        ];
+        for (host, want) in cases {
+            assert_eq!(infer_schema_from_host(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn base64_decodes_like_kubernetes_data() {
+        let cases: [(&str, Option<&[u8]>); 6] = [
+            ("", Some(b"")),
+            ("YQ==", Some(b"a")),
+            ("YWI=", Some(b"ab")),
+            ("YWJj", Some(b"abc")),
+            ("YWJj\nZA==", Some(b"abcd")),
+            ("Y*==", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(decode_base64(input).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn routing_table_shows_the_effective_configuration() {
+        let cfg = load(&example("provider-fallback.yaml")).expect("seed loads");
+        let table = super::super::render_routing_table(&cfg);
+        for f in [
+            "Route default/provider-fallback",
+            "BackendTrafficPolicy: default/passive-health-check",
+            "x-ai-eg-model = \"us.meta.llama3-2-1b-instruct-v1:0\"",
+            "priority 0 weight 1: provider-fallback-always-failing-upstream",
+            "priority 1 weight 1: provider-fallback-aws",
+            "AWSBedrock (inferred from host bedrock-runtime.us-east-1.amazonaws.com)",
+            "OpenAI (the route's input schema)",
+            "bedrock-runtime.us-east-1.amazonaws.com:443",
+            "tls:       on",
+            "numRetries 5",
+            "[connect-failure, retriable-status-codes]",
+            "[500]",
+            "backoff base 100ms max 10s, per-try timeout 30s",
+            "consecutive5XxErrors 1, consecutiveGatewayErrors 0 (off)",
+            "interval 2s, baseEjectionTime 5s, maxEjectionPercent 100%",
+            "request timeout 1m",
+            "Warnings (",
+        ] {
+            assert!(table.contains(f), "{f:?} not in:\n{table}");
+        }
+    }
 }

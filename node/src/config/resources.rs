@@ -43,7 +43,8 @@ pub(crate) struct Resource<S> {
     #[allow(dead_code)] // checked on the raw document before typed deserialisation
     pub(crate) kind: String,
     /// `metadata`.
-    #[allow(dead_code)] // identity is taken from the raw document: errors need it before this parse
+    #[allow(dead_code)]
+    // identity is taken from the raw document: errors need it before this parse
     pub(crate) metadata: ObjectMeta,
     /// `spec`.
     pub(crate) spec: S,
@@ -623,21 +624,81 @@ impl BackendTrafficPolicySpec {
     /// The YAML names of the settings that are present, with why they do not apply.
     pub(crate) fn ignored_settings(&self) -> Vec<(&'static str, &'static str)> {
         let all: [(&'static str, bool, &'static str); 15] = [
-            ("loadBalancer", self.load_balancer.is_some(), "Switchyard chooses by priority load, then weight at random"),
-            ("rateLimit", self.rate_limit.is_some(), "rate limiting is not implemented"),
-            ("faultInjection", self.fault_injection.is_some(), "fault injection is not implemented"),
-            ("proxyProtocol", self.proxy_protocol.is_some(), "PROXY protocol towards backends is not implemented"),
-            ("tcpKeepalive", self.tcp_keepalive.is_some(), "the OS keep-alive defaults apply"),
-            ("connection", self.connection.is_some(), "connection buffer settings do not apply"),
-            ("dns", self.dns.is_some(), "DNS is re-resolved on Switchyard's own schedule"),
-            ("http2", self.http2.is_some(), "HTTP/2 tuning does not apply"),
-            ("mergeType", self.merge_type.is_some(), "policies are not merged; only route-level policies apply"),
-            ("useClientProtocol", self.use_client_protocol.is_some(), "the upstream protocol follows the backend"),
-            ("compression", self.compression.is_some(), "response compression is not implemented"),
-            ("responseOverride", self.response_override.is_some(), "response overrides are not implemented"),
-            ("httpUpgrade", self.http_upgrade.is_some(), "protocol upgrades are not used by the OpenAI API"),
-            ("requestBuffer", self.request_buffer.is_some(), "requests are always buffered up to the body limit"),
-            ("telemetry", self.telemetry.is_some(), "tracing settings do not apply"),
+            (
+                "loadBalancer",
+                self.load_balancer.is_some(),
+                "Switchyard chooses by priority load, then weight at random",
+            ),
+            (
+                "rateLimit",
+                self.rate_limit.is_some(),
+                "rate limiting is not implemented",
+            ),
+            (
+                "faultInjection",
+                self.fault_injection.is_some(),
+                "fault injection is not implemented",
+            ),
+            (
+                "proxyProtocol",
+                self.proxy_protocol.is_some(),
+                "PROXY protocol towards backends is not implemented",
+            ),
+            (
+                "tcpKeepalive",
+                self.tcp_keepalive.is_some(),
+                "the OS keep-alive defaults apply",
+            ),
+            (
+                "connection",
+                self.connection.is_some(),
+                "connection buffer settings do not apply",
+            ),
+            (
+                "dns",
+                self.dns.is_some(),
+                "DNS is re-resolved on Switchyard's own schedule",
+            ),
+            (
+                "http2",
+                self.http2.is_some(),
+                "HTTP/2 tuning does not apply",
+            ),
+            (
+                "mergeType",
+                self.merge_type.is_some(),
+                "policies are not merged; only route-level policies apply",
+            ),
+            (
+                "useClientProtocol",
+                self.use_client_protocol.is_some(),
+                "the upstream protocol follows the backend",
+            ),
+            (
+                "compression",
+                self.compression.is_some(),
+                "response compression is not implemented",
+            ),
+            (
+                "responseOverride",
+                self.response_override.is_some(),
+                "response overrides are not implemented",
+            ),
+            (
+                "httpUpgrade",
+                self.http_upgrade.is_some(),
+                "protocol upgrades are not used by the OpenAI API",
+            ),
+            (
+                "requestBuffer",
+                self.request_buffer.is_some(),
+                "requests are always buffered up to the body limit",
+            ),
+            (
+                "telemetry",
+                self.telemetry.is_some(),
+                "tracing settings do not apply",
+            ),
         ];
         all.into_iter()
             .filter(|(_, present, _)| *present)

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use super::duration::format_duration;
 use super::model::{
-    Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatchValue, Route, SchemaSource, TrafficPolicy,
+    Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatchValue, Route, SchemaSource,
+    TrafficPolicy,
 };
 
 /// Renders the effective routing table of a loaded configuration: per route, each rule's matches and
@@ -18,14 +19,21 @@ use super::model::{
 pub fn render_routing_table(cfg: &Config) -> String {
     let mut out = String::new();
     // `write!` to a String cannot fail; the results are ignored on purpose throughout.
-    let files: Vec<String> = cfg.sources.iter().map(|p| p.display().to_string()).collect();
+    let files: Vec<String> = cfg
+        .sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let _ = writeln!(out, "Configuration: {}", files.join(", "));
     match cfg.gateway_port {
         Some(p) => {
             let _ = writeln!(out, "Listener port: {p} (from Gateway; --listen overrides)");
         }
         None => {
-            let _ = writeln!(out, "Listener port: not set by a Gateway (--listen decides)");
+            let _ = writeln!(
+                out,
+                "Listener port: not set by a Gateway (--listen decides)"
+            );
         }
     }
     for route in &cfg.routes {
@@ -55,7 +63,10 @@ fn render_route(out: &mut String, cfg: &Config, route: &Route) {
             let _ = writeln!(out, "  BackendTrafficPolicy: {p}");
         }
         None => {
-            let _ = writeln!(out, "  BackendTrafficPolicy: none (defaults: no retry, no outlier detection)");
+            let _ = writeln!(
+                out,
+                "  BackendTrafficPolicy: none (defaults: no retry, no outlier detection)"
+            );
         }
     }
     for (i, rule) in route.rules.iter().enumerate() {
@@ -74,7 +85,9 @@ fn render_route(out: &mut String, cfg: &Config, route: &Route) {
                 .iter()
                 .map(|h| match &h.value {
                     HeaderMatchValue::Exact(v) => format!("{} = {v:?}", h.name),
-                    HeaderMatchValue::RegularExpression(re) => format!("{} ~ /{}/", h.name, re.as_str()),
+                    HeaderMatchValue::RegularExpression(re) => {
+                        format!("{} ~ /{}/", h.name, re.as_str())
+                    }
                 })
                 .collect();
             let text = if conds.is_empty() {
