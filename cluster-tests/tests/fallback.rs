@@ -36,7 +36,10 @@ async fn count_by_body(mock: &MockProvider) -> anyhow::Result<BTreeMap<String, u
     let mut seen = BTreeMap::new();
     for r in mock.requests().await? {
         let v: Value = serde_json::from_str(&r.body)?;
-        let content = v["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+        let content = v["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         *seen.entry(content).or_insert(0) += 1;
     }
     Ok(seen)
@@ -53,22 +56,50 @@ async fn seed_fallback(primary_mode: Option<Value>) -> anyhow::Result<()> {
         }
         None => (None, dead_addr()),
     };
-    let node = SwitchyardNode::start(&fallback_config(MODEL, primary_addr, fallback.data_addr, SEED_POLICY)).await?;
+    let node = SwitchyardNode::start(&fallback_config(
+        MODEL,
+        primary_addr,
+        fallback.data_addr,
+        SEED_POLICY,
+    ))
+    .await?;
     let n = 12;
     for i in 0..n {
         let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
-        anyhow::ensure!(r.status == 200, "request {i}: {} {}\n{}", r.status, r.text(), node.logs());
-        let content = r.json()?["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
-        anyhow::ensure!(content == "hello from fallback", "request {i} answered by {content:?}");
+        anyhow::ensure!(
+            r.status == 200,
+            "request {i}: {} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        let content = r.json()?["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        anyhow::ensure!(
+            content == "hello from fallback",
+            "request {i} answered by {content:?}"
+        );
     }
     let seen = count_by_body(&fallback).await?;
-    anyhow::ensure!(seen.len() == n, "fallback saw {} distinct requests, want {n}: {seen:?}", seen.len());
-    anyhow::ensure!(seen.values().all(|&c| c == 1), "fallback received a request twice: {seen:?}");
+    anyhow::ensure!(
+        seen.len() == n,
+        "fallback saw {} distinct requests, want {n}: {seen:?}",
+        seen.len()
+    );
+    anyhow::ensure!(
+        seen.values().all(|&c| c == 1),
+        "fallback received a request twice: {seen:?}"
+    );
     if let Some(p) = &primary {
         // A mock that refuses connections logs nothing; one that answers 500 logs exactly the first request:
         // consecutive5XxErrors: 1 ejects the primary for 5 s after its first failure.
         let hits = p.request_count().await?;
-        anyhow::ensure!(hits <= 1, "primary should be ejected after one failure, got {hits} requests");
+        anyhow::ensure!(
+            hits <= 1,
+            "primary should be ejected after one failure, got {hits} requests"
+        );
     }
     let status = node.status().await?;
     let primary_host = status["backends"]
@@ -76,16 +107,25 @@ async fn seed_fallback(primary_mode: Option<Value>) -> anyhow::Result<()> {
         .and_then(|b| b.iter().find(|h| h["backend"] == "default/primary"))
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("primary missing from /status: {status}"))?;
-    anyhow::ensure!(primary_host["ejected"] == true, "primary should be ejected: {primary_host}");
+    anyhow::ensure!(
+        primary_host["ejected"] == true,
+        "primary should be ejected: {primary_host}"
+    );
     anyhow::ensure!(primary_host["ejection_count"] == 1, "{primary_host}");
     let left = primary_host["time_left_ms"].as_u64().unwrap_or(0);
-    anyhow::ensure!(left > 0 && left <= 5000, "time left should be within the 5 s base ejection: {primary_host}");
+    anyhow::ensure!(
+        left > 0 && left <= 5000,
+        "time left should be within the 5 s base ejection: {primary_host}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_policy_primary_500_every_request_gets_the_fallback_once() {
-    bounded(seed_fallback(Some(json!({"mode": "status", "status": 500})))).await;
+    bounded(seed_fallback(Some(
+        json!({"mode": "status", "status": 500}),
+    )))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,23 +143,48 @@ async fn without_retry_block_a_primary_failure_reaches_the_client() {
     bounded(async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
-        primary.set_mode(json!({"mode": "status", "status": 500})).await?;
-        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, "")).await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            "",
+        ))
+        .await?;
         for i in 0..3 {
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
-            anyhow::ensure!(r.status == 500, "want the upstream 500 as is, got {} {}", r.status, r.text());
+            anyhow::ensure!(
+                r.status == 500,
+                "want the upstream 500 as is, got {} {}",
+                r.status,
+                r.text()
+            );
             let upstream_error = r.json()?;
-            anyhow::ensure!(upstream_error["error"].is_object(), "upstream body passed through: {upstream_error}");
+            anyhow::ensure!(
+                upstream_error["error"].is_object(),
+                "upstream body passed through: {upstream_error}"
+            );
         }
         anyhow::ensure!(primary.request_count().await? == 3);
 
         // A refused connection: 503 from the gateway, fallback untouched.
         let dead = dead_addr();
-        let node2 = SwitchyardNode::start(&fallback_config(MODEL, dead, fallback.data_addr, "")).await?;
+        let node2 =
+            SwitchyardNode::start(&fallback_config(MODEL, dead, fallback.data_addr, "")).await?;
         let r = http_post_json(&node2.url("/v1/chat/completions"), &chat(9)).await?;
-        anyhow::ensure!(r.status == 503, "refused primary without retry: want 503, got {} {}", r.status, r.text());
+        anyhow::ensure!(
+            r.status == 503,
+            "refused primary without retry: want 503, got {} {}",
+            r.status,
+            r.text()
+        );
         anyhow::ensure!(r.json()?["error"]["message"].as_str().is_some());
-        anyhow::ensure!(fallback.request_count().await? == 0, "fallback must not be tried without a retry block");
+        anyhow::ensure!(
+            fallback.request_count().await? == 0,
+            "fallback must not be tried without a retry block"
+        );
         Ok(())
     })
     .await;
@@ -131,15 +196,32 @@ async fn seed_policy_does_not_retry_502_503_504_429() {
         let fallback = MockProvider::start("fallback").await?;
         let primary = MockProvider::start("primary").await?;
         for status in [502u16, 503, 504, 429] {
-            primary.set_mode(json!({"mode": "status", "status": status})).await?;
+            primary
+                .set_mode(json!({"mode": "status", "status": status}))
+                .await?;
             primary.clear().await?;
-            let node =
-                SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+            let node = SwitchyardNode::start(&fallback_config(
+                MODEL,
+                primary.data_addr,
+                fallback.data_addr,
+                SEED_POLICY,
+            ))
+            .await?;
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
-            anyhow::ensure!(r.status == status, "status {status} must reach the client, got {}", r.status);
-            anyhow::ensure!(primary.request_count().await? == 1, "{status} was retried on the primary");
+            anyhow::ensure!(
+                r.status == status,
+                "status {status} must reach the client, got {}",
+                r.status
+            );
+            anyhow::ensure!(
+                primary.request_count().await? == 1,
+                "{status} was retried on the primary"
+            );
         }
-        anyhow::ensure!(fallback.request_count().await? == 0, "a non-retried status reached the fallback");
+        anyhow::ensure!(
+            fallback.request_count().await? == 0,
+            "a non-retried status reached the fallback"
+        );
         Ok(())
     })
     .await;
@@ -150,14 +232,31 @@ async fn attempts_never_exceed_num_retries_plus_one() {
     bounded(async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
-        primary.set_mode(json!({"mode": "status", "status": 500})).await?;
-        fallback.set_mode(json!({"mode": "status", "status": 500})).await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        fallback
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
         let policy = SEED_POLICY.replace("baseInterval: 100ms", "baseInterval: 10ms");
-        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, &policy)).await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            &policy,
+        ))
+        .await?;
         let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
-        anyhow::ensure!(r.status == 500, "exhausted retries return the last 500, got {}", r.status);
+        anyhow::ensure!(
+            r.status == 500,
+            "exhausted retries return the last 500, got {}",
+            r.status
+        );
         let total = primary.request_count().await? + fallback.request_count().await?;
-        anyhow::ensure!(total == 6, "numRetries 5 allows exactly 6 attempts, saw {total}");
+        anyhow::ensure!(
+            total == 6,
+            "numRetries 5 allows exactly 6 attempts, saw {total}"
+        );
         Ok(())
     })
     .await;
@@ -168,13 +267,22 @@ async fn priority_one_gets_nothing_while_priority_zero_is_healthy() {
     bounded(async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
-        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            SEED_POLICY,
+        ))
+        .await?;
         for i in 0..30 {
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
             anyhow::ensure!(r.status == 200);
         }
         anyhow::ensure!(primary.request_count().await? == 30);
-        anyhow::ensure!(fallback.request_count().await? == 0, "priority 1 must get zero requests");
+        anyhow::ensure!(
+            fallback.request_count().await? == 0,
+            "priority 1 must get zero requests"
+        );
         Ok(())
     })
     .await;
@@ -185,7 +293,8 @@ async fn equal_weights_split_about_evenly() {
     bounded(async {
         let a = MockProvider::start("a").await?;
         let b = MockProvider::start("b").await?;
-        let yaml = fallback_config(MODEL, a.data_addr, b.data_addr, "").replace("priority: 1", "priority: 0");
+        let yaml = fallback_config(MODEL, a.data_addr, b.data_addr, "")
+            .replace("priority: 1", "priority: 0");
         let node = SwitchyardNode::start(&yaml).await?;
         for i in 0..100 {
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
@@ -230,13 +339,20 @@ async fn bad_requests_are_answered_locally_with_openai_errors() {
         anyhow::ensure!(r.status == 400, "missing model: {}", r.status);
         let r = http_post_json(&url, &json!({"model": "no-such-model", "messages": []})).await?;
         anyhow::ensure!(r.status == 404, "unknown model: {}", r.status);
-        anyhow::ensure!(r.json()?["error"]["message"].as_str().unwrap_or_default().contains("no-such-model"));
-        let big = json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(4096)}]});
+        anyhow::ensure!(r.json()?["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-model"));
+        let big =
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x".repeat(4096)}]});
         let r = http_post_json(&url, &big).await?;
         anyhow::ensure!(r.status == 413, "oversized body: {}", r.status);
         anyhow::ensure!(r.json()?["error"]["code"] == "request_too_large");
         let total = primary.request_count().await? + fallback.request_count().await?;
-        anyhow::ensure!(total == 0, "no upstream may be contacted for a bad request, saw {total}");
+        anyhow::ensure!(
+            total == 0,
+            "no upstream may be contacted for a bad request, saw {total}"
+        );
         Ok(())
     })
     .await;
@@ -297,7 +413,13 @@ async fn h2c_clients_are_served_and_models_are_listed() {
     bounded(async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
-        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            SEED_POLICY,
+        ))
+        .await?;
         let r = http2_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
         anyhow::ensure!(r.status == 200, "h2c: {} {}", r.status, r.text());
         for path in ["/v1/embeddings", "/v1/completions"] {
@@ -308,9 +430,20 @@ async fn h2c_clients_are_served_and_models_are_listed() {
         let r = http_get(&node.url("/v1/models")).await?;
         let v = r.json()?;
         anyhow::ensure!(v["object"] == "list");
-        anyhow::ensure!(v["data"][0]["id"] == MODEL && v["data"][0]["owned_by"] == "Envoy AI Gateway", "{v}");
-        let seen: Vec<String> = primary.requests().await?.into_iter().map(|r| r.path).collect();
-        anyhow::ensure!(seen == ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"], "{seen:?}");
+        anyhow::ensure!(
+            v["data"][0]["id"] == MODEL && v["data"][0]["owned_by"] == "Envoy AI Gateway",
+            "{v}"
+        );
+        let seen: Vec<String> = primary
+            .requests()
+            .await?
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        anyhow::ensure!(
+            seen == ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"],
+            "{seen:?}"
+        );
         Ok(())
     })
     .await;

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use switchyard_cluster_tests::harness::{fallback_config, MockProvider, SwitchyardNode, SEED_POLICY};
+use switchyard_cluster_tests::harness::{
+    fallback_config, MockProvider, SwitchyardNode, SEED_POLICY,
+};
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
 
@@ -34,12 +36,22 @@ fn python() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_client_chats_and_streams_through_the_gateway() {
-    let python = tokio::task::spawn_blocking(python).await.expect("venv task");
+    let python = tokio::task::spawn_blocking(python)
+        .await
+        .expect("venv task");
     let result = tokio::time::timeout(Duration::from_secs(120), async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
-        primary.set_mode(serde_json::json!({"mode": "status", "status": 500})).await?;
-        let node = SwitchyardNode::start(&fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)).await?;
+        primary
+            .set_mode(serde_json::json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            SEED_POLICY,
+        ))
+        .await?;
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
         let out = tokio::process::Command::new(&python)
             .arg(&script)
@@ -61,7 +73,10 @@ async fn official_openai_python_client_chats_and_streams_through_the_gateway() {
         // The client's own key never reaches a provider.
         for r in fallback.requests().await? {
             let auth = r.headers.get("authorization").cloned().unwrap_or_default();
-            anyhow::ensure!(!auth.contains("client-key-not-forwarded"), "client credential leaked upstream");
+            anyhow::ensure!(
+                !auth.contains("client-key-not-forwarded"),
+                "client credential leaked upstream"
+            );
         }
         Ok(())
     })

@@ -84,14 +84,19 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         };
         let st = state.clone();
         let svc = service_fn(move |req| route(st.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
     }
 }
 
-async fn route(st: Arc<AdminState>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn route(
+    st: Arc<AdminState>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -113,7 +118,8 @@ async fn route(st: Arc<AdminState>, req: Request<Incoming>) -> Result<Response<P
         (&Method::POST, "/reload") => match st.gateway.reload().await {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({"reloaded": true})),
             Err(e) => {
-                metrics::counter!("switchyard_config_reloads_total", "result" => "error").increment(1);
+                metrics::counter!("switchyard_config_reloads_total", "result" => "error")
+                    .increment(1);
                 tracing::error!(error = %e, "reload failed; keeping the running config");
                 json(
                     StatusCode::BAD_REQUEST,
@@ -183,7 +189,9 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ProxyBody> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
     let mut r = text(status, body);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

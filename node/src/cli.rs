@@ -32,7 +32,11 @@ pub enum Command {
     /// Show a running node's status (routes, backends, health).
     Status {
         /// Admin URL of the node.
-        #[arg(long, env = "SWITCHYARD_ADMIN_URL", default_value = "http://127.0.0.1:9901")]
+        #[arg(
+            long,
+            env = "SWITCHYARD_ADMIN_URL",
+            default_value = "http://127.0.0.1:9901"
+        )]
         admin: String,
         /// Print the raw JSON.
         #[arg(long)]
@@ -92,7 +96,12 @@ pub struct RunArgs {
     #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
     /// Log format.
-    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 

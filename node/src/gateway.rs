@@ -20,7 +20,9 @@ use crate::health::registry::{HealthRegistry, HostEntry, RegistryError};
 use crate::health::view::EjectionGroup;
 use crate::proxy::upstream::{build_client, UpstreamError};
 use crate::routing::actor::{RouteActor, RouteMsg};
-use crate::routing::snapshot::{BackendRuntime, RouteSnap, RoutingSnapshot, RuleSnap, UpstreamHost};
+use crate::routing::snapshot::{
+    BackendRuntime, RouteSnap, RoutingSnapshot, RuleSnap, UpstreamHost,
+};
 
 /// Why a (re)load failed; the previous config keeps running.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,10 @@ struct RouteHandle {
 
 impl Gateway {
     /// Loads `config_path` and builds the first snapshot.
-    pub async fn start(config_path: &Path, settings: GatewaySettings) -> Result<Arc<Gateway>, LoadError> {
+    pub async fn start(
+        config_path: &Path,
+        settings: GatewaySettings,
+    ) -> Result<Arc<Gateway>, LoadError> {
         let cfg = config::load(config_path)?;
         let gw = Arc::new(Gateway {
             config_path: config_path.to_path_buf(),
@@ -105,7 +110,10 @@ impl Gateway {
     /// The Route actors, by route key.
     pub async fn route_actors(&self) -> Vec<(String, ActorRef<RouteMsg>)> {
         let routes = self.routes.lock().await;
-        let mut v: Vec<_> = routes.iter().map(|(k, h)| (k.clone(), h.actor.clone())).collect();
+        let mut v: Vec<_> = routes
+            .iter()
+            .map(|(k, h)| (k.clone(), h.actor.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -135,8 +143,10 @@ impl Gateway {
         let mut backends: BTreeMap<String, Arc<BackendRuntime>> = BTreeMap::new();
 
         // Hosts, their passive policy (first route wins) and the rule groups they belong to.
-        let mut host_policy: HashMap<String, (Option<PassiveHealthConfig>, Vec<Arc<EjectionGroup>>)> =
-            HashMap::new();
+        let mut host_policy: HashMap<
+            String,
+            (Option<PassiveHealthConfig>, Vec<Arc<EjectionGroup>>),
+        > = HashMap::new();
         let mut entries: HashMap<String, Arc<HostEntry>> = HashMap::new();
         let mut route_snaps = Vec::new();
         let mut routes = self.routes.lock().await;
@@ -174,7 +184,10 @@ impl Gateway {
                         let entry = match entries.get(&host_key) {
                             Some(e) => e.clone(),
                             None => {
-                                let e = self.registry.ensure(&host_key, &backend.key, endpoint).await?;
+                                let e = self
+                                    .registry
+                                    .ensure(&host_key, &backend.key, endpoint)
+                                    .await?;
                                 entries.insert(host_key.clone(), e.clone());
                                 e
                             }
@@ -193,7 +206,8 @@ impl Gateway {
                 }
                 // maxEjectionPercent counts over every distinct host of the rule, all priorities.
                 if let Some(passive) = &route.traffic.passive {
-                    let distinct: HashSet<&str> = hosts.iter().map(|h| h.health.key.as_str()).collect();
+                    let distinct: HashSet<&str> =
+                        hosts.iter().map(|h| h.health.key.as_str()).collect();
                     let ejected = hosts
                         .iter()
                         .filter(|h| h.health.view.is_ejected())

@@ -68,16 +68,20 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         let port = gateway.config().gateway_port.unwrap_or(8080);
         SocketAddr::from(([0, 0, 0, 0], port))
     });
-    let client = TcpListener::bind(listen).await.map_err(|source| RunError::Bind {
-        what: "the client listener",
-        addr: listen,
-        source,
-    })?;
-    let admin_listener = TcpListener::bind(args.admin).await.map_err(|source| RunError::Bind {
-        what: "the admin listener",
-        addr: args.admin,
-        source,
-    })?;
+    let client = TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            what: "the client listener",
+            addr: listen,
+            source,
+        })?;
+    let admin_listener = TcpListener::bind(args.admin)
+        .await
+        .map_err(|source| RunError::Bind {
+            what: "the admin listener",
+            addr: args.admin,
+            source,
+        })?;
     let listen_addr = client.local_addr().unwrap_or(listen);
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin);
 

@@ -31,7 +31,9 @@ pub enum StatusError {
 /// Fetches `/status` from an admin URL.
 pub async fn fetch(admin: &str) -> Result<Value, StatusError> {
     let url = format!("{}/status", admin.trim_end_matches('/'));
-    let uri: http::Uri = url.parse().map_err(|_| StatusError::Url(admin.to_string()))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| StatusError::Url(admin.to_string()))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let unreachable = |reason: String| StatusError::Unreachable {
         url: url.clone(),
@@ -103,7 +105,11 @@ pub fn render(v: &Value) -> String {
             s(&b["host"]),
             s(&b["priority"]),
             state,
-            if b["ejected"].as_bool().unwrap_or(false) { s(&b["reason"]) } else { "-".into() },
+            if b["ejected"].as_bool().unwrap_or(false) {
+                s(&b["reason"])
+            } else {
+                "-".into()
+            },
             left,
             s(&b["ejection_count"]),
             s(&b["consecutive_5xx"]),

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
-use switchyard_cluster_tests::harness::{bin_path, http_post_json, MockOptions, MockProvider, SwitchyardNode};
+use switchyard_cluster_tests::harness::{
+    bin_path, http_post_json, MockOptions, MockProvider, SwitchyardNode,
+};
 
 /// Local fallback demo.
 #[derive(Parser)]
@@ -47,18 +49,35 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("port 9002 must be free for the demo's fallback provider")?;
 
-    println!("starting switchyard on {} (client 127.0.0.1:8080, admin 127.0.0.1:9901)", config.display());
+    println!(
+        "starting switchyard on {} (client 127.0.0.1:8080, admin 127.0.0.1:9901)",
+        config.display()
+    );
     let dir = tempfile::tempdir()?;
-    let node = SwitchyardNode::start_file(config, "127.0.0.1:8080", "127.0.0.1:9901", &["--node-id", "demo"], dir)
-        .await
-        .context("ports 8080 and 9901 must be free for the demo's gateway")?;
+    let node = SwitchyardNode::start_file(
+        config,
+        "127.0.0.1:8080",
+        "127.0.0.1:9901",
+        &["--node-id", "demo"],
+        dir,
+    )
+    .await
+    .context("ports 8080 and 9901 must be free for the demo's gateway")?;
 
     let model = "us.meta.llama3-2-1b-instruct-v1:0";
     for i in 0..args.requests {
         let body = json!({"model": model, "messages": [{"role": "user", "content": format!("demo request {i}")}]});
         let r = http_post_json(&node.url("/v1/chat/completions"), &body).await?;
-        let answer = r.json().ok().and_then(|v| v["choices"][0]["message"]["content"].as_str().map(String::from));
-        println!("request {i}: HTTP {} {}", r.status, answer.unwrap_or_else(|| r.text()));
+        let answer = r.json().ok().and_then(|v| {
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .map(String::from)
+        });
+        println!(
+            "request {i}: HTTP {} {}",
+            r.status,
+            answer.unwrap_or_else(|| r.text())
+        );
     }
     println!(
         "\nprimary received {} request(s), fallback {} — the primary was ejected after its first 500.\n",

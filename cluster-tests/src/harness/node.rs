@@ -127,7 +127,9 @@ impl SwitchyardNode {
 }
 
 fn parse_ready(stdout: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let line = stdout.lines().find(|l| l.starts_with("switchyard ready "))?;
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("switchyard ready "))?;
     let mut listen = None;
     let mut admin = None;
     for field in line.split_whitespace() {
@@ -142,7 +144,12 @@ fn parse_ready(stdout: &str) -> Option<(SocketAddr, SocketAddr)> {
 
 /// A config with one route `model` → `primary` (priority 0) and `fallback` (priority 1), both plain HTTP
 /// OpenAI backends, plus `policy` (a `BackendTrafficPolicy` spec body, YAML indented by 2, or empty for none).
-pub fn fallback_config(model: &str, primary: SocketAddr, fallback: SocketAddr, policy_spec: &str) -> String {
+pub fn fallback_config(
+    model: &str,
+    primary: SocketAddr,
+    fallback: SocketAddr,
+    policy_spec: &str,
+) -> String {
     let mut yaml = format!(
         r#"apiVersion: aigateway.envoyproxy.io/v1alpha1
 kind: AIGatewayRoute

@@ -29,12 +29,21 @@ pub struct ProxyBody(UnsyncBoxBody<Bytes, BoxError>);
 impl ProxyBody {
     /// A complete in-memory body.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        ProxyBody(Full::new(bytes.into()).map_err(|e| match e {}).boxed_unsync())
+        ProxyBody(
+            Full::new(bytes.into())
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
     }
 
     /// An upstream body, passed through with an idle timeout; `sse` adds the error event on truncation;
     /// `tap` (successful responses) records token usage and timings when the body ends.
-    pub fn upstream(inner: Incoming, sse: bool, idle_timeout: Duration, tap: Option<UsageTap>) -> Self {
+    pub fn upstream(
+        inner: Incoming,
+        sse: bool,
+        idle_timeout: Duration,
+        tap: Option<UsageTap>,
+    ) -> Self {
         ProxyBody(
             UpstreamBody {
                 inner,

@@ -83,7 +83,11 @@ const STRIPPED_RESPONSE_HEADERS: &[&str] = &[
 ];
 
 /// Runs the attempt loop for `req` on `rule` of `route`.
-pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -> Response<ProxyBody> {
+pub async fn forward(
+    route: &RouteSnap,
+    rule: &RuleSnap,
+    req: &ProxiedRequest,
+) -> Response<ProxyBody> {
     let deadline = Instant::now() + rule.request_timeout;
     let retry = route.traffic.retry.as_ref();
     let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
@@ -133,7 +137,9 @@ pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -
 
         let now = Instant::now();
         let attempt_deadline = per_try.map_or(deadline, |t| (now + t).min(deadline));
-        let sent = tokio::time::timeout_at(attempt_deadline, host.backend.client.request(upstream_req)).await;
+        let sent =
+            tokio::time::timeout_at(attempt_deadline, host.backend.client.request(upstream_req))
+                .await;
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -142,12 +148,17 @@ pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -
                 let outcome = AttemptOutcome::Status(status);
                 let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
                 if status >= 500 {
-                    host.health.report_failure(Observation::Status(status)).await;
+                    host.health
+                        .report_failure(Observation::Status(status))
+                        .await;
                 } else {
                     host.health.report(Observation::Status(status));
                 }
                 if !retriable || history.attempts() >= max_attempts {
-                    let tap = resp.status().is_success().then(|| usage_tap(host, req, &resp));
+                    let tap = resp
+                        .status()
+                        .is_success()
+                        .then(|| usage_tap(host, req, &resp));
                     return pass_through(resp, idle_timeout(per_try, rule), tap);
                 }
                 Failure::Response(resp)
@@ -162,8 +173,7 @@ pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -
             Err(_) if attempt_deadline == deadline => {
                 // The route timeout: covers every attempt and is never retried (DESIGN §4).
                 record_upstream(host, "route_timeout");
-                host.health
-                    .report(LocalFailure::Timeout.observation());
+                host.health.report(LocalFailure::Timeout.observation());
                 return route_timeout(rule);
             }
             Err(_) => {
@@ -199,7 +209,9 @@ pub async fn forward(route: &RouteSnap, rule: &RuleSnap, req: &ProxiedRequest) -
             Failure::Response(r) => retry_after(
                 policy,
                 r.status().as_u16(),
-                r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+                r.headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
                 SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
@@ -284,7 +296,11 @@ fn usage_tap(host: &UpstreamHost, req: &ProxiedRequest, resp: &Response<Incoming
     )
 }
 
-fn pass_through(resp: Response<Incoming>, idle: Duration, tap: Option<UsageTap>) -> Response<ProxyBody> {
+fn pass_through(
+    resp: Response<Incoming>,
+    idle: Duration,
+    tap: Option<UsageTap>,
+) -> Response<ProxyBody> {
     let sse = is_sse(&resp);
     let (mut parts, body) = resp.into_parts();
     for name in STRIPPED_RESPONSE_HEADERS {
@@ -333,14 +349,18 @@ fn build_upstream_request(
     match &backend.auth {
         None => {}
         Some(BackendAuth::ApiKey { key, .. }) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                GatewayError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "invalid_backend_credential",
-                    format!("the API key for backend {} is not a valid header value", backend.key),
-                )
-            })?;
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    GatewayError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication_error",
+                        "invalid_backend_credential",
+                        format!(
+                            "the API key for backend {} is not a valid header value",
+                            backend.key
+                        ),
+                    )
+                })?;
             v.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, v);
         }

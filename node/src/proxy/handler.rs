@@ -21,7 +21,10 @@ use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
 const ROUTED: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 /// Serves one client request.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let path = req.uri().path();
     let resp = if path == "/v1/models" {
         if req.method() == Method::GET {
@@ -55,7 +58,8 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
         format!("this endpoint accepts {allow} only"),
     )
     .into_response();
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -97,12 +101,18 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
     let body: Bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return too_large()
         }
         Err(e) => {
-            return GatewayError::bad_request("body_read_error", format!("cannot read request body: {e}"))
-                .into_response()
+            return GatewayError::bad_request(
+                "body_read_error",
+                format!("cannot read request body: {e}"),
+            )
+            .into_response()
         }
     };
     let probe: BodyProbe<'_> = match serde_json::from_slice(&body) {
@@ -119,11 +129,8 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let model = match probe.model {
         Some(m) if !m.is_empty() => m.into_owned(),
         _ => {
-            return GatewayError::bad_request(
-                "missing_model",
-                "you must provide a model parameter",
-            )
-            .into_response()
+            return GatewayError::bad_request("missing_model", "you must provide a model parameter")
+                .into_response()
         }
     };
     let input = MatchInput {
@@ -183,7 +190,9 @@ fn models(gw: &Gateway) -> Response<ProxyBody> {
     }
     let body = serde_json::json!({"object": "list", "data": data}).to_string();
     let mut r = Response::new(ProxyBody::full(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

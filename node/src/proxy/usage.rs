@@ -137,7 +137,8 @@ impl UsageTap {
             metrics::histogram!("gen_ai_client_token_usage", &input).record(u.prompt_tokens as f64);
             let mut output = labels.to_vec();
             output.push(("gen_ai_token_type", "output".into()));
-            metrics::histogram!("gen_ai_client_token_usage", &output).record(u.completion_tokens as f64);
+            metrics::histogram!("gen_ai_client_token_usage", &output)
+                .record(u.completion_tokens as f64);
             if self.sse && u.completion_tokens > 1 {
                 if let Some(first) = self.first_data {
                     let per_token =
@@ -182,7 +183,13 @@ mod tests {
         tap.on_data(a, now);
         tap.on_data(b, now);
         let (usage, model) = tap.seen();
-        assert_eq!(usage, Some(Usage { prompt_tokens: 7, completion_tokens: 3 }));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3
+            })
+        );
         assert_eq!(model.as_deref(), Some("m-2024"));
     }
 
@@ -190,17 +197,35 @@ mod tests {
     fn null_usage_chunks_do_not_erase_a_seen_usage() {
         let now = Instant::now();
         let mut tap = UsageTap::new(labels(), true, now);
-        tap.on_data(b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n", now);
+        tap.on_data(
+            b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n",
+            now,
+        );
         tap.on_data(b"data: {\"usage\":null}\n", now);
-        assert_eq!(tap.seen().0, Some(Usage { prompt_tokens: 1, completion_tokens: 2 }));
+        assert_eq!(
+            tap.seen().0,
+            Some(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2
+            })
+        );
     }
 
     #[test]
     fn anthropic_style_names_are_accepted() {
         let now = Instant::now();
         let mut tap = UsageTap::new(labels(), true, now);
-        tap.on_data(b"data: {\"usage\":{\"input_tokens\":4,\"output_tokens\":5}}\n", now);
-        assert_eq!(tap.seen().0, Some(Usage { prompt_tokens: 4, completion_tokens: 5 }));
+        tap.on_data(
+            b"data: {\"usage\":{\"input_tokens\":4,\"output_tokens\":5}}\n",
+            now,
+        );
+        assert_eq!(
+            tap.seen().0,
+            Some(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 5
+            })
+        );
     }
 
     #[test]

@@ -83,34 +83,49 @@ mod tests {
         client_spoof.insert(MODEL_HEADER, HeaderValue::from_static("gpt-4o"));
         client_spoof.insert("x-tenant", HeaderValue::from_static("blue"));
         let rows: Vec<(&str, Vec<RuleMatch>, &str, bool)> = vec![
-            ("empty matches hold for every request", vec![], "anything", true),
+            (
+                "empty matches hold for every request",
+                vec![],
+                "anything",
+                true,
+            ),
             (
                 "exact model match",
-                vec![RuleMatch { headers: vec![exact(MODEL_HEADER, "llama")] }],
+                vec![RuleMatch {
+                    headers: vec![exact(MODEL_HEADER, "llama")],
+                }],
                 "llama",
                 true,
             ),
             (
                 "exact model mismatch",
-                vec![RuleMatch { headers: vec![exact(MODEL_HEADER, "llama")] }],
+                vec![RuleMatch {
+                    headers: vec![exact(MODEL_HEADER, "llama")],
+                }],
                 "llama2",
                 false,
             ),
             (
                 "client model header is ignored: the body wins",
-                vec![RuleMatch { headers: vec![exact(MODEL_HEADER, "gpt-4o")] }],
+                vec![RuleMatch {
+                    headers: vec![exact(MODEL_HEADER, "gpt-4o")],
+                }],
                 "llama",
                 false,
             ),
             (
                 "regex must match the whole value",
-                vec![RuleMatch { headers: vec![regex(MODEL_HEADER, "gpt-4.*")] }],
+                vec![RuleMatch {
+                    headers: vec![regex(MODEL_HEADER, "gpt-4.*")],
+                }],
                 "gpt-4o-mini",
                 true,
             ),
             (
                 "regex anchored",
-                vec![RuleMatch { headers: vec![regex(MODEL_HEADER, "gpt-4")] }],
+                vec![RuleMatch {
+                    headers: vec![regex(MODEL_HEADER, "gpt-4")],
+                }],
                 "my-gpt-4",
                 false,
             ),
@@ -125,21 +140,30 @@ mod tests {
             (
                 "any match of the list may hold",
                 vec![
-                    RuleMatch { headers: vec![exact("x-tenant", "red")] },
-                    RuleMatch { headers: vec![exact("x-tenant", "blue")] },
+                    RuleMatch {
+                        headers: vec![exact("x-tenant", "red")],
+                    },
+                    RuleMatch {
+                        headers: vec![exact("x-tenant", "blue")],
+                    },
                 ],
                 "llama",
                 true,
             ),
             (
                 "absent header does not hold",
-                vec![RuleMatch { headers: vec![exact("x-absent", "1")] }],
+                vec![RuleMatch {
+                    headers: vec![exact("x-absent", "1")],
+                }],
                 "llama",
                 false,
             ),
         ];
         for (name, matches, model, want) in rows {
-            let input = MatchInput { headers: &client_spoof, model };
+            let input = MatchInput {
+                headers: &client_spoof,
+                model,
+            };
             assert_eq!(rule_holds(&matches, &input), want, "{name}");
         }
     }
@@ -147,7 +171,11 @@ mod tests {
     #[test]
     fn exact_models_lists_only_model_header_exact_values() {
         let m = vec![RuleMatch {
-            headers: vec![exact(MODEL_HEADER, "a"), exact("x-tenant", "b"), regex(MODEL_HEADER, "c.*")],
+            headers: vec![
+                exact(MODEL_HEADER, "a"),
+                exact("x-tenant", "b"),
+                regex(MODEL_HEADER, "c.*"),
+            ],
         }];
         assert_eq!(exact_models(&m).collect::<Vec<_>>(), vec!["a"]);
     }

@@ -100,7 +100,9 @@ impl RetrySlot {
     /// Takes a slot if fewer than `max` retries are in flight.
     pub fn acquire(counter: &Arc<AtomicU32>, max: u32) -> Option<RetrySlot> {
         counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| RetrySlot(counter.clone()))
     }
