@@ -389,3 +389,187 @@ async fn a_bad_reload_keeps_the_running_config_and_health() {
     })
     .await;
 }
+
+fn backend_hosts<'a>(status: &'a Value, backend: &str) -> Vec<&'a Value> {
+    status["backends"]
+        .as_array()
+        .map(|b| b.iter().filter(|h| h["backend"] == backend).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fqdn_with_two_addresses_is_two_hosts_with_their_own_health_and_is_re_resolved() {
+    bounded(async {
+        use switchyard_cluster_tests::harness::{free_port, MockOptions};
+        let port = free_port();
+        let start = |name: &str, ip: [u8; 4]| MockOptions {
+            name: Some(name.into()),
+            listen: Some((ip, port).into()),
+            ..MockOptions::default()
+        };
+        let a = MockProvider::start_with(start("a", [127, 0, 0, 1])).await?;
+        let b = MockProvider::start_with(start("b", [127, 0, 0, 2])).await?;
+        a.set_mode(json!({"mode": "status", "status": 500})).await?;
+        let yaml = format!(
+            r#"apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  schema: {{name: OpenAI}}
+  rules:
+    - backendRefs: [{{name: api}}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: api, namespace: default}}
+spec:
+  endpoints: [{{fqdn: {{hostname: api.mock.test, port: {port}}}}}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: p, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}}]
+{SEED_POLICY}"#
+        );
+        let node = SwitchyardNode::start_with_hosts(
+            &yaml,
+            &["--dns-refresh", "200ms"],
+            "127.0.0.1 api.mock.test\n127.0.0.2 api.mock.test\n",
+        )
+        .await?;
+        let s = node.status().await?;
+        let hosts = backend_hosts(&s, "default/api");
+        let addrs: Vec<&str> = hosts.iter().filter_map(|h| h["address"].as_str()).collect();
+        anyhow::ensure!(
+            addrs == [format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}")],
+            "one host per address: {addrs:?}"
+        );
+        for i in 0..10 {
+            anyhow::ensure!(answer(&node, i).await? == "hello from b");
+        }
+        anyhow::ensure!(
+            a.request_count().await? <= 1,
+            "the failing address is ejected after one failure"
+        );
+        let s = node.status().await?;
+        let ejected: Vec<bool> = backend_hosts(&s, "default/api")
+            .iter()
+            .map(|h| h["ejected"] == true)
+            .collect();
+        anyhow::ensure!(
+            ejected.iter().filter(|e| **e).count() <= 1 && !ejected[1],
+            "only a's address may be ejected: {s}"
+        );
+        // The Host header names the backend, not the dialled address.
+        let seen = b.requests().await?;
+        anyhow::ensure!(seen
+            .iter()
+            .all(|r| r.headers.get("host").map(String::as_str)
+                == Some(&format!("api.mock.test:{port}"))));
+
+        // Re-resolution: the name loses 127.0.0.2; the node drops that host and keeps the other's health.
+        std::fs::write(node.hosts_path(), "127.0.0.1 api.mock.test\n")?;
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async {
+                let s = node.status().await.ok()?;
+                (backend_hosts(&s, "default/api").len() == 1).then_some(())
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+}
+
+const ACTIVE_POLICY: &str = r#"  healthCheck:
+    active:
+      type: HTTP
+      interval: 200ms
+      timeout: 1s
+      unhealthyThreshold: 2
+      healthyThreshold: 1
+      http:
+        path: /v1/models
+        expectedStatuses: [200]
+    passive:
+      consecutive5XxErrors: 1
+      baseEjectionTime: 60s
+      interval: 1s
+      maxEjectionPercent: 100
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_checks_eject_without_traffic_and_a_passing_probe_returns_a_host_at_once() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            ACTIVE_POLICY,
+        ))
+        .await?;
+
+        // No client traffic at all: failing probes eject the primary.
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async {
+                let s = node.status().await.ok()?;
+                let p = host(&s, "default/primary").ok()?.clone();
+                (p["ejected"] == true && p["reason"] == "active_health_check").then_some(())
+            },
+        )
+        .await?;
+        anyhow::ensure!(answer(&node, 0).await? == "hello from fallback");
+        let posts = primary
+            .requests()
+            .await?
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .count();
+        anyhow::ensure!(
+            posts == 0,
+            "no client request may reach a host failing active checks"
+        );
+        let probes = primary.requests().await?;
+        anyhow::ensure!(
+            probes
+                .iter()
+                .all(|r| r.method == "GET" && r.path == "/v1/models"),
+            "probes use the configured path"
+        );
+
+        // Healthy again: one passing probe restores it (healthyThreshold 1).
+        primary.set_mode(json!({"mode": "ok"})).await?;
+        wait_returned(&node, "default/primary", Duration::from_secs(10)).await?;
+        anyhow::ensure!(answer(&node, 1).await? == "hello from primary");
+
+        // A passive ejection (60 s) ends at the first passing probe, not after 60 s.
+        primary
+            .set_mode(
+                json!({"mode": "fail_after", "k": 0, "then": {"mode": "status", "status": 500}}),
+            )
+            .await?;
+        let _ = http_post_json(&node.url("/v1/chat/completions"), &chat(2)).await?;
+        let s = node.status().await?;
+        let p = host(&s, "default/primary")?;
+        anyhow::ensure!(p["ejected"] == true, "passively ejected: {p}");
+        primary.set_mode(json!({"mode": "ok"})).await?;
+        let since = Instant::now();
+        wait_returned(&node, "default/primary", Duration::from_secs(10)).await?;
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(10),
+            "returned by the probe, well before 60 s"
+        );
+        Ok(())
+    })
+    .await;
+}

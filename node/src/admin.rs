@@ -67,6 +67,8 @@ pub struct BackendStatus {
     pub backend: String,
     /// Endpoint `host:port`.
     pub endpoint: String,
+    /// Dialled address (`ip:port`; `name:port` when the name did not resolve).
+    pub address: String,
     /// Lowest priority it serves at.
     pub priority: Option<u32>,
     /// Detector state (None if the actor did not answer).
@@ -159,6 +161,7 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             host: host.key.clone(),
             backend: host.backend.clone(),
             endpoint: host.endpoint.authority(),
+            address: host.address.clone(),
             priority,
             health: host.status().await,
         });

@@ -95,6 +95,9 @@ pub struct RunArgs {
     /// How long in-flight requests and streams get once accepting stops.
     #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// How often fqdn endpoints are re-resolved (each address is its own host with its own health).
+    #[arg(long, env = "SWITCHYARD_DNS_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    pub dns_refresh: Duration,
     /// Log format.
     #[arg(
         long,

@@ -13,13 +13,17 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
-use crate::config::model::{Config, PassiveHealthConfig};
+use http::{header, HeaderValue};
+
+use crate::config::model::{BackendAuth, Config, Endpoint, UpstreamTls};
 use crate::config::{self, ConfigError};
+use crate::health::active::ActiveProbe;
 use crate::health::actor::HostPolicy;
 use crate::health::registry::{HealthRegistry, HostEntry, RegistryError};
 use crate::health::view::EjectionGroup;
-use crate::proxy::upstream::{build_client, UpstreamError};
+use crate::proxy::upstream::{build_client, HttpClient, UpstreamError};
 use crate::routing::actor::{RouteActor, RouteMsg};
+use crate::routing::resolve::{fqdn_endpoints, hosts_of, resolve_all, Resolved};
 use crate::routing::snapshot::{
     BackendRuntime, RouteSnap, RoutingSnapshot, RuleSnap, UpstreamHost,
 };
@@ -62,6 +66,50 @@ pub struct Gateway {
     registry: HealthRegistry,
     routes: Mutex<HashMap<String, RouteHandle>>,
     reload_lock: Mutex<()>,
+    resolved: ArcSwap<Resolved>,
+    /// Pooled clients per endpoint, kept across reloads so connections survive them.
+    clients: Mutex<HashMap<ClientKey, HttpClient>>,
+}
+
+/// How long one DNS lookup may take during a (re)load or refresh.
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What makes two endpoint clients interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    backend: String,
+    endpoint: Endpoint,
+    tls: Option<UpstreamTls>,
+    connect_timeout: std::time::Duration,
+}
+
+/// The Host header for an endpoint: its name, with the port unless it is the scheme's default.
+fn host_header(endpoint: &Endpoint, tls: bool) -> HeaderValue {
+    let default_port = if tls { 443 } else { 80 };
+    let value = if endpoint.port() == default_port {
+        match endpoint {
+            Endpoint::Ip {
+                address: std::net::IpAddr::V6(a),
+                ..
+            } => format!("[{a}]"),
+            other => other.host(),
+        }
+    } else {
+        endpoint.authority()
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// The credential an active probe sends (the same one requests get), marked sensitive.
+fn probe_auth(backend: &BackendRuntime) -> Option<(header::HeaderName, HeaderValue)> {
+    match &backend.auth {
+        Some(BackendAuth::ApiKey { key, .. }) => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+            v.set_sensitive(true);
+            Some((header::AUTHORIZATION, v))
+        }
+        _ => None,
+    }
 }
 
 struct RouteHandle {
@@ -87,6 +135,8 @@ impl Gateway {
             registry: HealthRegistry::default(),
             routes: Mutex::new(HashMap::new()),
             reload_lock: Mutex::new(()),
+            resolved: ArcSwap::from_pointee(Resolved::new()),
+            clients: Mutex::new(HashMap::new()),
         });
         gw.apply(cfg).await?;
         Ok(gw)
@@ -126,10 +176,32 @@ impl Gateway {
         Ok(())
     }
 
+    /// Re-resolves every fqdn endpoint and rebuilds the snapshot if an address set changed; health of hosts
+    /// whose address is still there is kept.
+    pub async fn refresh_dns(&self) -> Result<bool, LoadError> {
+        let cfg = self.config();
+        let fresh = resolve_all(&cfg, DNS_TIMEOUT).await;
+        if *self.resolved.load_full() == fresh {
+            return Ok(false);
+        }
+        tracing::info!("fqdn endpoint addresses changed; rebuilding hosts");
+        self.resolved.store(Arc::new(fresh));
+        self.apply((*cfg).clone()).await?;
+        Ok(true)
+    }
+
     async fn apply(&self, cfg: Config) -> Result<(), LoadError> {
         let _serial = self.reload_lock.lock().await;
+        // Names new to this config are resolved before it goes live; known ones wait for the refresh task.
+        let wanted = fqdn_endpoints(&cfg);
+        let known = self.resolved.load_full();
+        if wanted.iter().any(|k| !known.contains_key(k)) {
+            let fresh = resolve_all(&cfg, DNS_TIMEOUT).await;
+            self.resolved.store(Arc::new(fresh));
+        }
+        let resolved = self.resolved.load_full();
 
-        // Backends: one pooled client each, connect timeout from the first route that uses it.
+        // Backends: connect timeout from the first route that uses each.
         let mut connect_timeouts = HashMap::new();
         for route in &cfg.routes {
             for rule in &route.rules {
@@ -141,12 +213,11 @@ impl Gateway {
             }
         }
         let mut backends: BTreeMap<String, Arc<BackendRuntime>> = BTreeMap::new();
+        let mut clients = self.clients.lock().await;
+        let mut used_clients = HashSet::new();
 
-        // Hosts, their passive policy (first route wins) and the rule groups they belong to.
-        let mut host_policy: HashMap<
-            String,
-            (Option<PassiveHealthConfig>, Vec<Arc<EjectionGroup>>),
-        > = HashMap::new();
+        // Hosts, their policy (first route wins) and the rule groups they belong to.
+        let mut host_policy: HashMap<String, HostPolicy> = HashMap::new();
         let mut entries: HashMap<String, Arc<HostEntry>> = HashMap::new();
         let mut route_snaps = Vec::new();
         let mut routes = self.routes.lock().await;
@@ -161,47 +232,84 @@ impl Gateway {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
-                    let runtime = match backends.get(&r.backend) {
-                        Some(b) => b.clone(),
-                        None => {
-                            let timeout = connect_timeouts
-                                .get(&r.backend)
-                                .copied()
-                                .unwrap_or(route.traffic.connect_timeout);
-                            let b = Arc::new(BackendRuntime {
+                    let runtime = backends
+                        .entry(r.backend.clone())
+                        .or_insert_with(|| {
+                            Arc::new(BackendRuntime {
                                 key: backend.key.clone(),
                                 schema: r.schema.clone(),
                                 auth: backend.auth.clone(),
                                 tls: backend.tls.is_some(),
-                                client: build_client(&backend.key, backend.tls.as_ref(), timeout)?,
-                            });
-                            backends.insert(r.backend.clone(), b.clone());
-                            b
-                        }
-                    };
+                            })
+                        })
+                        .clone();
+                    let timeout = connect_timeouts
+                        .get(&r.backend)
+                        .copied()
+                        .unwrap_or(route.traffic.connect_timeout);
                     for endpoint in &backend.endpoints {
-                        let host_key = format!("{}|{}", backend.key, endpoint.authority());
-                        let entry = match entries.get(&host_key) {
-                            Some(e) => e.clone(),
+                        let client_key = ClientKey {
+                            backend: backend.key.clone(),
+                            endpoint: endpoint.clone(),
+                            tls: backend.tls.clone(),
+                            connect_timeout: timeout,
+                        };
+                        let client = match clients.get(&client_key) {
+                            Some(c) => c.clone(),
                             None => {
-                                let e = self
-                                    .registry
-                                    .ensure(&host_key, &backend.key, endpoint)
-                                    .await?;
-                                entries.insert(host_key.clone(), e.clone());
-                                e
+                                let c = build_client(
+                                    &backend.key,
+                                    &endpoint.host(),
+                                    backend.tls.as_ref(),
+                                    timeout,
+                                )?;
+                                clients.insert(client_key.clone(), c.clone());
+                                c
                             }
                         };
-                        host_policy
-                            .entry(host_key)
-                            .or_insert_with(|| (route.traffic.passive.clone(), Vec::new()));
-                        hosts.push(UpstreamHost {
-                            priority: r.priority,
-                            weight: r.weight,
-                            backend: runtime.clone(),
-                            endpoint: endpoint.clone(),
-                            health: entry,
-                        });
+                        used_clients.insert(client_key);
+                        let host_header = host_header(endpoint, backend.tls.is_some());
+                        for (suffix, dial) in hosts_of(endpoint, &resolved) {
+                            let host_key = format!("{}|{}", backend.key, suffix);
+                            let entry = match entries.get(&host_key) {
+                                Some(e) => e.clone(),
+                                None => {
+                                    let e = self
+                                        .registry
+                                        .ensure(
+                                            &host_key,
+                                            &backend.key,
+                                            endpoint,
+                                            &dial.authority(),
+                                        )
+                                        .await?;
+                                    entries.insert(host_key.clone(), e.clone());
+                                    e
+                                }
+                            };
+                            let host = UpstreamHost {
+                                priority: r.priority,
+                                weight: r.weight,
+                                backend: runtime.clone(),
+                                endpoint: endpoint.clone(),
+                                dial,
+                                host_header: host_header.clone(),
+                                client: client.clone(),
+                                health: entry,
+                            };
+                            host_policy.entry(host_key).or_insert_with(|| HostPolicy {
+                                passive: route.traffic.passive.clone(),
+                                groups: Vec::new(),
+                                active: route.traffic.active.clone().map(|config| ActiveProbe {
+                                    config,
+                                    client: host.client.clone(),
+                                    base_url: host.base_url(),
+                                    host_header: host.host_header.clone(),
+                                    auth: probe_auth(&host.backend),
+                                }),
+                            });
+                            hosts.push(host);
+                        }
                     }
                 }
                 // maxEjectionPercent counts over every distinct host of the rule, all priorities.
@@ -221,8 +329,8 @@ impl Gateway {
                         passive.always_eject_one_endpoint,
                     ));
                     for k in distinct {
-                        if let Some((_, groups)) = host_policy.get_mut(k) {
-                            groups.push(group.clone());
+                        if let Some(policy) = host_policy.get_mut(k) {
+                            policy.groups.push(group.clone());
                         }
                     }
                 }
@@ -267,11 +375,12 @@ impl Gateway {
             route_snaps.push(snap);
         }
 
-        for (key, (passive, groups)) in host_policy {
+        for (key, policy) in host_policy {
             if let Some(e) = entries.get(&key) {
-                e.configure(HostPolicy { passive, groups });
+                e.configure(policy);
             }
         }
+        clients.retain(|k, _| used_clients.contains(k));
         let keep: HashSet<String> = entries.keys().cloned().collect();
         self.registry.retain(&keep).await;
         routes.retain(|k, h| {

@@ -109,6 +109,18 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             listen: listen_addr.to_string(),
         }),
     ));
+    let refresher = gateway.clone();
+    let every = args.dns_refresh.max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(e) = refresher.refresh_dns().await {
+                tracing::error!(error = %e, "rebuilding hosts after a DNS change failed; keeping the running ones");
+            }
+        }
+    });
     tracing::info!(node = %node_id, listen = %listen_addr, admin = %admin_addr, "switchyard ready");
     println!("switchyard ready listen={listen_addr} admin={admin_addr}");
 

@@ -40,6 +40,43 @@ impl SwitchyardNode {
         Self::start_file(config_path, "127.0.0.1:0", "127.0.0.1:0", extra, dir).await
     }
 
+    /// Starts a node that sees `hosts` as its `/etc/hosts`: it runs in a private mount namespace
+    /// (`unshare --mount`, root needed) with the file bind-mounted, so a test can give one name several
+    /// loopback addresses. Rewrite the file at [`SwitchyardNode::hosts_path`] to change what it resolves.
+    pub async fn start_with_hosts(
+        config_yaml: &str,
+        extra: &[&str],
+        hosts: &str,
+    ) -> anyhow::Result<SwitchyardNode> {
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config_yaml).context("write config")?;
+        let hosts_path = dir.path().join("hosts");
+        std::fs::write(&hosts_path, hosts).context("write hosts")?;
+        let wrapper = vec![
+            "unshare".to_string(),
+            "--mount".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            r#"mount --bind "$0" /etc/hosts && exec "$@""#.to_string(),
+            hosts_path.display().to_string(),
+        ];
+        Self::launch(
+            config_path,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            extra,
+            dir,
+            &wrapper,
+        )
+        .await
+    }
+
+    /// The private hosts file of a node started with [`SwitchyardNode::start_with_hosts`].
+    pub fn hosts_path(&self) -> PathBuf {
+        self._dir.path().join("hosts")
+    }
+
     /// Starts a node on an existing config file with the given listener addresses (the demo uses fixed
     /// ports; tests use port 0). `dir` is kept alive as long as the node.
     pub async fn start_file(
@@ -48,6 +85,17 @@ impl SwitchyardNode {
         admin: &str,
         extra: &[&str],
         dir: tempfile::TempDir,
+    ) -> anyhow::Result<SwitchyardNode> {
+        Self::launch(config_path, listen, admin, extra, dir, &[]).await
+    }
+
+    async fn launch(
+        config_path: PathBuf,
+        listen: &str,
+        admin: &str,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        wrapper: &[String],
     ) -> anyhow::Result<SwitchyardNode> {
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -64,9 +112,20 @@ impl SwitchyardNode {
             args.extend(["--node-id".to_string(), "test-node".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        let binary = bin_path("switchyard");
+        // With a wrapper the chain execs into switchyard, so the PID the harness holds is the node's.
+        let (program, args) = match wrapper.split_first() {
+            None => (binary, args),
+            Some((first, rest)) => {
+                let mut all: Vec<String> = rest.to_vec();
+                all.push(binary.display().to_string());
+                all.extend(args);
+                (PathBuf::from(first), all)
+            }
+        };
         let process = Process::start(
             "switchyard",
-            &bin_path("switchyard"),
+            &program,
             &args,
             &[("SWITCHYARD_LOG", "info,switchyard=debug")],
         )?;

@@ -213,7 +213,7 @@ impl Endpoint {
 }
 
 /// TLS settings for an upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// Server name to verify (`BackendTLSPolicy.spec.validation.hostname`, else the endpoint host).
     pub server_name: Option<String>,

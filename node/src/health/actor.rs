@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::config::model::PassiveHealthConfig;
+use crate::health::active::{ActiveProbe, ActiveState};
 use crate::health::outlier::{Observation, OutlierDetector, SweepOutcome};
 use crate::health::view::{EjectionGroup, HostHealth};
 
@@ -22,6 +23,8 @@ pub struct HostPolicy {
     pub passive: Option<PassiveHealthConfig>,
     /// Every route rule this host serves in, for `maxEjectionPercent`.
     pub groups: Vec<Arc<EjectionGroup>>,
+    /// `healthCheck.active`: the probe to run, if configured.
+    pub active: Option<ActiveProbe>,
 }
 
 /// Messages to a BackendHealth actor.
@@ -37,6 +40,8 @@ pub enum HealthMsg {
     Configure(HostPolicy),
     /// Status for `/status`.
     Status(RpcReplyPort<HostStatus>),
+    /// An active health-check probe finished (true = passed).
+    Probe(bool),
 }
 
 /// One host's health as shown by `/status` and `switchyard status`.
@@ -58,6 +63,10 @@ pub struct HostStatus {
     pub consecutive_local_origin_failures: u32,
     /// Whether passive health checking is configured for this host.
     pub outlier_detection: bool,
+    /// Whether active health checking is configured for this host.
+    pub active_health_check: bool,
+    /// The host is failing its active health check.
+    pub active_check_failed: bool,
 }
 
 /// Spawn arguments.
@@ -79,6 +88,8 @@ pub struct HealthState {
     /// Groups whose slot this host holds while ejected (released on return, even after a reload).
     held: Vec<Arc<EjectionGroup>>,
     timer: Option<(Duration, JoinHandle<()>)>,
+    active: ActiveState,
+    probe: Option<(ActiveProbe, JoinHandle<()>)>,
 }
 
 /// The BackendHealth actor.
@@ -91,8 +102,21 @@ impl HealthState {
             (None, Some(cfg)) => self.detector = Some(OutlierDetector::new(cfg.clone())),
             (_, None) => {
                 if self.detector.take().is_some_and(|d| d.is_ejected()) {
-                    self.return_host();
+                    self.release_slots();
                 }
+            }
+        }
+        let keep_probe = matches!((&self.probe, &policy.active), (Some((cur, _)), Some(new)) if cur.same_as(new));
+        if !keep_probe {
+            if let Some((_, h)) = self.probe.take() {
+                h.abort();
+            }
+            if policy.active.is_none() {
+                self.active = ActiveState::default();
+            }
+            if let Some(probe) = policy.active.clone() {
+                let handle = probe.clone().spawn(myself.clone());
+                self.probe = Some((probe, handle));
             }
         }
         let interval = policy.passive.as_ref().map(|p| p.interval);
@@ -107,6 +131,43 @@ impl HealthState {
             }
         }
         self.policy = policy;
+        self.publish();
+    }
+
+    /// The published flag: ejected by the outlier detector or failing active checks.
+    fn publish(&self) {
+        let ejected = self.detector.as_ref().is_some_and(|d| d.is_ejected()) || self.active.failed;
+        if ejected != self.view.is_ejected() {
+            self.view.set_ejected(ejected);
+            metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone())
+                .set(if ejected { 1.0 } else { 0.0 });
+        }
+    }
+
+    fn on_probe(&mut self, passed: bool) {
+        let Some((probe, _)) = &self.probe else {
+            return;
+        };
+        let cfg = probe.config.clone();
+        if self.active.record(passed, &cfg) {
+            if self.active.failed {
+                tracing::warn!(host = %self.key, "backend host failed its active health check");
+                metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
+                    "reason" => "active_health_check", "source" => "local")
+                .increment(1);
+            } else {
+                tracing::info!(host = %self.key, "backend host passes its active health check again");
+            }
+        }
+        // DESIGN §5: a passing probe returns an outlier-ejected host immediately.
+        if passed {
+            if let Some(d) = self.detector.as_mut().filter(|d| d.is_ejected()) {
+                d.unejected_by_probe();
+                self.release_slots();
+                tracing::info!(host = %self.key, "active health check passed: ejected host returned");
+            }
+        }
+        self.publish();
     }
 
     fn observe(&mut self, obs: Observation, now: Instant) {
@@ -131,38 +192,54 @@ impl HealthState {
         }
         detector.eject(reason, now);
         self.held = taken;
-        self.view.set_ejected(true);
         let left = detector.time_left(now).unwrap_or_default();
         tracing::warn!(host = %self.key, reason = reason.as_str(), ejection_count = detector.ejection_count(),
             ejection_ms = left.as_millis() as u64, "backend host ejected");
         metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
             "reason" => reason.as_str(), "source" => "local")
         .increment(1);
-        metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone()).set(1.0);
+        self.publish();
     }
 
-    fn return_host(&mut self) {
+    fn release_slots(&mut self) {
         for g in self.held.drain(..) {
             g.release();
         }
-        self.view.set_ejected(false);
-        metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone()).set(0.0);
-        tracing::info!(host = %self.key, "backend host returned");
     }
 
     fn status(&self, now: Instant) -> HostStatus {
+        let active_health_check = self.probe.is_some();
+        let active_check_failed = self.active.failed;
+        let mut status = self.outlier_status(now);
+        status.active_health_check = active_health_check;
+        status.active_check_failed = active_check_failed;
+        if active_check_failed {
+            status.ejected = true;
+            if status.reason.is_none() || status.time_left_ms.is_none() {
+                status.reason = Some("active_health_check");
+            }
+        }
+        status
+    }
+
+    fn outlier_status(&self, now: Instant) -> HostStatus {
         match &self.detector {
             Some(d) => {
                 let c = d.counters();
                 HostStatus {
                     ejected: d.is_ejected(),
-                    reason: d.last_reason().map(|r| r.as_str()),
+                    reason: d
+                        .last_reason()
+                        .filter(|_| d.is_ejected())
+                        .map(|r| r.as_str()),
                     time_left_ms: d.time_left(now).map(|t| t.as_millis() as u64),
                     ejection_count: d.ejection_count(),
                     consecutive_5xx: c.consecutive_5xx,
                     consecutive_gateway_errors: c.consecutive_gateway,
                     consecutive_local_origin_failures: c.consecutive_local_origin,
                     outlier_detection: true,
+                    active_health_check: false,
+                    active_check_failed: false,
                 }
             }
             None => HostStatus {
@@ -174,6 +251,8 @@ impl HealthState {
                 consecutive_gateway_errors: 0,
                 consecutive_local_origin_failures: 0,
                 outlier_detection: false,
+                active_health_check: false,
+                active_check_failed: false,
             },
         }
     }
@@ -195,10 +274,13 @@ impl Actor for BackendHealth {
             policy: HostPolicy {
                 passive: None,
                 groups: Vec::new(),
+                active: None,
             },
             detector: None,
             held: Vec::new(),
             timer: None,
+            active: ActiveState::default(),
+            probe: None,
         };
         state.apply(&myself, args.policy);
         Ok(state)
@@ -210,6 +292,9 @@ impl Actor for BackendHealth {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if let Some((_, h)) = state.timer.take() {
+            h.abort();
+        }
+        if let Some((_, h)) = state.probe.take() {
             h.abort();
         }
         Ok(())
@@ -234,13 +319,16 @@ impl Actor for BackendHealth {
                     .as_mut()
                     .is_some_and(|d| matches!(d.sweep(now), SweepOutcome::Returned));
                 if returned {
-                    state.return_host();
+                    state.release_slots();
+                    tracing::info!(host = %state.key, "backend host returned");
+                    state.publish();
                 }
             }
             HealthMsg::Configure(policy) => state.apply(&myself, policy),
             HealthMsg::Status(reply) => {
                 let _ = reply.send(state.status(now));
             }
+            HealthMsg::Probe(passed) => state.on_probe(passed),
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Passive health: Envoy outlier detection per backend host, its actor, and the lock-free view the request
 //! path reads.
 
+pub mod active;
 pub mod actor;
 pub mod outlier;
 pub mod registry;

@@ -29,6 +29,8 @@ pub struct HostEntry {
     pub backend: String,
     /// The endpoint this host stands for.
     pub endpoint: Endpoint,
+    /// Where it is dialled (`ip:port`, or `name:port` when the name did not resolve).
+    pub address: String,
     /// The lock-free health flag.
     pub view: Arc<HostHealth>,
     actor: ActorRef<HealthMsg>,
@@ -96,6 +98,7 @@ impl HealthRegistry {
         key: &str,
         backend: &str,
         endpoint: &Endpoint,
+        address: &str,
     ) -> Result<Arc<HostEntry>, RegistryError> {
         let mut hosts = self.hosts.lock().await;
         if let Some(e) = hosts.get(key) {
@@ -111,6 +114,7 @@ impl HealthRegistry {
                 policy: HostPolicy {
                     passive: None,
                     groups: Vec::new(),
+                    active: None,
                 },
             },
         )
@@ -123,6 +127,7 @@ impl HealthRegistry {
             key: key.to_string(),
             backend: backend.to_string(),
             endpoint: endpoint.clone(),
+            address: address.to_string(),
             view,
             actor,
         });

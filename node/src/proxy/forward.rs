@@ -138,8 +138,7 @@ pub async fn forward(
         let now = Instant::now();
         let attempt_deadline = per_try.map_or(deadline, |t| (now + t).min(deadline));
         let sent =
-            tokio::time::timeout_at(attempt_deadline, host.backend.client.request(upstream_req))
-                .await;
+            tokio::time::timeout_at(attempt_deadline, host.client.request(upstream_req)).await;
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -376,8 +375,8 @@ fn build_upstream_request(
             ));
         }
     }
-    // Host is left to the client library: it writes the URI's authority, i.e. the backend's hostname and
-    // (when not the scheme default) port.
+    // The URI names the dialled address; Host names the backend (DESIGN §3.4).
+    headers.insert(header::HOST, host.host_header.clone());
     builder.body(Full::new(req.body.clone())).map_err(|e| {
         GatewayError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

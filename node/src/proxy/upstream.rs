@@ -52,10 +52,13 @@ pub enum UpstreamError {
     },
 }
 
-/// Builds the client for a backend: plain HTTP when `tls` is `None`, otherwise rustls with the webpki roots
-/// plus any extra CA, HTTP/2 offered by ALPN.
+/// Builds the client for one endpoint of a backend: plain HTTP when `tls` is `None`, otherwise rustls with
+/// the webpki roots plus any extra CA, HTTP/2 offered by ALPN. The TLS server name is `tls.server_name` or
+/// else `endpoint_host`, whatever address is dialled — so an fqdn endpoint dialled by one of its resolved
+/// addresses is still verified against its name.
 pub fn build_client(
     backend: &str,
+    endpoint_host: &str,
     tls: Option<&UpstreamTls>,
     connect_timeout: Duration,
 ) -> Result<HttpClient, UpstreamError> {
@@ -87,14 +90,17 @@ pub fn build_client(
                 });
             }
         }
-        if let Some(name) = &tls.server_name {
-            server_name = Some(ServerName::try_from(name.clone()).map_err(|_| {
-                UpstreamError::BadServerName {
+        let name = tls
+            .server_name
+            .clone()
+            .unwrap_or_else(|| endpoint_host.to_string());
+        server_name =
+            Some(
+                ServerName::try_from(name.clone()).map_err(|_| UpstreamError::BadServerName {
                     backend: backend.into(),
-                    name: name.clone(),
-                }
-            })?);
-        }
+                    name,
+                })?,
+            );
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

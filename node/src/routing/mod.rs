@@ -3,5 +3,6 @@
 pub mod actor;
 pub mod matcher;
 pub mod priority;
+pub mod resolve;
 pub mod select;
 pub mod snapshot;

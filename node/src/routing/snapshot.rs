@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 use crate::config::model::{BackendAuth, Endpoint, RuleMatch, Schema, TrafficPolicy};
 use crate::health::registry::HostEntry;
 use crate::proxy::upstream::HttpClient;
+use crate::routing::resolve::Dial;
 use crate::routing::select::Candidate;
 
 /// Everything the request path needs, swapped whole on reload.
@@ -67,15 +70,21 @@ pub struct UpstreamHost {
     pub backend: Arc<BackendRuntime>,
     /// The endpoint.
     pub endpoint: Endpoint,
+    /// Where this host is dialled (one resolved address of the endpoint).
+    pub dial: Dial,
+    /// The Host header: the endpoint's name (with the port unless it is the scheme's default).
+    pub host_header: HeaderValue,
+    /// The pooled client for this endpoint (TLS server name = the endpoint's name).
+    pub client: HttpClient,
     /// Health flag and outcome reporting.
     pub health: Arc<HostEntry>,
 }
 
 impl UpstreamHost {
-    /// `http(s)://authority`.
+    /// `http(s)://dial-authority`.
     pub fn base_url(&self) -> String {
         let scheme = if self.backend.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.endpoint.authority())
+        format!("{scheme}://{}", self.dial.authority())
     }
 }
 
@@ -89,8 +98,6 @@ pub struct BackendRuntime {
     pub auth: Option<BackendAuth>,
     /// Whether the connection uses TLS.
     pub tls: bool,
-    /// Pooled client.
-    pub client: HttpClient,
 }
 
 /// Guard for one retry slot of a route (`maxParallelRetries`).
