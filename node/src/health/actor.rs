@@ -36,8 +36,9 @@ pub enum HealthMsg {
     ObserveAck(Observation, RpcReplyPort<bool>),
     /// The interval timer fired.
     Sweep,
-    /// New policy after a config (re)load; counters and ejection survive.
-    Configure(HostPolicy),
+    /// New policy after a config (re)load; counters and ejection survive. Boxed: reloads are rare, outcomes
+    /// are not, and the mailbox slot is sized by the largest variant.
+    Configure(Box<HostPolicy>),
     /// Status for `/status`.
     Status(RpcReplyPort<HostStatus>),
     /// An active health-check probe finished (true = passed).
@@ -324,7 +325,7 @@ impl Actor for BackendHealth {
                     state.publish();
                 }
             }
-            HealthMsg::Configure(policy) => state.apply(&myself, policy),
+            HealthMsg::Configure(policy) => state.apply(&myself, *policy),
             HealthMsg::Status(reply) => {
                 let _ = reply.send(state.status(now));
             }

@@ -67,7 +67,7 @@ impl HostEntry {
     }
 
     pub(crate) fn configure(&self, policy: HostPolicy) {
-        let _ = self.actor.cast(HealthMsg::Configure(policy));
+        let _ = self.actor.cast(HealthMsg::Configure(Box::new(policy)));
     }
 }
 
