@@ -142,9 +142,10 @@ impl Gateway {
         Ok(gw)
     }
 
-    /// The routing snapshot in force now (lock-free).
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<RoutingSnapshot>> {
-        self.snapshot.load()
+    /// The routing snapshot in force now (lock-free). Requests hold it for their whole life, across awaits,
+    /// so it is an owned `Arc` rather than an `arc_swap` guard (guards are meant to be short-lived).
+    pub fn snapshot(&self) -> Arc<RoutingSnapshot> {
+        self.snapshot.load_full()
     }
 
     /// The config in force now.

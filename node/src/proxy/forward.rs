@@ -96,7 +96,8 @@ pub async fn forward(
     let mut rng = rand::rngs::SmallRng::seed_from_u64(rand::rng().random());
     let mut last: Option<Failure> = None;
     let mut first_priority: Option<u32> = None;
-    let mut _retry_slot: Option<RetrySlot> = None;
+    // Held from the first retry to the end of the request (`circuitBreaker.maxParallelRetries`).
+    let mut retry_slot: Option<RetrySlot> = None;
 
     loop {
         let candidates = rule.candidates();
@@ -194,9 +195,9 @@ pub async fn forward(
         if history.attempts() >= max_attempts {
             return failure_response(failure, idle_timeout(per_try, rule));
         }
-        if _retry_slot.is_none() {
+        if retry_slot.is_none() {
             match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
-                Some(slot) => _retry_slot = Some(slot),
+                Some(slot) => retry_slot = Some(slot),
                 None => {
                     metrics::counter!("switchyard_retry_overflow_total").increment(1);
                     return failure_response(failure, idle_timeout(per_try, rule));
