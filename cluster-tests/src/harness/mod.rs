@@ -7,12 +7,15 @@
 //! - [`bin_path`]: where the workspace binaries are (building `switchyard` on demand);
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
-//! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
+//! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
+//!   a tiny HTTP client;
+//! - [`TlsFiles`]: a self-signed certificate as PEM files plus a client config trusting it.
 
 mod bins;
 mod http;
 mod process;
 mod provider;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -21,11 +24,12 @@ use anyhow::bail;
 
 pub use bins::{bin_path, try_bin_path};
 pub use http::{
-    http2_post_json, http_get, http_post_json, http_post_json_stream, http_request, io_error_kind,
-    Chunk, HttpResponse, StreamingResponse,
+    http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
+    https_post_json, io_error_kind, Chunk, HttpResponse, StreamingResponse,
 };
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
+pub use tls::TlsFiles;
 
 pub use crate::mock::log::RecordedRequest;
 
