@@ -13,7 +13,8 @@ use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
     bin_path, free_port, http2_post_json, http_get, http_post_json, http_post_json_stream,
-    http_request, io_error_kind, poll_until, Chunk, MockOptions, MockProvider, Process,
+    http_request, https_post_json, io_error_kind, poll_until, Chunk, MockOptions, MockProvider,
+    Process, TlsFiles,
 };
 
 /// Upper bound for any single test.
@@ -511,4 +512,31 @@ async fn process_terminate_and_wait_exit() -> anyhow::Result<()> {
 fn bin_path_finds_workspace_binaries() {
     assert!(bin_path("mock-provider").is_file());
     assert!(bin_path("switchyard").is_file());
+}
+
+#[tokio::test]
+async fn tls_data_port_with_alpn() -> anyhow::Result<()> {
+    bounded(async {
+        let dir = tempfile::tempdir()?;
+        let tls = TlsFiles::self_signed(dir.path(), &["127.0.0.1", "localhost"])?;
+        let p = MockProvider::start_with(MockOptions {
+            name: Some("xi".into()),
+            tls: Some((tls.cert_path.clone(), tls.key_path.clone())),
+            ..MockOptions::default()
+        })
+        .await?;
+        let url = format!("https://{}/v1/chat/completions", p.data_addr);
+        for (alpn, version) in [(&b"h2"[..], "HTTP/2.0"), (&b"http/1.1"[..], "HTTP/1.1")] {
+            let r = https_post_json(&url, &chat(false), tls.client_config(&[alpn])?).await?;
+            assert_eq!(r.status, 200);
+            assert_eq!(
+                r.json()?["choices"][0]["message"]["content"],
+                "hello from xi"
+            );
+            let log = p.requests().await?;
+            assert_eq!(log.last().map(|r| r.version.as_str()), Some(version));
+        }
+        Ok(())
+    })
+    .await
 }

@@ -227,6 +227,67 @@ pub async fn http2_post_json(url: &str, body: &Value) -> anyhow::Result<HttpResp
     .await
 }
 
+/// `POST https://url` with a JSON body over TLS with `tls` (HTTP/2 if ALPN selects `h2`, else HTTP/1.1).
+/// The URL host must be an IP address or a DNS name in the server certificate.
+pub async fn https_post_json(
+    url: &str,
+    body: &Value,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> anyhow::Result<HttpResponse> {
+    let uri: Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
+    if uri.scheme_str() != Some("https") {
+        bail!("expected an https:// URL, got {uri}");
+    }
+    let host = uri.host().context("URL has no host")?.to_owned();
+    let addr = format!("{host}:{}", uri.port_u16().unwrap_or(443));
+    let server_name =
+        rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+            .with_context(|| format!("bad server name {host}"))?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let fut = async {
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tcp)
+            .await
+            .context("TLS handshake")?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        let b = Request::builder()
+            .method(Method::POST)
+            .header(CONTENT_TYPE, "application/json");
+        let b = if h2 {
+            b.uri(uri.clone())
+        } else {
+            b.uri(path).header(HOST, &addr)
+        };
+        let req = b.body(Full::new(Bytes::from(body.to_string())))?;
+        let resp = if h2 {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .context("h2 handshake")?;
+            tokio::spawn(conn);
+            sender.send_request(req).await.context("sending request")?
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .context("http/1.1 handshake")?;
+            tokio::spawn(conn);
+            sender.send_request(req).await.context("sending request")?
+        };
+        complete(resp).await
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, fut)
+        .await
+        .with_context(|| format!("no response from {url} within {HEAD_TIMEOUT:?}"))?
+}
+
 /// `POST url` with a JSON body; returns once the response head arrives, the body is read by chunks.
 pub async fn http_post_json_stream(url: &str, body: &Value) -> anyhow::Result<StreamingResponse> {
     let json = [(CONTENT_TYPE.as_str(), "application/json")];

@@ -8,13 +8,16 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
-//! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
+//! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
+//!   a tiny HTTP client;
+//! - [`TlsFiles`]: a self-signed certificate as PEM files plus a client config trusting it.
 
 mod bins;
 mod http;
 mod node;
 mod process;
 mod provider;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,12 +26,13 @@ use anyhow::bail;
 
 pub use bins::{bin_path, try_bin_path};
 pub use http::{
-    http2_post_json, http_get, http_post_json, http_post_json_stream, http_request, io_error_kind,
-    Chunk, HttpResponse, StreamingResponse,
+    http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
+    https_post_json, io_error_kind, Chunk, HttpResponse, StreamingResponse,
 };
 pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
+pub use tls::TlsFiles;
 
 pub use crate::mock::log::RecordedRequest;
 
