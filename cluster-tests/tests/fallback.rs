@@ -448,3 +448,142 @@ async fn h2c_clients_are_served_and_models_are_listed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstream_with_a_test_ca_and_api_key_from_a_secret() {
+    bounded(async {
+        use switchyard_cluster_tests::harness::{MockOptions, TlsFiles};
+        let dir = tempfile::tempdir()?;
+        let tls = TlsFiles::self_signed(dir.path(), &["provider.test"])?;
+        let upstream = MockProvider::start_with(MockOptions {
+            name: Some("tls-provider".into()),
+            tls: Some((tls.cert_path.clone(), tls.key_path.clone())),
+            ..MockOptions::default()
+        })
+        .await?;
+        let ca_pem = std::fs::read_to_string(&tls.cert_path)?;
+        let indented: String = ca_pem.lines().map(|l| format!("    {l}\n")).collect();
+        let yaml = format!(
+            r#"apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  schema: {{name: OpenAI}}
+  rules:
+    - backendRefs: [{{name: secure}}]
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata: {{name: secure, namespace: default}}
+spec:
+  schema: {{name: OpenAI}}
+  backendRef: {{name: secure-backend, kind: Backend, group: gateway.envoyproxy.io}}
+  backendSecurityPolicyRef: {{name: key}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: secure-backend, namespace: default}}
+spec:
+  endpoints: [{{ip: {{address: 127.0.0.1, port: {port}}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha3
+kind: BackendTLSPolicy
+metadata: {{name: tls, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: secure-backend}}]
+  validation:
+    hostname: provider.test
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: test-ca}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: test-ca, namespace: default}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata: {{name: key, namespace: default}}
+spec:
+  type: APIKey
+  apiKey:
+    secretRef: {{name: key, namespace: default}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: key, namespace: default}}
+stringData:
+  apiKey: sk-test-secret-value
+"#,
+            port = upstream.data_addr.port()
+        );
+        let node = SwitchyardNode::start(&yaml).await?;
+        let r = switchyard_cluster_tests::harness::http_request(
+            hyper::Method::POST,
+            &node.url("/v1/chat/completions"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer client-own-key"),
+            ],
+            bytes::Bytes::from(serde_json::to_vec(&chat(0))?),
+        )
+        .await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "TLS upstream: {} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        anyhow::ensure!(r.json()?["choices"][0]["message"]["content"] == "hello from tls-provider");
+        let seen = upstream.requests().await?;
+        anyhow::ensure!(seen.len() == 1);
+        let auth = seen[0]
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        anyhow::ensure!(
+            auth == "Bearer sk-test-secret-value",
+            "backend key from the Secret, not the client's: {auth:?}"
+        );
+        let want_host = format!("127.0.0.1:{}", upstream.data_addr.port());
+        anyhow::ensure!(
+            seen[0].headers.get("host") == Some(&want_host),
+            "Host names the endpoint"
+        );
+        // The secret never shows in status, logs or validate output.
+        let status = node.status().await?.to_string();
+        anyhow::ensure!(
+            !status.contains("sk-test-secret-value")
+                && !node.logs().contains("sk-test-secret-value")
+        );
+        let validate =
+            std::process::Command::new(switchyard_cluster_tests::harness::bin_path("switchyard"))
+                .args(["validate", "--config"])
+                .arg(&node.config_path)
+                .output()?;
+        let out = String::from_utf8_lossy(&validate.stdout);
+        anyhow::ensure!(
+            validate.status.success() && !out.contains("sk-test-secret-value"),
+            "{out}"
+        );
+
+        // A CA that did not sign the upstream's certificate: TLS failure → 503, never a plaintext fallback.
+        std::fs::create_dir_all(dir.path().join("other"))?;
+        let other = TlsFiles::self_signed(&dir.path().join("other"), &["provider.test"])?;
+        let other_pem = std::fs::read_to_string(&other.cert_path)?;
+        let other_indented: String = other_pem.lines().map(|l| format!("    {l}\n")).collect();
+        let bad = SwitchyardNode::start(&yaml.replace(&indented, &other_indented)).await?;
+        let r = http_post_json(&bad.url("/v1/chat/completions"), &chat(1)).await?;
+        anyhow::ensure!(
+            r.status == 503,
+            "untrusted upstream certificate: {} {}",
+            r.status,
+            r.text()
+        );
+        anyhow::ensure!(r.text().contains("tls"), "reason names TLS: {}", r.text());
+        Ok(())
+    })
+    .await;
+}

@@ -50,6 +50,26 @@ fn build(name: &str, profile_dir: &Path) -> anyhow::Result<()> {
         .context("workspace root")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // Cargo gives a running test its package's identity (CARGO_PKG_*, CARGO_MANIFEST_DIR, …). Passed on to
+    // a nested cargo, build scripts that watch those variables rerun, and the outer and nested builds keep
+    // invalidating each other; the nested build must see a plain environment.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let from_test_runner = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+            "CARGO_TARGET_TMPDIR",
+            "OUT_DIR",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
+        if from_test_runner {
+            cmd.env_remove(key);
+        }
+    }
     cmd.current_dir(workspace)
         .args([
             "build",

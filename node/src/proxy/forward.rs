@@ -165,7 +165,7 @@ pub async fn forward(
             }
             Ok(Err(e)) => {
                 let f = LocalFailure::classify(&e);
-                tracing::debug!(host = %host.health.key, failure = f.as_str(), error = %e, "attempt failed");
+                tracing::debug!(host = %host.health.key, failure = f.as_str(), error = ?e, "attempt failed");
                 record_upstream(host, f.as_str());
                 host.health.report_failure(f.observation()).await;
                 Failure::Local(f)

@@ -146,27 +146,27 @@ pub enum LocalFailure {
 }
 
 impl LocalFailure {
-    /// Classifies a client error by walking its source chain.
+    /// Classifies a client error by walking its cause chain.
     pub fn classify(err: &hyper_util::client::legacy::Error) -> LocalFailure {
         let mut tls = false;
         let mut refused_stream = false;
-        let mut source: Option<&(dyn StdError + 'static)> = err.source();
-        while let Some(e) = source {
+        let mut cur: Option<&(dyn StdError + 'static)> = err.source();
+        while let Some(e) = cur {
             if e.downcast_ref::<rustls::Error>().is_some() {
                 tls = true;
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-                {
-                    tls = true;
-                }
             }
             if e.to_string().contains("refused stream") {
                 refused_stream = true;
             }
-            source = e.source();
+            // `io::Error::source()` skips the error it wraps (it returns *that* error's source), and connectors
+            // nest io::Errors around the rustls error, so descend through `get_ref()` instead.
+            cur = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn StdError + 'static)),
+                None => e.source(),
+            };
         }
         if tls {
             LocalFailure::Tls
