@@ -72,10 +72,24 @@ pub struct UpstreamHost {
 }
 
 impl UpstreamHost {
-    /// `http(s)://authority`.
+    /// `http(s)://authority`, without the port when it is the scheme's default, so that the authority the
+    /// client sends (`Host`, or `:authority` on HTTP/2) is the one SigV4 signs (RFC 9110 §4.2: the default
+    /// port is omitted).
     pub fn base_url(&self) -> String {
-        let scheme = if self.backend.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.endpoint.authority())
+        let (scheme, default_port) = if self.backend.tls {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        };
+        if self.endpoint.port() == default_port {
+            let host = self.endpoint.authority();
+            let host = host
+                .strip_suffix(&format!(":{default_port}"))
+                .unwrap_or(&host);
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{}", self.endpoint.authority())
+        }
     }
 }
 
