@@ -8,6 +8,7 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`TlsFiles`]: a test CA and a server certificate for TLS upstreams;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
 
 mod bins;
@@ -15,6 +16,7 @@ mod http;
 mod node;
 mod process;
 mod provider;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ pub use http::{
 pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
+pub use tls::TlsFiles;
 
 pub use crate::mock::log::RecordedRequest;
 
