@@ -429,14 +429,18 @@ fn build_upstream_request(
                 format!("cannot build upstream request: {e}"),
             )
         })?;
+    let endpoint_host = host.endpoint.host();
+    let target = auth::AuthTarget {
+        schema: backend.schema.name,
+        backend: &backend.key,
+        host: &endpoint_host,
+    };
     auth::apply(
         &mut upstream,
         &translated.body,
-        backend.schema.name,
+        target,
         backend.auth.as_ref(),
         AwsKeys::from_env,
-        &backend.key,
-        &host.endpoint.host(),
         SystemTime::now(),
     )
     .map_err(|e| auth_error(&e))?;

@@ -72,18 +72,32 @@ fn sensitive(backend: &str, value: &str) -> Result<HeaderValue, AuthError> {
     Ok(v)
 }
 
-/// Adds the credentials of `auth` to `req` (whose body is `body`) for a backend of `schema` at `host`.
-/// Bedrock without a policy uses `env_keys` (the node's environment); without those it is an error.
+/// The backend a request goes to, as credentials see it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthTarget<'a> {
+    /// The schema the backend expects.
+    pub schema: SchemaName,
+    /// Backend key, for messages.
+    pub backend: &'a str,
+    /// Endpoint host (its name gives the Bedrock region).
+    pub host: &'a str,
+}
+
+/// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. Bedrock without a
+/// policy uses `env_keys` (the node's environment); without those it is an error.
 pub fn apply(
     req: &mut Request<Full<Bytes>>,
     body: &Bytes,
-    schema: SchemaName,
+    target: AuthTarget<'_>,
     auth: Option<&BackendAuth>,
     env_keys: impl FnOnce() -> Option<AwsKeys>,
-    backend: &str,
-    host: &str,
     now: SystemTime,
 ) -> Result<(), AuthError> {
+    let AuthTarget {
+        schema,
+        backend,
+        host,
+    } = target;
     let missing = |policy: Option<&str>, reason: String| AuthError::Missing {
         backend: backend.to_owned(),
         policy: policy.map(str::to_owned),
@@ -260,17 +274,26 @@ mod tests {
         assert_eq!(req.headers()["x-amz-security-token"], "session");
     }
 
+    fn at(schema: SchemaName, host: &str) -> AuthTarget<'_> {
+        AuthTarget {
+            schema,
+            backend: "b",
+            host,
+        }
+    }
+
     #[test]
     fn credentials_per_schema_and_401_when_missing() {
         let now = SystemTime::now();
         let body = Bytes::from_static(b"{}");
         let key = SecretString::new("k");
+        let p = || "p".to_owned();
         for (schema, auth, header, value) in [
             (
                 SchemaName::OpenAI,
                 BackendAuth::ApiKey {
                     key: key.clone(),
-                    policy: "p".into(),
+                    policy: p(),
                 },
                 "authorization",
                 "Bearer k",
@@ -279,7 +302,7 @@ mod tests {
                 SchemaName::AzureOpenAI,
                 BackendAuth::AzureApiKey {
                     key: key.clone(),
-                    policy: "p".into(),
+                    policy: p(),
                 },
                 "api-key",
                 "k",
@@ -288,92 +311,43 @@ mod tests {
                 SchemaName::Anthropic,
                 BackendAuth::AnthropicApiKey {
                     key: key.clone(),
-                    policy: "p".into(),
+                    policy: p(),
                 },
                 "x-api-key",
                 "k",
             ),
         ] {
             let mut req = request("http://h/x");
-            apply(&mut req, &body, schema, Some(&auth), || None, "b", "h", now).expect("apply");
+            apply(&mut req, &body, at(schema, "h"), Some(&auth), || None, now).expect("apply");
             assert_eq!(req.headers()[header], value);
             assert!(req.headers()[header].is_sensitive());
         }
         // Bedrock: never unsigned.
         let mut req = request("http://127.0.0.1:1/x");
-        let err = apply(
-            &mut req,
-            &body,
-            SchemaName::AwsBedrock,
-            None,
-            || None,
-            "b",
-            "127.0.0.1",
-            now,
-        )
-        .expect_err("401");
+        let bedrock = at(SchemaName::AwsBedrock, "127.0.0.1");
+        let err = apply(&mut req, &body, bedrock, None, || None, now).expect_err("401");
         assert!(matches!(err, AuthError::Missing { .. }), "{err}");
-        let api = BackendAuth::ApiKey {
-            key,
-            policy: "p".into(),
-        };
-        assert!(apply(
-            &mut req,
-            &body,
-            SchemaName::AwsBedrock,
-            Some(&api),
-            || None,
-            "b",
-            "h",
-            now
-        )
-        .is_err());
+        let api = BackendAuth::ApiKey { key, policy: p() };
+        assert!(apply(&mut req, &body, bedrock, Some(&api), || None, now).is_err());
         let unavailable = BackendAuth::Unavailable {
             reason: "r".into(),
-            policy: "p".into(),
+            policy: p(),
         };
-        assert!(apply(
-            &mut req,
-            &body,
-            SchemaName::OpenAI,
-            Some(&unavailable),
-            || None,
-            "b",
-            "h",
-            now
-        )
-        .is_err());
+        let openai = at(SchemaName::OpenAI, "h");
+        assert!(apply(&mut req, &body, openai, Some(&unavailable), || None, now).is_err());
         // No region anywhere.
         let aws = BackendAuth::AwsCredentials {
             keys: keys(false),
             region: None,
-            policy: "p".into(),
+            policy: p(),
         };
-        assert!(apply(
-            &mut req,
-            &body,
-            SchemaName::AwsBedrock,
-            Some(&aws),
-            || None,
-            "b",
-            "127.0.0.1",
-            now
-        )
-        .is_err());
+        assert!(apply(&mut req, &body, bedrock, Some(&aws), || None, now).is_err());
         assert!(req.headers().get("authorization").is_none());
         // Environment keys and the host's region.
-        let mut req = request("https://bedrock-runtime.eu-west-1.amazonaws.com/x");
-        apply(
-            &mut req,
-            &body,
-            SchemaName::AwsBedrock,
-            None,
-            || Some(keys(false)),
-            "b",
-            "bedrock-runtime.eu-west-1.amazonaws.com",
-            now,
-        )
-        .expect("signed");
+        let host = "bedrock-runtime.eu-west-1.amazonaws.com";
+        let mut req = request(&format!("https://{host}/x"));
+        let target = at(SchemaName::AwsBedrock, host);
+        apply(&mut req, &body, target, None, || Some(keys(false)), now).expect("signed");
         let auth = req.headers()["authorization"].to_str().expect("ascii");
         assert!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
     }
