@@ -1,5 +1,6 @@
 //! A real client: the official `openai` Python package completes a chat request and a streaming request
-//! through the gateway, and reads the gateway's own error JSON as the SDK's typed error.
+//! through the gateway, and reads the gateway's own error JSON as the SDK's typed error; and it reads
+//! AWS Bedrock and Anthropic answers translated by the gateway, streaming and not.
 //!
 //! The package lives in `target/openai-venv`, made by `scripts/openai-venv.sh` (which `.ci/run` calls; this
 //! test calls it too when the venv is missing, so `cargo test` works on a fresh machine with PyPI access).
@@ -11,6 +12,7 @@ use std::time::Duration;
 use switchyard_cluster_tests::harness::{
     fallback_config, MockProvider, SwitchyardNode, SEED_POLICY,
 };
+use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
 
@@ -78,6 +80,83 @@ async fn official_openai_python_client_chats_and_streams_through_the_gateway() {
                 "client credential leaked upstream"
             );
         }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded its time bound"),
+    }
+}
+
+/// One route per provider: model `bedrock-model` → a Bedrock mock (SigV4 with the test keys), model
+/// `anthropic-model` → an Anthropic mock.
+fn providers_config(bedrock: std::net::SocketAddr, anthropic: std::net::SocketAddr) -> String {
+    let rule = |model: &str, backend: &str| {
+        format!("    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: {model}\n      backendRefs:\n        - name: {backend}\n")
+    };
+    let service = |name: &str, schema: &str, addr: std::net::SocketAddr| {
+        format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {name}\nspec:\n  schema:\n    name: {schema}\n  backendRef:\n    name: {name}-be\n    kind: Backend\n    group: gateway.envoyproxy.io\n---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}-be\nspec:\n  endpoints:\n    - ip:\n        address: {}\n        port: {}\n", addr.ip(), addr.port())
+    };
+    let policy = |name: &str, spec: &str| {
+        format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: {name}-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: {name}\n{spec}")
+    };
+    format!(
+        "apiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIGatewayRoute\nmetadata:\n  name: providers\nspec:\n  schema:\n    name: OpenAI\n  rules:\n{}{}{}{}{}{}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = {TEST_ACCESS_KEY_ID}\n    aws_secret_access_key = {TEST_SECRET_ACCESS_KEY}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: anthropic\nstringData:\n  apiKey: test-key\n",
+        rule("bedrock-model", "bedrock"),
+        rule("anthropic-model", "anthropic"),
+        service("bedrock", "AWSBedrock", bedrock),
+        service("anthropic", "Anthropic", anthropic),
+        policy("bedrock", "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n"),
+        policy("anthropic", "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: anthropic\n"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_client_reads_bedrock_and_anthropic_answers() {
+    let python = tokio::task::spawn_blocking(python)
+        .await
+        .expect("venv task");
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        let bedrock = MockProvider::start("bedrock").await?;
+        let anthropic = MockProvider::start("anthropic").await?;
+        let node = SwitchyardNode::start(&providers_config(bedrock.data_addr, anthropic.data_addr))
+            .await?;
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_providers.py");
+        for (model, label, name) in [
+            ("bedrock-model", "bedrock", "bedrock"),
+            ("anthropic-model", "anthropic", "anthropic"),
+        ] {
+            let out = tokio::process::Command::new(&python)
+                .arg(&script)
+                .arg(node.url("/v1"))
+                .arg(model)
+                .arg(label)
+                .kill_on_drop(true)
+                .output()
+                .await?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            anyhow::ensure!(
+                out.status.success(),
+                "python client failed for {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                node.logs()
+            );
+            anyhow::ensure!(
+                stdout.contains(&format!("{label} chat: hello from {name}")),
+                "{stdout}"
+            );
+            anyhow::ensure!(
+                stdout.contains(&format!("{label} stream: hello from {name}")),
+                "{stdout}"
+            );
+        }
+        for r in bedrock.requests().await? {
+            anyhow::ensure!(r.sigv4.as_deref() == Some("verified"), "{:?}", r.sigv4);
+        }
+        anyhow::ensure!(anthropic.request_count().await? == 2);
         Ok(())
     })
     .await;

@@ -23,7 +23,7 @@ use crate::health::registry::{HealthRegistry, HostEntry, RegistryError};
 use crate::health::view::EjectionGroup;
 use crate::proxy::upstream::{build_client, HttpClient, UpstreamError};
 use crate::routing::actor::{RouteActor, RouteMsg};
-use crate::routing::resolve::{fqdn_endpoints, hosts_of, resolve_all, Resolved};
+use crate::routing::resolve::{fqdn_endpoints, hosts_of, resolve_all, Dial, Resolved};
 use crate::routing::snapshot::{
     BackendRuntime, RouteSnap, RoutingSnapshot, RuleSnap, UpstreamHost,
 };
@@ -78,26 +78,10 @@ const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     backend: String,
+    dial: Dial,
     endpoint: Endpoint,
     tls: Option<UpstreamTls>,
     connect_timeout: std::time::Duration,
-}
-
-/// The Host header for an endpoint: its name, with the port unless it is the scheme's default.
-fn host_header(endpoint: &Endpoint, tls: bool) -> HeaderValue {
-    let default_port = if tls { 443 } else { 80 };
-    let value = if endpoint.port() == default_port {
-        match endpoint {
-            Endpoint::Ip {
-                address: std::net::IpAddr::V6(a),
-                ..
-            } => format!("[{a}]"),
-            other => other.host(),
-        }
-    } else {
-        endpoint.authority()
-    };
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// The credential an active probe sends (the same one requests get), marked sensitive.
@@ -249,28 +233,29 @@ impl Gateway {
                         .copied()
                         .unwrap_or(route.traffic.connect_timeout);
                     for endpoint in &backend.endpoints {
-                        let client_key = ClientKey {
-                            backend: backend.key.clone(),
-                            endpoint: endpoint.clone(),
-                            tls: backend.tls.clone(),
-                            connect_timeout: timeout,
-                        };
-                        let client = match clients.get(&client_key) {
-                            Some(c) => c.clone(),
-                            None => {
-                                let c = build_client(
-                                    &backend.key,
-                                    &endpoint.host(),
-                                    backend.tls.as_ref(),
-                                    timeout,
-                                )?;
-                                clients.insert(client_key.clone(), c.clone());
-                                c
-                            }
-                        };
-                        used_clients.insert(client_key);
-                        let host_header = host_header(endpoint, backend.tls.is_some());
                         for (suffix, dial) in hosts_of(endpoint, &resolved) {
+                            let client_key = ClientKey {
+                                backend: backend.key.clone(),
+                                dial: dial.clone(),
+                                endpoint: endpoint.clone(),
+                                tls: backend.tls.clone(),
+                                connect_timeout: timeout,
+                            };
+                            let client = match clients.get(&client_key) {
+                                Some(c) => c.clone(),
+                                None => {
+                                    let c = build_client(
+                                        &backend.key,
+                                        &endpoint.host(),
+                                        &dial,
+                                        backend.tls.as_ref(),
+                                        timeout,
+                                    )?;
+                                    clients.insert(client_key.clone(), c.clone());
+                                    c
+                                }
+                            };
+                            used_clients.insert(client_key);
                             let host_key = format!("{}|{}", backend.key, suffix);
                             let entry = match entries.get(&host_key) {
                                 Some(e) => e.clone(),
@@ -294,8 +279,7 @@ impl Gateway {
                                 backend: runtime.clone(),
                                 endpoint: endpoint.clone(),
                                 dial,
-                                host_header: host_header.clone(),
-                                client: client.clone(),
+                                client,
                                 health: entry,
                             };
                             host_policy.entry(host_key).or_insert_with(|| HostPolicy {
@@ -305,7 +289,6 @@ impl Gateway {
                                     config,
                                     client: host.client.clone(),
                                     base_url: host.base_url(),
-                                    host_header: host.host_header.clone(),
                                     auth: probe_auth(&host.backend),
                                 }),
                             });

@@ -15,5 +15,6 @@ pub mod proxy;
 pub mod retry;
 pub mod routing;
 pub mod run;
+pub mod schema;
 pub mod shutdown;
 pub mod status;

@@ -10,7 +10,7 @@
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
 //!   a tiny HTTP client;
-//! - [`TlsFiles`]: a self-signed certificate as PEM files plus a client config trusting it.
+//! - [`TlsFiles`]: self-signed or test-CA-signed certificates as PEM files, and a client config trusting them.
 
 mod bins;
 mod http;

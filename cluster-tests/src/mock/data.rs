@@ -1,6 +1,6 @@
 //! The data port of the mock provider: sockets, TLS, HTTP serving and the failure modes.
 //!
-//! The wire formats ([`super::openai`]) decide *what* to answer; this module decides *how*: it owns the
+//! The wire formats ([`super::openai`], [`super::bedrock`], [`super::azure`], [`super::anthropic`]) decide *what* to answer; this module decides *how*: it owns the
 //! listener (closing and re-binding it for `refuse`), keeps a duplicate of each TCP socket so that a request
 //! can end its connection with an RST (`reset`), and paces, stalls or cuts response bodies.
 //!
@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use super::log::RecordedRequest;
 use super::mode::Mode;
 use super::openai::{self, Reply};
-use super::Shared;
+use super::{anthropic, azure, bedrock, Format, Shared};
 
 /// Response body type of the data port.
 pub type DataBody = BoxBody<Bytes, std::io::Error>;
@@ -242,6 +242,21 @@ async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
+    let format = Format::of(&path);
+    let verdict = (format == Format::Bedrock).then(|| {
+        let authority = parts
+            .headers
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+            .unwrap_or_default();
+        let target = bedrock::Target {
+            path: &path,
+            authority: &authority,
+        };
+        bedrock::verify_sigv4(&parts.method, target, &parts.headers, &body)
+    });
     let seq = shared.record(RecordedRequest {
         seq: 0,
         method: parts.method.as_str().to_owned(),
@@ -251,6 +266,10 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         source: peer.to_string(),
         at_ms: now_ms(),
+        sigv4: verdict.as_ref().map(|v| match v {
+            Ok(()) => "verified".to_owned(),
+            Err(why) => format!("invalid: {why}"),
+        }),
     });
 
     let mode = shared.next_mode();
@@ -262,9 +281,14 @@ async fn handle(
             seq,
             content_chunks: settings.content_chunks,
         };
-        openai::handle(&parts.method, &path, &body, &ctx).unwrap_or_else(|| {
-            openai::error_reply(StatusCode::NOT_FOUND, &format!("no route for {path}"))
-        })
+        match (format, &verdict) {
+            (Format::Bedrock, Some(v)) => bedrock::handle(&parts.method, &path, &body, v, &ctx),
+            (Format::Azure, _) => azure::handle(&parts.method, &path, &parts.headers, &body, &ctx),
+            (Format::Anthropic, _) => anthropic::handle(&parts.method, &parts.headers, &body, &ctx),
+            _ => openai::handle(&parts.method, &path, &body, &ctx).unwrap_or_else(|| {
+                openai::error_reply(StatusCode::NOT_FOUND, &format!("no route for {path}"))
+            }),
+        }
     };
     let delay = Duration::from_millis(settings.chunk_delay_ms);
     Ok(match mode {
@@ -279,7 +303,7 @@ async fn handle(
         } => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let msg = format!("mock-provider {}: injected status {status}", shared.name);
-            let mut resp = full_response(&shared, seq, openai::error_reply(code, &msg));
+            let mut resp = full_response(&shared, seq, format.error_reply(code, &msg));
             if let Some(ra) = retry_after {
                 if let Ok(v) = HeaderValue::from_str(&ra.header_value()) {
                     resp.headers_mut().insert(RETRY_AFTER, v);
@@ -331,6 +355,16 @@ fn base_response(
         .header("x-mock-seq", seq)
 }
 
+fn with_headers(
+    mut b: http::response::Builder,
+    headers: Vec<(&'static str, String)>,
+) -> http::response::Builder {
+    for (k, v) in headers {
+        b = b.header(k, v);
+    }
+    b
+}
+
 fn full_response(shared: &Shared, seq: u64, reply: Reply) -> Response<DataBody> {
     respond(shared, seq, reply, Duration::ZERO, None)
 }
@@ -363,15 +397,17 @@ fn respond(
                 status,
                 content_type,
                 body,
+                headers,
             },
             None,
-        ) => base_response(shared, seq, status, content_type)
+        ) => with_headers(base_response(shared, seq, status, content_type), headers)
             .body(Full::new(body).map_err(never).boxed()),
         (
             Reply::Full {
                 status,
                 content_type,
                 body,
+                headers,
             },
             Some((k, end)),
         ) => {
@@ -381,7 +417,7 @@ fn respond(
             } else {
                 Vec::new()
             };
-            base_response(shared, seq, status, content_type)
+            with_headers(base_response(shared, seq, status, content_type), headers)
                 .header(CONTENT_LENGTH, len)
                 .body(ChunkBody::spawn(chunks, Duration::ZERO, Some(end)).boxed())
         }

@@ -27,6 +27,9 @@ pub struct RecordedRequest {
     pub source: String,
     /// Arrival time (after the body was read) in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Bedrock requests only: the SigV4 verdict, `verified` or `invalid: REASON`.
+    #[serde(default)]
+    pub sigv4: Option<String>,
 }
 
 impl RecordedRequest {

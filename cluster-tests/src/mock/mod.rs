@@ -2,14 +2,19 @@
 //!
 //! One `mock-provider` process plays one upstream provider. It has two ports:
 //!
-//! - the *data* port ([`data`]) speaks a provider wire format (today OpenAI, [`openai`]) over HTTP/1.1 and
-//!   h2c (or TLS with ALPN), records every request, and misbehaves on command ([`mode::Mode`]);
+//! - the *data* port ([`data`]) speaks the provider wire formats — OpenAI ([`openai`]), AWS Bedrock with
+//!   SigV4 verification ([`bedrock`]), Azure OpenAI ([`azure`]) and Anthropic ([`anthropic`]), chosen by
+//!   path ([`Format`]) — over HTTP/1.1 and h2c (or TLS with ALPN), records every request, and misbehaves on
+//!   command ([`mode::Mode`]) in the format's own error shape;
 //! - the *control* port ([`control`]) is plain HTTP/1.1 JSON, separate so that the data listener can be
 //!   closed ("refuse") while the test still talks to the process.
 //!
 //! This module holds the state both ports share ([`Shared`]) and [`run`], which binds both listeners,
 //! prints the ready line and serves until the process is killed.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
 pub mod control;
 pub mod data;
 pub mod log;
@@ -28,6 +33,47 @@ use tokio::sync::watch;
 
 use self::log::RecordedRequest;
 use self::mode::Mode;
+
+/// The wire format a data-port request speaks, decided by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `/v1/...` OpenAI paths.
+    OpenAi,
+    /// `/model/{id}/converse[-stream]`.
+    Bedrock,
+    /// `/openai/deployments/...`.
+    Azure,
+    /// `/v1/messages`.
+    Anthropic,
+}
+
+impl Format {
+    /// The format of a request path (with or without query).
+    pub fn of(path: &str) -> Format {
+        let p = path.split('?').next().unwrap_or(path);
+        if bedrock::is_bedrock_path(p) {
+            Format::Bedrock
+        } else if p.starts_with(azure::PREFIX) {
+            Format::Azure
+        } else if p == anthropic::PATH {
+            Format::Anthropic
+        } else {
+            Format::OpenAi
+        }
+    }
+
+    /// An error reply in this format's shape.
+    pub fn error_reply(self, status: hyper::StatusCode, message: &str) -> openai::Reply {
+        match self {
+            Format::OpenAi => openai::error_reply(status, message),
+            Format::Bedrock => {
+                bedrock::error_reply(status, bedrock::error_type_for(status), message)
+            }
+            Format::Azure => azure::error_reply(status, message),
+            Format::Anthropic => anthropic::error_reply(status, message),
+        }
+    }
+}
 
 /// Everything `mock-provider` is started with.
 #[derive(Debug, Clone)]

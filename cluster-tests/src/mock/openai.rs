@@ -1,9 +1,9 @@
 //! The OpenAI wire format of the mock provider.
 //!
 //! This module is pure: it turns a request (method, path, body) into a [`Reply`] and knows nothing about
-//! sockets or failure modes. The data port (`mock::data`) applies the failure mode and does the I/O, so a
-//! later wire format (Bedrock, Azure, Anthropic) is one more module with a `handle` function of the same
-//! shape, tried in turn by the data port.
+//! sockets or failure modes. The data port (`mock::data`) applies the failure mode and does the I/O; the
+//! other wire formats (`bedrock`, `azure`, `anthropic`) are sibling modules chosen by path
+//! ([`super::Format`]), sharing this module's [`Reply`] and helpers.
 //!
 //! Answers echo the provider name ("hello from NAME") so that tests can tell which provider answered.
 
@@ -22,6 +22,8 @@ pub enum Reply {
         content_type: &'static str,
         /// The body.
         body: Bytes,
+        /// Further response headers (e.g. Bedrock's `x-amzn-errortype`).
+        headers: Vec<(&'static str, String)>,
     },
     /// A streamed body, sent as one chunk per element (with the configured delay in between).
     Stream {
@@ -39,6 +41,7 @@ impl Reply {
             status,
             content_type: "application/json",
             body: Bytes::from(value.to_string()),
+            headers: Vec::new(),
         }
     }
 }
@@ -139,7 +142,7 @@ fn include_usage(req: &Value) -> bool {
 }
 
 /// Rough token estimate: one token per 4 characters of text, at least one.
-fn tokens_of_text(text: &str) -> u64 {
+pub fn tokens_of_text(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4).max(1)
 }
 
@@ -148,7 +151,7 @@ fn usage(prompt: u64, completion: u64) -> Value {
 }
 
 /// Splits `text` into `n` non-empty pieces of nearly equal length (fewer if the text is shorter).
-fn split_pieces(text: &str, n: usize) -> Vec<String> {
+pub fn split_pieces(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let n = n.clamp(1, chars.len().max(1));
     let base = chars.len() / n;

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::error::{document_error, ConfigError, ResourceId};
 use super::model::{
-    ActiveHealthConfig, Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatch,
+    ActiveHealthConfig, AwsKeys, Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatch,
     HeaderMatchValue, PassiveHealthConfig, RetryConfig, RetryTrigger, Route, Rule, RuleMatch,
     Schema, SchemaName, SchemaSource, SecretString, TrafficPolicy, UpstreamTls,
 };
@@ -943,9 +943,7 @@ impl<'a> RouteCtx<'a> {
 }
 
 fn auth_policy(a: &BackendAuth) -> &str {
-    match a {
-        BackendAuth::ApiKey { policy, .. } | BackendAuth::Unavailable { policy, .. } => policy,
-    }
+    a.policy()
 }
 
 fn non_negative_u32(id: &ResourceId, field: &str, v: i64) -> Result<u32, ConfigError> {
@@ -1356,8 +1354,9 @@ fn resolve_ca(
     }
 }
 
-/// A BackendSecurityPolicy → credentials. APIKey is implemented; the other types are recognised and
-/// their secrets checked, but yield [`BackendAuth::Unavailable`] until they are implemented.
+/// A BackendSecurityPolicy → credentials. APIKey, AzureAPIKey, AnthropicAPIKey and AWSCredentials
+/// (credentials file + profile, or the environment) are implemented; AzureCredentials and GCPCredentials
+/// are recognised but yield [`BackendAuth::Unavailable`] (401 at request time, never an unsigned request).
 fn resolve_security_policy(
     store: &Store,
     p: &Loaded<BackendSecurityPolicySpec>,
@@ -1405,22 +1404,53 @@ fn resolve_security_policy(
                 policy,
             })
         }
-        "AzureAPIKey" => {
-            let holder = spec.azure_api_key.as_ref().ok_or_else(|| required("azureAPIKey"))?;
-            lookup_secret(store, id, "spec.azureAPIKey.secretRef", &holder.secret_ref, API_KEY_SECRET_KEY)?;
-            Ok(unavailable(warnings))
-        }
-        "AnthropicAPIKey" => {
-            let holder = spec.anthropic_api_key.as_ref().ok_or_else(|| required("anthropicAPIKey"))?;
-            lookup_secret(store, id, "spec.anthropicAPIKey.secretRef", &holder.secret_ref, API_KEY_SECRET_KEY)?;
-            Ok(unavailable(warnings))
+        "AzureAPIKey" | "AnthropicAPIKey" => {
+            let azure = spec.policy_type == "AzureAPIKey";
+            let (holder, field) = if azure {
+                (spec.azure_api_key.as_ref().ok_or_else(|| required("azureAPIKey"))?, "spec.azureAPIKey.secretRef")
+            } else {
+                (spec.anthropic_api_key.as_ref().ok_or_else(|| required("anthropicAPIKey"))?, "spec.anthropicAPIKey.secretRef")
+            };
+            let (secret, value) = lookup_secret(store, id, field, &holder.secret_ref, API_KEY_SECRET_KEY)?;
+            let key = value.trim_end_matches(['\n', '\r']).to_owned();
+            if key.is_empty() {
+                return Err(id.error(
+                    format!("{field}.name"),
+                    format!("Secret {secret} key {API_KEY_SECRET_KEY} is empty"),
+                ));
+            }
+            let key = SecretString::new(key);
+            Ok(if azure {
+                BackendAuth::AzureApiKey { key, policy }
+            } else {
+                BackendAuth::AnthropicApiKey { key, policy }
+            })
         }
         "AWSCredentials" => {
             let aws = spec.aws_credentials.as_ref().ok_or_else(|| required("awsCredentials"))?;
-            if let Some(file) = &aws.credentials_file {
-                lookup_secret(store, id, "spec.awsCredentials.credentialsFile.secretRef", &file.secret_ref, "credentials")?;
-            }
-            Ok(unavailable(warnings))
+            let region = Some(aws.region.trim().to_owned()).filter(|r| !r.is_empty());
+            let keys = if let Some(file) = &aws.credentials_file {
+                let (secret, text) = lookup_secret(store, id, "spec.awsCredentials.credentialsFile.secretRef", &file.secret_ref, "credentials")?;
+                let profile = file.profile.as_deref().unwrap_or("default");
+                AwsKeys::from_credentials_file(&text, profile)
+                    .map_err(|why| format!("Secret {secret} key credentials: {why}"))
+            } else if aws.oidc_exchange_token.is_some() {
+                Err("oidcExchangeToken is not supported yet".to_owned())
+            } else {
+                AwsKeys::from_env().ok_or_else(|| {
+                    "no credentialsFile and no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment".to_owned()
+                })
+            };
+            Ok(match keys {
+                Ok(keys) => BackendAuth::AwsCredentials { keys, region, policy },
+                Err(reason) => {
+                    warnings.push(id.warning(
+                        "spec.awsCredentials",
+                        format!("{reason}: requests to its backends answer 401 instead of being sent unsigned"),
+                    ));
+                    BackendAuth::Unavailable { reason, policy }
+                }
+            })
         }
         "AzureCredentials" => {
             spec.azure_credentials.as_ref().ok_or_else(|| required("azureCredentials"))?;
@@ -2491,24 +2521,88 @@ spec:
         }
     }
 
-    #[test]
-    fn unsupported_credential_types_are_unavailable_not_errors() {
-        let yaml = with_api_key("")
+    fn with_policy(policy_spec: &str, secret_doc: &str) -> String {
+        with_api_key(secret_doc)
             .replace(
-                "  type: APIKey",
-                "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1",
+                "  type: APIKey\n  targetRefs:",
+                &format!("{policy_spec}  targetRefs:"),
             )
-            .replace("  apiKey:\n    secretRef:\n      name: s\n", "");
-        let cfg = load_ok(&yaml);
+            .replace("  apiKey:\n    secretRef:\n      name: s\n", "")
+    }
+
+    #[test]
+    fn aws_credentials_resolve_from_a_credentials_file_profile() {
+        let file = format!("# comment\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = nope\n\n[test]\naws_access_key_id=AKIDTEST\naws_secret_access_key = {SECRET_VALUE}\naws_session_token = tok\n");
+        let secret = format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\nstringData:\n  credentials: |\n{}",
+            file.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        );
+        let policy = "  type: AWSCredentials\n  awsCredentials:\n    region: eu-west-3\n    credentialsFile:\n      secretRef:\n        name: aws\n      profile: test\n";
+        let cfg = load_ok(&with_policy(policy, &secret));
         match &cfg.backends["default/be"].auth {
-            Some(BackendAuth::Unavailable { reason, policy }) => {
-                assert!(
-                    reason.contains("AWSCredentials") && reason.contains("not supported yet"),
-                    "{reason}"
+            Some(BackendAuth::AwsCredentials {
+                keys,
+                region,
+                policy,
+            }) => {
+                assert_eq!(keys.access_key_id.expose(), "AKIDTEST");
+                assert_eq!(keys.secret_access_key.expose(), SECRET_VALUE);
+                assert_eq!(
+                    keys.session_token.as_ref().map(SecretString::expose),
+                    Some("tok")
                 );
+                assert_eq!(region.as_deref(), Some("eu-west-3"));
                 assert_eq!(policy, "default/key");
+                assert!(!format!("{keys:?}").contains(SECRET_VALUE));
+            }
+            other => panic!("expected AwsCredentials, got {other:?}"),
+        }
+        // A profile the file lacks: 401 at request time, with a reason that names no value.
+        let cfg = load_ok(&with_policy(
+            &policy.replace("profile: test", "profile: other"),
+            &secret,
+        ));
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::Unavailable { reason, .. }) => {
+                assert!(reason.contains("no profile [other]"), "{reason}");
+                assert!(!reason.contains(SECRET_VALUE));
             }
             other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn azure_and_anthropic_keys_resolve() {
+        let secret = format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  apiKey: {SECRET_VALUE}\n");
+        let azure = "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: s\n";
+        match &load_ok(&with_policy(azure, &secret)).backends["default/be"].auth {
+            Some(BackendAuth::AzureApiKey { key, .. }) => assert_eq!(key.expose(), SECRET_VALUE),
+            other => panic!("expected AzureApiKey, got {other:?}"),
+        }
+        let anthropic =
+            "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: s\n";
+        match &load_ok(&with_policy(anthropic, &secret)).backends["default/be"].auth {
+            Some(BackendAuth::AnthropicApiKey { key, .. }) => {
+                assert_eq!(key.expose(), SECRET_VALUE)
+            }
+            other => panic!("expected AnthropicApiKey, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsupported_credential_types_are_unavailable_not_errors() {
+        for policy in [
+            "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    oidcExchangeToken:\n      oidc: {}\n",
+            "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n",
+        ] {
+            let cfg = load_ok(&with_policy(policy, ""));
+            match &cfg.backends["default/be"].auth {
+                Some(BackendAuth::Unavailable { reason, policy }) => {
+                    assert!(reason.contains("not supported yet"), "{reason}");
+                    assert_eq!(policy, "default/key");
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
         }
     }
 

@@ -254,6 +254,29 @@ pub enum BackendAuth {
         /// The policy that supplied it (`namespace/name`), for messages.
         policy: String,
     },
+    /// `type: AzureAPIKey`: sent as the `api-key` header.
+    AzureApiKey {
+        /// The key.
+        key: SecretString,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
+    /// `type: AnthropicAPIKey`: sent as the `x-api-key` header.
+    AnthropicApiKey {
+        /// The key.
+        key: SecretString,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
+    /// `type: AWSCredentials`: requests are signed with SigV4.
+    AwsCredentials {
+        /// The keys (from the credentials file's profile, or the node's environment).
+        keys: AwsKeys,
+        /// `awsCredentials.region` (else the region of the backend host).
+        region: Option<String>,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
     /// A policy type this node does not support yet (named), or whose secret could not be resolved:
     /// requests to the backend answer 401 instead of being sent unsigned.
     Unavailable {
@@ -262,6 +285,100 @@ pub enum BackendAuth {
         /// The policy (`namespace/name`).
         policy: String,
     },
+}
+
+impl BackendAuth {
+    /// The policy that supplied the credentials (`namespace/name`).
+    pub fn policy(&self) -> &str {
+        match self {
+            BackendAuth::ApiKey { policy, .. }
+            | BackendAuth::AzureApiKey { policy, .. }
+            | BackendAuth::AnthropicApiKey { policy, .. }
+            | BackendAuth::AwsCredentials { policy, .. }
+            | BackendAuth::Unavailable { policy, .. } => policy,
+        }
+    }
+}
+
+/// AWS access keys. Every part is a [`SecretString`], so `Debug` never shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsKeys {
+    /// `aws_access_key_id`.
+    pub access_key_id: SecretString,
+    /// `aws_secret_access_key`.
+    pub secret_access_key: SecretString,
+    /// `aws_session_token` (temporary credentials).
+    pub session_token: Option<SecretString>,
+}
+
+impl AwsKeys {
+    /// Keys from an AWS shared credentials file (INI) for `profile`. AWS docs ("Configuration and
+    /// credential file settings"): `[profile]` sections with `aws_access_key_id`,
+    /// `aws_secret_access_key`, optional `aws_session_token`; `#` and `;` start comments. The error never
+    /// contains a value from the file.
+    pub fn from_credentials_file(text: &str, profile: &str) -> Result<AwsKeys, String> {
+        let mut section: Option<String> = None;
+        let mut found = false;
+        let (mut id, mut secret, mut token) = (None, None, None);
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let name = name.trim();
+                let name = name.strip_prefix("profile ").unwrap_or(name).trim();
+                found |= name == profile;
+                section = Some(name.to_owned());
+                continue;
+            }
+            if section.as_deref() != Some(profile) {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "aws_access_key_id" => id = Some(v.to_owned()),
+                "aws_secret_access_key" => secret = Some(v.to_owned()),
+                "aws_session_token" => token = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        if !found {
+            return Err(format!("the credentials file has no profile [{profile}]"));
+        }
+        match (
+            id.filter(|s| !s.is_empty()),
+            secret.filter(|s| !s.is_empty()),
+        ) {
+            (Some(id), Some(secret)) => Ok(AwsKeys {
+                access_key_id: SecretString::new(id),
+                secret_access_key: SecretString::new(secret),
+                session_token: token.filter(|s| !s.is_empty()).map(SecretString::new),
+            }),
+            _ => Err(format!(
+                "profile [{profile}] lacks aws_access_key_id or aws_secret_access_key"
+            )),
+        }
+    }
+
+    /// Keys from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` as read by `var`
+    /// (the process environment in production).
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Option<AwsKeys> {
+        let get = |k: &str| var(k).filter(|v| !v.is_empty());
+        Some(AwsKeys {
+            access_key_id: SecretString::new(get("AWS_ACCESS_KEY_ID")?),
+            secret_access_key: SecretString::new(get("AWS_SECRET_ACCESS_KEY")?),
+            session_token: get("AWS_SESSION_TOKEN").map(SecretString::new),
+        })
+    }
+
+    /// Keys from the process environment.
+    pub fn from_env() -> Option<AwsKeys> {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
 }
 
 /// Retry triggers (`retryOn.triggers`).

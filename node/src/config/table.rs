@@ -154,6 +154,16 @@ fn render_backend_ref(out: &mut String, backend: Option<&Backend>, b: &BackendRe
         Some(BackendAuth::ApiKey { policy, .. }) => {
             format!("API key (Authorization: Bearer) from BackendSecurityPolicy {policy}")
         }
+        Some(BackendAuth::AzureApiKey { policy, .. }) => {
+            format!("Azure API key (api-key) from BackendSecurityPolicy {policy}")
+        }
+        Some(BackendAuth::AnthropicApiKey { policy, .. }) => {
+            format!("Anthropic API key (x-api-key) from BackendSecurityPolicy {policy}")
+        }
+        Some(BackendAuth::AwsCredentials { region, policy, .. }) => format!(
+            "AWS SigV4 (service bedrock, region {}) from BackendSecurityPolicy {policy}",
+            region.as_deref().unwrap_or("from the host")
+        ),
         Some(BackendAuth::Unavailable { reason, policy }) => {
             format!("UNAVAILABLE: {reason} (BackendSecurityPolicy {policy}); requests answer 401")
         }

@@ -24,10 +24,8 @@ pub struct ActiveProbe {
     pub config: ActiveHealthConfig,
     /// The host's pooled client.
     pub client: HttpClient,
-    /// `scheme://dial-authority` of the host.
+    /// `scheme://endpoint-authority` of the host (its connector dials the host's own address).
     pub base_url: String,
-    /// Host header (the backend's hostname).
-    pub host_header: HeaderValue,
     /// Credentials header, if the backend has one (marked sensitive).
     pub auth: Option<(header::HeaderName, HeaderValue)>,
 }
@@ -44,9 +42,7 @@ impl std::fmt::Debug for ActiveProbe {
 impl ActiveProbe {
     /// Whether two probes would behave the same (so a reload need not restart the loop).
     pub fn same_as(&self, other: &ActiveProbe) -> bool {
-        self.config == other.config
-            && self.base_url == other.base_url
-            && self.host_header == other.host_header
+        self.config == other.config && self.base_url == other.base_url
     }
 
     /// One probe: true when the host answered an expected status within the timeout.
@@ -55,7 +51,6 @@ impl ActiveProbe {
         let mut builder = Request::builder()
             .method(Method::GET)
             .uri(uri)
-            .header(header::HOST, self.host_header.clone())
             .header(header::USER_AGENT, "switchyard-health-check");
         if let Some((name, value)) = &self.auth {
             builder = builder.header(name.clone(), value.clone());

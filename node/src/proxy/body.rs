@@ -5,13 +5,17 @@
 //! timeout, and honest truncation — when an SSE stream breaks mid-way the client gets a final
 //! `data: {"error":…}` event and then the body errors, which makes hyper abort the connection instead of
 //! sending a clean end that would hide the truncation.
+//!
+//! Answers of non-OpenAI providers pass through a [`BodyTransform`] (`schema`) frame by frame; the
+//! transform's output is what the client gets and what the usage tap reads. A provider error inside a
+//! stream, or a stream the transform finds incomplete, is a truncation like a broken connection.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -19,6 +23,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::proxy::usage::UsageTap;
+use crate::schema::{BodyTransform, TranslateError};
 
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,18 +42,22 @@ impl ProxyBody {
     }
 
     /// An upstream body, passed through with an idle timeout; `sse` adds the error event on truncation;
-    /// `tap` (successful responses) records token usage and timings when the body ends.
+    /// `tap` (successful responses) records token usage and timings when the body ends; `transform`
+    /// rewrites the provider's body into the OpenAI shape.
     pub fn upstream(
         inner: Incoming,
         sse: bool,
         idle_timeout: Duration,
         tap: Option<UsageTap>,
+        transform: Option<Box<dyn BodyTransform>>,
     ) -> Self {
         ProxyBody(
             UpstreamBody {
                 inner,
                 sse,
                 tap,
+                transform,
+                pending_error: None,
                 idle_timeout,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
                 state: State::Streaming,
@@ -87,6 +96,9 @@ pub enum TruncatedStream {
     /// No frame arrived within the idle timeout.
     #[error("upstream stream idle for longer than {0:?}")]
     Idle(Duration),
+    /// The provider's body could not be translated, or reported an error mid-stream.
+    #[error("{0}")]
+    Translation(TranslateError),
 }
 
 enum State {
@@ -105,6 +117,9 @@ struct UpstreamBody {
     inner: Incoming,
     sse: bool,
     tap: Option<UsageTap>,
+    transform: Option<Box<dyn BodyTransform>>,
+    /// A translation error found after some output of the same frame: reported on the next poll.
+    pending_error: Option<TruncatedStream>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
     state: State,
@@ -161,27 +176,69 @@ impl Body for UpstreamBody {
             }
             State::Streaming => {}
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let now = Instant::now();
-                this.idle.as_mut().reset(now + this.idle_timeout);
-                if let (Some(tap), Some(data)) = (this.tap.as_mut(), frame.data_ref()) {
-                    tap.on_data(data, now.into_std());
+        if let Some(why) = this.pending_error.take() {
+            return this.truncated(why);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let now = Instant::now();
+                    this.idle.as_mut().reset(now + this.idle_timeout);
+                    let frame = match (this.transform.as_mut(), frame.into_data()) {
+                        (None, Ok(data)) => Frame::data(data),
+                        (None, Err(frame)) => return Poll::Ready(Some(Ok(frame))),
+                        // Trailers of a translated body describe the provider's body: dropped.
+                        (Some(_), Err(_)) => continue,
+                        (Some(t), Ok(data)) => {
+                            let mut out = BytesMut::new();
+                            if let Err(e) = t.feed(&data, &mut out) {
+                                if out.is_empty() {
+                                    return this.truncated(TruncatedStream::Translation(e));
+                                }
+                                this.pending_error = Some(TruncatedStream::Translation(e));
+                            }
+                            if out.is_empty() {
+                                continue;
+                            }
+                            Frame::data(out.freeze())
+                        }
+                    };
+                    if let (Some(tap), Some(data)) = (this.tap.as_mut(), frame.data_ref()) {
+                        tap.on_data(data, now.into_std());
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => this.truncated(TruncatedStream::Broken(e.to_string())),
-            Poll::Ready(None) => {
-                this.state = State::Done;
-                if let Some(tap) = this.tap.take() {
-                    tap.finish(std::time::Instant::now());
+                Poll::Ready(Some(Err(e))) => {
+                    return this.truncated(TruncatedStream::Broken(e.to_string()))
                 }
-                Poll::Ready(None)
+                Poll::Ready(None) => {
+                    let mut rest = BytesMut::new();
+                    if let Some(t) = this.transform.as_mut() {
+                        if let Err(e) = t.finish(&mut rest) {
+                            if rest.is_empty() {
+                                return this.truncated(TruncatedStream::Translation(e));
+                            }
+                            this.pending_error = Some(TruncatedStream::Translation(e));
+                            return Poll::Ready(Some(Ok(Frame::data(rest.freeze()))));
+                        }
+                    }
+                    this.state = State::Done;
+                    let now = std::time::Instant::now();
+                    if let Some(mut tap) = this.tap.take() {
+                        if !rest.is_empty() {
+                            tap.on_data(&rest, now);
+                        }
+                        tap.finish(now);
+                    }
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest.freeze()))));
+                }
+                Poll::Pending => {
+                    return match this.idle.as_mut().poll(cx) {
+                        Poll::Ready(()) => this.truncated(TruncatedStream::Idle(this.idle_timeout)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
             }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => this.truncated(TruncatedStream::Idle(this.idle_timeout)),
-                Poll::Pending => Poll::Pending,
-            },
         }
     }
 
@@ -192,7 +249,7 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         // An SSE body may gain an error event, so it never promises an exact length.
         match self.state {
-            State::Streaming if !self.sse => self.inner.size_hint(),
+            State::Streaming if !self.sse && self.transform.is_none() => self.inner.size_hint(),
             _ => SizeHint::default(),
         }
     }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::config::model::{BackendAuth, SchemaName};
+use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
@@ -26,6 +26,8 @@ use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
 use crate::routing::matcher::MODEL_HEADER;
 use crate::routing::select::{select, AttemptHistory};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
+use crate::schema::auth::{self, AuthError};
+use crate::schema::{self, Operation, RequestCtx, ResponseCtx, Translator};
 
 /// A client request, read and understood, ready to be sent to any backend.
 pub struct ProxiedRequest {
@@ -47,8 +49,9 @@ pub struct ProxiedRequest {
 
 /// Why an attempt did not produce a response to return.
 enum Failure {
-    /// The upstream answered with a status the policy retries (kept so it can be returned as is).
-    Response(Response<Incoming>),
+    /// The upstream answered with a status the policy retries (kept so it can be returned, translated by
+    /// its backend's schema).
+    Response(Response<Incoming>, &'static dyn Translator),
     /// No response at all.
     Local(LocalFailure),
 }
@@ -98,6 +101,16 @@ pub async fn forward(
     let mut first_priority: Option<u32> = None;
     // Held from the first retry to the end of the request (`circuitBreaker.maxParallelRetries`).
     let mut retry_slot: Option<RetrySlot> = None;
+    // Fixed per client request, so every attempt's answer is translated alike.
+    let rctx = ResponseCtx {
+        model: req.model.clone(),
+        stream: req.stream,
+        include_usage: schema::include_usage(&req.body),
+        id: format!("chatcmpl-{:024x}", rng.random::<u128>() >> 32),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
 
     loop {
         let candidates = rule.candidates();
@@ -109,7 +122,7 @@ pub async fn forward(
             &mut rng,
         ) else {
             return match last {
-                Some(f) => failure_response(f, idle_timeout(per_try, rule)),
+                Some(f) => failure_response(f, idle_timeout(per_try, rule), &rctx),
                 None => GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
@@ -129,7 +142,8 @@ pub async fn forward(
         }
         first_priority.get_or_insert(choice.priority);
 
-        let upstream_req = match build_upstream_request(host, req) {
+        let translator = schema::translator(host.backend.schema.name);
+        let upstream_req = match build_upstream_request(host, req, translator) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
@@ -158,10 +172,10 @@ pub async fn forward(
                     let tap = resp
                         .status()
                         .is_success()
-                        .then(|| usage_tap(host, req, &resp));
-                    return pass_through(resp, idle_timeout(per_try, rule), tap);
+                        .then(|| usage_tap(translator, req));
+                    return pass_through(resp, idle_timeout(per_try, rule), tap, translator, &rctx);
                 }
-                Failure::Response(resp)
+                Failure::Response(resp, translator)
             }
             Ok(Err(e)) => {
                 let f = LocalFailure::classify(&e);
@@ -186,27 +200,27 @@ pub async fn forward(
         };
 
         let outcome = match &failure {
-            Failure::Response(r) => AttemptOutcome::Status(r.status().as_u16()),
+            Failure::Response(r, _) => AttemptOutcome::Status(r.status().as_u16()),
             Failure::Local(f) => f.attempt_outcome(),
         };
         let Some(policy) = retry.filter(|r| is_retriable(r, &outcome)) else {
-            return failure_response(failure, idle_timeout(per_try, rule));
+            return failure_response(failure, idle_timeout(per_try, rule), &rctx);
         };
         if history.attempts() >= max_attempts {
-            return failure_response(failure, idle_timeout(per_try, rule));
+            return failure_response(failure, idle_timeout(per_try, rule), &rctx);
         }
         if retry_slot.is_none() {
             match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
                 Some(slot) => retry_slot = Some(slot),
                 None => {
                     metrics::counter!("switchyard_retry_overflow_total").increment(1);
-                    return failure_response(failure, idle_timeout(per_try, rule));
+                    return failure_response(failure, idle_timeout(per_try, rule), &rctx);
                 }
             }
         }
 
         let hinted = match &failure {
-            Failure::Response(r) => retry_after(
+            Failure::Response(r, _) => retry_after(
                 policy,
                 r.status().as_u16(),
                 r.headers()
@@ -248,9 +262,9 @@ fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
     .into_response()
 }
 
-fn failure_response(failure: Failure, idle: Duration) -> Response<ProxyBody> {
+fn failure_response(failure: Failure, idle: Duration, rctx: &ResponseCtx) -> Response<ProxyBody> {
     match failure {
-        Failure::Response(resp) => pass_through(resp, idle, None),
+        Failure::Response(resp, translator) => pass_through(resp, idle, None, translator, rctx),
         Failure::Local(LocalFailure::Timeout) => GatewayError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
@@ -278,57 +292,104 @@ fn is_sse(resp: &Response<Incoming>) -> bool {
         .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
-fn usage_tap(host: &UpstreamHost, req: &ProxiedRequest, resp: &Response<Incoming>) -> UsageTap {
-    let provider = match host.backend.schema.name {
-        SchemaName::OpenAI => "openai",
-        SchemaName::AwsBedrock => "aws.bedrock",
-        SchemaName::AzureOpenAI => "azure.ai.openai",
-        SchemaName::Anthropic => "anthropic",
-    };
+fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest) -> UsageTap {
+    // The tap reads the body the client gets, i.e. after translation, which is OpenAI-shaped for every
+    // provider; `stream` is what the client asked for (a translated stream is SSE).
     UsageTap::new(
         GenAiLabels {
             operation: req.operation,
-            provider,
+            provider: translator.provider_name(),
             request_model: req.model.clone(),
         },
-        is_sse(resp),
+        req.stream,
         req.received,
     )
 }
 
+/// Returns an upstream response to the client, translated by `translator` (frame by frame).
 fn pass_through(
     resp: Response<Incoming>,
     idle: Duration,
     tap: Option<UsageTap>,
+    translator: &dyn Translator,
+    rctx: &ResponseCtx,
 ) -> Response<ProxyBody> {
-    let sse = is_sse(&resp);
+    let transform = translator.response(rctx, resp.status(), resp.headers());
+    let sse = match &transform {
+        Some(t) => t.is_sse(),
+        None => is_sse(&resp),
+    };
     let (mut parts, body) = resp.into_parts();
     for name in STRIPPED_RESPONSE_HEADERS {
         parts.headers.remove(*name);
     }
+    if let Some(t) = &transform {
+        // The body changes: its length is unknown until it ends, and provider-specific framing and
+        // encoding headers no longer describe it.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_ENCODING);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(t.content_type()),
+        );
+    }
     if sse {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle, tap))
+    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle, tap, transform))
 }
 
+fn translation_error(backend: &str, e: &schema::TranslateError) -> GatewayError {
+    GatewayError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request_error",
+        "translation_failed",
+        format!("cannot translate the request for backend {backend}: {e}"),
+    )
+}
+
+fn auth_error(e: &AuthError) -> GatewayError {
+    match e {
+        AuthError::Missing { .. } => GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "missing_backend_credential",
+            e.to_string(),
+        ),
+        AuthError::InvalidHeader { .. } => GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_backend_credential",
+            e.to_string(),
+        ),
+        AuthError::Signing { .. } => GatewayError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing_failed",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Builds one attempt's request: translated from the original body for this backend's schema, with
+/// this backend's credentials (signed last, over the final request).
 fn build_upstream_request(
     host: &UpstreamHost,
     req: &ProxiedRequest,
+    translator: &dyn Translator,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let backend = &host.backend;
-    if backend.schema.name != SchemaName::OpenAI {
-        return Err(GatewayError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request_error",
-            "translation_unsupported",
-            format!(
-                "backend {} expects the {} schema; translation to it is not available in this build",
-                backend.key, backend.schema.name
-            ),
-        ));
-    }
-    let uri = format!("{}{}", host.base_url(), req.path_and_query);
+    let ctx = RequestCtx {
+        operation: Operation::from_name(req.operation),
+        path_and_query: &req.path_and_query,
+        model: &req.model,
+        stream: req.stream,
+        schema_version: backend.schema.version.as_deref(),
+    };
+    let translated = translator
+        .request(&ctx, &req.body)
+        .map_err(|e| translation_error(&backend.key, &e))?;
+    let uri = format!("{}{}", host.base_url(), translated.path_and_query);
     let mut builder = Request::builder().method(Method::POST).uri(uri);
     let headers = builder.headers_mut().ok_or_else(|| {
         GatewayError::new(
@@ -338,52 +399,51 @@ fn build_upstream_request(
             "cannot build upstream request",
         )
     })?;
-    for (name, value) in &req.headers {
-        if !STRIPPED_REQUEST_HEADERS.contains(&name.as_str()) {
-            headers.append(name.clone(), value.clone());
+    // Client headers are forwarded to OpenAI-compatible backends only: for Bedrock and Anthropic they
+    // mean nothing, and for Bedrock every header sent is signed.
+    if matches!(
+        backend.schema.name,
+        crate::config::model::SchemaName::OpenAI | crate::config::model::SchemaName::AzureOpenAI
+    ) {
+        for (name, value) in &req.headers {
+            if !STRIPPED_REQUEST_HEADERS.contains(&name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
         }
     }
     if let Ok(v) = HeaderValue::from_str(&req.model) {
         headers.insert(HeaderName::from_static(MODEL_HEADER), v);
     }
-    match &backend.auth {
-        None => {}
-        Some(BackendAuth::ApiKey { key, .. }) => {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    GatewayError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "authentication_error",
-                        "invalid_backend_credential",
-                        format!(
-                            "the API key for backend {} is not a valid header value",
-                            backend.key
-                        ),
-                    )
-                })?;
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
-        }
-        Some(BackendAuth::Unavailable { reason, policy }) => {
-            return Err(GatewayError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "missing_backend_credential",
-                format!(
-                    "no usable credential for backend {} (BackendSecurityPolicy {policy}): {reason}",
-                    backend.key
-                ),
-            ));
-        }
+    for (name, value) in translated.headers {
+        headers.insert(name, value);
     }
-    // The URI names the dialled address; Host names the backend (DESIGN §3.4).
-    headers.insert(header::HOST, host.host_header.clone());
-    builder.body(Full::new(req.body.clone())).map_err(|e| {
-        GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal",
-            format!("cannot build upstream request: {e}"),
-        )
-    })
+    // Host is left to the client library: it writes the URI's authority, i.e. the endpoint's name and
+    // (when not the scheme default) port — the same value SigV4 signs. The address dialled is pinned in
+    // the host's connector, so naming the endpoint here never changes which address is reached.
+    let mut upstream = builder
+        .body(Full::new(translated.body.clone()))
+        .map_err(|e| {
+            GatewayError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal",
+                format!("cannot build upstream request: {e}"),
+            )
+        })?;
+    let endpoint_host = host.endpoint.host();
+    let target = auth::AuthTarget {
+        schema: backend.schema.name,
+        backend: &backend.key,
+        host: &endpoint_host,
+    };
+    auth::apply(
+        &mut upstream,
+        &translated.body,
+        target,
+        backend.auth.as_ref(),
+        AwsKeys::from_env,
+        SystemTime::now(),
+    )
+    .map_err(|e| auth_error(&e))?;
+    Ok(upstream)
 }

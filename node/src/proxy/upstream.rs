@@ -2,12 +2,17 @@
 //! did, in the terms the retry policy and the outlier detector speak.
 
 use std::error::Error as StdError;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,9 +22,48 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use crate::config::model::UpstreamTls;
 use crate::health::outlier::{LocalOriginFailure, Observation};
 use crate::retry::policy::AttemptOutcome;
+use crate::routing::resolve::Dial;
 
-/// The pooled client for one backend.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled client for one backend host.
+pub type HttpClient = Client<HttpsConnector<HttpConnector<HostResolver>>, Full<Bytes>>;
+
+/// The connector's resolver for one host: the host's own address when it has one, so the request URI can
+/// keep the endpoint's name (for Host, `:authority`, SNI and SigV4) while the connection goes to exactly
+/// this host; the system resolver for a name that did not resolve at the last refresh.
+#[derive(Clone)]
+pub enum HostResolver {
+    /// Always this address (the port comes from the URI).
+    Pinned(IpAddr),
+    /// `getaddrinfo` at connect time.
+    System(GaiResolver),
+}
+
+type ResolveFuture =
+    Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower_service::Service<Name> for HostResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = ResolveFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self {
+            HostResolver::Pinned(ip) => {
+                // Port 0: hyper-util fills in the URI's port.
+                let addr = SocketAddr::new(*ip, 0);
+                Box::pin(async move { Ok(vec![addr].into_iter()) })
+            }
+            HostResolver::System(gai) => {
+                let lookup = gai.call(name);
+                Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+            }
+        }
+    }
+}
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +103,7 @@ pub enum UpstreamError {
 pub fn build_client(
     backend: &str,
     endpoint_host: &str,
+    dial: &Dial,
     tls: Option<&UpstreamTls>,
     connect_timeout: Duration,
 ) -> Result<HttpClient, UpstreamError> {
@@ -113,7 +158,11 @@ pub fn build_client(
     .with_root_certificates(roots)
     .with_no_client_auth();
 
-    let mut http = HttpConnector::new();
+    let resolver = match dial {
+        Dial::Addr(addr) => HostResolver::Pinned(addr.ip()),
+        Dial::Name(..) => HostResolver::System(GaiResolver::new()),
+    };
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));

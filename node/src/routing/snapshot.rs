@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
-
 use crate::config::model::{BackendAuth, Endpoint, RuleMatch, Schema, TrafficPolicy};
 use crate::health::registry::HostEntry;
 use crate::proxy::upstream::HttpClient;
@@ -70,21 +68,34 @@ pub struct UpstreamHost {
     pub backend: Arc<BackendRuntime>,
     /// The endpoint.
     pub endpoint: Endpoint,
-    /// Where this host is dialled (one resolved address of the endpoint).
+    /// Where this host is dialled (one resolved address of the endpoint), pinned in its client.
     pub dial: Dial,
-    /// The Host header: the endpoint's name (with the port unless it is the scheme's default).
-    pub host_header: HeaderValue,
-    /// The pooled client for this endpoint (TLS server name = the endpoint's name).
+    /// The pooled client of this host: its connector always dials `dial`, while URIs, Host and the TLS
+    /// server name keep the endpoint's name.
     pub client: HttpClient,
     /// Health flag and outcome reporting.
     pub health: Arc<HostEntry>,
 }
 
 impl UpstreamHost {
-    /// `http(s)://dial-authority`.
+    /// `http(s)://authority`, without the port when it is the scheme's default, so that the authority the
+    /// client sends (`Host`, or `:authority` on HTTP/2) is the one SigV4 signs (RFC 9110 §4.2: the default
+    /// port is omitted).
     pub fn base_url(&self) -> String {
-        let scheme = if self.backend.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.dial.authority())
+        let (scheme, default_port) = if self.backend.tls {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        };
+        if self.endpoint.port() == default_port {
+            let host = self.endpoint.authority();
+            let host = host
+                .strip_suffix(&format!(":{default_port}"))
+                .unwrap_or(&host);
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{}", self.endpoint.authority())
+        }
     }
 }
 

@@ -1,0 +1,354 @@
+//! Backend credentials on the wire: API-key headers per provider and AWS SigV4 for Bedrock.
+//!
+//! Rules (DESIGN §3.4, §8): the backend gets its own credential, never the client's; a backend whose
+//! credential is missing or unusable gets nothing at all — the gateway answers 401 itself — so a request is
+//! never sent unsigned to a provider that needs a signature. Secrets are only read here, where they are put
+//! on the wire, and marked sensitive; errors name the backend and policy, never a value.
+//!
+//! SigV4 (AWS docs "Signature Version 4 signing process", "Amazon Bedrock endpoints"): service `bedrock`,
+//! region from the policy's `awsCredentials.region`, else from the host `bedrock-runtime.<region>.amazonaws.com`
+//! (or `bedrock-runtime-fips.<region>…`). Signed with the `aws-sigv4` crate over the final method, URI,
+//! headers and body; the `host` it signs is the URI authority without a default port, which is what the
+//! HTTP client sends (`Host` on HTTP/1.1, `:authority` on HTTP/2).
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::Full;
+
+use crate::config::model::{AwsKeys, BackendAuth, SchemaName};
+
+/// SigV4 service name of the Bedrock runtime.
+pub const BEDROCK_SERVICE: &str = "bedrock";
+
+/// Why credentials could not be put on a request. Every variant answers 401 except `Signing` (500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credential at all, or one the policy could not resolve.
+    #[error("no usable credential for backend {backend}{}: {reason}", policy.as_ref().map(|p| format!(" (BackendSecurityPolicy {p})")).unwrap_or_default())]
+    Missing {
+        /// Backend key.
+        backend: String,
+        /// Policy, when one applies.
+        policy: Option<String>,
+        /// Why (never a secret).
+        reason: String,
+    },
+    /// The credential is not a valid header value.
+    #[error("the credential for backend {backend} is not a valid header value")]
+    InvalidHeader {
+        /// Backend key.
+        backend: String,
+    },
+    /// Signing failed (bad region or URI): a configuration problem.
+    #[error("cannot sign the request for backend {backend}: {reason}")]
+    Signing {
+        /// Backend key.
+        backend: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The region in a Bedrock runtime host name, if it is one.
+pub fn region_from_host(host: &str) -> Option<&str> {
+    let rest = host
+        .strip_prefix("bedrock-runtime.")
+        .or_else(|| host.strip_prefix("bedrock-runtime-fips."))?;
+    let (region, suffix) = rest.split_once('.')?;
+    (matches!(suffix, "amazonaws.com" | "amazonaws.com.cn") && !region.is_empty()).then_some(region)
+}
+
+fn sensitive(backend: &str, value: &str) -> Result<HeaderValue, AuthError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| AuthError::InvalidHeader {
+        backend: backend.to_owned(),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The backend a request goes to, as credentials see it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthTarget<'a> {
+    /// The schema the backend expects.
+    pub schema: SchemaName,
+    /// Backend key, for messages.
+    pub backend: &'a str,
+    /// Endpoint host (its name gives the Bedrock region).
+    pub host: &'a str,
+}
+
+/// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. Bedrock without a
+/// policy uses `env_keys` (the node's environment); without those it is an error.
+pub fn apply(
+    req: &mut Request<Full<Bytes>>,
+    body: &Bytes,
+    target: AuthTarget<'_>,
+    auth: Option<&BackendAuth>,
+    env_keys: impl FnOnce() -> Option<AwsKeys>,
+    now: SystemTime,
+) -> Result<(), AuthError> {
+    let AuthTarget {
+        schema,
+        backend,
+        host,
+    } = target;
+    let missing = |policy: Option<&str>, reason: String| AuthError::Missing {
+        backend: backend.to_owned(),
+        policy: policy.map(str::to_owned),
+        reason,
+    };
+    if let Some(BackendAuth::Unavailable { reason, policy }) = auth {
+        return Err(missing(Some(policy), reason.clone()));
+    }
+    if schema == SchemaName::AwsBedrock {
+        let (keys, region, policy) = match auth {
+            Some(BackendAuth::AwsCredentials {
+                keys,
+                region,
+                policy,
+            }) => (keys.clone(), region.clone(), Some(policy.as_str())),
+            None => match env_keys() {
+                Some(k) => (k, None, None),
+                None => return Err(missing(None, "AWS Bedrock requests must be signed: attach an AWSCredentials BackendSecurityPolicy or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into())),
+            },
+            Some(other) => {
+                return Err(missing(
+                    Some(other.policy()),
+                    "AWS Bedrock requests must be signed: the policy is not of type AWSCredentials"
+                        .into(),
+                ))
+            }
+        };
+        let region = region
+            .or_else(|| region_from_host(host).map(str::to_owned))
+            .ok_or_else(|| {
+                missing(
+                    policy,
+                    format!(
+                        "no AWS region: set awsCredentials.region (the host {host} names none)"
+                    ),
+                )
+            })?;
+        return sign_sigv4(req, body, &keys, &region, now).map_err(|reason| AuthError::Signing {
+            backend: backend.to_owned(),
+            reason,
+        });
+    }
+    let (name, value) = match auth {
+        None => return Ok(()),
+        Some(BackendAuth::ApiKey { key, .. }) => {
+            (http::header::AUTHORIZATION, format!("Bearer {}", key.expose()))
+        }
+        Some(BackendAuth::AzureApiKey { key, .. }) => {
+            (HeaderName::from_static("api-key"), key.expose().to_owned())
+        }
+        Some(BackendAuth::AnthropicApiKey { key, .. }) => {
+            (HeaderName::from_static("x-api-key"), key.expose().to_owned())
+        }
+        Some(BackendAuth::AwsCredentials { policy, .. }) => {
+            return Err(missing(
+                Some(policy),
+                format!("AWSCredentials sign AWS Bedrock requests only, but the backend expects the {schema} schema"),
+            ))
+        }
+        Some(BackendAuth::Unavailable { .. }) => return Ok(()),
+    };
+    let value = sensitive(backend, &value)?;
+    req.headers_mut().insert(name, value);
+    Ok(())
+}
+
+/// Signs `req` in place with SigV4 (headers `authorization`, `x-amz-date`, `x-amz-security-token`).
+pub fn sign_sigv4(
+    req: &mut Request<Full<Bytes>>,
+    body: &Bytes,
+    keys: &AwsKeys,
+    region: &str,
+    now: SystemTime,
+) -> Result<(), String> {
+    let identity: Identity = Credentials::new(
+        keys.access_key_id.expose(),
+        keys.secret_access_key.expose(),
+        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
+        None,
+        "switchyard",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(BEDROCK_SERVICE)
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let uri = req.uri().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let signable = SignableRequest::new(
+        req.method().as_str(),
+        uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    instructions.apply_to_request_http1x(req);
+    for name in [http::header::AUTHORIZATION.as_str(), "x-amz-security-token"] {
+        if let Some(v) = req.headers_mut().get_mut(name) {
+            v.set_sensitive(true);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::SecretString;
+
+    fn keys(token: bool) -> AwsKeys {
+        AwsKeys {
+            access_key_id: SecretString::new("AKIDEXAMPLE"),
+            secret_access_key: SecretString::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            session_token: token.then(|| SecretString::new("session")),
+        }
+    }
+
+    fn request(uri: &str) -> Request<Full<Bytes>> {
+        Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request")
+    }
+
+    #[test]
+    fn regions_come_from_bedrock_hosts_only() {
+        for (host, want) in [
+            ("bedrock-runtime.us-east-1.amazonaws.com", Some("us-east-1")),
+            (
+                "bedrock-runtime-fips.us-west-2.amazonaws.com",
+                Some("us-west-2"),
+            ),
+            (
+                "bedrock-runtime.cn-north-1.amazonaws.com.cn",
+                Some("cn-north-1"),
+            ),
+            ("bedrock.us-east-1.amazonaws.com", None),
+            ("127.0.0.1", None),
+            ("bedrock-runtime.us-east-1.example.com", None),
+        ] {
+            assert_eq!(region_from_host(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn sigv4_matches_the_aws_shape() {
+        let mut req =
+            request("https://bedrock-runtime.us-east-1.amazonaws.com/model/m%3A0/converse");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160); // 2015-08-30T12:36:00Z
+        sign_sigv4(
+            &mut req,
+            &Bytes::from_static(b"{}"),
+            &keys(true),
+            "us-east-1",
+            t,
+        )
+        .expect("sign");
+        let auth = req.headers()["authorization"].to_str().expect("ascii");
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature="), "{auth}");
+        assert_eq!(req.headers()["x-amz-date"], "20150830T123600Z");
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert_eq!(req.headers()["x-amz-security-token"], "session");
+    }
+
+    fn at(schema: SchemaName, host: &str) -> AuthTarget<'_> {
+        AuthTarget {
+            schema,
+            backend: "b",
+            host,
+        }
+    }
+
+    #[test]
+    fn credentials_per_schema_and_401_when_missing() {
+        let now = SystemTime::now();
+        let body = Bytes::from_static(b"{}");
+        let key = SecretString::new("k");
+        let p = || "p".to_owned();
+        for (schema, auth, header, value) in [
+            (
+                SchemaName::OpenAI,
+                BackendAuth::ApiKey {
+                    key: key.clone(),
+                    policy: p(),
+                },
+                "authorization",
+                "Bearer k",
+            ),
+            (
+                SchemaName::AzureOpenAI,
+                BackendAuth::AzureApiKey {
+                    key: key.clone(),
+                    policy: p(),
+                },
+                "api-key",
+                "k",
+            ),
+            (
+                SchemaName::Anthropic,
+                BackendAuth::AnthropicApiKey {
+                    key: key.clone(),
+                    policy: p(),
+                },
+                "x-api-key",
+                "k",
+            ),
+        ] {
+            let mut req = request("http://h/x");
+            apply(&mut req, &body, at(schema, "h"), Some(&auth), || None, now).expect("apply");
+            assert_eq!(req.headers()[header], value);
+            assert!(req.headers()[header].is_sensitive());
+        }
+        // Bedrock: never unsigned.
+        let mut req = request("http://127.0.0.1:1/x");
+        let bedrock = at(SchemaName::AwsBedrock, "127.0.0.1");
+        let err = apply(&mut req, &body, bedrock, None, || None, now).expect_err("401");
+        assert!(matches!(err, AuthError::Missing { .. }), "{err}");
+        let api = BackendAuth::ApiKey { key, policy: p() };
+        assert!(apply(&mut req, &body, bedrock, Some(&api), || None, now).is_err());
+        let unavailable = BackendAuth::Unavailable {
+            reason: "r".into(),
+            policy: p(),
+        };
+        let openai = at(SchemaName::OpenAI, "h");
+        assert!(apply(&mut req, &body, openai, Some(&unavailable), || None, now).is_err());
+        // No region anywhere.
+        let aws = BackendAuth::AwsCredentials {
+            keys: keys(false),
+            region: None,
+            policy: p(),
+        };
+        assert!(apply(&mut req, &body, bedrock, Some(&aws), || None, now).is_err());
+        assert!(req.headers().get("authorization").is_none());
+        // Environment keys and the host's region.
+        let host = "bedrock-runtime.eu-west-1.amazonaws.com";
+        let mut req = request(&format!("https://{host}/x"));
+        let target = at(SchemaName::AwsBedrock, host);
+        apply(&mut req, &body, target, None, || Some(keys(false)), now).expect("signed");
+        let auth = req.headers()["authorization"].to_str().expect("ascii");
+        assert!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
+    }
+}

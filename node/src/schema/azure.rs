@@ -1,0 +1,145 @@
+//! The Azure OpenAI schema: OpenAI bodies on a per-deployment path.
+//!
+//! Azure docs ("Azure OpenAI in Azure AI Foundry Models REST API reference"): chat is
+//! `POST {endpoint}/openai/deployments/{deployment-id}/chat/completions?api-version={api-version}` (likewise
+//! `/completions` and `/embeddings`), authenticated with the `api-key` header (added by `schema::auth`).
+//! The deployment is the request's `model`; the `api-version` is the backend's `schema.version`, else
+//! [`DEFAULT_API_VERSION`]. Answers are OpenAI-shaped; errors are `{"error":{"code","message"}}` without
+//! the `type` OpenAI SDKs read, so that is filled in from the status.
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+use super::{
+    json_content_type, opaque_error, openai_error_type, BodyTransform, Buffered, RequestCtx,
+    ResponseCtx, TranslateError, Translator, UpstreamRequest,
+};
+
+/// `api-version` used when the backend's schema gives none (the latest GA data-plane version).
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// Characters left as-is in a path segment or query value (RFC 3986 unreserved).
+pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Azure OpenAI translator.
+#[derive(Debug, Clone, Copy)]
+pub struct Azure;
+
+/// The Azure path for `ctx`.
+pub fn path(ctx: &RequestCtx<'_>) -> String {
+    let version = ctx.schema_version.unwrap_or(DEFAULT_API_VERSION);
+    format!(
+        "/openai/deployments/{}{}?api-version={}",
+        utf8_percent_encode(ctx.model, UNRESERVED),
+        ctx.operation.openai_suffix(),
+        utf8_percent_encode(version, UNRESERVED)
+    )
+}
+
+/// An Azure error body → OpenAI error JSON (adds `type`, keeps `code` and `message`).
+pub fn error(status: u16, body: &[u8]) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return opaque_error(status, "azure", body);
+    };
+    let Some(err) = v.get_mut("error").and_then(Value::as_object_mut) else {
+        return opaque_error(status, "azure", body);
+    };
+    err.entry("type")
+        .or_insert_with(|| Value::from(openai_error_type(status)));
+    err.entry("param").or_insert(Value::Null);
+    err.entry("code").or_insert(Value::Null);
+    Bytes::from(v.to_string())
+}
+
+impl Translator for Azure {
+    fn provider_name(&self) -> &'static str {
+        "azure.ai.openai"
+    }
+
+    fn request(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: &Bytes,
+    ) -> Result<UpstreamRequest, TranslateError> {
+        Ok(UpstreamRequest {
+            path_and_query: path(ctx),
+            body: body.clone(),
+            headers: vec![json_content_type()],
+        })
+    }
+
+    fn response(
+        &self,
+        _ctx: &ResponseCtx,
+        status: StatusCode,
+        _headers: &HeaderMap,
+    ) -> Option<Box<dyn BodyTransform>> {
+        if status.is_success() {
+            return None;
+        }
+        let code = status.as_u16();
+        Some(Box::new(Buffered::new(move |b: &[u8]| Ok(error(code, b)))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Operation;
+
+    fn ctx<'a>(op: Operation, model: &'a str, version: Option<&'a str>) -> RequestCtx<'a> {
+        RequestCtx {
+            operation: op,
+            path_and_query: "/v1/chat/completions",
+            model,
+            stream: false,
+            schema_version: version,
+        }
+    }
+
+    #[test]
+    fn paths_name_the_deployment_and_version() {
+        for (op, model, version, want) in [
+            (
+                Operation::Chat,
+                "gpt-4o",
+                None,
+                "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            ),
+            (
+                Operation::Embeddings,
+                "emb",
+                Some("2025-01-01-preview"),
+                "/openai/deployments/emb/embeddings?api-version=2025-01-01-preview",
+            ),
+            (
+                Operation::Completions,
+                "a b/c",
+                None,
+                "/openai/deployments/a%20b%2Fc/completions?api-version=2024-10-21",
+            ),
+        ] {
+            assert_eq!(path(&ctx(op, model, version)), want);
+        }
+    }
+
+    #[test]
+    fn errors_gain_a_type() {
+        let v: Value = serde_json::from_slice(&error(
+            429,
+            br#"{"error":{"code":"429","message":"slow down"}}"#,
+        ))
+        .expect("json");
+        assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+        assert_eq!(v["error"]["message"], "slow down");
+        assert_eq!(v["error"]["code"], "429");
+        let v: Value = serde_json::from_slice(&error(500, b"oops")).expect("json");
+        assert_eq!(v["error"]["type"], "server_error");
+    }
+}

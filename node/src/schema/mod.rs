@@ -1,0 +1,549 @@
+//! Provider schemas (DESIGN §8): how an OpenAI-schema request becomes a provider request, and how the
+//! provider's answer (body, streamed chunks, errors, `usage`) becomes what an OpenAI client expects.
+//!
+//! Every provider is one [`Translator`]; the attempt loop (`proxy::forward`) asks [`translator`] for the
+//! chosen backend's one on every attempt, so a request can fail over between providers and is re-translated
+//! from the original body each time. Translators are pure: no I/O, no clock (time and ids come in through
+//! [`ResponseCtx`]). Response bodies are rewritten frame by frame through a [`BodyTransform`], which
+//! `proxy::body` drives, so streams stay streams and keep their truncation behaviour.
+//!
+//! Credentials (API keys, SigV4) are not a translation concern and live in [`auth`].
+
+pub mod anthropic;
+pub mod auth;
+pub mod azure;
+pub mod bedrock;
+pub mod eventstream;
+pub mod fuzz;
+pub mod openai;
+pub mod sse;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{json, Value};
+
+use crate::config::model::SchemaName;
+
+/// Largest upstream body a buffering transform holds (non-streamed answers and errors).
+pub const MAX_BUFFERED_BODY: usize = 16 << 20;
+
+/// Why a translation failed. Request-side failures answer 422; response-side ones truncate the response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The client body could not be read as the JSON the translation needs.
+    #[error("request body cannot be translated: {0}")]
+    BadRequest(String),
+    /// The request uses an endpoint or feature the provider's schema has no equivalent for.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The provider answered something that does not follow its own wire format.
+    #[error("malformed {provider} response: {detail}")]
+    BadUpstream {
+        /// Provider name.
+        provider: &'static str,
+        /// What was wrong (no body content beyond a short excerpt).
+        detail: String,
+    },
+    /// The provider reported an error inside a stream (Bedrock exception event, Anthropic `error` event).
+    #[error("{provider} stream error ({kind}): {message}")]
+    StreamError {
+        /// Provider name.
+        provider: &'static str,
+        /// Provider error type, e.g. `throttlingException`.
+        kind: String,
+        /// Provider message.
+        message: String,
+    },
+    /// The stream ended cleanly but without the provider's final event.
+    #[error("{0} stream ended before its final event")]
+    Incomplete(&'static str),
+    /// A buffered body grew past [`MAX_BUFFERED_BODY`].
+    #[error("upstream body larger than {MAX_BUFFERED_BODY} bytes")]
+    TooLarge,
+}
+
+/// The client endpoint being translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`.
+    Completions,
+    /// `POST /v1/embeddings`.
+    Embeddings,
+}
+
+impl Operation {
+    /// From the `gen_ai_operation_name` the handler uses.
+    pub fn from_name(name: &str) -> Operation {
+        match name {
+            "chat" => Operation::Chat,
+            "text_completion" => Operation::Completions,
+            _ => Operation::Embeddings,
+        }
+    }
+
+    /// The OpenAI path suffix after `/v1` (and after the deployment for Azure).
+    pub fn openai_suffix(self) -> &'static str {
+        match self {
+            Operation::Chat => "/chat/completions",
+            Operation::Completions => "/completions",
+            Operation::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// What a translator needs to know about the client request.
+#[derive(Debug, Clone)]
+pub struct RequestCtx<'a> {
+    /// The endpoint.
+    pub operation: Operation,
+    /// Path and query as the client sent them.
+    pub path_and_query: &'a str,
+    /// The body's `model`.
+    pub model: &'a str,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// `schema.version` of the backend (the Azure `api-version`).
+    pub schema_version: Option<&'a str>,
+}
+
+/// A translated request, without credentials.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// Path and query to send.
+    pub path_and_query: String,
+    /// Body to send.
+    pub body: Bytes,
+    /// Headers the schema requires (never secrets; credentials are added by [`auth`]).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What a response translation needs to know; fixed per client request so every attempt agrees.
+#[derive(Debug, Clone)]
+pub struct ResponseCtx {
+    /// The client's `model` (Bedrock answers do not name one).
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// `stream_options.include_usage`: emit the final usage chunk.
+    pub include_usage: bool,
+    /// Completion id for providers that give none (`chatcmpl-…`).
+    pub id: String,
+    /// `created` (Unix seconds) for providers that give none.
+    pub created: u64,
+}
+
+/// Rewrites a response body frame by frame.
+pub trait BodyTransform: Send {
+    /// The `Content-Type` of the rewritten body.
+    fn content_type(&self) -> &'static str;
+    /// Whether the rewritten body is SSE (then a truncation ends it with an SSE error event).
+    fn is_sse(&self) -> bool;
+    /// Consumes the next upstream bytes, appending output to `out`. On error, `out` keeps what was
+    /// produced before it.
+    fn feed(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), TranslateError>;
+    /// The upstream body ended cleanly: append the rest of the output.
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError>;
+}
+
+/// One provider's schema.
+pub trait Translator: Send + Sync {
+    /// `gen_ai_provider_name` (OTel GenAI semantic conventions).
+    fn provider_name(&self) -> &'static str;
+    /// Translates the client's original body into the provider's request.
+    fn request(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: &Bytes,
+    ) -> Result<UpstreamRequest, TranslateError>;
+    /// The transform for a response with `status` and `headers`, or `None` to pass it through untouched.
+    fn response(
+        &self,
+        ctx: &ResponseCtx,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Option<Box<dyn BodyTransform>>;
+}
+
+/// The translator of a schema.
+pub fn translator(schema: SchemaName) -> &'static dyn Translator {
+    match schema {
+        SchemaName::OpenAI => &openai::OpenAi,
+        SchemaName::AwsBedrock => &bedrock::Bedrock,
+        SchemaName::AzureOpenAI => &azure::Azure,
+        SchemaName::Anthropic => &anthropic::Anthropic,
+    }
+}
+
+/// Parses a client body as a JSON object.
+pub fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, TranslateError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(TranslateError::BadRequest(
+            "body is not a JSON object".into(),
+        )),
+        Err(e) => Err(TranslateError::BadRequest(e.to_string())),
+    }
+}
+
+/// A `Content-Type: application/json` header.
+pub fn json_content_type() -> (HeaderName, HeaderValue) {
+    (
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )
+}
+
+/// The OpenAI error `type` for an HTTP status (the values the OpenAI API itself uses).
+pub fn openai_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 405 | 409 | 413 | 415 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
+/// An OpenAI error body: `{"error":{"message","type","param","code"}}`.
+pub fn openai_error(status: u16, message: &str, code: Option<&str>) -> Value {
+    json!({"error": {
+        "message": message,
+        "type": openai_error_type(status),
+        "param": null,
+        "code": code,
+    }})
+}
+
+/// The text of a message `content`: a string, or an array of `{"type":"text","text":…}` parts.
+pub fn content_text(content: &Value) -> Result<String, TranslateError> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for p in parts {
+                match (
+                    p.get("type").and_then(Value::as_str),
+                    p.get("text").and_then(Value::as_str),
+                ) {
+                    (Some("text"), Some(t)) => text.push_str(t),
+                    (kind, _) => {
+                        return Err(TranslateError::Unsupported(format!(
+                            "content part of type {} cannot be translated (text parts only)",
+                            kind.unwrap_or("<none>")
+                        )))
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(TranslateError::BadRequest(
+            "message content must be a string or an array of parts".into(),
+        )),
+    }
+}
+
+/// A chat message reduced to what every provider understands: a role and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextMessage {
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    /// The text.
+    pub text: String,
+}
+
+/// Splits OpenAI `messages` into system text (`system` and `developer` roles, joined by a blank line)
+/// and user/assistant turns, merging consecutive turns of one role (Converse and Messages both require
+/// alternating roles).
+pub fn split_messages(
+    body: &serde_json::Map<String, Value>,
+) -> Result<(Vec<String>, Vec<TextMessage>), TranslateError> {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TranslateError::BadRequest("'messages' must be an array".into()))?;
+    let mut system = Vec::new();
+    let mut turns: Vec<TextMessage> = Vec::new();
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        if m.get("tool_calls").is_some_and(|t| !t.is_null()) {
+            return Err(TranslateError::Unsupported(
+                "tool calls cannot be translated to this provider".into(),
+            ));
+        }
+        let text = content_text(m.get("content").unwrap_or(&Value::Null))?;
+        let role = match role {
+            "system" | "developer" => {
+                system.push(text);
+                continue;
+            }
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(TranslateError::Unsupported(format!(
+                    "message role {other:?} cannot be translated to this provider"
+                )))
+            }
+        };
+        match turns.last_mut() {
+            Some(last) if last.role == role => {
+                last.text.push_str("\n\n");
+                last.text.push_str(&text);
+            }
+            _ => turns.push(TextMessage { role, text }),
+        }
+    }
+    Ok((system, turns))
+}
+
+/// `max_completion_tokens` (current name) or `max_tokens` (legacy name).
+pub fn max_tokens(body: &serde_json::Map<String, Value>) -> Option<u64> {
+    body.get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| body.get("max_tokens").and_then(Value::as_u64))
+}
+
+/// `stop`: a string or an array of strings.
+pub fn stop_sequences(body: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    match body.get("stop")? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// `stream_options.include_usage` of a client body.
+pub fn include_usage(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/stream_options/include_usage")?.as_bool())
+        .unwrap_or(false)
+}
+
+/// `usage` in the OpenAI shape.
+pub fn openai_usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// One `chat.completion.chunk` event (`data: {...}\n\n`).
+pub fn chunk_event(ctx: &ResponseCtx, id: &str, model: &str, delta: Value, finish: Value) -> Bytes {
+    let chunk = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": ctx.created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    });
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+/// The final usage chunk (`choices: []`), sent when the client asked `include_usage`.
+pub fn usage_event(ctx: &ResponseCtx, id: &str, model: &str, usage: Value) -> Bytes {
+    let chunk = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": ctx.created,
+        "model": model,
+        "choices": [],
+        "usage": usage,
+    });
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+/// The end of an OpenAI stream.
+pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// A whole `chat.completion` body.
+pub fn completion_body(
+    ctx: &ResponseCtx,
+    id: &str,
+    model: &str,
+    text: &str,
+    finish: &str,
+    usage: Value,
+) -> Bytes {
+    Bytes::from(
+        json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": ctx.created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": null},
+                "logprobs": null,
+                "finish_reason": finish,
+            }],
+            "usage": usage,
+        })
+        .to_string(),
+    )
+}
+
+/// A transform that buffers the whole body and rewrites it once at the end (non-streamed answers, errors).
+pub struct Buffered<F> {
+    buf: Vec<u8>,
+    rewrite: F,
+}
+
+impl<F> Buffered<F>
+where
+    F: FnMut(&[u8]) -> Result<Bytes, TranslateError> + Send,
+{
+    /// Buffers and then applies `rewrite`.
+    pub fn new(rewrite: F) -> Self {
+        Buffered {
+            buf: Vec::new(),
+            rewrite,
+        }
+    }
+}
+
+impl<F> BodyTransform for Buffered<F>
+where
+    F: FnMut(&[u8]) -> Result<Bytes, TranslateError> + Send,
+{
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+    fn is_sse(&self) -> bool {
+        false
+    }
+    fn feed(&mut self, data: &[u8], _out: &mut BytesMut) -> Result<(), TranslateError> {
+        if self.buf.len() + data.len() > MAX_BUFFERED_BODY {
+            return Err(TranslateError::TooLarge);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
+        let rewritten = (self.rewrite)(&self.buf)?;
+        out.extend_from_slice(&rewritten);
+        Ok(())
+    }
+}
+
+/// A short, printable excerpt of a provider body for error messages.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+/// An error body from a provider that is not OpenAI-shaped: keeps the status, wraps the text.
+pub fn opaque_error(status: u16, provider: &str, body: &[u8]) -> Bytes {
+    let text = excerpt(body);
+    let message = if text.trim().is_empty() {
+        format!("{provider} answered HTTP {status}")
+    } else {
+        format!("{provider} answered HTTP {status}: {text}")
+    };
+    Bytes::from(openai_error(status, &message, None).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> serde_json::Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn messages_split_system_and_merge_consecutive_roles() {
+        let body = obj(json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
+            {"role": "user", "content": "a"},
+            {"role": "user", "content": [{"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "c"},
+        ]}));
+        let (system, turns) = split_messages(&body).expect("split");
+        assert_eq!(system, vec!["be brief", "be kind"]);
+        assert_eq!(
+            turns,
+            vec![
+                TextMessage {
+                    role: "user",
+                    text: "a\n\nb".into()
+                },
+                TextMessage {
+                    role: "assistant",
+                    text: "c".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn untranslatable_messages_are_errors() {
+        for (body, unsupported) in [
+            (json!({"messages": "x"}), false),
+            (
+                json!({"messages": [{"role": "tool", "content": "x"}]}),
+                true,
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                true,
+            ),
+            (json!({"messages": [{"role": "user", "content": 5}]}), false),
+        ] {
+            let err = split_messages(&obj(body)).expect_err("must fail");
+            assert_eq!(
+                matches!(err, TranslateError::Unsupported(_)),
+                unsupported,
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_tokens_and_stop_read_both_spellings() {
+        assert_eq!(max_tokens(&obj(json!({"max_tokens": 5}))), Some(5));
+        assert_eq!(
+            max_tokens(&obj(json!({"max_tokens": 5, "max_completion_tokens": 7}))),
+            Some(7)
+        );
+        assert_eq!(
+            stop_sequences(&obj(json!({"stop": "x"}))),
+            Some(vec!["x".into()])
+        );
+        assert_eq!(
+            stop_sequences(&obj(json!({"stop": ["x", "y"]}))),
+            Some(vec!["x".into(), "y".into()])
+        );
+        assert!(include_usage(
+            br#"{"stream_options":{"include_usage":true}}"#
+        ));
+        assert!(!include_usage(b"{}"));
+    }
+
+    #[test]
+    fn error_types_follow_openai() {
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (429, "rate_limit_exceeded"),
+            (500, "server_error"),
+            (503, "server_error"),
+        ] {
+            assert_eq!(openai_error(status, "m", None)["error"]["type"], kind);
+        }
+        let v: Value = serde_json::from_slice(&opaque_error(502, "p", b"<html>")).expect("json");
+        assert_eq!(v["error"]["message"], "p answered HTTP 502: <html>");
+    }
+}
