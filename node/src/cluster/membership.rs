@@ -295,10 +295,14 @@ impl Membership {
         self.members.values().filter(|m| m.is_live()).count()
     }
 
-    /// Applies a membership fact learned outside SWIM (e.g. static configuration, or a test bootstrapping
-    /// a large cluster). Same precedence rules as a piggybacked update.
+    /// Applies a membership fact learned outside SWIM (e.g. static configuration, or a simulator
+    /// bootstrapping a large cluster). Same precedence rules as a piggybacked update, but the fact is not
+    /// gossiped: whoever configured it is assumed to have told every node.
     pub fn learn(&mut self, update: MemberUpdate, now: Instant) {
-        self.apply(update, now);
+        let node = update.node.clone();
+        if self.apply(update, now) {
+            self.gossip.remove(&node);
+        }
     }
 
     /// Advances timers: probe timeouts, indirect probes, suspicion expiry, the next probe, join and

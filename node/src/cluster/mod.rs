@@ -513,6 +513,11 @@ impl ClusterCore {
             .collect()
     }
 
+    /// How many other members are live (Alive or Suspect).
+    pub fn live_member_count(&self) -> usize {
+        self.membership.members().filter(|m| m.is_live()).count()
+    }
+
     /// This node's own membership record (its incarnation shows refutations).
     pub fn me(&self) -> &MemberUpdate {
         self.membership.me()
