@@ -66,7 +66,10 @@ fn merge_store(into: &mut EvidenceStore, other: &EvidenceStore, now: Instant) {
     }
 }
 
-fn snapshot(s: &EvidenceStore) -> Vec<(String, u64, u64, Vec<(String, u32, Instant)>)> {
+/// `(owner, generation, version, [(backend, count, expires_at)])` per owner.
+type Snapshot = Vec<(String, u64, u64, Vec<(String, u32, Instant)>)>;
+
+fn snapshot(s: &EvidenceStore) -> Snapshot {
     s.states()
         .map(|(n, st)| {
             (
