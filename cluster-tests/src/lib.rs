@@ -2,7 +2,9 @@
 //!
 //! - [`mock`]: the mock model provider behind the `mock-provider` binary;
 //! - [`harness`]: spawning and cleaning up processes, polling with deadlines, and a tiny HTTP client,
-//!   used by this crate's integration tests.
+//!   used by this crate's integration tests;
+//! - [`sim`]: the sans-I/O cluster simulator behind the `cluster-sim` binary.
 
 pub mod harness;
 pub mod mock;
+pub mod sim;

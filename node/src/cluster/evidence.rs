@@ -1,0 +1,416 @@
+//! The evidence store: every node's `NodeState` (its current local ejections) as this node knows it, the
+//! merge that keeps them consistent, anti-entropy digests, and the choice of whom to push changes to
+//! (DESIGN §6 "State", "Time", "Dissemination").
+//!
+//! Why a separate module: the merge is the part of the cluster that must be *provably* convergent. Each
+//! owner is the only writer of its state, so the merge is a per-owner "keep the higher
+//! `(generation, version)`" — a join-semilattice: commutative, associative, idempotent (property tests
+//! below), so nodes agree whatever order gossip delivers states in.
+//!
+//! Time (DESIGN §6 "Time"): an observation arrives with `remaining_ms` and `age_ms`, durations as of
+//! sending. On receipt they are re-based on this node's monotonic clock — `expires_at = now + remaining`
+//! (clamped to the max ejection time), `observed_at = now − age` — and when relayed they are converted
+//! back from those instants, so wall clocks never matter and relays do not freeze time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use switchyard_protocol::{DigestEntry, NodeId, NodeState, Observation, ObservationClass};
+
+/// One owner's observation of one backend, re-based on this node's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObservation {
+    /// Ejection reason (`EjectionReason::as_str`).
+    pub reason: String,
+    /// Provider or network class.
+    pub class: ObservationClass,
+    /// The owner's ejection count for the backend.
+    pub ejection_count: u32,
+    /// The owner's version at which this observation last changed.
+    pub version: u64,
+    /// When the ejection ends, on this node's monotonic clock.
+    pub expires_at: Instant,
+    /// When the owner made it, on this node's clock (approximate: transit time is not counted).
+    pub observed_at: Instant,
+}
+
+impl StoredObservation {
+    /// Time left at `now` (zero once expired).
+    pub fn time_left(&self, now: Instant) -> Duration {
+        self.expires_at.saturating_duration_since(now)
+    }
+
+    /// Whether the ejection is over at `now` ("remote ejections expire by their own clocks").
+    pub fn is_expired(&self, now: Instant) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// One owner's state as held here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerState {
+    /// The owner's process generation.
+    pub generation: u64,
+    /// The owner's version.
+    pub version: u64,
+    /// Its observations, by backend.
+    pub observations: BTreeMap<String, StoredObservation>,
+    /// When this node last took a newer version of it.
+    pub changed_at: Instant,
+}
+
+/// Result of merging one received state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// It was newer and replaced what we held (or was unknown).
+    Newer,
+    /// We already held this version or a newer one.
+    NotNewer,
+    /// It claimed to be about this node, the only writer of its own state: ignored.
+    Ours,
+}
+
+/// Every owner's state as this node knows it, this node's own included.
+#[derive(Debug, Clone)]
+pub struct EvidenceStore {
+    me: NodeId,
+    max_ejection_time: Duration,
+    states: BTreeMap<NodeId, OwnerState>,
+}
+
+impl EvidenceStore {
+    /// A store for node `me` in generation `generation`; remote `remaining_ms` is clamped to
+    /// `max_ejection_time` (DESIGN §5: 300 s).
+    pub fn new(me: NodeId, generation: u64, max_ejection_time: Duration, now: Instant) -> Self {
+        let mut states = BTreeMap::new();
+        states.insert(
+            me.clone(),
+            OwnerState {
+                generation,
+                version: 0,
+                observations: BTreeMap::new(),
+                changed_at: now,
+            },
+        );
+        EvidenceStore {
+            me,
+            max_ejection_time,
+            states,
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    fn own_mut(&mut self, now: Instant) -> &mut OwnerState {
+        // Always present (inserted by `new`, never pruned); the fallback only keeps this total.
+        self.states
+            .entry(self.me.clone())
+            .or_insert_with(|| OwnerState {
+                generation: 0,
+                version: 0,
+                observations: BTreeMap::new(),
+                changed_at: now,
+            })
+    }
+
+    /// Records (or replaces) this node's own ejection of `backend`; bumps the own version.
+    pub fn set_local(
+        &mut self,
+        backend: &str,
+        reason: &str,
+        class: ObservationClass,
+        remaining: Duration,
+        ejection_count: u32,
+        now: Instant,
+    ) {
+        let remaining = remaining.min(self.max_ejection_time);
+        let own = self.own_mut(now);
+        own.version += 1;
+        own.changed_at = now;
+        let version = own.version;
+        own.observations.insert(
+            backend.to_owned(),
+            StoredObservation {
+                reason: reason.to_owned(),
+                class,
+                ejection_count,
+                version,
+                expires_at: now + remaining,
+                observed_at: now,
+            },
+        );
+    }
+
+    /// Removes this node's own ejection of `backend` (the host returned); bumps the version if there was
+    /// one. Returns whether anything changed.
+    pub fn clear_local(&mut self, backend: &str, now: Instant) -> bool {
+        let own = self.own_mut(now);
+        if own.observations.remove(backend).is_none() {
+            return false;
+        }
+        own.version += 1;
+        own.changed_at = now;
+        true
+    }
+
+    /// Merges a received state (DESIGN §6: "Merge keeps the higher `(generation, version)` per owner").
+    pub fn merge(&mut self, state: &NodeState, now: Instant) -> MergeOutcome {
+        if state.node == self.me {
+            return MergeOutcome::Ours;
+        }
+        if let Some(held) = self.states.get(&state.node) {
+            if (state.generation, state.version) <= (held.generation, held.version) {
+                return MergeOutcome::NotNewer;
+            }
+        }
+        let observations = state
+            .observations
+            .iter()
+            .map(|o| (o.backend.clone(), self.rebase(o, now)))
+            .collect();
+        self.states.insert(
+            state.node.clone(),
+            OwnerState {
+                generation: state.generation,
+                version: state.version,
+                observations,
+                changed_at: now,
+            },
+        );
+        MergeOutcome::Newer
+    }
+
+    /// DESIGN §6 "Time": re-base durations on our monotonic clock, clamping `remaining_ms`.
+    fn rebase(&self, o: &Observation, now: Instant) -> StoredObservation {
+        let remaining = Duration::from_millis(o.remaining_ms).min(self.max_ejection_time);
+        StoredObservation {
+            reason: o.reason.clone(),
+            class: o.class,
+            ejection_count: o.ejection_count,
+            version: o.version,
+            expires_at: now + remaining,
+            observed_at: now
+                .checked_sub(Duration::from_millis(o.age_ms))
+                .unwrap_or(now),
+        }
+    }
+
+    /// One owner's state as it goes on the wire at `now` (durations recomputed from our instants).
+    pub fn wire_state(&self, owner: &str, now: Instant) -> Option<NodeState> {
+        let s = self.states.get(owner)?;
+        Some(NodeState {
+            node: owner.to_owned(),
+            generation: s.generation,
+            version: s.version,
+            observations: s
+                .observations
+                .iter()
+                .map(|(backend, o)| Observation {
+                    backend: backend.clone(),
+                    reason: o.reason.clone(),
+                    class: o.class,
+                    remaining_ms: millis(o.time_left(now)),
+                    ejection_count: o.ejection_count,
+                    version: o.version,
+                    age_ms: millis(now.saturating_duration_since(o.observed_at)),
+                })
+                .collect(),
+        })
+    }
+
+    /// Every owner's state held, in owner order.
+    pub fn states(&self) -> impl Iterator<Item = (&NodeId, &OwnerState)> {
+        self.states.iter()
+    }
+
+    /// One owner's state.
+    pub fn state(&self, owner: &str) -> Option<&OwnerState> {
+        self.states.get(owner)
+    }
+
+    /// The anti-entropy digest: `(owner, generation, version)` of every non-empty-history state held.
+    /// Version-0 states carry nothing and are left out, which keeps digests proportional to the owners that
+    /// ever ejected something.
+    pub fn digest(&self) -> Vec<DigestEntry> {
+        self.states
+            .iter()
+            .filter(|(_, s)| s.version > 0)
+            .map(|(node, s)| DigestEntry {
+                node: node.clone(),
+                generation: s.generation,
+                version: s.version,
+            })
+            .collect()
+    }
+
+    /// Owners whose state we hold newer than the peer's digest says it holds (or that it lacks): what to
+    /// send it.
+    pub fn newer_than(&self, digest: &[DigestEntry]) -> Vec<NodeId> {
+        let theirs: BTreeMap<&str, (u64, u64)> = digest
+            .iter()
+            .map(|e| (e.node.as_str(), (e.generation, e.version)))
+            .collect();
+        self.states
+            .iter()
+            .filter(|(node, s)| {
+                s.version > 0
+                    && theirs
+                        .get(node.as_str())
+                        .is_none_or(|t| (s.generation, s.version) > *t)
+            })
+            .map(|(node, _)| node.clone())
+            .collect()
+    }
+
+    /// Whether the peer's digest shows a state newer than ours (so we should ask for it).
+    pub fn peer_has_newer(&self, digest: &[DigestEntry]) -> bool {
+        digest.iter().any(|e| {
+            e.node != self.me
+                && self
+                    .states
+                    .get(&e.node)
+                    .is_none_or(|s| (e.generation, e.version) > (s.generation, s.version))
+        })
+    }
+
+    /// Forgets states of owners that are no longer live once everything they said has expired and nothing
+    /// changed for a max ejection time (DESIGN §6: "A node's observations outlive its death only until they
+    /// expire"). Live owners are kept: their state is bounded by the cluster size.
+    pub fn prune(&mut self, now: Instant, is_live: impl Fn(&str) -> bool) {
+        let grace = self.max_ejection_time;
+        let me = self.me.clone();
+        self.states.retain(|node, s| {
+            *node == me
+                || is_live(node)
+                || s.observations.values().any(|o| !o.is_expired(now))
+                || now < s.changed_at + grace
+        });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Dissemination settings (DESIGN §6 "Dissemination").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisseminationConfig {
+    /// Up to this many live peers, a node pushes its own changes to all of them at once (default 32).
+    pub push_all_max: usize,
+    /// Above it, peers pushed to per round (default 3).
+    pub fanout: usize,
+}
+
+impl Default for DisseminationConfig {
+    fn default() -> Self {
+        DisseminationConfig {
+            push_all_max: 32,
+            fanout: 3,
+        }
+    }
+}
+
+/// Decides whom to push which owner's state to.
+///
+/// - Small cluster (≤ `push_all_max` live peers): the owner pushes its change to every peer at once and
+///   nobody relays (everyone got it first-hand; anti-entropy repairs losses).
+/// - Large cluster: whoever learns a *newer* state (the owner included) pushes it to `fanout` random peers
+///   per round, for ⌈log2(N+1)⌉ rounds (the retransmit limit), and each time a peer shows it already has
+///   it, one round less ("do not re-broadcast what the cluster already holds"). Receiving a state that is
+///   not newer never starts a push.
+#[derive(Debug, Clone, Default)]
+pub struct Disseminator {
+    cfg: DisseminationConfig,
+    rounds_left: BTreeMap<NodeId, u32>,
+}
+
+impl Disseminator {
+    /// With these settings.
+    pub fn new(cfg: DisseminationConfig) -> Self {
+        Disseminator {
+            cfg,
+            rounds_left: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `live_peers` is small enough for push-to-all.
+    pub fn is_small(&self, live_peers: usize) -> bool {
+        live_peers <= self.cfg.push_all_max
+    }
+
+    /// An owner's state became newer here (`own`: we are the owner). Returns the peers to push it to right
+    /// away; later pushes come from [`Disseminator::round`].
+    pub fn changed(
+        &mut self,
+        owner: &NodeId,
+        own: bool,
+        live_peers: &[NodeId],
+        rng: &mut impl Rng,
+    ) -> Vec<NodeId> {
+        if self.is_small(live_peers.len()) {
+            return if own { live_peers.to_vec() } else { Vec::new() };
+        }
+        let limit = retransmit_limit(live_peers.len() + 1);
+        if own {
+            self.rounds_left
+                .insert(owner.clone(), limit.saturating_sub(1));
+            return live_peers
+                .choose_multiple(rng, self.cfg.fanout)
+                .cloned()
+                .collect();
+        }
+        self.rounds_left.insert(owner.clone(), limit);
+        Vec::new()
+    }
+
+    /// A peer showed it already holds the state we are pushing: one round less.
+    pub fn already_held(&mut self, owner: &str) {
+        if let Some(n) = self.rounds_left.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.rounds_left.remove(owner);
+            }
+        }
+    }
+
+    /// One gossip round: `(peer, owners to push to it)`, each pending owner to `fanout` random peers.
+    pub fn round(
+        &mut self,
+        live_peers: &[NodeId],
+        rng: &mut impl Rng,
+    ) -> BTreeMap<NodeId, Vec<NodeId>> {
+        let mut out: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        if live_peers.is_empty() {
+            return out;
+        }
+        for (owner, left) in &mut self.rounds_left {
+            for peer in live_peers.choose_multiple(rng, self.cfg.fanout) {
+                if peer != owner {
+                    out.entry(peer.clone()).or_default().push(owner.clone());
+                }
+            }
+            *left = left.saturating_sub(1);
+        }
+        self.rounds_left.retain(|_, left| *left > 0);
+        out
+    }
+
+    /// Owners still being pushed.
+    pub fn pending(&self) -> usize {
+        self.rounds_left.len()
+    }
+}
+
+/// ⌈log2(n)⌉, at least 1: the number of rounds a rumour is repeated.
+pub fn retransmit_limit(n: usize) -> u32 {
+    let n = n.max(2) as u64;
+    u64::BITS - (n - 1).leading_zeros()
+}
+
+#[cfg(test)]
+mod tests;

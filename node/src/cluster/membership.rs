@@ -1,0 +1,714 @@
+//! SWIM membership (DESIGN §6 "Membership"), as a pure state machine: time comes in through `now`,
+//! messages come in through [`Membership::handle`], and everything to send waits in an outbox of
+//! [`Outgoing`] for the shell to deliver. No sockets, no clock reads, a seeded RNG — so the simulator can
+//! run a thousand of these in one process and a test can replay a scenario exactly.
+//!
+//! The protocol, after Das et al., "SWIM" (2002), with the refinements memberlist/foca use:
+//! - every `probe_interval` one peer is pinged, round-robin over a shuffled list (new members are inserted
+//!   at a random position), so every member is probed within a bounded time;
+//! - no `Ack` within `ping_timeout` → `PingReq` through `indirect_probes` other live members; still nothing
+//!   by the end of the probe interval → the target becomes Suspect;
+//! - a Suspect not refuted within `suspicion_timeout` becomes Dead;
+//! - a node that hears it is suspected (or dead) refutes by bumping its incarnation; an update wins when its
+//!   `(generation, incarnation, state)` is greater, states ordered Alive < Suspect < Dead < Left, so a
+//!   restart (new generation) or a refutation (new incarnation) beats any old suspicion;
+//! - updates are piggybacked on pings and acks, each retransmitted at most `retransmit_mult · ⌈log2(N+1)⌉`
+//!   times; every message also carries the sender's own record (its address, so joiners become dialable);
+//!   a message to a non-alive member carries what we believe about it, so it can refute at once;
+//! - join: seeds are pinged by address with exponential backoff while no member is live; afterwards one dead
+//!   member and one seed are retried every `reconnect_interval`, so healed partitions merge on their own
+//!   (DESIGN §6: "keep trying dead nodes and seeds now and then");
+//! - `Leave` marks the sender Left at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use switchyard_protocol::{
+    Ack, IndirectAck, Leave, MemberState, MemberUpdate, Message, NodeId, Ping, PingReq,
+};
+
+/// Where a message goes. The transport keeps one connection per peer pair and maps a node id to it; an
+/// address is used only before we know who is there (seeds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    /// A member, by node id.
+    Node(NodeId),
+    /// A gossip address (`host:port`) whose node id is not known yet: dial it, exchange Hellos, send.
+    Addr(String),
+}
+
+/// One message for the shell to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Destination.
+    pub to: Peer,
+    /// What to send.
+    pub message: Message,
+}
+
+/// SWIM timing and fan-out. Defaults suit a LAN cluster of up to a few hundred nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// How often one peer is probed (default 1 s).
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others (default 400 ms; < `probe_interval`).
+    pub ping_timeout: Duration,
+    /// How many members are asked to probe indirectly (SWIM's k, default 3).
+    pub indirect_probes: usize,
+    /// How long a Suspect has to refute before it is declared Dead (default 5 s).
+    pub suspicion_timeout: Duration,
+    /// λ in the retransmit limit λ·⌈log2(N+1)⌉ of each piggybacked update (default 4).
+    pub retransmit_mult: u32,
+    /// Most updates piggybacked on one message, besides the sender's own record (default 16).
+    pub max_piggyback: usize,
+    /// How often one dead member and one seed are retried once joined (default 10 s).
+    pub reconnect_interval: Duration,
+    /// Cap of the join backoff while no member is live (starts at `probe_interval`, doubles; default 30 s).
+    pub join_backoff_max: Duration,
+    /// How long Dead and Left members are remembered (and retried) before being forgotten (default 1 h).
+    pub forget_after: Duration,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            probe_interval: Duration::from_secs(1),
+            ping_timeout: Duration::from_millis(400),
+            indirect_probes: 3,
+            suspicion_timeout: Duration::from_secs(5),
+            retransmit_mult: 4,
+            max_piggyback: 16,
+            reconnect_interval: Duration::from_secs(10),
+            join_backoff_max: Duration::from_secs(30),
+            forget_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A change in what this node believes about a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// First heard of (alive or suspect).
+    Joined(NodeId),
+    /// Back to alive (refuted a suspicion, recovered from dead, or restarted).
+    Alive(NodeId),
+    /// Suspected.
+    Suspect(NodeId),
+    /// Declared dead.
+    Dead(NodeId),
+    /// Left gracefully.
+    Left(NodeId),
+}
+
+/// What this node knows about one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Node id.
+    pub node: NodeId,
+    /// Gossip address.
+    pub addr: String,
+    /// Highest incarnation known.
+    pub incarnation: u64,
+    /// Current state.
+    pub state: MemberState,
+    /// Process generation.
+    pub generation: u64,
+    /// When we last received any message from it directly.
+    pub last_heard: Option<Instant>,
+    /// When its state last changed here.
+    pub state_since: Instant,
+}
+
+impl Member {
+    /// Alive or Suspect: still a member (a suspect keeps its vote until declared dead).
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, MemberState::Alive | MemberState::Suspect)
+    }
+
+    fn update(&self) -> MemberUpdate {
+        MemberUpdate {
+            node: self.node.clone(),
+            addr: self.addr.clone(),
+            incarnation: self.incarnation,
+            state: self.state,
+            generation: self.generation,
+        }
+    }
+}
+
+/// The precedence of an update: greater wins.
+fn rank(u: &MemberUpdate) -> (u64, u64, MemberState) {
+    (u.generation, u.incarnation, u.state)
+}
+
+#[derive(Debug)]
+struct Probe {
+    target: NodeId,
+    seq: u64,
+    sent_at: Instant,
+    indirect_sent: bool,
+}
+
+#[derive(Debug)]
+struct Relay {
+    requester: NodeId,
+    seq: u64,
+    target: NodeId,
+    expires: Instant,
+}
+
+/// One node's SWIM state machine.
+#[derive(Debug)]
+pub struct Membership {
+    cfg: MembershipConfig,
+    me: MemberUpdate,
+    members: BTreeMap<NodeId, Member>,
+    suspects: BTreeSet<NodeId>,
+    seeds: Vec<String>,
+    probe_order: Vec<NodeId>,
+    probe_pos: usize,
+    probe: Option<Probe>,
+    relays: HashMap<u64, Relay>,
+    gossip: BTreeMap<NodeId, (MemberUpdate, u32)>,
+    next_seq: u64,
+    next_probe: Instant,
+    next_reconnect: Instant,
+    next_join: Instant,
+    join_backoff: Duration,
+    next_forget: Instant,
+    leaving: bool,
+    outbox: Vec<Outgoing>,
+    events: Vec<MembershipEvent>,
+    rng: StdRng,
+}
+
+impl Membership {
+    /// A node `node` reachable at `addr`, in process generation `generation`, joining through `seeds`
+    /// (addresses; its own address among them is ignored). `rng_seed` makes probe order reproducible.
+    pub fn new(
+        cfg: MembershipConfig,
+        node: NodeId,
+        addr: String,
+        generation: u64,
+        seeds: Vec<String>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
+        let seeds = seeds.into_iter().filter(|s| *s != addr).collect();
+        Membership {
+            join_backoff: cfg.probe_interval,
+            next_probe: now,
+            next_reconnect: now + cfg.reconnect_interval,
+            next_join: now,
+            next_forget: now + cfg.reconnect_interval,
+            cfg,
+            me: MemberUpdate {
+                node,
+                addr,
+                incarnation: 0,
+                state: MemberState::Alive,
+                generation,
+            },
+            members: BTreeMap::new(),
+            suspects: BTreeSet::new(),
+            seeds,
+            probe_order: Vec::new(),
+            probe_pos: 0,
+            probe: None,
+            relays: HashMap::new(),
+            gossip: BTreeMap::new(),
+            next_seq: 1,
+            leaving: false,
+            outbox: Vec::new(),
+            events: Vec::new(),
+            rng: StdRng::seed_from_u64(rng_seed),
+        }
+    }
+
+    /// This node's own record (its incarnation grows with each refutation).
+    pub fn me(&self) -> &MemberUpdate {
+        &self.me
+    }
+
+    /// Every other member known, in node-id order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One member.
+    pub fn member(&self, node: &str) -> Option<&Member> {
+        self.members.get(node)
+    }
+
+    /// Whether `node` is this node or a live (Alive or Suspect) member.
+    pub fn is_live(&self, node: &str) -> bool {
+        node == self.me.node || self.members.get(node).is_some_and(Member::is_live)
+    }
+
+    /// Live members other than this node, in node-id order.
+    pub fn live_peers(&self) -> Vec<NodeId> {
+        self.members
+            .values()
+            .filter(|m| m.is_live())
+            .map(|m| m.node.clone())
+            .collect()
+    }
+
+    /// Takes the messages to send.
+    pub fn drain_outbox(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Takes the events since the last call.
+    pub fn drain_events(&mut self) -> Vec<MembershipEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The earliest instant at which [`Membership::tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        let mut t = self.next_probe.min(self.next_forget);
+        t = t.min(if self.live_count() == 0 {
+            self.next_join
+        } else {
+            self.next_reconnect
+        });
+        if let Some(p) = &self.probe {
+            let d = if p.indirect_sent {
+                p.sent_at + self.cfg.probe_interval
+            } else {
+                p.sent_at + self.cfg.ping_timeout
+            };
+            t = t.min(d);
+        }
+        for s in &self.suspects {
+            if let Some(m) = self.members.get(s) {
+                t = t.min(m.state_since + self.cfg.suspicion_timeout);
+            }
+        }
+        t
+    }
+
+    fn live_count(&self) -> usize {
+        self.members.values().filter(|m| m.is_live()).count()
+    }
+
+    /// Applies a membership fact learned outside SWIM (e.g. static configuration, or a simulator
+    /// bootstrapping a large cluster). Same precedence rules as a piggybacked update, but the fact is not
+    /// gossiped: whoever configured it is assumed to have told every node.
+    pub fn learn(&mut self, update: MemberUpdate, now: Instant) {
+        let node = update.node.clone();
+        if self.apply(update, now) {
+            self.gossip.remove(&node);
+        }
+    }
+
+    /// Advances timers: probe timeouts, indirect probes, suspicion expiry, the next probe, join and
+    /// reconnect attempts, forgetting long-dead members.
+    pub fn tick(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        // Probe state machine (SWIM §3.1): direct ping, then k indirect, then suspect.
+        let mut failed = None;
+        if let Some(p) = &mut self.probe {
+            if !p.indirect_sent && now >= p.sent_at + self.cfg.ping_timeout {
+                p.indirect_sent = true;
+                let (target, seq) = (p.target.clone(), p.seq);
+                let helpers: Vec<NodeId> = self
+                    .live_peers()
+                    .into_iter()
+                    .filter(|n| *n != target)
+                    .collect();
+                let chosen: Vec<NodeId> = helpers
+                    .choose_multiple(&mut self.rng, self.cfg.indirect_probes)
+                    .cloned()
+                    .collect();
+                for helper in chosen {
+                    let updates = self.piggyback(None);
+                    self.send(
+                        Peer::Node(helper),
+                        Message::PingReq(PingReq {
+                            seq,
+                            target: target.clone(),
+                            updates,
+                        }),
+                    );
+                }
+            }
+            if let Some(p) = &self.probe {
+                if now >= p.sent_at + self.cfg.probe_interval {
+                    failed = Some(p.target.clone());
+                }
+            }
+        }
+        if let Some(target) = failed {
+            self.probe = None;
+            self.suspect(&target, now);
+        }
+        if now >= self.next_probe {
+            self.next_probe = now + self.cfg.probe_interval;
+            if self.probe.is_none() {
+                self.start_probe(now);
+            }
+        }
+        // Suspicion timeout → Dead (SWIM §4.2).
+        let expired: Vec<NodeId> = self
+            .suspects
+            .iter()
+            .filter(|s| {
+                self.members
+                    .get(*s)
+                    .is_some_and(|m| now >= m.state_since + self.cfg.suspicion_timeout)
+            })
+            .cloned()
+            .collect();
+        for node in expired {
+            if let Some(m) = self.members.get(&node) {
+                let mut u = m.update();
+                u.state = MemberState::Dead;
+                self.apply(u, now);
+            }
+        }
+        self.relays.retain(|_, r| r.expires > now);
+        self.reconnect(now);
+        if now >= self.next_forget {
+            self.next_forget = now + self.cfg.reconnect_interval;
+            let forget = self.cfg.forget_after;
+            self.members
+                .retain(|_, m| m.is_live() || now < m.state_since + forget);
+        }
+    }
+
+    /// Join with backoff while alone; once joined, retry one dead member and one seed now and then
+    /// (DESIGN §6: "Keep trying dead nodes and seeds now and then so healed partitions merge").
+    fn reconnect(&mut self, now: Instant) {
+        if self.live_count() == 0 {
+            if now < self.next_join {
+                return;
+            }
+            self.next_join = now + self.join_backoff;
+            self.join_backoff = (self.join_backoff * 2).min(self.cfg.join_backoff_max);
+            for seed in self.seeds.clone() {
+                self.ping(Peer::Addr(seed), None);
+            }
+            let dead: Vec<NodeId> = self.members.keys().cloned().collect();
+            for node in dead {
+                self.ping(Peer::Node(node.clone()), Some(&node));
+            }
+            return;
+        }
+        self.join_backoff = self.cfg.probe_interval;
+        if now < self.next_reconnect {
+            return;
+        }
+        self.next_reconnect = now + self.cfg.reconnect_interval;
+        let dead: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| !m.is_live())
+            .map(|m| m.node.clone())
+            .collect();
+        if let Some(node) = dead.choose(&mut self.rng).cloned() {
+            self.ping(Peer::Node(node.clone()), Some(&node));
+        }
+        let live_addrs: BTreeSet<&str> = self
+            .members
+            .values()
+            .filter(|m| m.is_live())
+            .map(|m| m.addr.as_str())
+            .collect();
+        let unjoined: Vec<String> = self
+            .seeds
+            .iter()
+            .filter(|s| !live_addrs.contains(s.as_str()))
+            .cloned()
+            .collect();
+        if let Some(seed) = unjoined.choose(&mut self.rng).cloned() {
+            self.ping(Peer::Addr(seed), None);
+        }
+    }
+
+    fn start_probe(&mut self, now: Instant) {
+        for _ in 0..2 {
+            while self.probe_pos < self.probe_order.len() {
+                let node = self.probe_order[self.probe_pos].clone();
+                self.probe_pos += 1;
+                if self.members.get(&node).is_some_and(Member::is_live) {
+                    let seq = self.ping(Peer::Node(node.clone()), Some(&node));
+                    self.probe = Some(Probe {
+                        target: node,
+                        seq,
+                        sent_at: now,
+                        indirect_sent: false,
+                    });
+                    return;
+                }
+            }
+            // End of the round: reshuffle (SWIM §4.3, round-robin over a random permutation).
+            self.probe_order = self.live_peers();
+            self.probe_order.shuffle(&mut self.rng);
+            self.probe_pos = 0;
+        }
+    }
+
+    fn ping(&mut self, to: Peer, about: Option<&NodeId>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let updates = self.piggyback(about);
+        self.send(to, Message::Ping(Ping { seq, updates }));
+        seq
+    }
+
+    fn send(&mut self, to: Peer, message: Message) {
+        self.outbox.push(Outgoing { to, message });
+    }
+
+    /// The retransmit limit λ·⌈log2(N+1)⌉ (SWIM §4.1 / memberlist).
+    fn retransmit_limit(&self) -> u32 {
+        let n = self.members.len() as u64 + 2;
+        self.cfg.retransmit_mult * (u64::BITS - (n - 1).leading_zeros())
+    }
+
+    /// Our own record, what we believe about `about` when it is not alive (so it can refute), and the
+    /// least-sent pending updates.
+    fn piggyback(&mut self, about: Option<&NodeId>) -> Vec<MemberUpdate> {
+        let mut out = vec![self.me.clone()];
+        if let Some(m) = about.and_then(|a| self.members.get(a)) {
+            if m.state != MemberState::Alive {
+                out.push(m.update());
+            }
+        }
+        let limit = self.retransmit_limit();
+        let mut pending: Vec<(u32, NodeId)> = self
+            .gossip
+            .iter()
+            .map(|(k, (_, sent))| (*sent, k.clone()))
+            .collect();
+        pending.sort();
+        for (_, key) in pending.into_iter().take(self.cfg.max_piggyback) {
+            if let Some((u, sent)) = self.gossip.get_mut(&key) {
+                out.push(u.clone());
+                *sent += 1;
+                if *sent >= limit {
+                    self.gossip.remove(&key);
+                }
+            }
+        }
+        out
+    }
+
+    fn suspect(&mut self, node: &NodeId, now: Instant) {
+        if let Some(m) = self.members.get(node) {
+            if m.state == MemberState::Alive {
+                let mut u = m.update();
+                u.state = MemberState::Suspect;
+                self.apply(u, now);
+            }
+        }
+    }
+
+    /// Applies one membership fact; returns whether it changed anything.
+    fn apply(&mut self, u: MemberUpdate, now: Instant) -> bool {
+        if u.node == self.me.node {
+            // Refutation (SWIM §4.2): someone believes we are suspect/dead at our incarnation or later.
+            if u.generation == self.me.generation
+                && u.state != MemberState::Alive
+                && u.incarnation >= self.me.incarnation
+                && !self.leaving
+            {
+                self.me.incarnation = u.incarnation + 1;
+            }
+            return false;
+        }
+        let event = match self.members.get_mut(&u.node) {
+            None => {
+                if !matches!(u.state, MemberState::Alive | MemberState::Suspect) {
+                    return false; // never resurrect a forgotten node from hearsay about its death
+                }
+                self.members.insert(
+                    u.node.clone(),
+                    Member {
+                        node: u.node.clone(),
+                        addr: u.addr.clone(),
+                        incarnation: u.incarnation,
+                        state: u.state,
+                        generation: u.generation,
+                        last_heard: None,
+                        state_since: now,
+                    },
+                );
+                let at = self
+                    .rng
+                    .random_range(self.probe_pos..=self.probe_order.len());
+                self.probe_order.insert(at, u.node.clone());
+                Some(MembershipEvent::Joined(u.node.clone()))
+            }
+            Some(m) => {
+                if rank(&u) <= rank(&m.update()) {
+                    return false;
+                }
+                let was = m.state;
+                m.addr.clone_from(&u.addr);
+                m.incarnation = u.incarnation;
+                m.generation = u.generation;
+                m.state = u.state;
+                if was == u.state {
+                    None
+                } else {
+                    m.state_since = now;
+                    Some(match u.state {
+                        MemberState::Alive => MembershipEvent::Alive(u.node.clone()),
+                        MemberState::Suspect => MembershipEvent::Suspect(u.node.clone()),
+                        MemberState::Dead => MembershipEvent::Dead(u.node.clone()),
+                        MemberState::Left => MembershipEvent::Left(u.node.clone()),
+                    })
+                }
+            }
+        };
+        if u.state == MemberState::Suspect {
+            self.suspects.insert(u.node.clone());
+        } else {
+            self.suspects.remove(&u.node);
+        }
+        if let Some(e) = event {
+            if matches!(e, MembershipEvent::Alive(_))
+                && !self.probe_order[self.probe_pos.min(self.probe_order.len())..].contains(&u.node)
+            {
+                self.probe_order.push(u.node.clone());
+            }
+            self.events.push(e);
+        }
+        self.gossip.insert(u.node.clone(), (u, 0));
+        true
+    }
+
+    fn apply_all(&mut self, updates: &[MemberUpdate], now: Instant) {
+        for u in updates {
+            self.apply(u.clone(), now);
+        }
+    }
+
+    /// Handles one membership message from `from` (the node id the transport authenticated). Returns false
+    /// for messages that are not membership's (Hello, evidence), which are left to the caller.
+    pub fn handle(&mut self, from: &NodeId, msg: &Message, now: Instant) -> bool {
+        if self.leaving {
+            return matches!(
+                msg,
+                Message::Ping(_)
+                    | Message::Ack(_)
+                    | Message::PingReq(_)
+                    | Message::IndirectAck(_)
+                    | Message::Leave(_)
+            );
+        }
+        match msg {
+            Message::Ping(p) => {
+                self.apply_all(&p.updates, now);
+                let updates = self.piggyback(Some(from));
+                self.send(
+                    Peer::Node(from.clone()),
+                    Message::Ack(Ack {
+                        seq: p.seq,
+                        updates,
+                    }),
+                );
+            }
+            Message::Ack(a) => {
+                self.apply_all(&a.updates, now);
+                if self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|p| p.seq == a.seq && p.target == *from)
+                {
+                    self.probe = None;
+                }
+                if self.relays.get(&a.seq).is_some_and(|r| r.target == *from) {
+                    if let Some(r) = self.relays.remove(&a.seq) {
+                        let updates = self.piggyback(None);
+                        self.send(
+                            Peer::Node(r.requester),
+                            Message::IndirectAck(IndirectAck {
+                                seq: r.seq,
+                                target: r.target,
+                                updates,
+                            }),
+                        );
+                    }
+                }
+            }
+            Message::PingReq(r) => {
+                self.apply_all(&r.updates, now);
+                let seq = self.ping(Peer::Node(r.target.clone()), Some(&r.target));
+                self.relays.insert(
+                    seq,
+                    Relay {
+                        requester: from.clone(),
+                        seq: r.seq,
+                        target: r.target.clone(),
+                        expires: now + self.cfg.probe_interval,
+                    },
+                );
+            }
+            Message::IndirectAck(a) => {
+                self.apply_all(&a.updates, now);
+                if self
+                    .probe
+                    .as_ref()
+                    .is_some_and(|p| p.seq == a.seq && p.target == a.target)
+                {
+                    self.probe = None;
+                }
+            }
+            Message::Leave(l) => {
+                // Only the node itself may say it leaves.
+                if l.node == *from {
+                    let addr = self
+                        .members
+                        .get(from)
+                        .map(|m| m.addr.clone())
+                        .unwrap_or_default();
+                    self.apply(
+                        MemberUpdate {
+                            node: l.node.clone(),
+                            addr,
+                            incarnation: l.incarnation,
+                            state: MemberState::Left,
+                            generation: l.generation,
+                        },
+                        now,
+                    );
+                }
+            }
+            _ => return false,
+        }
+        if let Some(m) = self.members.get_mut(from) {
+            m.last_heard = Some(now);
+        }
+        true
+    }
+
+    /// Graceful departure (DESIGN §7 shutdown): `Leave` to every live member; afterwards this node sends
+    /// nothing more and ignores membership messages.
+    pub fn leave(&mut self) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        for node in self.live_peers() {
+            self.send(
+                Peer::Node(node),
+                Message::Leave(Leave {
+                    node: self.me.node.clone(),
+                    generation: self.me.generation,
+                    incarnation: self.me.incarnation,
+                }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! SWIM unit tests: update precedence, refutation, probe → indirect → suspect → dead, Leave, join.
+
+use std::time::{Duration, Instant};
+
+use switchyard_protocol::{MemberState as S, MemberUpdate, Message, Ping};
+
+use super::*;
+
+fn update(node: &str, inc: u64, state: S) -> MemberUpdate {
+    MemberUpdate {
+        node: node.into(),
+        addr: format!("{node}:7946"),
+        incarnation: inc,
+        state,
+        generation: 1,
+    }
+}
+
+fn node(name: &str, seeds: &[&str], now: Instant) -> Membership {
+    Membership::new(
+        MembershipConfig::default(),
+        name.into(),
+        format!("{name}:7946"),
+        1,
+        seeds.iter().map(|s| (*s).to_string()).collect(),
+        7,
+        now,
+    )
+}
+
+fn ping(updates: Vec<MemberUpdate>) -> Message {
+    Message::Ping(Ping { seq: 1, updates })
+}
+
+#[test]
+fn update_precedence_table() {
+    let t = Instant::now();
+    // (name, current, incoming, resulting state, resulting incarnation)
+    let rows = [
+        (
+            "suspect_beats_alive_same_inc",
+            (1, S::Alive),
+            (1, S::Suspect),
+            S::Suspect,
+            1,
+        ),
+        (
+            "alive_does_not_beat_suspect_same_inc",
+            (1, S::Suspect),
+            (1, S::Alive),
+            S::Suspect,
+            1,
+        ),
+        (
+            "refuted_alive_beats_suspect",
+            (1, S::Suspect),
+            (2, S::Alive),
+            S::Alive,
+            2,
+        ),
+        (
+            "dead_beats_suspect",
+            (1, S::Suspect),
+            (1, S::Dead),
+            S::Dead,
+            1,
+        ),
+        (
+            "old_suspicion_is_ignored",
+            (3, S::Alive),
+            (2, S::Suspect),
+            S::Alive,
+            3,
+        ),
+        ("left_beats_dead", (1, S::Dead), (1, S::Left), S::Left, 1),
+        (
+            "alive_after_dead_needs_higher_inc",
+            (1, S::Dead),
+            (1, S::Alive),
+            S::Dead,
+            1,
+        ),
+    ];
+    for (name, (ci, cs), (ii, is), want_state, want_inc) in rows {
+        let mut m = node("me", &[], t);
+        m.learn(update("x", ci, S::Alive), t);
+        if cs != S::Alive {
+            m.learn(update("x", ci, cs), t);
+        }
+        m.learn(update("x", ii, is), t);
+        let x = m.member("x").expect("known");
+        assert_eq!((x.state, x.incarnation), (want_state, want_inc), "{name}");
+    }
+    // A restart (new generation) beats any incarnation.
+    let mut m = node("me", &[], t);
+    m.learn(update("x", 9, S::Dead), t);
+    m.learn(update("x", 9, S::Alive), t);
+    let mut restarted = update("x", 0, S::Alive);
+    restarted.generation = 2;
+    m.learn(restarted, t);
+    assert_eq!(m.member("x").map(|x| x.state), Some(S::Alive));
+}
+
+#[test]
+fn unknown_node_reported_dead_is_not_added() {
+    let t = Instant::now();
+    let mut m = node("me", &[], t);
+    m.learn(update("ghost", 0, S::Dead), t);
+    assert!(m.member("ghost").is_none());
+}
+
+#[test]
+fn suspect_refutes_by_bumping_incarnation() {
+    let t = Instant::now();
+    let mut m = node("me", &[], t);
+    m.learn(update("a", 0, S::Alive), t);
+    m.handle(&"a".into(), &ping(vec![update("me", 0, S::Suspect)]), t);
+    assert_eq!(m.me().incarnation, 1);
+    // The Ack carries our refuting record first.
+    let out = m.drain_outbox();
+    let Some(Outgoing {
+        message: Message::Ack(ack),
+        ..
+    }) = out.first()
+    else {
+        panic!("expected an ack, got {out:?}");
+    };
+    assert_eq!(ack.updates[0].incarnation, 1);
+    assert_eq!(ack.updates[0].state, S::Alive);
+}
+
+#[test]
+fn silent_peer_gets_indirect_probes_then_suspected_then_dead() {
+    let t0 = Instant::now();
+    let cfg = MembershipConfig::default();
+    let mut m = node("me", &[], t0);
+    for p in ["a", "b", "c", "d"] {
+        m.learn(update(p, 0, S::Alive), t0);
+    }
+    m.drain_events();
+    m.tick(t0);
+    let out = m.drain_outbox();
+    let Some(Outgoing {
+        to: Peer::Node(target),
+        message: Message::Ping(_),
+    }) = out.first().cloned()
+    else {
+        panic!("expected a probe, got {out:?}");
+    };
+    m.tick(t0 + cfg.ping_timeout);
+    let reqs: Vec<_> = m
+        .drain_outbox()
+        .into_iter()
+        .filter(|o| matches!(&o.message, Message::PingReq(r) if r.target == target))
+        .collect();
+    assert_eq!(reqs.len(), 3, "k = 3 indirect probes through the others");
+    m.tick(t0 + cfg.probe_interval);
+    assert_eq!(m.member(&target).map(|x| x.state), Some(S::Suspect));
+    m.tick(t0 + cfg.probe_interval + cfg.suspicion_timeout);
+    assert_eq!(m.member(&target).map(|x| x.state), Some(S::Dead));
+    let events = m.drain_events();
+    assert!(events.contains(&MembershipEvent::Suspect(target.clone())));
+    assert!(events.contains(&MembershipEvent::Dead(target.clone())));
+}
+
+#[test]
+fn ack_answers_the_probe() {
+    let t0 = Instant::now();
+    let mut m = node("me", &[], t0);
+    m.learn(update("a", 0, S::Alive), t0);
+    m.tick(t0);
+    let seq = match m.drain_outbox().first().map(|o| &o.message) {
+        Some(Message::Ping(p)) => p.seq,
+        other => panic!("{other:?}"),
+    };
+    m.handle(
+        &"a".into(),
+        &Message::Ack(switchyard_protocol::Ack {
+            seq,
+            updates: vec![],
+        }),
+        t0 + Duration::from_millis(10),
+    );
+    m.tick(t0 + Duration::from_secs(1));
+    assert_eq!(m.member("a").map(|x| x.state), Some(S::Alive));
+    assert!(m.member("a").and_then(|a| a.last_heard).is_some());
+}
+
+#[test]
+fn ping_req_is_relayed_and_answered_indirectly() {
+    let t0 = Instant::now();
+    let mut helper = node("h", &[], t0);
+    helper.learn(update("p", 0, S::Alive), t0);
+    helper.learn(update("t", 0, S::Alive), t0);
+    helper.handle(
+        &"p".into(),
+        &Message::PingReq(switchyard_protocol::PingReq {
+            seq: 42,
+            target: "t".into(),
+            updates: vec![],
+        }),
+        t0,
+    );
+    let out = helper.drain_outbox();
+    let relay_seq = match &out[..] {
+        [Outgoing {
+            to: Peer::Node(t),
+            message: Message::Ping(p),
+        }] if t == "t" => p.seq,
+        other => panic!("{other:?}"),
+    };
+    helper.handle(
+        &"t".into(),
+        &Message::Ack(switchyard_protocol::Ack {
+            seq: relay_seq,
+            updates: vec![],
+        }),
+        t0,
+    );
+    let out = helper.drain_outbox();
+    assert!(matches!(
+        &out[..],
+        [Outgoing { to: Peer::Node(p), message: Message::IndirectAck(a) }] if p == "p" && a.seq == 42
+    ));
+}
+
+#[test]
+fn leave_marks_left_and_only_the_node_itself_can_leave() {
+    let t = Instant::now();
+    let mut m = node("me", &[], t);
+    m.learn(update("a", 0, S::Alive), t);
+    m.learn(update("b", 0, S::Alive), t);
+    let leave = |n: &str| {
+        Message::Leave(switchyard_protocol::Leave {
+            node: n.into(),
+            generation: 1,
+            incarnation: 0,
+        })
+    };
+    m.handle(&"b".into(), &leave("a"), t);
+    assert_eq!(m.member("a").map(|x| x.state), Some(S::Alive));
+    m.handle(&"a".into(), &leave("a"), t);
+    assert_eq!(m.member("a").map(|x| x.state), Some(S::Left));
+    m.leave();
+    let out = m.drain_outbox();
+    assert_eq!(out.len(), 1, "Leave goes to the live members only: {out:?}");
+}
+
+#[test]
+fn joins_through_seeds_with_backoff_and_ignores_itself_as_seed() {
+    let t0 = Instant::now();
+    let mut m = node("me", &["me:7946", "s:7946"], t0);
+    m.tick(t0);
+    let out = m.drain_outbox();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, Peer::Addr("s:7946".into()));
+    m.tick(t0 + Duration::from_millis(500));
+    assert!(m.drain_outbox().is_empty(), "backoff: 1 s first");
+    m.tick(t0 + Duration::from_secs(1));
+    assert_eq!(m.drain_outbox().len(), 1);
+    m.tick(t0 + Duration::from_secs(2));
+    assert!(m.drain_outbox().is_empty(), "backoff doubled to 2 s");
+    m.tick(t0 + Duration::from_secs(3));
+    assert_eq!(m.drain_outbox().len(), 1);
+}
