@@ -1,0 +1,4 @@
+//! The cluster: nodes share backend ejections over QUIC (DESIGN §6).
+
+pub mod certs;
+pub mod transport;
