@@ -425,10 +425,15 @@ async fn oversized_frame_drops_the_connection_and_is_counted() {
         }
         _ => unreachable!(),
     }
-    a.expect("PeerDown", |ev| {
-        matches!(ev, TransportEvent::PeerDown { .. })
-    })
-    .await;
+    let ev = a
+        .expect("PeerDown", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown { reason, .. } => assert_eq!(reason, DownReason::FrameTooLarge),
+        _ => unreachable!(),
+    }
     assert_eq!(a.t.stats().dropped_oversized, 1);
     assert_eq!(a.t.stats().frames_in, 1);
 
@@ -494,4 +499,36 @@ async fn full_peer_queue_drops_and_counts() {
         .collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
     assert_eq!(a.t.stats().dropped_queue_full, 6);
+}
+
+#[tokio::test]
+async fn disconnect_drops_a_peer_that_failed_its_hello() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.13", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"hello, I am node-q"))
+        .unwrap();
+    a.expect("claim", is_frame("node-b", b"hello, I am node-q"))
+        .await;
+    // The gossip layer sees the claim does not match the identity and drops the connection.
+    a.t.disconnect("node-b", "hello does not match the certificate");
+    let ev = a
+        .expect("PeerDown", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown {
+            node_id, reason, ..
+        } => {
+            assert_eq!(node_id, "node-b");
+            assert_eq!(reason, DownReason::Disconnected);
+        }
+        _ => unreachable!(),
+    }
+    b.expect("PeerDown", |ev| {
+        matches!(ev, TransportEvent::PeerDown { .. })
+    })
+    .await;
+    assert!(a.t.peers().is_empty());
 }

@@ -52,8 +52,26 @@
 //! (flow control) fills only its own queue. Inbound frames go to one bounded event channel; a slow
 //! consumer stops the readers, which stops the peers' writers through QUIC flow control.
 //!
+//! # Driving it
+//!
+//! ```text
+//! let (transport, mut events) = Transport::bind(TransportConfig::new(listen, id, ca, cert, key))?;
+//! transport.connect_addr(seed)?;                 // seeds: identity learnt from the certificate
+//! transport.send(&PeerAddr { node_id, addr }, frame)?;  // never blocks; dials if needed
+//! while let Some(ev) = events.recv().await { /* PeerUp, Frame, PeerDown, Rejected, DialFailed */ }
+//! transport.close_all(grace).await;              // after queueing Leave: it is flushed first
+//! ```
+//!
+//! Per connection, events come in order: `PeerUp`, its `Frame`s, then `PeerDown`. A dial that never
+//! becomes ready ends in `DialFailed` (its queued frames are dropped). The transport never redials by
+//! itself: retries and backoff belong to the membership layer.
+//!
 //! # Counters
 //!
+//! `result` of the connections counter is `established`, `failed` (outbound), `duplicate` (tie-break or
+//! replacement) or `rejected` (inbound); `reason` of the rejected counter is [`RejectReason::label`];
+//! dropped-frame reasons are `queue_full`, `too_large` (refused by `send`), `oversized` (received),
+//! `conn_lost`, `unreachable` and `closed`:
 //! `switchyard_quic_connections_total{direction,result}`, `switchyard_quic_rejected_total{reason}`,
 //! `switchyard_gossip_frames_total{direction}`, `switchyard_gossip_frames_dropped_total{reason}` (metrics
 //! crate), mirrored in [`Transport::stats`].
@@ -251,9 +269,12 @@ pub enum DownReason {
     /// The peer sent a frame over our limit; we closed the connection.
     #[error("peer sent a frame over the limit")]
     FrameTooLarge,
-    /// We are shutting down.
+    /// We are shutting down ([`Transport::close_all`]).
     #[error("local shutdown")]
     LocalShutdown,
+    /// This node closed the connection ([`Transport::disconnect`]).
+    #[error("disconnected by this node")]
+    Disconnected,
     /// The peer closed the connection for another reason, or it broke.
     #[error("connection lost: {0}")]
     Lost(String),
@@ -1107,7 +1128,7 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
     };
     inner.counters.connection(dir, "established");
     let writer = tokio::spawn(write_loop(inner.clone(), conn.clone(), queue));
-    let ready = read_loop(&inner, &conn, &peer, dir).await;
+    let (ready, local_reason) = read_loop(&inner, &conn, &peer, dir).await;
     let err = conn.closed().await;
     // Wait for the writer to release the queue, so it can be drained if nobody took over.
     let _ = writer.await;
@@ -1131,7 +1152,7 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
     inner.counters.dropped("conn_lost", dropped);
     match was_up {
         Some(true) => {
-            let reason = down_reason(&err);
+            let reason = local_reason.unwrap_or_else(|| down_reason(&inner, &err));
             tracing::debug!(peer = %peer, %addr, %reason, "gossip peer down");
             emit(
                 &inner,
@@ -1160,7 +1181,7 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
     }
 }
 
-fn down_reason(err: &ConnectionError) -> DownReason {
+fn down_reason(inner: &Inner, err: &ConnectionError) -> DownReason {
     match err {
         ConnectionError::ApplicationClosed(c)
             if c.error_code == VarInt::from_u32(close_code::SHUTDOWN) =>
@@ -1168,14 +1189,20 @@ fn down_reason(err: &ConnectionError) -> DownReason {
             DownReason::PeerShutdown
         }
         ConnectionError::TimedOut => DownReason::TimedOut,
-        ConnectionError::LocallyClosed => DownReason::LocalShutdown,
+        ConnectionError::LocallyClosed if *inner.shutdown.borrow() => DownReason::LocalShutdown,
+        ConnectionError::LocallyClosed => DownReason::Disconnected,
         other => DownReason::Lost(other.to_string()),
     }
 }
 
 /// Accepts the peer's stream, checks its preamble, announces the peer and forwards its frames. Returns
-/// whether the peer became ready.
-async fn read_loop(inner: &Inner, conn: &quinn::Connection, peer: &NodeId, dir: Direction) -> bool {
+/// whether the peer became ready, and the reason if this side closed the connection.
+async fn read_loop(
+    inner: &Inner,
+    conn: &quinn::Connection,
+    peer: &NodeId,
+    dir: Direction,
+) -> (bool, Option<DownReason>) {
     let addr = conn.remote_address();
     let opened = tokio::time::timeout(inner.ready_timeout, async {
         let mut recv = conn.accept_uni().await.map_err(|e| Some(e.to_string()))?;
@@ -1191,7 +1218,7 @@ async fn read_loop(inner: &Inner, conn: &quinn::Connection, peer: &NodeId, dir: 
     .await;
     let recv = match opened {
         Ok(Ok(recv)) => recv,
-        Ok(Err(Some(_))) => return false, // the connection went away; the caller reports it
+        Ok(Err(Some(_))) => return (false, None), // the connection went away; the caller reports it
         Ok(Err(None)) => {
             conn.close(VarInt::from_u32(close_code::PROTOCOL), b"bad preamble");
             if dir == Direction::Inbound {
@@ -1202,14 +1229,14 @@ async fn read_loop(inner: &Inner, conn: &quinn::Connection, peer: &NodeId, dir: 
                 )
                 .await;
             }
-            return false;
+            return (false, None);
         }
         Err(_) => {
             conn.close(VarInt::from_u32(close_code::PROTOCOL), b"no stream");
             if dir == Direction::Inbound {
                 reject(inner, addr, RejectReason::Timeout).await;
             }
-            return false;
+            return (false, None);
         }
     };
     let announce = {
@@ -1270,12 +1297,13 @@ async fn read_loop(inner: &Inner, conn: &quinn::Connection, peer: &NodeId, dir: 
                         VarInt::from_u32(close_code::FRAME_TOO_LARGE),
                         b"frame too large",
                     );
+                    return (true, Some(DownReason::FrameTooLarge));
                 }
                 break;
             }
         }
     }
-    true
+    (true, None)
 }
 
 /// Opens our stream, then moves frames from the peer's queue into it until the connection ends. On
