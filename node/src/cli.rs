@@ -42,6 +42,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the cluster CA and node certificates (development and tests).
+    Certs {
+        /// Which certificate to create.
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+/// `switchyard certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA: `DIR/ca.crt` and `DIR/ca.key` (mode 0600).
+    Ca {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Cluster name, written into the CA subject.
+        #[arg(long, default_value = crate::cluster::certs::DEFAULT_CLUSTER)]
+        cluster: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create a node certificate signed by the CA: `OUT/ID.crt` and `OUT/ID.key` (mode 0600).
+    Node {
+        /// Directory holding `ca.crt` and `ca.key`.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Node id (a DNS name): the certificate's identity, as `--node-id` of `switchyard run`.
+        #[arg(long)]
+        node_id: String,
+        /// Output directory [default: the CA directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// IP addresses to add as subject alternative names (repeatable or comma-separated).
+        #[arg(long = "ip", value_delimiter = ',')]
+        ips: Vec<std::net::IpAddr>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Log output format.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchyard::cli::{Cli, Command, LogFormat};
+use switchyard::cli::{CertsCommand, Cli, Command, LogFormat};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
@@ -48,6 +48,30 @@ fn main() -> ExitCode {
                 } else {
                     print!("{}", switchyard::status::render(&v));
                 }
+                Ok(())
+            }
+            Command::Certs { command } => {
+                let files = match command {
+                    CertsCommand::Ca {
+                        out,
+                        cluster,
+                        force,
+                    } => switchyard::cluster::certs::write_ca(&out, &cluster, force)?,
+                    CertsCommand::Node {
+                        ca_dir,
+                        node_id,
+                        out,
+                        ips,
+                        force,
+                    } => {
+                        let out = out.unwrap_or_else(|| ca_dir.clone());
+                        switchyard::cluster::certs::write_node(
+                            &ca_dir, &node_id, &out, &ips, force,
+                        )?
+                    }
+                };
+                println!("wrote {}", files.cert.display());
+                println!("wrote {}", files.key.display());
                 Ok(())
             }
         }

@@ -5,7 +5,9 @@
 //!
 //! - [`membership`]: SWIM failure detection and membership dissemination;
 //! - [`evidence`]: per-owner `NodeState` store, merge, anti-entropy digests, push choice;
-//! - [`view`]: the adoption rule that turns evidence into the cluster verdict per backend.
+//! - [`view`]: the adoption rule that turns evidence into the cluster verdict per backend;
+//! - [`certs`]: the cluster CA and node certificates (`switchyard certs`);
+//! - [`transport`]: the quinn shell — mTLS QUIC connections carrying opaque frames.
 //!
 //! # How a shell drives [`ClusterCore`]
 //!
@@ -36,8 +38,10 @@
 //! Before a local ejection the health actor should ask [`ClusterCore::next_local_ejection_count`] so its
 //! detector's multiplier continues from the cluster's count (DESIGN §6: "`max + 1`").
 
+pub mod certs;
 pub mod evidence;
 pub mod membership;
+pub mod transport;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,427 @@
+//! The private cluster CA and node certificates (DESIGN §6 transport, §7 `switchyard certs ca|node`).
+//!
+//! Gossip peers authenticate each other with mutual TLS against one private CA per cluster. A node's
+//! identity *is* its certificate: the node id is the certificate's single DNS subject alternative name,
+//! which the transport reads back with [`node_id_from_cert`] so the gossip layer can check that a peer's
+//! `Hello` claims the id its certificate proves.
+//!
+//! This module generates development and test material with rcgen (ECDSA P-256): a self-signed CA
+//! (`ca.crt`, `ca.key`) and node certificates signed by it (`<id>.crt`, `<id>.key`) carrying both the
+//! server and client auth extended key usages, since every node both dials and accepts. Keys are written
+//! with mode 0600 and existing files are never overwritten unless asked to.
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+};
+use rustls_pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+
+/// File name of the CA certificate inside a CA directory.
+pub const CA_CERT_FILE: &str = "ca.crt";
+/// File name of the CA private key inside a CA directory.
+pub const CA_KEY_FILE: &str = "ca.key";
+/// The cluster name used when none is given.
+pub const DEFAULT_CLUSTER: &str = "switchyard";
+
+/// Errors of certificate generation, loading and identity extraction.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A node id that cannot be a DNS name (and so cannot be a certificate identity or TLS server name).
+    #[error(
+        "invalid node id {id:?}: a node id must be a valid DNS name (letters, digits, '-', '.')"
+    )]
+    InvalidNodeId {
+        /// The rejected id.
+        id: String,
+    },
+    /// rcgen refused to build or sign a certificate.
+    #[error("cannot generate {what}")]
+    Generate {
+        /// What was being generated.
+        what: String,
+        /// The rcgen error.
+        source: rcgen::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written (or a directory created).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The output file exists and overwriting was not requested.
+    #[error("{} already exists (pass --force to overwrite)", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA certificate or key could not be parsed.
+    #[error("{} is not a usable CA {what}: {reason}", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// "certificate" or "key".
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Errors reading a node identity out of a peer certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The certificate is not parseable X.509.
+    #[error("peer certificate is not valid X.509: {0}")]
+    Parse(String),
+    /// The certificate has no DNS subject alternative name.
+    #[error("peer certificate has no DNS subject alternative name (no node id)")]
+    NoNodeId,
+    /// The certificate has several DNS names: the identity would be ambiguous.
+    #[error("peer certificate has {0} DNS subject alternative names; a node certificate has exactly one")]
+    Ambiguous(usize),
+}
+
+/// A PEM certificate and its PEM (PKCS#8) private key.
+#[derive(Debug, Clone)]
+pub struct CertAndKey {
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM.
+    pub key_pem: String,
+}
+
+/// Checks that `id` can be a node id: a valid DNS name, as it becomes the certificate's DNS SAN and the
+/// TLS server name peers dial.
+pub fn validate_node_id(id: &str) -> Result<(), CertError> {
+    let invalid = || CertError::InvalidNodeId { id: id.to_string() };
+    if id.is_empty() || id.parse::<IpAddr>().is_ok() {
+        return Err(invalid());
+    }
+    rustls_pki_types::DnsName::try_from(id).map_err(|_| invalid())?;
+    Ok(())
+}
+
+fn generate_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertError {
+    let what = what.into();
+    move |source| CertError::Generate { what, source }
+}
+
+/// Generates a self-signed cluster CA (ECDSA P-256, CA basic constraints with path length 0, key usages
+/// certificate signing and CRL signing). The cluster name goes into the subject.
+pub fn generate_ca(cluster: &str) -> Result<CertAndKey, CertError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_err("CA key"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Switchyard");
+    dn.push(
+        DnType::CommonName,
+        format!("Switchyard cluster CA: {cluster}"),
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params
+        .self_signed(&key)
+        .map_err(generate_err("CA certificate"))?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Generates a node certificate signed by the CA: the node id is the single DNS SAN (and the subject
+/// common name), `ips` are added as IP SANs, extended key usages are server and client auth.
+///
+/// `ca_source` names where the CA came from, for error messages.
+pub fn generate_node(
+    ca: &CertAndKey,
+    ca_source: &Path,
+    node_id: &str,
+    ips: &[IpAddr],
+) -> Result<CertAndKey, CertError> {
+    validate_node_id(node_id)?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| CertError::BadCa {
+        path: ca_source.join(CA_KEY_FILE),
+        what: "key",
+        reason: e.to_string(),
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(|e| CertError::BadCa {
+        path: ca_source.join(CA_CERT_FILE),
+        what: "certificate",
+        reason: e.to_string(),
+    })?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map_err(generate_err(format!("key for node {node_id}")))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Switchyard");
+    dn.push(DnType::CommonName, node_id);
+    params.distinguished_name = dn;
+    let dns = node_id
+        .to_string()
+        .try_into()
+        .map_err(generate_err(format!("DNS name {node_id}")))?;
+    params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
+        .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
+        .collect();
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(generate_err(format!("certificate for node {node_id}")))?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Reads the node id out of a certificate: its single DNS subject alternative name.
+///
+/// This only parses; it does not verify the chain. The transport calls it on certificates rustls has
+/// already verified against the cluster CA.
+pub fn node_id_from_cert(cert: &CertificateDer<'_>) -> Result<String, IdentityError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let mut names = san
+        .iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        });
+    match (names.next(), names.count()) {
+        (None, _) => Err(IdentityError::NoNodeId),
+        (Some(name), 0) => Ok(name),
+        (Some(_), more) => Err(IdentityError::Ambiguous(more + 1)),
+    }
+}
+
+/// Paths of a written certificate and key.
+#[derive(Debug, Clone)]
+pub struct WrittenFiles {
+    /// The certificate file.
+    pub cert: PathBuf,
+    /// The key file (mode 0600).
+    pub key: PathBuf,
+}
+
+/// `switchyard certs ca`: creates `out/ca.crt` and `out/ca.key` (0600).
+pub fn write_ca(out: &Path, cluster: &str, force: bool) -> Result<WrittenFiles, CertError> {
+    let files = WrittenFiles {
+        cert: out.join(CA_CERT_FILE),
+        key: out.join(CA_KEY_FILE),
+    };
+    check_absent(&files, force)?;
+    let ca = generate_ca(cluster)?;
+    write_pair(out, &files, &ca, force)?;
+    Ok(files)
+}
+
+/// Reads `ca.crt` and `ca.key` from a CA directory.
+pub fn read_ca(ca_dir: &Path) -> Result<CertAndKey, CertError> {
+    let read = |name: &str| {
+        let path = ca_dir.join(name);
+        fs::read_to_string(&path).map_err(|source| CertError::Read { path, source })
+    };
+    Ok(CertAndKey {
+        cert_pem: read(CA_CERT_FILE)?,
+        key_pem: read(CA_KEY_FILE)?,
+    })
+}
+
+/// `switchyard certs node`: creates `out/<node_id>.crt` and `out/<node_id>.key` (0600), signed by the CA in
+/// `ca_dir`.
+pub fn write_node(
+    ca_dir: &Path,
+    node_id: &str,
+    out: &Path,
+    ips: &[IpAddr],
+    force: bool,
+) -> Result<WrittenFiles, CertError> {
+    validate_node_id(node_id)?;
+    let files = WrittenFiles {
+        cert: out.join(format!("{node_id}.crt")),
+        key: out.join(format!("{node_id}.key")),
+    };
+    check_absent(&files, force)?;
+    let ca = read_ca(ca_dir)?;
+    let node = generate_node(&ca, ca_dir, node_id, ips)?;
+    write_pair(out, &files, &node, force)?;
+    Ok(files)
+}
+
+fn check_absent(files: &WrittenFiles, force: bool) -> Result<(), CertError> {
+    if force {
+        return Ok(());
+    }
+    for path in [&files.cert, &files.key] {
+        if path.exists() {
+            return Err(CertError::Exists { path: path.clone() });
+        }
+    }
+    Ok(())
+}
+
+fn write_pair(
+    dir: &Path,
+    files: &WrittenFiles,
+    pair: &CertAndKey,
+    force: bool,
+) -> Result<(), CertError> {
+    fs::create_dir_all(dir).map_err(|source| CertError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_file(&files.key, &pair.key_pem, 0o600, force)?;
+    write_file(&files.cert, &pair.cert_pem, 0o644, force)?;
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32, force: bool) -> Result<(), CertError> {
+    let err = |source| CertError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(mode);
+        let mut f = opts.open(path).map_err(err)?;
+        // An overwritten file keeps its old mode: set it explicitly.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+        f.write_all(contents.as_bytes()).map_err(err)?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        let mut f = opts.open(path).map_err(err)?;
+        f.write_all(contents.as_bytes()).map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn node_cert_carries_its_id_and_chains_to_the_ca() {
+        let ca = generate_ca("test").unwrap();
+        let node = generate_node(
+            &ca,
+            Path::new("mem"),
+            "node-a",
+            &["127.0.0.1".parse().unwrap()],
+        )
+        .unwrap();
+        let node_der = der(&node.cert_pem);
+        assert_eq!(node_id_from_cert(&node_der).unwrap(), "node-a");
+
+        // Chain check with rustls' own verifier (the transport uses the same one).
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(&ca.cert_pem)).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .unwrap();
+        let now = rustls_pki_types::UnixTime::now();
+        let name = rustls_pki_types::ServerName::try_from("node-a").unwrap();
+        verifier
+            .verify_server_cert(&node_der, &[], &name, &[], now)
+            .unwrap();
+        let wrong = rustls_pki_types::ServerName::try_from("node-b").unwrap();
+        assert!(verifier
+            .verify_server_cert(&node_der, &[], &wrong, &[], now)
+            .is_err());
+
+        // Another CA does not vouch for it.
+        let other = generate_ca("other").unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(&other.cert_pem)).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .unwrap();
+        assert!(verifier
+            .verify_server_cert(&node_der, &[], &name, &[], now)
+            .is_err());
+    }
+
+    #[test]
+    fn node_ids_must_be_dns_names() {
+        assert!(validate_node_id("node-1").is_ok());
+        assert!(validate_node_id("n1.dc1.example").is_ok());
+        for bad in ["", "has space", "127.0.0.1", "a/b"] {
+            assert!(validate_node_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn files_are_written_with_modes_and_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write_ca(dir.path(), "c1", false).unwrap();
+        let node = write_node(dir.path(), "n1", &dir.path().join("nodes"), &[], false).unwrap();
+        assert!(node.cert.ends_with("nodes/n1.crt"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [&ca.key, &node.key] {
+                let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", key.display());
+            }
+        }
+        let err = write_ca(dir.path(), "c1", false).unwrap_err();
+        assert!(err.to_string().contains("ca.crt"), "{err}");
+        write_ca(dir.path(), "c1", true).unwrap();
+
+        let missing = write_node(&dir.path().join("nope"), "n2", dir.path(), &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope/ca.crt"), "{missing}");
+    }
+}

@@ -1,0 +1,534 @@
+//! The cluster transport over real QUIC and real mTLS on 127.0.0.x: frames, identities, the
+//! simultaneous-dial tie-break, refusal of foreign certificates, garbage datagrams, oversized frames and
+//! peer loss.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchyard::cluster::certs::{self, CertAndKey};
+use switchyard::cluster::transport::{
+    DownReason, PeerAddr, RejectReason, Transport, TransportConfig, TransportError, TransportEvent,
+};
+use tokio::sync::mpsc;
+
+/// Upper bound for anything to happen on loopback.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Ca {
+    ca: CertAndKey,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        Ca {
+            ca: certs::generate_ca(name).unwrap(),
+        }
+    }
+
+    fn node(&self, id: &str) -> CertAndKey {
+        certs::generate_node(&self.ca, std::path::Path::new("test-ca"), id, &[]).unwrap()
+    }
+
+    fn config(&self, ip: &str, id: &str) -> TransportConfig {
+        let node = self.node(id);
+        TransportConfig::new(
+            format!("{ip}:0").parse().unwrap(),
+            id,
+            self.ca.cert_pem.clone(),
+            node.cert_pem,
+            node.key_pem,
+        )
+    }
+}
+
+struct Node {
+    t: Transport,
+    rx: mpsc::Receiver<TransportEvent>,
+}
+
+impl Node {
+    fn bind(config: TransportConfig) -> Self {
+        let (t, rx) = Transport::bind(config).unwrap();
+        Node { t, rx }
+    }
+
+    fn peer_addr(&self) -> PeerAddr {
+        PeerAddr {
+            node_id: self.t.node_id().to_string(),
+            addr: self.addr(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.t.local_addr().unwrap()
+    }
+
+    /// Waits (bounded) for the first event matching `pred`, skipping others.
+    async fn expect(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&TransportEvent) -> bool,
+    ) -> TransportEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) if pred(&ev) => return ev,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!(
+                    "{}: event channel closed waiting for {what}",
+                    self.t.node_id()
+                ),
+                Err(_) => panic!("{}: timed out waiting for {what}", self.t.node_id()),
+            }
+        }
+    }
+
+    /// Asserts that no event matching `pred` arrives within `d` (other events are skipped).
+    async fn expect_none(&mut self, d: Duration, pred: impl Fn(&TransportEvent) -> bool) {
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            assert!(!pred(&ev), "{}: unexpected event {ev:?}", self.t.node_id());
+        }
+    }
+}
+
+fn is_frame<'a>(from: &'a str, body: &'static [u8]) -> impl Fn(&TransportEvent) -> bool + 'a {
+    move |ev| matches!(ev, TransportEvent::Frame { from: f, frame, .. } if f == from && frame.as_ref() == body)
+}
+
+fn is_up(id: &str) -> impl Fn(&TransportEvent) -> bool + '_ {
+    move |ev| matches!(ev, TransportEvent::PeerUp { node_id, .. } if node_id == id)
+}
+
+fn is_any_frame(ev: &TransportEvent) -> bool {
+    matches!(ev, TransportEvent::Frame { .. })
+}
+
+/// Polls `cond` until it holds, bounded by [`WAIT`].
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn frames_flow_both_ways_and_peer_up_names_the_certificate_identity() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.2", "node-b"));
+
+    a.t.send(&b.peer_addr(), Bytes::from_static(b"ping"))
+        .unwrap();
+    let up = b.expect("PeerUp a", is_up("node-a")).await;
+    match up {
+        TransportEvent::PeerUp { addr, .. } => assert_eq!(addr, a.addr()),
+        _ => unreachable!(),
+    }
+    b.expect("ping", is_frame("node-a", b"ping")).await;
+    a.expect("PeerUp b", is_up("node-b")).await;
+
+    // B answers over the same connection (no second dial).
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"pong"))
+        .unwrap();
+    a.expect("pong", is_frame("node-b", b"pong")).await;
+    for i in 0..50u8 {
+        a.t.send(&b.peer_addr(), Bytes::from(vec![i; 100])).unwrap();
+    }
+    for i in 0..50u8 {
+        let ev = b.expect("frame", is_any_frame).await;
+        match ev {
+            TransportEvent::Frame { frame, .. } => {
+                assert_eq!(frame.as_ref(), &[i; 100][..], "in order")
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(a.t.rtt("node-b").is_some());
+    assert_eq!(a.t.peers().len(), 1);
+    assert_eq!(b.t.peers().len(), 1);
+    assert_eq!(a.t.stats().connections_outbound, 1);
+    assert_eq!(b.t.stats().connections_inbound, 1);
+    assert_eq!(a.t.stats().frames_out, 51);
+    assert_eq!(b.t.stats().frames_in, 51);
+}
+
+#[tokio::test]
+async fn simultaneous_dial_keeps_exactly_the_connection_of_the_lower_node_id() {
+    let ca = Ca::new("c");
+    let mut duplicates = 0;
+    for round in 0..5 {
+        let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+        let mut b = Node::bind(ca.config("127.0.0.3", "node-b"));
+        let (pa, pb) = (a.peer_addr(), b.peer_addr());
+        // Both dial at once.
+        a.t.connect(&pb).unwrap();
+        b.t.connect(&pa).unwrap();
+        a.expect("PeerUp b", is_up("node-b")).await;
+        b.expect("PeerUp a", is_up("node-a")).await;
+        eventually("one connection on each side", || {
+            a.t.open_connections() == 1 && b.t.open_connections() == 1
+        })
+        .await;
+        let (pa_info, pb_info) = (a.t.peers(), b.t.peers());
+        assert_eq!(pa_info.len(), 1, "round {round}");
+        assert_eq!(pb_info.len(), 1, "round {round}");
+        // The surviving connection is the one node-a (the lower id) opened, on both sides.
+        use switchyard::cluster::transport::Direction;
+        assert_eq!(pa_info[0].direction, Direction::Outbound, "round {round}");
+        assert_eq!(pb_info[0].direction, Direction::Inbound, "round {round}");
+
+        // It carries frames both ways, and no PeerDown was reported for the closed duplicate.
+        a.t.send(&pb, Bytes::from_static(b"x")).unwrap();
+        b.t.send(&pa, Bytes::from_static(b"y")).unwrap();
+        b.expect("x", is_frame("node-a", b"x")).await;
+        a.expect("y", is_frame("node-b", b"y")).await;
+        let down = |ev: &TransportEvent| matches!(ev, TransportEvent::PeerDown { .. });
+        a.expect_none(Duration::from_millis(200), down).await;
+        b.expect_none(Duration::from_millis(10), down).await;
+        assert_eq!(a.t.open_connections(), 1);
+        assert_eq!(b.t.open_connections(), 1);
+        duplicates += a.t.stats().duplicates + b.t.stats().duplicates;
+    }
+    // Each round both dials start before either handshake ends, so real duplicates were resolved.
+    assert!(duplicates > 0, "no simultaneous dial happened");
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused_and_delivers_nothing() {
+    let ca = Ca::new("cluster");
+    let other = Ca::new("intruders");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+
+    // Trusts the cluster CA (so it accepts node-a's certificate) but holds a certificate from another CA:
+    // node-a's client-certificate check is what stops it.
+    let mallory_cert = other.node("mallory");
+    let mut mallory = Node::bind(TransportConfig::new(
+        "127.0.0.4:0".parse().unwrap(),
+        "mallory",
+        ca.ca.cert_pem.clone(),
+        mallory_cert.cert_pem,
+        mallory_cert.key_pem,
+    ));
+    mallory
+        .t
+        .send(&a.peer_addr(), Bytes::from_static(b"evil"))
+        .unwrap();
+    let ev = a
+        .expect("Rejected", |ev| {
+            matches!(ev, TransportEvent::Rejected { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::Rejected { addr, reason } => {
+            assert_eq!(addr, mallory.addr());
+            assert!(matches!(reason, RejectReason::Tls(_)), "{reason:?}");
+            assert_eq!(reason.label(), "tls");
+        }
+        _ => unreachable!(),
+    }
+    mallory
+        .expect("DialFailed", |ev| {
+            matches!(ev, TransportEvent::DialFailed { .. })
+        })
+        .await;
+    assert_eq!(a.t.stats().rejected, 1);
+    assert_eq!(a.t.stats().connections_inbound, 0);
+    assert!(a.t.peers().is_empty());
+
+    // A peer of another cluster entirely (trusting only its own CA) fails too.
+    let mut eve = Node::bind(other.config("127.0.0.5", "eve"));
+    eve.t
+        .send(&a.peer_addr(), Bytes::from_static(b"evil"))
+        .unwrap();
+    eve.expect("DialFailed", |ev| {
+        matches!(ev, TransportEvent::DialFailed { .. })
+    })
+    .await;
+    a.expect("Rejected", |ev| {
+        matches!(ev, TransportEvent::Rejected { .. })
+    })
+    .await;
+    assert_eq!(a.t.stats().rejected, 2);
+
+    // Nothing was delivered.
+    a.expect_none(Duration::from_millis(300), |ev| {
+        matches!(
+            ev,
+            TransportEvent::Frame { .. } | TransportEvent::PeerUp { .. }
+        )
+    })
+    .await;
+    assert_eq!(a.t.stats().frames_in, 0);
+}
+
+#[tokio::test]
+async fn identity_is_the_certificate_not_the_claim() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+
+    // A node cannot even start claiming another id than its certificate's.
+    let x = ca.node("node-x");
+    let err = Transport::bind(TransportConfig::new(
+        "127.0.0.6:0".parse().unwrap(),
+        "node-y",
+        ca.ca.cert_pem.clone(),
+        x.cert_pem.clone(),
+        x.key_pem.clone(),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, TransportError::IdentityMismatch { .. }),
+        "{err}"
+    );
+
+    // node-x says "I am node-y" inside a frame: the transport reports node-x, so the gossip layer
+    // can see that the Hello does not match.
+    let mut x = Node::bind(ca.config("127.0.0.6", "node-x"));
+    x.t.send(&a.peer_addr(), Bytes::from_static(b"hello, I am node-y"))
+        .unwrap();
+    a.expect("PeerUp node-x", is_up("node-x")).await;
+    a.expect("claim", is_frame("node-x", b"hello, I am node-y"))
+        .await;
+
+    // Dialling node-x's address expecting node-y fails: the server certificate must name node-y.
+    a.t.send(
+        &PeerAddr {
+            node_id: "node-y".into(),
+            addr: x.addr(),
+        },
+        Bytes::from_static(b"to y"),
+    )
+    .unwrap();
+    let ev = a
+        .expect(
+            "DialFailed node-y",
+            |ev| matches!(ev, TransportEvent::DialFailed { node_id: Some(n), .. } if n == "node-y"),
+        )
+        .await;
+    match ev {
+        TransportEvent::DialFailed { reason, .. } => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
+        }
+        _ => unreachable!(),
+    }
+    x.expect_none(Duration::from_millis(200), is_frame("node-a", b"to y"))
+        .await;
+}
+
+#[tokio::test]
+async fn seed_dial_by_address_learns_the_identity_and_skips_self() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.7", "node-b"));
+
+    // Seeds may include the node itself.
+    a.t.connect_addr(a.addr()).unwrap();
+    let ev = a
+        .expect("DialFailed self", |ev| {
+            matches!(ev, TransportEvent::DialFailed { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::DialFailed { node_id, addr, .. } => {
+            assert_eq!(node_id, None);
+            assert_eq!(addr, a.addr());
+        }
+        _ => unreachable!(),
+    }
+
+    a.t.connect_addr(b.addr()).unwrap();
+    let ev = a.expect("PeerUp b", is_up("node-b")).await;
+    match ev {
+        TransportEvent::PeerUp { addr, .. } => assert_eq!(addr, b.addr()),
+        _ => unreachable!(),
+    }
+    b.expect("PeerUp a", is_up("node-a")).await;
+    // Already connected: no second connection.
+    a.t.connect_addr(b.addr()).unwrap();
+    a.t.send(&b.peer_addr(), Bytes::from_static(b"hi")).unwrap();
+    b.expect("hi", is_frame("node-a", b"hi")).await;
+    assert_eq!(a.t.stats().connections_outbound, 1);
+}
+
+#[tokio::test]
+async fn garbage_datagrams_do_not_break_the_endpoint() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.8:0").await.unwrap();
+    let mut payloads: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0xff; 3],
+        vec![0xc0; 1200],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    // Long-header packets with the QUIC v1 version and random bodies (Initial-looking).
+    let mut x: u32 = 0x1234_5678;
+    for len in [20usize, 1200, 1500, 65_000] {
+        let mut p = vec![0xc3, 0, 0, 0, 1, 8];
+        while p.len() < len {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            p.push(x as u8);
+        }
+        payloads.push(p);
+    }
+    for _ in 0..5 {
+        for p in &payloads {
+            // Oversized datagrams may be refused locally; that is fine.
+            let _ = sock.send_to(p, a.addr()).await;
+        }
+    }
+    // A legit peer still gets through.
+    let mut b = Node::bind(ca.config("127.0.0.9", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"still there?"))
+        .unwrap();
+    a.expect("frame", is_frame("node-b", b"still there?")).await;
+    a.t.send(&b.peer_addr(), Bytes::from_static(b"yes"))
+        .unwrap();
+    b.expect("answer", is_frame("node-a", b"yes")).await;
+}
+
+#[tokio::test]
+async fn oversized_frame_drops_the_connection_and_is_counted() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut big = ca.config("127.0.0.10", "node-b");
+    big.max_frame = 1024 * 1024;
+    let mut b = Node::bind(big);
+
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"small"))
+        .unwrap();
+    a.expect("small", is_frame("node-b", b"small")).await;
+    b.t.send(&a.peer_addr(), Bytes::from(vec![7u8; 100 * 1024]))
+        .unwrap();
+    let ev = b
+        .expect("PeerDown", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown {
+            node_id, reason, ..
+        } => {
+            assert_eq!(node_id, "node-a");
+            assert!(matches!(reason, DownReason::Lost(_)), "{reason:?}");
+        }
+        _ => unreachable!(),
+    }
+    let ev = a
+        .expect("PeerDown", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown { reason, .. } => assert_eq!(reason, DownReason::FrameTooLarge),
+        _ => unreachable!(),
+    }
+    assert_eq!(a.t.stats().dropped_oversized, 1);
+    assert_eq!(a.t.stats().frames_in, 1);
+
+    // node-a keeps running: the peer reconnects and small frames flow again.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"again"))
+        .unwrap();
+    a.expect("again", is_frame("node-b", b"again")).await;
+
+    // Our own limit is enforced on send, too.
+    let err =
+        a.t.send(&b.peer_addr(), Bytes::from(vec![0u8; 64 * 1024 + 1]))
+            .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert_eq!(a.t.stats().dropped_too_large, 1);
+}
+
+#[tokio::test]
+async fn peer_down_after_remote_close_and_last_frame_is_flushed() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.11", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"hello"))
+        .unwrap();
+    a.expect("hello", is_frame("node-b", b"hello")).await;
+    b.expect("PeerUp a", is_up("node-a")).await;
+
+    // A last frame (a gossip Leave) queued right before shutdown still arrives.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"leave"))
+        .unwrap();
+    b.t.close_all(Duration::from_secs(2)).await;
+    a.expect("leave", is_frame("node-b", b"leave")).await;
+    let ev = a
+        .expect("PeerDown b", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown {
+            node_id, reason, ..
+        } => {
+            assert_eq!(node_id, "node-b");
+            assert_eq!(reason, DownReason::PeerShutdown);
+        }
+        _ => unreachable!(),
+    }
+    assert!(a.t.peers().is_empty());
+    assert!(b.t.send(&a.peer_addr(), Bytes::from_static(b"x")).is_err());
+}
+
+#[tokio::test]
+async fn full_peer_queue_drops_and_counts() {
+    let ca = Ca::new("c");
+    let mut cfg = ca.config("127.0.0.1", "node-a");
+    cfg.peer_queue = 4;
+    let a = Node::bind(cfg);
+    // Nobody listens there: the dial hangs until the idle timeout, the queue fills.
+    let nowhere = PeerAddr {
+        node_id: "node-z".into(),
+        addr: "127.0.0.12:9".parse().unwrap(),
+    };
+    let results: Vec<_> = (0..10)
+        .map(|_| a.t.send(&nowhere, Bytes::from_static(b"f")))
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
+    assert_eq!(a.t.stats().dropped_queue_full, 6);
+}
+
+#[tokio::test]
+async fn disconnect_drops_a_peer_that_failed_its_hello() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.13", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"hello, I am node-q"))
+        .unwrap();
+    a.expect("claim", is_frame("node-b", b"hello, I am node-q"))
+        .await;
+    // The gossip layer sees the claim does not match the identity and drops the connection.
+    a.t.disconnect("node-b", "hello does not match the certificate");
+    let ev = a
+        .expect("PeerDown", |ev| {
+            matches!(ev, TransportEvent::PeerDown { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::PeerDown {
+            node_id, reason, ..
+        } => {
+            assert_eq!(node_id, "node-b");
+            assert_eq!(reason, DownReason::Disconnected);
+        }
+        _ => unreachable!(),
+    }
+    b.expect("PeerDown", |ev| {
+        matches!(ev, TransportEvent::PeerDown { .. })
+    })
+    .await;
+    assert!(a.t.peers().is_empty());
+}
