@@ -15,6 +15,7 @@ use ractor::rpc::CallResult;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::cluster::gossip::{BackendClusterStatus, ClusterStatus, GossipMsg};
 use crate::gateway::Gateway;
 use crate::health::actor::HostStatus;
 use crate::proxy::body::ProxyBody;
@@ -35,6 +36,8 @@ pub struct AdminState {
     pub started: Instant,
     /// Client listener address.
     pub listen: String,
+    /// The Gossip actor, when the node is in a cluster.
+    pub gossip: Option<ractor::ActorRef<GossipMsg>>,
 }
 
 /// `/status` JSON.
@@ -56,6 +59,8 @@ pub struct NodeStatus {
     pub routes: Vec<RouteLoad>,
     /// Every backend host.
     pub backends: Vec<BackendStatus>,
+    /// Membership, cluster view and gossip counters (absent on a standalone node).
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// One backend host in `/status`.
@@ -74,6 +79,10 @@ pub struct BackendStatus {
     /// Detector state (None if the actor did not answer).
     #[serde(flatten)]
     pub health: Option<HostStatus>,
+    /// This node applies a cluster ejection of the host.
+    pub cluster_ejected: bool,
+    /// The cluster's view of the host, when any node has observed it.
+    pub cluster: Option<BackendClusterStatus>,
 }
 
 /// Serves the admin API until the process exits.
@@ -146,6 +155,16 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             routes.push(load);
         }
     }
+    let cluster = match &st.gossip {
+        Some(g) => match g
+            .call(GossipMsg::Status, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(CallResult::Success(c)) => Some(c),
+            _ => None,
+        },
+        None => None,
+    };
     let snapshot = gw.snapshot();
     let mut backends = Vec::new();
     for host in gw.registry().all().await {
@@ -164,6 +183,10 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             address: host.address.clone(),
             priority,
             health: host.status().await,
+            cluster_ejected: host.view.is_cluster_ejected(),
+            cluster: cluster
+                .as_ref()
+                .and_then(|c| c.backends.get(&host.key).cloned()),
         });
     }
     NodeStatus {
@@ -180,6 +203,7 @@ pub async fn status(st: &AdminState) -> NodeStatus {
         ready: !st.shutdown.is_draining(),
         routes,
         backends,
+        cluster,
     }
 }
 

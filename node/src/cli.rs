@@ -85,6 +85,15 @@ pub enum CertsCommand {
     },
 }
 
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -127,6 +136,25 @@ pub struct RunArgs {
     /// This node's cluster key (PEM).
     #[arg(long, env = "SWITCHYARD_CLUSTER_KEY")]
     pub cluster_key: Option<PathBuf>,
+    /// Gossip address peers should dial [default: the --gossip address, or NODE_ID:PORT when it is a
+    /// wildcard address].
+    #[arg(long, env = "SWITCHYARD_GOSSIP_ADVERTISE")]
+    pub gossip_advertise: Option<String>,
+    /// Network-class ejections (connect/TLS/reset/timeout) need this many distinct live observers before
+    /// the cluster adopts them (all live nodes if fewer).
+    #[arg(long, env = "SWITCHYARD_NETWORK_QUORUM", default_value_t = 2)]
+    pub network_quorum: usize,
+    /// Apply other nodes' ejections (`off`: each node relies on its own passive health, as Envoy does).
+    #[arg(
+        long,
+        env = "SWITCHYARD_SHARE_EJECTIONS",
+        value_enum,
+        default_value = "on"
+    )]
+    pub share_ejections: OnOff,
+    /// Source address for connections to upstream providers.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_BIND")]
+    pub upstream_bind: Option<std::net::IpAddr>,
     /// Request body limit in bytes (413 beyond it).
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -150,7 +178,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Whether any cluster flag was given (the cluster is not part of this build yet).
+    /// Whether any cluster flag was given.
     pub fn cluster_requested(&self) -> bool {
         !self.seeds.is_empty()
             || self.cluster.is_some()

@@ -51,10 +51,14 @@ pub enum LoadError {
 }
 
 /// Node-wide settings that are not in the YAML.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewaySettings {
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// `--upstream-bind`: source address of upstream connections.
+    pub upstream_bind: Option<std::net::IpAddr>,
+    /// The Gossip actor, when the node is in a cluster.
+    pub gossip: Option<ActorRef<crate::cluster::gossip::GossipMsg>>,
 }
 
 /// The live gateway state shared by the listener, the admin server and the reload path.
@@ -116,7 +120,7 @@ impl Gateway {
                 max_body_bytes: settings.max_body_bytes,
             }),
             config: ArcSwap::from_pointee(cfg.clone()),
-            registry: HealthRegistry::default(),
+            registry: HealthRegistry::new(settings.gossip.clone()),
             routes: Mutex::new(HashMap::new()),
             reload_lock: Mutex::new(()),
             resolved: ArcSwap::from_pointee(Resolved::new()),
@@ -250,6 +254,7 @@ impl Gateway {
                                         &dial,
                                         backend.tls.as_ref(),
                                         timeout,
+                                        self.settings.upstream_bind,
                                     )?;
                                     clients.insert(client_key.clone(), c.clone());
                                     c
@@ -302,7 +307,7 @@ impl Gateway {
                         hosts.iter().map(|h| h.health.key.as_str()).collect();
                     let ejected = hosts
                         .iter()
-                        .filter(|h| h.health.view.is_ejected())
+                        .filter(|h| h.health.view.is_locally_ejected())
                         .map(|h| h.health.key.as_str())
                         .collect::<HashSet<_>>()
                         .len();

@@ -13,7 +13,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, AdminState};
-use crate::cli::RunArgs;
+use ractor::ActorRef;
+
+use crate::cli::{OnOff, RunArgs};
+use crate::cluster::gossip::{Gossip, GossipArgs, GossipMsg, GossipSettings};
+use crate::cluster::transport::{Transport, TransportConfig};
+use crate::cluster::{ClusterConfig, ClusterCore};
 use crate::gateway::{Gateway, GatewaySettings, LoadError};
 use crate::proxy::server::{Listener, ListenerArgs, ListenerMsg};
 use crate::shutdown::Shutdown;
@@ -43,6 +48,78 @@ pub enum RunError {
     /// An actor could not be started.
     #[error("cannot start the listener actor: {0}")]
     Actor(String),
+    /// The cluster could not be joined or configured.
+    #[error("cluster: {0}")]
+    Cluster(String),
+}
+
+/// Starts the QUIC transport and the Gossip actor (DESIGN §6).
+async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMsg>, RunError> {
+    let (Some(ca), Some(cert), Some(key)) =
+        (&args.cluster_ca, &args.cluster_cert, &args.cluster_key)
+    else {
+        return Err(RunError::Cluster(
+            "joining a cluster needs --cluster-ca, --cluster-cert and --cluster-key (make them with `switchyard certs ca` and `switchyard certs node`)".into(),
+        ));
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| RunError::Cluster(format!("cannot read {}: {e}", p.display())))
+    };
+    let (ca_pem, cert_pem, key_pem) = (read(ca)?, read(cert)?, read(key)?);
+    let listen = tokio::net::lookup_host(args.gossip.as_str())
+        .await
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| RunError::Cluster(format!("invalid --gossip address {:?}", args.gossip)))?;
+    let advertise = args.gossip_advertise.clone().unwrap_or_else(|| {
+        if listen.ip().is_unspecified() {
+            format!("{node_id}:{}", listen.port())
+        } else {
+            listen.to_string()
+        }
+    });
+    let (transport, events) = Transport::bind(TransportConfig::new(
+        listen, node_id, ca_pem, cert_pem, key_pem,
+    ))
+    .map_err(|e| RunError::Cluster(e.to_string()))?;
+    // Generations only need to grow across restarts of one node; they are compared, never used as time.
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut cfg = ClusterConfig::new(node_id, advertise.clone(), generation);
+    cfg.seeds = args.seeds.clone();
+    cfg.network_quorum = args.network_quorum.max(1);
+    let cluster = args.cluster.clone().unwrap_or_else(|| "switchyard".into());
+    let config_hash = crate::config::load(&args.config)
+        .map(|c| fnv1a(crate::config::render_routing_table(&c).as_bytes()))
+        .unwrap_or(0);
+    let (gossip, _join) = Actor::spawn(
+        None,
+        Gossip,
+        GossipArgs {
+            core: ClusterCore::new(cfg, Instant::now()),
+            transport,
+            events,
+            settings: GossipSettings {
+                cluster: cluster.clone(),
+                config_hash,
+                share_ejections: args.share_ejections == OnOff::On,
+            },
+        },
+    )
+    .await
+    .map_err(|e| RunError::Actor(e.to_string()))?;
+    tracing::info!(cluster = %cluster, gossip = %listen, advertise = %advertise, seeds = ?args.seeds,
+        share_ejections = args.share_ejections == OnOff::On, "gossip started");
+    Ok(gossip)
+}
+
+/// FNV-1a: a stable hash of the routing table for Hello's `config_hash` (not a security measure).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Runs a node until SIGTERM/SIGINT, then drains and returns.
@@ -52,17 +129,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .install_recorder()
         .map_err(|e| RunError::Metrics(e.to_string()))?;
     let node_id = args.node_id.clone().unwrap_or_else(hostname);
-    if args.cluster_requested() {
-        tracing::warn!("cluster flags were given, but this build has no cluster support yet: running standalone");
-    }
+    let gossip = if args.cluster_requested() {
+        Some(start_gossip(&args, &node_id).await?)
+    } else {
+        None
+    };
 
     let gateway = Gateway::start(
         &args.config,
         GatewaySettings {
             max_body_bytes: args.max_body_bytes,
+            upstream_bind: args.upstream_bind,
+            gossip: gossip.clone(),
         },
     )
     .await?;
+    if let Some(g) = &gossip {
+        let _ = g.cast(GossipMsg::Attach(gateway.clone()));
+    }
 
     let listen = args.listen.unwrap_or_else(|| {
         let port = gateway.config().gateway_port.unwrap_or(8080);
@@ -107,6 +191,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             node_id: node_id.clone(),
             started,
             listen: listen_addr.to_string(),
+            gossip: gossip.clone(),
         }),
     ));
     let refresher = gateway.clone();
@@ -152,6 +237,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     );
     if !clean {
         tracing::warn!("drain timeout reached with requests still in flight");
+    }
+    if let Some(g) = &gossip {
+        // DESIGN §7: Leave goes out after the drain, so peers stop counting on this node only when it is
+        // really gone.
+        let _ = g.call(GossipMsg::Leave, Some(Duration::from_secs(3))).await;
     }
     tracing::info!("stopped");
     Ok(())

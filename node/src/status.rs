@@ -71,6 +71,55 @@ pub fn render(v: &Value) -> String {
         s(&v["listen"]),
         s(&v["ready"])
     );
+    if let Some(c) = v.get("cluster").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            out,
+            "cluster {}  share-ejections {}",
+            s(&c["cluster"]),
+            if c["share_ejections"].as_bool().unwrap_or(false) {
+                "on"
+            } else {
+                "off"
+            }
+        );
+        let _ = writeln!(out, "\nMEMBERS");
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<22} {:<8} {:>11} {:>9} {:>11}",
+            "NODE", "ADDRESS", "STATE", "INCARNATION", "RTT", "LAST HEARD"
+        );
+        for m in c["members"].as_array().into_iter().flatten() {
+            let rtt = m["rtt_ms"]
+                .as_f64()
+                .map_or_else(|| "-".into(), |r| format!("{r:.1}ms"));
+            let heard = m["last_heard_ms_ago"].as_u64().map_or_else(
+                || "-".into(),
+                |ms| format!("{:.1}s ago", ms as f64 / 1000.0),
+            );
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<22} {:<8} {:>11} {:>9} {:>11}",
+                s(&m["node"]),
+                s(&m["addr"]),
+                s(&m["state"]),
+                s(&m["incarnation"]),
+                rtt,
+                heard
+            );
+        }
+        let k = &c["counters"];
+        let _ = writeln!(
+            out,
+            "  gossip: {} in, {} out, {} malformed, {} skipped, {} refused at hello, {} refused by TLS, {} dropped",
+            s(&k["messages_in"]),
+            s(&k["messages_out"]),
+            s(&k["malformed_frames"]),
+            s(&k["skipped_frames"]),
+            s(&k["hello_rejected"]),
+            s(&k["connections_rejected"]),
+            s(&k["frames_dropped"])
+        );
+    }
     let _ = writeln!(out, "\nROUTES (priority: share of traffic)");
     for r in v["routes"].as_array().into_iter().flatten() {
         for (i, rule) in r["rules"].as_array().into_iter().flatten().enumerate() {
@@ -86,14 +135,39 @@ pub fn render(v: &Value) -> String {
     let _ = writeln!(out, "\nBACKENDS");
     let _ = writeln!(
         out,
-        "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}",
+        "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}  CLUSTER VIEW",
         "HOST", "PRIO", "STATE", "REASON", "LEFT", "EJECT", "5XX", "GW", "LOCAL"
     );
     for b in v["backends"].as_array().into_iter().flatten() {
         let state = if b["ejected"].as_bool().unwrap_or(false) {
             "ejected"
+        } else if b["cluster_ejected"].as_bool().unwrap_or(false) {
+            "cluster"
         } else {
             "healthy"
+        };
+        let cluster = match b.get("cluster").filter(|c| !c.is_null()) {
+            None => "-".to_string(),
+            Some(c) => {
+                let who: Vec<String> = c["observers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|o| format!("{}:{}({})", s(&o["node"]), s(&o["reason"]), s(&o["class"])))
+                    .collect();
+                let verdict = if c["applied"].as_bool().unwrap_or(false) {
+                    let left = c["time_left_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+                    format!("ejected {left:.1}s")
+                } else if c["adopted"].as_bool().unwrap_or(false) {
+                    "adopted, not applied".to_string()
+                } else {
+                    format!(
+                        "not adopted (network quorum {})",
+                        s(&c["network_quorum_needed"])
+                    )
+                };
+                format!("{verdict} by {}", who.join(", "))
+            }
         };
         let left = b["time_left_ms"]
             .as_u64()
@@ -101,7 +175,7 @@ pub fn render(v: &Value) -> String {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}",
+            "  {:<48} {:>4} {:<8} {:<28} {:>9} {:>5} {:>5} {:>5} {:>5}  {}",
             s(&b["host"]),
             s(&b["priority"]),
             state,
@@ -115,6 +189,7 @@ pub fn render(v: &Value) -> String {
             s(&b["consecutive_5xx"]),
             s(&b["consecutive_gateway_errors"]),
             s(&b["consecutive_local_origin_failures"]),
+            cluster,
         );
     }
     out

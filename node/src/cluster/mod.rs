@@ -38,8 +38,10 @@
 //! Before a local ejection the health actor should ask [`ClusterCore::next_local_ejection_count`] so its
 //! detector's multiplier continues from the cluster's count (DESIGN §6: "`max + 1`").
 
+pub mod apply;
 pub mod certs;
 pub mod evidence;
+pub mod gossip;
 pub mod membership;
 pub mod transport;
 pub mod view;

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
+use switchyard_protocol::ObservationClass;
 use tokio::task::JoinHandle;
 
+use crate::cluster::gossip::GossipMsg;
 use crate::config::model::PassiveHealthConfig;
 use crate::health::active::{ActiveProbe, ActiveState};
 use crate::health::outlier::{Observation, OutlierDetector, SweepOutcome};
@@ -78,6 +80,8 @@ pub struct HealthArgs {
     pub view: Arc<HostHealth>,
     /// Initial policy.
     pub policy: HostPolicy,
+    /// The Gossip actor, when the node is in a cluster: told about local ejections and returns.
+    pub gossip: Option<ActorRef<GossipMsg>>,
 }
 
 /// The actor's state.
@@ -91,6 +95,7 @@ pub struct HealthState {
     timer: Option<(Duration, JoinHandle<()>)>,
     active: ActiveState,
     probe: Option<(ActiveProbe, JoinHandle<()>)>,
+    gossip: Option<ActorRef<GossipMsg>>,
 }
 
 /// The BackendHealth actor.
@@ -138,8 +143,8 @@ impl HealthState {
     /// The published flag: ejected by the outlier detector or failing active checks.
     fn publish(&self) {
         let ejected = self.detector.as_ref().is_some_and(|d| d.is_ejected()) || self.active.failed;
-        if ejected != self.view.is_ejected() {
-            self.view.set_ejected(ejected);
+        if ejected != self.view.is_locally_ejected() {
+            self.view.set_local_ejected(ejected);
             metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone())
                 .set(if ejected { 1.0 } else { 0.0 });
         }
@@ -175,6 +180,12 @@ impl HealthState {
         let Some(detector) = self.detector.as_mut() else {
             return;
         };
+        // DESIGN §6: HTTP answers are the provider's evidence; local-origin failures may be this node's
+        // network, so the cluster needs a quorum of observers for them.
+        let class = match obs {
+            Observation::LocalOriginFailure(_) => ObservationClass::Network,
+            Observation::Status(_) | Observation::ConnectSucceeded => ObservationClass::Provider,
+        };
         let Some(reason) = detector.observe(obs) else {
             return;
         };
@@ -191,9 +202,20 @@ impl HealthState {
                 return;
             }
         }
+        // Continue from the cluster's count so ejection lengths grow alike on every node (`max + 1`).
+        detector.raise_ejection_count(self.view.cluster_ejection_count());
         detector.eject(reason, now);
         self.held = taken;
         let left = detector.time_left(now).unwrap_or_default();
+        if let Some(g) = &self.gossip {
+            let _ = g.cast(GossipMsg::LocalEjection {
+                host: self.key.clone(),
+                reason: reason.as_str(),
+                class,
+                remaining: left,
+                ejection_count: detector.ejection_count(),
+            });
+        }
         tracing::warn!(host = %self.key, reason = reason.as_str(), ejection_count = detector.ejection_count(),
             ejection_ms = left.as_millis() as u64, "backend host ejected");
         metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
@@ -205,6 +227,11 @@ impl HealthState {
     fn release_slots(&mut self) {
         for g in self.held.drain(..) {
             g.release();
+        }
+        if let Some(g) = &self.gossip {
+            let _ = g.cast(GossipMsg::LocalReturn {
+                host: self.key.clone(),
+            });
         }
     }
 
@@ -282,6 +309,7 @@ impl Actor for BackendHealth {
             timer: None,
             active: ActiveState::default(),
             probe: None,
+            gossip: args.gossip,
         };
         state.apply(&myself, args.policy);
         Ok(state)

@@ -263,6 +263,16 @@ impl OutlierDetector {
         }
     }
 
+    /// Raises the ejection multiplier to at least `count` (never lowers it), so that the next ejection lasts
+    /// `base × (count + 1)`: DESIGN §6, a node's next local ejection continues from the cluster's count
+    /// (`max + 1`), so ejection lengths grow alike on every node. Capped like Envoy's own growth.
+    pub fn raise_ejection_count(&mut self, count: u32) {
+        let base = self.cfg.base_ejection_time.max(Duration::from_millis(1));
+        let cap = (self.cfg.max_ejection_time.as_millis() / base.as_millis()).saturating_add(1);
+        let cap = u32::try_from(cap).unwrap_or(u32::MAX);
+        self.backoff = self.backoff.max(count.min(cap));
+    }
+
     /// The interval tick at `now` (Envoy `onIntervalTimer`).
     ///
     /// An ejected host returns at the first sweep with `now >= ejected_at + min(base * k, max)` (so with a 5 s

@@ -12,6 +12,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
+use crate::cluster::gossip::GossipMsg;
 use crate::config::model::Endpoint;
 use crate::health::actor::{BackendHealth, HealthArgs, HealthMsg, HostPolicy, HostStatus};
 use crate::health::outlier::Observation;
@@ -88,9 +89,18 @@ pub enum RegistryError {
 #[derive(Default)]
 pub struct HealthRegistry {
     hosts: Mutex<HashMap<String, Arc<HostEntry>>>,
+    gossip: Option<ActorRef<GossipMsg>>,
 }
 
 impl HealthRegistry {
+    /// A registry whose hosts report to `gossip` when the node is in a cluster.
+    pub fn new(gossip: Option<ActorRef<GossipMsg>>) -> Self {
+        HealthRegistry {
+            hosts: Mutex::new(HashMap::new()),
+            gossip,
+        }
+    }
+
     /// Returns the entry for `key`, starting its actor if it is new. The actor starts with no policy; the
     /// caller sends one with [`HostEntry::configure`] once the rule groups are known.
     pub async fn ensure(
@@ -116,6 +126,7 @@ impl HealthRegistry {
                     groups: Vec::new(),
                     active: None,
                 },
+                gossip: self.gossip.clone(),
             },
         )
         .await

@@ -5,24 +5,49 @@
 //! `maxEjectionPercent`: hosts of one route rule reserve a slot atomically before ejecting, so two hosts
 //! failing at the same instant cannot both take the last slot.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::health::outlier::ejection_allowed;
 
-/// The lock-free health bit of one backend host.
+/// The lock-free health of one backend host: the local verdict (its BackendHealth actor) and the cluster's
+/// (the Gossip actor), each written by one actor only. The request path treats the host as ejected when
+/// either says so (DESIGN §6: every node routes away once any node's ejection is adopted).
 #[derive(Debug, Default)]
 pub struct HostHealth {
-    ejected: AtomicBool,
+    local: AtomicBool,
+    cluster: AtomicBool,
+    cluster_count: AtomicU32,
 }
 
 impl HostHealth {
-    /// True while the host is ejected (locally, and later by the cluster view).
+    /// True while the host is ejected, locally or by the cluster view.
     pub fn is_ejected(&self) -> bool {
-        self.ejected.load(Ordering::Acquire)
+        self.local.load(Ordering::Acquire) || self.cluster.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_ejected(&self, ejected: bool) {
-        self.ejected.store(ejected, Ordering::Release);
+    /// True while this node's own detector (or active check) ejects it.
+    pub fn is_locally_ejected(&self) -> bool {
+        self.local.load(Ordering::Acquire)
+    }
+
+    /// True while the cluster view ejects it on this node.
+    pub fn is_cluster_ejected(&self) -> bool {
+        self.cluster.load(Ordering::Acquire)
+    }
+
+    /// The cluster's ejection count for this host (0 without a cluster).
+    pub fn cluster_ejection_count(&self) -> u32 {
+        self.cluster_count.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_local_ejected(&self, ejected: bool) {
+        self.local.store(ejected, Ordering::Release);
+    }
+
+    /// Publishes the cluster's verdict; returns true when the ejected bit changed.
+    pub(crate) fn set_cluster(&self, ejected: bool, count: u32) -> bool {
+        self.cluster_count.store(count, Ordering::Release);
+        self.cluster.swap(ejected, Ordering::AcqRel) != ejected
     }
 }
 

@@ -106,6 +106,7 @@ pub fn build_client(
     dial: &Dial,
     tls: Option<&UpstreamTls>,
     connect_timeout: Duration,
+    source: Option<IpAddr>,
 ) -> Result<HttpClient, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -166,6 +167,7 @@ pub fn build_client(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
+    http.set_local_address(source);
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http();
