@@ -8,10 +8,12 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`Haproxy`], [`LoadClient`]: a real HAProxy in front of nodes, and steady client load through it;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`]: a tiny HTTP client.
 
 mod bins;
 mod http;
+mod lb;
 mod node;
 mod process;
 mod provider;
@@ -25,6 +27,10 @@ pub use bins::{bin_path, try_bin_path};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request, io_error_kind,
     Chunk, HttpResponse, StreamingResponse,
+};
+pub use lb::{
+    haproxy_path, parse_stats_csv, render_haproxy_config, repo_root, Haproxy, LbServer, LoadClient,
+    Outcome, ServerStat, HAPROXY,
 };
 pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;

@@ -57,9 +57,10 @@ impl SwitchyardNode {
             listen.into(),
             "--admin".into(),
             admin.into(),
-            "--drain-delay".into(),
-            "0s".into(),
         ];
+        if !extra.contains(&"--drain-delay") {
+            args.extend(["--drain-delay".to_string(), "0s".to_string()]);
+        }
         if !extra.contains(&"--node-id") {
             args.extend(["--node-id".to_string(), "test-node".to_string()]);
         }
