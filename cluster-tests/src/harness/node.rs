@@ -116,6 +116,11 @@ impl SwitchyardNode {
         r.json()
     }
 
+    /// The node's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The process (signals, logs, exit).
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
