@@ -27,7 +27,7 @@ fn one(file: &str, kind: &str) -> anyhow::Result<Value> {
         .filter(|d| d["kind"] == kind)
         .collect();
     ensure!(all.len() == 1, "{file}: want one {kind}, got {}", all.len());
-    Ok(all.into_iter().next().context("one")?)
+    all.into_iter().next().context("one")
 }
 
 /// `5s`, `30s`, `1m` → seconds.
