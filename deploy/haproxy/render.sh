@@ -19,9 +19,11 @@ while [ $# -gt 0 ]; do
     --bind) bind="$2"; shift 2 ;;
     --stats) stats="$2"; shift 2 ;;
     --loopback)
-      n="$2"; cport="${3:-8080}"; aport="${4:-9901}"
+      n="$2"; shift 2
+      cport=8080; aport=9901
+      if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then cport="$1"; shift; fi
+      if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then aport="$1"; shift; fi
       for i in $(seq 1 "$n"); do nodes+=("node-$i=127.0.0.$i:$cport/$aport"); done
-      shift 2; [ $# -gt 0 ] && [[ "$1" != --* ]] && shift; [ $# -gt 0 ] && [[ "$1" != --* ]] && shift
       ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *=*:*/*) nodes+=("$1"); shift ;;
