@@ -23,3 +23,8 @@ validate config="deploy/examples/provider-fallback.yaml":
 # Install test prerequisites (what .ci/run does before testing).
 setup:
     ./scripts/openai-venv.sh
+    test -x /usr/sbin/haproxy || apt-get install -y haproxy
+
+# N nodes on loopback behind a real HAProxy with mock providers (needs `haproxy`; Ctrl-C stops everything).
+cluster n="3":
+    cargo run -p switchyard-cluster-tests --bin local-cluster -- {{n}}

@@ -8,12 +8,14 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`Haproxy`], [`LoadClient`]: a real HAProxy in front of nodes, and steady client load through it;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
 //!   a tiny HTTP client;
 //! - [`TlsFiles`]: self-signed or test-CA-signed certificates as PEM files, and a client config trusting them.
 
 mod bins;
 mod http;
+mod lb;
 mod node;
 mod process;
 mod provider;
@@ -28,6 +30,10 @@ pub use bins::{bin_path, try_bin_path};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
     https_post_json, io_error_kind, Chunk, HttpResponse, StreamingResponse,
+};
+pub use lb::{
+    haproxy_path, parse_stats_csv, render_haproxy_config, repo_root, Haproxy, LbServer, LoadClient,
+    Outcome, ServerStat, HAPROXY,
 };
 pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;

@@ -105,9 +105,10 @@ impl SwitchyardNode {
             listen.into(),
             "--admin".into(),
             admin.into(),
-            "--drain-delay".into(),
-            "0s".into(),
         ];
+        if !extra.contains(&"--drain-delay") {
+            args.extend(["--drain-delay".to_string(), "0s".to_string()]);
+        }
         if !extra.contains(&"--node-id") {
             args.extend(["--node-id".to_string(), "test-node".to_string()]);
         }
@@ -172,6 +173,11 @@ impl SwitchyardNode {
             bail!("/status answered {}", r.status);
         }
         r.json()
+    }
+
+    /// The node's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The process (signals, logs, exit).

@@ -1,10 +1,13 @@
 //! The Listener actor: owns the client socket and the connection tasks (HTTP/1.1 and h2c on one port), and
 //! drains them on shutdown — stop accepting, then let in-flight requests and streams finish up to a deadline.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
+use hyper::Version;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -92,7 +95,22 @@ async fn accept_loop(args: ListenerArgs) -> bool {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     let gw = gateway.clone();
-                    let svc = service_fn(move |req| handle(gw.clone(), req));
+                    let sd = shutdown.clone();
+                    let svc = service_fn(move |req| {
+                        let (gw, sd) = (gw.clone(), sd.clone());
+                        async move {
+                            let h1 = req.version() < Version::HTTP_2;
+                            let mut resp = handle(gw, req).await?;
+                            // Draining: an L4 load balancer pins a keep-alive connection to this node,
+                            // so ask HTTP/1 clients to reconnect (to a ready node) after this response
+                            // instead of closing idle connections under them when accepting stops.
+                            if h1 && sd.is_draining() {
+                                resp.headers_mut()
+                                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                            }
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

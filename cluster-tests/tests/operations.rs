@@ -1,0 +1,130 @@
+//! The commands of docs/operations.md on one real node: `switchyard validate`, `switchyard status`
+//! (text, `--json`, unreachable node → non-zero), reload by SIGHUP and by `POST /reload` (a bad file keeps the
+//! running config), and the drain on SIGTERM (readiness 503 at once, liveness still 200, requests still served
+//! during the drain delay, exit 0).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use hyper::Method;
+use serde_json::{json, Value};
+use switchyard_cluster_tests::harness::{
+    bin_path, fallback_config, free_port, http_get, http_post_json, http_request, poll_until,
+    MockProvider, SwitchyardNode, SEED_POLICY,
+};
+
+const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
+const NEW_MODEL: &str = "reloaded-model";
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn switchyard(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(tokio::process::Command::new(bin_path("switchyard"))
+        .args(args)
+        .output()
+        .await?)
+}
+
+async fn status_of(node: &SwitchyardNode, model: &str) -> anyhow::Result<u16> {
+    Ok(
+        http_post_json(&node.url("/v1/chat/completions"), &chat(model))
+            .await?
+            .status
+            .as_u16(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_guide_commands_work() {
+    let r = tokio::time::timeout(Duration::from_secs(90), async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let config = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY);
+        let mut node =
+            SwitchyardNode::start_with(&config, &["--node-id", "guide-1", "--drain-delay", "1s"])
+                .await?;
+        let path = node.config_path.display().to_string();
+        let admin = format!("http://{}", node.admin);
+
+        // switchyard validate --config FILE
+        let out = switchyard(&["validate", "--config", &path]).await?;
+        ensure!(out.status.success(), "validate: {out:?}");
+
+        // switchyard status --admin URL [--json]; an unreachable node is an error.
+        let out = switchyard(&["status", "--admin", &admin]).await?;
+        ensure!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("guide-1"),
+            "status: {out:?}"
+        );
+        let out = switchyard(&["status", "--admin", &admin, "--json"]).await?;
+        let v: Value = serde_json::from_slice(&out.stdout).context("status --json")?;
+        ensure!(v.is_object(), "status --json: {v}");
+        let dead = format!("http://127.0.0.1:{}", free_port());
+        let out = switchyard(&["status", "--admin", &dead]).await?;
+        ensure!(
+            !out.status.success(),
+            "status of an unreachable node succeeded"
+        );
+
+        // Reload by SIGHUP: the route now matches the new model name.
+        ensure!(status_of(&node, NEW_MODEL).await? != 200);
+        std::fs::write(
+            &node.config_path,
+            config.replace(&format!("value: {MODEL}"), &format!("value: {NEW_MODEL}")),
+        )?;
+        node.process().signal(libc::SIGHUP)?;
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async { (status_of(&node, NEW_MODEL).await.ok()? == 200).then_some(()) },
+        )
+        .await
+        .context("SIGHUP did not reload the config")?;
+
+        // A bad file: POST /reload reports the error and the running config keeps serving.
+        std::fs::write(&node.config_path, "kind: [not yaml")?;
+        let r = http_request(Method::POST, &node.admin_url("/reload"), &[], "").await?;
+        ensure!(!r.status.is_success(), "a bad file reloaded: {}", r.text());
+        ensure!(status_of(&node, NEW_MODEL).await? == 200);
+        // A good file: POST /reload swaps it in.
+        std::fs::write(&node.config_path, &config)?;
+        let r = http_request(Method::POST, &node.admin_url("/reload"), &[], "").await?;
+        ensure!(
+            r.status.is_success(),
+            "POST /reload: {} {}",
+            r.status,
+            r.text()
+        );
+        ensure!(status_of(&node, MODEL).await? == 200);
+
+        // Drain: SIGTERM → /readyz 503 at once, /healthz 200, still serving during the drain delay, exit 0.
+        let t = Instant::now();
+        node.process().terminate()?;
+        poll_until(
+            Duration::from_millis(500),
+            Duration::from_millis(10),
+            || async {
+                (http_get(&node.admin_url("/readyz")).await.ok()?.status == 503).then_some(())
+            },
+        )
+        .await
+        .context("/readyz did not turn 503 on SIGTERM")?;
+        ensure!(http_get(&node.admin_url("/healthz")).await?.status == 200);
+        ensure!(status_of(&node, MODEL).await? == 200);
+        ensure!(
+            t.elapsed() < Duration::from_secs(1),
+            "checks outlasted the drain delay"
+        );
+        let exit = node.process().wait_exit(Duration::from_secs(10)).await?;
+        ensure!(exit.success(), "exit status {exit}");
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded 90s"),
+    }
+}
