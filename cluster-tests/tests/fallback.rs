@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
     fallback_config, free_port, http2_post_json, http_get, http_post_json, http_post_json_stream,
-    MockProvider, SwitchyardNode, SEED_POLICY,
+    run_bounded, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -20,11 +20,7 @@ fn chat(id: usize) -> Value {
 }
 
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
-    match tokio::time::timeout(TEST_TIMEOUT, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded {TEST_TIMEOUT:?}"),
-    }
+    run_bounded(TEST_TIMEOUT, f).await
 }
 
 /// An address on loopback where nothing listens: connects are refused.

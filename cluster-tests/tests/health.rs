@@ -5,19 +5,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bin_path, fallback_config, http_get, http_post_json, http_request, poll_until, MockProvider,
-    SwitchyardNode, SEED_POLICY,
+    bin_path, fallback_config, http_get, http_post_json, http_request, poll_until, run_bounded,
+    MockProvider, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
-    match tokio::time::timeout(TEST_TIMEOUT, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded {TEST_TIMEOUT:?}"),
-    }
+    run_bounded(TEST_TIMEOUT, f).await
 }
 
 fn chat(id: usize) -> Value {

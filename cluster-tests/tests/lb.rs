@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    fallback_config, free_port, haproxy_path, poll_until, Haproxy, LbServer, LoadClient,
-    MockProvider, Outcome, SwitchyardNode, SEED_POLICY,
+    fallback_config, free_port, haproxy_path, poll_until, run_bounded, Haproxy, LbServer,
+    LoadClient, MockProvider, Outcome, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -37,11 +37,7 @@ fn chat(task: usize, i: usize) -> Value {
 }
 
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
-    match tokio::time::timeout(TEST_TIMEOUT, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded {TEST_TIMEOUT:?}"),
-    }
+    run_bounded(TEST_TIMEOUT, f).await
 }
 
 /// A node slot: fixed ports, so a restarted node comes back where HAProxy expects it.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    free_port, http_get, http_post_json, http_post_json_stream, MockOptions, MockProvider,
-    SwitchyardNode, TlsFiles, SEED_POLICY,
+    free_port, http_get, http_post_json, http_post_json_stream, run_bounded, MockOptions,
+    MockProvider, SwitchyardNode, TlsFiles, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
@@ -18,11 +18,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 const BEDROCK_HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
-    match tokio::time::timeout(TEST_TIMEOUT, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded {TEST_TIMEOUT:?}"),
-    }
+    run_bounded(TEST_TIMEOUT, f).await
 }
 
 /// One backendRef of the test route.

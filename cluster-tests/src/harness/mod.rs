@@ -68,6 +68,20 @@ where
     }
 }
 
+/// Runs one multi-process test body with a time bound and turns its error into a panic with the whole
+/// context chain (`{:#}`). Every test bounds its own time (DESIGN §9); processes it started are killed by
+/// their `Drop` as the future is dropped.
+pub async fn run_bounded<F>(limit: Duration, body: F)
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    match tokio::time::timeout(limit, body).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded {limit:?}"),
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). For tests that
 /// need an address before the process that will listen on it exists; prefer port 0 where possible.
 pub fn free_port() -> u16 {
