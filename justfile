@@ -23,3 +23,9 @@ validate config="deploy/examples/provider-fallback.yaml":
 # Install test prerequisites (what .ci/run does before testing).
 setup:
     ./scripts/openai-venv.sh
+
+# Benchmarks (docs/BENCHMARKS.md): direct vs nginx vs one Switchyard node, then failover. Installs nginx
+# (apt-get) and oha (cargo install) when missing. Quick run: `just bench --quick`. Not part of `cargo test`.
+bench *args:
+    cargo build --release -p switchyard -p switchyard-cluster-tests --bin switchyard --bin mock-provider --bin bench
+    target/release/bench {{args}}

@@ -68,6 +68,9 @@ pub struct Args {
     /// Failover scenarios to run.
     #[arg(long, value_delimiter = ',', default_value = "500,refuse,hang")]
     pub scenarios: Vec<String>,
+    /// The `switchyard` binary to measure (default: the workspace's, built in the same profile).
+    #[arg(long)]
+    pub switchyard: Option<PathBuf>,
     /// Directory for results.json / results.md.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -116,6 +119,9 @@ pub fn request_body() -> String {
 /// Runs everything the flags ask for and writes the results.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = args.effective();
+    if let Some(p) = &args.switchyard {
+        targets::set_switchyard_binary(p.clone());
+    }
     if args.nodes != 1 {
         bail!(
             "--nodes {} is not measurable yet: multi-node failover needs the cluster integration \

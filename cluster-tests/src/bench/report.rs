@@ -69,7 +69,7 @@ pub struct Cell {
     pub mock_cpu_us: f64,
     /// Every round sustained the rate.
     pub sustained: bool,
-    /// Non-200 answers plus connection errors, summed over rounds.
+    /// Non-200 answers, summed over rounds (oha counts requests cut by the end of `-z` as connection errors, not here).
     pub failures: u64,
 }
 
@@ -128,10 +128,7 @@ pub fn summarize(runs: &[Run], rss: &[(String, u64)]) -> Summary {
                     }
                 }),
                 sustained: rs.iter().all(|r| r.sustained),
-                failures: rs
-                    .iter()
-                    .map(|r| r.requests - r.ok.min(r.requests) + r.errors)
-                    .sum(),
+                failures: rs.iter().map(|r| r.requests - r.ok.min(r.requests)).sum(),
             }
         })
         .collect();

@@ -13,6 +13,13 @@ use crate::harness::{bin_path, free_port, poll_until, MockOptions, MockProvider,
 /// `USER_HZ`: the unit of `/proc/PID/stat` CPU times (100 on every Linux ABI).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
+static SWITCHYARD_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Measures this `switchyard` binary instead of the workspace's (e.g. a build of an older commit).
+pub fn set_switchyard_binary(path: PathBuf) {
+    let _ = SWITCHYARD_BIN.set(path);
+}
+
 /// One load target.
 pub struct Target {
     /// `direct`, `nginx`, `switchyard`.
@@ -267,7 +274,10 @@ impl BenchNode {
         ];
         let process = Process::start(
             "switchyard",
-            &bin_path("switchyard"),
+            &SWITCHYARD_BIN
+                .get()
+                .cloned()
+                .unwrap_or_else(|| bin_path("switchyard")),
             &args,
             &[("SWITCHYARD_LOG", "warn")],
         )?;
