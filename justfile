@@ -28,3 +28,9 @@ setup:
 # N nodes on loopback behind a real HAProxy with mock providers (needs `haproxy`; Ctrl-C stops everything).
 cluster n="3":
     cargo run -p switchyard-cluster-tests --bin local-cluster -- {{n}}
+
+# Benchmarks (docs/BENCHMARKS.md): direct vs nginx vs one Switchyard node, then failover. Installs nginx
+# (apt-get) and oha (cargo install) when missing. Quick run: `just bench --quick`. Not part of `cargo test`.
+bench *args:
+    cargo build --release -p switchyard -p switchyard-cluster-tests --bin switchyard --bin mock-provider --bin bench
+    target/release/bench {{args}}

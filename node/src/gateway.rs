@@ -278,22 +278,25 @@ impl Gateway {
                                     e
                                 }
                             };
-                            let host = UpstreamHost {
+                            let mut host = UpstreamHost {
                                 priority: r.priority,
                                 weight: r.weight,
                                 backend: runtime.clone(),
                                 endpoint: endpoint.clone(),
                                 dial,
                                 client,
+                                metric_backend: Arc::from(entry.key.as_str()),
                                 health: entry,
+                                base_url: String::new(),
                             };
+                            host.base_url = host.compute_base_url();
                             host_policy.entry(host_key).or_insert_with(|| HostPolicy {
                                 passive: route.traffic.passive.clone(),
                                 groups: Vec::new(),
                                 active: route.traffic.active.clone().map(|config| ActiveProbe {
                                     config,
                                     client: host.client.clone(),
-                                    base_url: host.base_url(),
+                                    base_url: host.base_url.clone(),
                                     auth: probe_auth(&host.backend),
                                 }),
                             });

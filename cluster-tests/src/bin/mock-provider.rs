@@ -40,6 +40,9 @@ struct Args {
     /// PEM private key for TLS on the data port.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Count requests without recording them (benchmarks: flat memory, no recording cost).
+    #[arg(long)]
+    no_log: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             chunk_delay_ms: args.chunk_delay_ms,
             content_chunks: args.content_chunks,
         },
+        no_log: args.no_log,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

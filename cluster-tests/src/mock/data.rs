@@ -226,17 +226,6 @@ async fn handle(
             return Ok(full_response(&shared, 0, reply));
         }
     };
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
-    for (name, value) in &parts.headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|old| {
-                old.push_str(", ");
-                old.push_str(&v);
-            })
-            .or_insert(v);
-    }
     let path = parts
         .uri
         .path_and_query()
@@ -257,20 +246,35 @@ async fn handle(
         };
         bedrock::verify_sigv4(&parts.method, target, &parts.headers, &body)
     });
-    let seq = shared.record(RecordedRequest {
-        seq: 0,
-        method: parts.method.as_str().to_owned(),
-        path: path.clone(),
-        version: format!("{:?}", parts.version),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        source: peer.to_string(),
-        at_ms: now_ms(),
-        sigv4: verdict.as_ref().map(|v| match v {
-            Ok(()) => "verified".to_owned(),
-            Err(why) => format!("invalid: {why}"),
-        }),
-    });
+    let seq = if shared.logging() {
+        let mut headers = std::collections::BTreeMap::<String, String>::new();
+        for (name, value) in &parts.headers {
+            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers
+                .entry(name.as_str().to_owned())
+                .and_modify(|old| {
+                    old.push_str(", ");
+                    old.push_str(&v);
+                })
+                .or_insert(v);
+        }
+        shared.record(RecordedRequest {
+            seq: 0,
+            method: parts.method.as_str().to_owned(),
+            path: path.clone(),
+            version: format!("{:?}", parts.version),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            source: peer.to_string(),
+            at_ms: now_ms(),
+            sigv4: verdict.as_ref().map(|v| match v {
+                Ok(()) => "verified".to_owned(),
+                Err(why) => format!("invalid: {why}"),
+            }),
+        })
+    } else {
+        shared.count_unlogged()
+    };
 
     let mode = shared.next_mode();
     tracing::debug!(seq, %path, ?mode, "data request");

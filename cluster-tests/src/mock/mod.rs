@@ -90,6 +90,9 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Initial streaming settings.
     pub stream: StreamSettings,
+    /// Keep no request log (benchmarks): requests are only counted, so memory stays flat and recording
+    /// costs nothing. `GET /requests` is then empty and `GET /requests/count` is the count.
+    pub no_log: bool,
 }
 
 /// How streamed answers are paced and split. Set with `PUT /stream` (fields optional there).
@@ -125,6 +128,9 @@ pub struct Shared {
     mode: Mutex<ModeState>,
     stream: Mutex<StreamSettings>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// False with `--no-log`: requests are counted in `unlogged` instead of recorded.
+    keep_log: bool,
+    unlogged: AtomicU64,
     seq: AtomicU64,
     /// Whether the data listener should be open (false while the effective next mode is `refuse`).
     want_listen: watch::Sender<bool>,
@@ -140,12 +146,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// New state with the given name, mode and stream settings.
     pub fn new(name: String, mode: Mode, stream: StreamSettings) -> Arc<Shared> {
+        Self::with_log(name, mode, stream, true)
+    }
+
+    /// Like [`Shared::new`]; `keep_log: false` counts requests without recording them (`--no-log`).
+    pub fn with_log(
+        name: String,
+        mode: Mode,
+        stream: StreamSettings,
+        keep_log: bool,
+    ) -> Arc<Shared> {
         let want = mode.effective(0) != Mode::Refuse;
         Arc::new(Shared {
             name,
             mode: Mutex::new(ModeState { mode, served: 0 }),
             stream: Mutex::new(stream),
             log: Mutex::new(Vec::new()),
+            keep_log,
+            unlogged: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             want_listen: watch::Sender::new(want),
             listening: watch::Sender::new(false),
@@ -207,20 +225,31 @@ impl Shared {
         seq
     }
 
+    /// Whether requests are recorded (false with `--no-log`).
+    pub fn logging(&self) -> bool {
+        self.keep_log
+    }
+
+    /// Counts a request without recording it (`--no-log`); returns its sequence number.
+    pub fn count_unlogged(&self) -> u64 {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     /// A copy of the request log.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.log).clone()
     }
 
-    /// Number of requests in the log.
+    /// Number of requests in the log (with `--no-log`: requests counted since the last clear).
     pub fn request_count(&self) -> usize {
-        lock(&self.log).len()
+        lock(&self.log).len() + self.unlogged.load(Ordering::Relaxed) as usize
     }
 
     /// Empties the request log (sequence numbers keep counting); returns how many were removed.
     pub fn clear(&self) -> usize {
         let mut log = lock(&self.log);
-        let n = log.len();
+        let n = log.len() + self.unlogged.swap(0, Ordering::Relaxed) as usize;
         log.clear();
         n
     }
@@ -232,7 +261,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Some((cert, key)) => Some(data::tls_acceptor(cert, key)?),
         None => None,
     };
-    let shared = Shared::new(opts.name.clone(), opts.mode.clone(), opts.stream);
+    let shared = Shared::with_log(
+        opts.name.clone(),
+        opts.mode.clone(),
+        opts.stream,
+        !opts.no_log,
+    );
     let data_listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding data port {}", opts.listen))?;

@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use metrics::SharedString;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
@@ -41,6 +42,8 @@ pub struct ProxiedRequest {
     pub model: String,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// `stream_options.include_usage` of the body (read by the handler's probe, not re-parsed).
+    pub include_usage: bool,
     /// `gen_ai_operation_name` of the endpoint (`chat`, `text_completion`, `embeddings`).
     pub operation: &'static str,
     /// When the gateway received the request (GenAI duration metrics start here).
@@ -105,7 +108,7 @@ pub async fn forward(
     let rctx = ResponseCtx {
         model: req.model.clone(),
         stream: req.stream,
-        include_usage: schema::include_usage(&req.body),
+        include_usage: req.include_usage,
         id: format!("chatcmpl-{:024x}", rng.random::<u128>() >> 32),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -157,7 +160,7 @@ pub async fn forward(
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                record_upstream(host, &status.to_string());
+                record_upstream(host, status_label(status));
                 host.health.report(Observation::ConnectSucceeded);
                 let outcome = AttemptOutcome::Status(status);
                 let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
@@ -180,18 +183,18 @@ pub async fn forward(
             Ok(Err(e)) => {
                 let f = LocalFailure::classify(&e);
                 tracing::debug!(host = %host.health.key, failure = f.as_str(), error = ?e, "attempt failed");
-                record_upstream(host, f.as_str());
+                record_upstream(host, SharedString::const_str(f.as_str()));
                 host.health.report_failure(f.observation()).await;
                 Failure::Local(f)
             }
             Err(_) if attempt_deadline == deadline => {
                 // The route timeout: covers every attempt and is never retried (DESIGN §4).
-                record_upstream(host, "route_timeout");
+                record_upstream(host, SharedString::const_str("route_timeout"));
                 host.health.report(LocalFailure::Timeout.observation());
                 return route_timeout(rule);
             }
             Err(_) => {
-                record_upstream(host, "timeout");
+                record_upstream(host, SharedString::const_str("timeout"));
                 host.health
                     .report_failure(LocalFailure::Timeout.observation())
                     .await;
@@ -246,10 +249,27 @@ fn idle_timeout(per_try: Option<Duration>, rule: &RuleSnap) -> Duration {
     per_try.unwrap_or(rule.request_timeout)
 }
 
-fn record_upstream(host: &UpstreamHost, outcome: &str) {
+/// Counts one attempt. The labels are shared strings (the host's precomputed backend label, static
+/// outcomes), so recording allocates nothing but the metric key's label vector.
+fn record_upstream(host: &UpstreamHost, outcome: SharedString) {
     metrics::counter!("switchyard_upstream_requests_total",
-        "backend" => host.health.key.clone(), "outcome" => outcome.to_string())
+        "backend" => host.metric_backend.clone(), "outcome" => outcome)
     .increment(1);
+}
+
+/// The `outcome` label of an upstream status: static for the common codes.
+fn status_label(status: u16) -> SharedString {
+    const COMMON: [&str; 16] = [
+        "200", "201", "204", "400", "401", "403", "404", "408", "409", "413", "422", "429", "500",
+        "502", "503", "504",
+    ];
+    match COMMON
+        .iter()
+        .find(|s| s.parse::<u16>().ok() == Some(status))
+    {
+        Some(s) => SharedString::const_str(s),
+        None => SharedString::from(status.to_string()),
+    }
 }
 
 fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
@@ -389,7 +409,7 @@ fn build_upstream_request(
     let translated = translator
         .request(&ctx, &req.body)
         .map_err(|e| translation_error(&backend.key, &e))?;
-    let uri = format!("{}{}", host.base_url(), translated.path_and_query);
+    let uri = format!("{}{}", host.base_url, translated.path_and_query);
     let mut builder = Request::builder().method(Method::POST).uri(uri);
     let headers = builder.headers_mut().ok_or_else(|| {
         GatewayError::new(

@@ -70,6 +70,9 @@ struct BodyProbe<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
+    /// Only `include_usage` is read; kept as a value so any shape is accepted as before.
+    #[serde(default)]
+    stream_options: Option<serde_json::Value>,
 }
 
 async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -126,6 +129,11 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         }
     };
     let stream = probe.stream.unwrap_or(false);
+    let include_usage = probe
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage")?.as_bool())
+        .unwrap_or(false);
     let model = match probe.model {
         Some(m) if !m.is_empty() => m.into_owned(),
         _ => {
@@ -163,6 +171,7 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         body,
         model,
         stream,
+        include_usage,
         operation,
         received,
     };

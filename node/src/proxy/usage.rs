@@ -4,8 +4,10 @@
 //!
 //! Parsing is best-effort by design: a body the tap cannot read changes nothing for the client.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::Label;
 use serde::Deserialize;
 
 /// Largest non-streaming body the tap buffers to find `usage`.
@@ -119,41 +121,55 @@ impl UsageTap {
             self.absorb(&buf);
         }
         let l = &self.labels;
-        let response_model = self
-            .response_model
-            .clone()
-            .unwrap_or_else(|| l.request_model.clone());
-        let labels = [
-            ("gen_ai_operation_name", l.operation.to_string()),
-            ("gen_ai_provider_name", l.provider.to_string()),
-            ("gen_ai_request_model", l.request_model.clone()),
-            ("gen_ai_response_model", response_model),
+        // Label values are shared (`Arc<str>`) or static: every metric below clones them for free,
+        // instead of allocating a String per label per metric.
+        let request_model: Arc<str> = Arc::from(l.request_model.as_str());
+        let response_model: Arc<str> = match self.response_model.take() {
+            Some(m) if m != l.request_model => Arc::from(m),
+            _ => request_model.clone(),
+        };
+        let labels = vec![
+            Label::from_static_parts("gen_ai_operation_name", l.operation),
+            Label::from_static_parts("gen_ai_provider_name", l.provider),
+            Label::new("gen_ai_request_model", request_model),
+            Label::new("gen_ai_response_model", response_model),
         ];
-        metrics::histogram!("gen_ai_server_request_duration_seconds", &labels)
-            .record(now.duration_since(self.started).as_secs_f64());
+        let with = |extra: Label| {
+            let mut v = labels.clone();
+            v.push(extra);
+            v
+        };
         if let Some(u) = self.usage {
-            let mut input = labels.to_vec();
-            input.push(("gen_ai_token_type", "input".into()));
-            metrics::histogram!("gen_ai_client_token_usage", &input).record(u.prompt_tokens as f64);
-            let mut output = labels.to_vec();
-            output.push(("gen_ai_token_type", "output".into()));
-            metrics::histogram!("gen_ai_client_token_usage", &output)
-                .record(u.completion_tokens as f64);
+            metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts("gen_ai_token_type", "input"))
+            )
+            .record(u.prompt_tokens as f64);
+            metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts("gen_ai_token_type", "output"))
+            )
+            .record(u.completion_tokens as f64);
             if self.sse && u.completion_tokens > 1 {
                 if let Some(first) = self.first_data {
                     let per_token =
                         now.duration_since(first).as_secs_f64() / (u.completion_tokens - 1) as f64;
-                    metrics::histogram!("gen_ai_server_time_per_output_token_seconds", &labels)
-                        .record(per_token);
+                    metrics::histogram!(
+                        "gen_ai_server_time_per_output_token_seconds",
+                        labels.clone()
+                    )
+                    .record(per_token);
                 }
             }
         }
         if self.sse {
             if let Some(first) = self.first_data {
-                metrics::histogram!("gen_ai_server_time_to_first_token_seconds", &labels)
+                metrics::histogram!("gen_ai_server_time_to_first_token_seconds", labels.clone())
                     .record(first.duration_since(self.started).as_secs_f64());
             }
         }
+        metrics::histogram!("gen_ai_server_request_duration_seconds", labels)
+            .record(now.duration_since(self.started).as_secs_f64());
     }
 
     #[cfg(test)]

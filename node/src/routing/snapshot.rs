@@ -75,13 +75,17 @@ pub struct UpstreamHost {
     pub client: HttpClient,
     /// Health flag and outcome reporting.
     pub health: Arc<HostEntry>,
+    /// [`UpstreamHost::compute_base_url`], computed once when the snapshot is built.
+    pub base_url: String,
+    /// The host key as a shared metric label value (no allocation per request).
+    pub metric_backend: Arc<str>,
 }
 
 impl UpstreamHost {
     /// `http(s)://authority`, without the port when it is the scheme's default, so that the authority the
     /// client sends (`Host`, or `:authority` on HTTP/2) is the one SigV4 signs (RFC 9110 §4.2: the default
     /// port is omitted).
-    pub fn base_url(&self) -> String {
+    pub fn compute_base_url(&self) -> String {
         let (scheme, default_port) = if self.backend.tls {
             ("https", 443)
         } else {
