@@ -509,3 +509,326 @@ impl Drop for Iptables {
         self.clear();
     }
 }
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Two successive ejections on node 1: every node's cluster view shows ejection count 2 and the same time
+/// left (≤ 10 s for a 5 s base), including node 3 whose wall clock runs 5 hours ahead (libfaketime:
+/// remaining times travel as durations, never as wall-clock deadlines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejection_length_and_growth_are_the_same_on_every_node_even_with_a_skewed_clock() {
+    bounded(async {
+        anyhow::ensure!(
+            std::path::Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} missing: apt-get install faketime"
+        );
+        let (primary, _fallback, yaml) = mocks().await?;
+        let cluster = TestCluster::start_with(3, &yaml, &[], |i, spec| {
+            if i == 2 {
+                spec.env = vec![
+                    ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+                    ("FAKETIME".into(), "+5h".into()),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+                ];
+            }
+        })
+        .await?;
+        // The skew is real: node 3's HTTP Date header is hours ahead of node 2's.
+        let date = |i: usize| {
+            let url = cluster.node(i).admin_url("/healthz");
+            async move {
+                let r = http_get(&url).await?;
+                let d = r.header("date").unwrap_or_default().to_string();
+                anyhow::Ok(d)
+            }
+        };
+        let (d2, d3) = (date(1).await?, date(2).await?);
+        anyhow::ensure!(d2 != d3 && !d2.is_empty(), "dates n2 {d2:?} n3 {d3:?}");
+        eprintln!("wall clocks: n2 says {d2}, n3 says {d3}");
+
+        primary
+            .set_mode(json!({"mode":"status","status":500}))
+            .await?;
+        // First ejection (count 1, 5 s).
+        send(&cluster, 0, 0).await?;
+        wait_cluster_ejected(&cluster, &[1, 2], primary.data_addr, Duration::from_secs(5)).await?;
+        // Wait until node 1 takes the primary back, then fail it again at once: count 2, 10 s.
+        poll_until(Duration::from_secs(15), Duration::from_millis(20), || async {
+            let b = primary_status(&cluster, 0, primary.data_addr).await.ok()?;
+            (b["ejected"] == false && b["cluster_ejected"] == false).then_some(())
+        })
+        .await?;
+        let before = primary.request_count().await?;
+        send(&cluster, 0, 1).await?;
+        anyhow::ensure!(primary.request_count().await? == before + 1, "n1 did not retry the primary");
+        poll_until(Duration::from_secs(5), Duration::from_millis(20), || async {
+            for i in 1..3 {
+                let b = primary_status(&cluster, i, primary.data_addr).await.ok()?;
+                if b["cluster"]["ejection_count"] != 2 || b["cluster_ejected"] != true {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: ejection count 2 not seen everywhere\n{}", cluster.logs()))?;
+        let local = primary_status(&cluster, 0, primary.data_addr).await?;
+        let b2 = primary_status(&cluster, 1, primary.data_addr).await?;
+        let b3 = primary_status(&cluster, 2, primary.data_addr).await?;
+        let left = |b: &Value| b["cluster"]["time_left_ms"].as_u64().unwrap_or(0);
+        let (l1, l2, l3) = (local["time_left_ms"].as_u64().unwrap_or(0), left(&b2), left(&b3));
+        eprintln!("second ejection: time left n1 (local) {l1} ms, n2 {l2} ms, n3 (clock +5h) {l3} ms; counts n1 {} n2 {} n3 {}",
+            local["ejection_count"], b2["cluster"]["ejection_count"], b3["cluster"]["ejection_count"]);
+        anyhow::ensure!(local["ejection_count"] == 2, "n1 local: {local}");
+        for (who, l) in [("n1", l1), ("n2", l2), ("n3", l3)] {
+            anyhow::ensure!((7_000..=10_000).contains(&l), "{who}: time left {l} ms, want 7-10 s for 2 x 5 s");
+        }
+        anyhow::ensure!(l2.abs_diff(l3) <= 1_000, "skewed n3 applies {l3} ms, n2 {l2} ms");
+        anyhow::ensure!(l1.abs_diff(l2) <= 1_000, "n1 {l1} ms, n2 {l2} ms");
+        Ok(())
+    })
+    .await;
+}
+
+/// A network-class failure seen by one node only (iptables resets its connections to the primary) is not
+/// adopted by the cluster (network quorum 2): the other nodes keep using the primary. When a second node
+/// sees it too, every node adopts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_failure_seen_by_one_node_is_not_adopted_until_a_second_node_sees_it() {
+    bounded(async {
+        let (primary, _fallback, yaml) = mocks().await?;
+        let cluster = TestCluster::start(3, &yaml, &["--network-quorum", "2"]).await?;
+        let port = primary.data_addr.port().to_string();
+        let mut fw = Iptables::new();
+        let reject_from = |fw: &mut Iptables, src: &str| {
+            fw.insert(&[
+                "-p",
+                "tcp",
+                "-s",
+                src,
+                "-d",
+                "127.0.0.1",
+                "--dport",
+                &port,
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
+            ])
+        };
+        reject_from(&mut fw, "127.0.0.1")?;
+        send(&cluster, 0, 0).await?;
+        let b1 = primary_status(&cluster, 0, primary.data_addr).await?;
+        anyhow::ensure!(
+            b1["ejected"] == true,
+            "n1 should eject the primary locally: {b1}"
+        );
+        // n2 and n3 learn n1's observation but do not adopt it.
+        poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async {
+                for i in 1..3 {
+                    let b = primary_status(&cluster, i, primary.data_addr).await.ok()?;
+                    if b["cluster"]["observers"][0]["node"] != "n1" {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await?;
+        for i in 1..3 {
+            let b = primary_status(&cluster, i, primary.data_addr).await?;
+            anyhow::ensure!(b["cluster"]["observers"][0]["class"] == "network", "{b}");
+            anyhow::ensure!(
+                b["cluster"]["adopted"] == false,
+                "adopted from one observer: {b}"
+            );
+            anyhow::ensure!(b["cluster_ejected"] == false, "{b}");
+        }
+        primary.clear().await?;
+        send(&cluster, 2, 1).await?;
+        let srcs = sources(&primary).await?;
+        anyhow::ensure!(
+            srcs.contains(&ip(3)),
+            "n3 should still use the primary: {srcs:?}"
+        );
+
+        // A second node sees it: everyone adopts.
+        reject_from(&mut fw, "127.0.0.2")?;
+        send(&cluster, 1, 2).await?;
+        let took = Instant::now();
+        poll_until(
+            Duration::from_secs(3),
+            Duration::from_millis(10),
+            || async {
+                let b = primary_status(&cluster, 2, primary.data_addr).await.ok()?;
+                (b["cluster"]["adopted"] == true
+                    && b["cluster"]["applied"] == true
+                    && b["cluster_ejected"] == true)
+                    .then_some(())
+            },
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}: n3 did not adopt with two observers\n{}",
+                cluster.logs()
+            )
+        })?;
+        eprintln!(
+            "n3 adopted the network-class ejection {:?} after n2's request returned",
+            took.elapsed()
+        );
+        primary.clear().await?;
+        send(&cluster, 2, 3).await?;
+        anyhow::ensure!(
+            primary.request_count().await? == 0,
+            "n3 still hit the primary"
+        );
+        fw.clear();
+        Ok(())
+    })
+    .await;
+}
+
+fn two_route_config(
+    a: (SocketAddr, SocketAddr),
+    b: (SocketAddr, SocketAddr),
+    model_b: &str,
+) -> String {
+    let long = SEED_POLICY.replace("baseEjectionTime: 5s", "baseEjectionTime: 30s");
+    let first = fallback_config(MODEL, a.0, a.1, &long);
+    let second = fallback_config(model_b, b.0, b.1, SEED_POLICY)
+        .replace("provider-fallback", "route-b")
+        .replace("name: primary", "name: primary-b")
+        .replace("name: fallback", "name: fallback-b")
+        .replace("passive-health-check", "passive-health-check-b");
+    format!("{first}---\n{second}")
+}
+
+/// Partition node 3 from nodes 1-2 (iptables DROP of gossip UDP both ways), eject a backend on each side,
+/// let node 3's ejection expire, heal: the live ejection converges everywhere within the bound and the
+/// expired one does not come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_state_converges_and_expired_ejections_do_not_come_back() {
+    bounded(async {
+        const MODEL_B: &str = "model-b";
+        let pa = MockProvider::start("primary-a").await?;
+        let fa = MockProvider::start("fallback-a").await?;
+        let pb = MockProvider::start("primary-b").await?;
+        let fb = MockProvider::start("fallback-b").await?;
+        let yaml = two_route_config(
+            (pa.data_addr, fa.data_addr),
+            (pb.data_addr, fb.data_addr),
+            MODEL_B,
+        );
+        let cluster = TestCluster::start(3, &yaml, &[]).await?;
+        let g: Vec<SocketAddr> = cluster.specs.iter().map(|s| s.gossip).collect();
+        let mut fw = Iptables::new();
+        for j in 0..2 {
+            // n3 -> nj and nj -> n3: every gossip datagram between them.
+            let (s3, sj) = (g[2].ip().to_string(), g[j].ip().to_string());
+            let (p3, pj) = (g[2].port().to_string(), g[j].port().to_string());
+            fw.insert(&[
+                "-p", "udp", "-s", &s3, "-d", &sj, "--dport", &pj, "-j", "DROP",
+            ])?;
+            fw.insert(&[
+                "-p", "udp", "-s", &sj, "-d", &s3, "--dport", &p3, "-j", "DROP",
+            ])?;
+        }
+        let parted = Instant::now();
+        poll_until(
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || async {
+                let s1 = cluster.status(0).await.ok()?;
+                let s3 = cluster.status(2).await.ok()?;
+                (!alive_members(&s1).contains(&"n3".to_string()) && alive_members(&s3).is_empty())
+                    .then_some(())
+            },
+        )
+        .await?;
+        eprintln!("partition seen by both sides after {:?}", parted.elapsed());
+
+        pa.set_mode(json!({"mode":"status","status":500})).await?;
+        pb.set_mode(json!({"mode":"status","status":500})).await?;
+        send(&cluster, 0, 0).await?; // side n1-n2 ejects primary-a (30 s)
+        let body = json!({"model": MODEL_B, "messages": [{"role": "user", "content": "b"}]});
+        let r = http_post_json(&cluster.node(2).url("/v1/chat/completions"), &body).await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text()); // n3 ejects primary-b (5 s)
+        wait_cluster_ejected(&cluster, &[1], pa.data_addr, Duration::from_secs(5)).await?;
+        let ejected_b = Instant::now();
+        for i in 0..2 {
+            let b = primary_status(&cluster, i, pb.data_addr).await?;
+            anyhow::ensure!(
+                b["cluster"].is_null() && b["cluster_ejected"] == false,
+                "n{} knows primary-b across the partition: {b}",
+                i + 1
+            );
+        }
+        let a3 = primary_status(&cluster, 2, pa.data_addr).await?;
+        anyhow::ensure!(
+            a3["cluster_ejected"] == false,
+            "n3 knows primary-a across the partition: {a3}"
+        );
+        // Let n3's primary-b ejection expire while partitioned.
+        poll_until(
+            Duration::from_secs(12),
+            Duration::from_millis(50),
+            || async {
+                let b = primary_status(&cluster, 2, pb.data_addr).await.ok()?;
+                (b["ejected"] == false && b["cluster"]["adopted"] != true).then_some(())
+            },
+        )
+        .await?;
+        eprintln!(
+            "primary-b ejection on n3 expired {:?} after it began",
+            ejected_b.elapsed()
+        );
+
+        fw.clear();
+        let healed = Instant::now();
+        // Bound: two anti-entropy intervals (2 x 1 s) + the reconnect of dead members (every 10 s) + the
+        // QUIC handshake, rounded up to 20 s.
+        let bound = Duration::from_secs(20);
+        let never_b = |st: &Value| -> anyhow::Result<()> {
+            let b = backend_by_addr(st, pb.data_addr).unwrap_or_default();
+            anyhow::ensure!(
+                b["cluster_ejected"] != true && b["cluster"]["adopted"] != true,
+                "expired primary-b came back: {b}"
+            );
+            Ok(())
+        };
+        let converged = poll_until(bound, Duration::from_millis(50), || async {
+            let mut ok = true;
+            for i in 0..3 {
+                let st = cluster.status(i).await.ok()?;
+                if never_b(&st).is_err() {
+                    return Some(Err(never_b(&st).unwrap_err()));
+                }
+                ok &= alive_members(&st).len() == 2;
+                ok &= backend_by_addr(&st, pa.data_addr)?["cluster_ejected"] == true;
+            }
+            ok.then_some(Ok(()))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: not converged after healing\n{}", cluster.logs()))?;
+        converged?;
+        eprintln!(
+            "converged {:?} after healing (bound {bound:?})",
+            healed.elapsed()
+        );
+        // And it stays that way for three more anti-entropy rounds.
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_secs(3) {
+            for i in 0..3 {
+                never_b(&cluster.status(i).await?)?;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    })
+    .await;
+}
