@@ -809,12 +809,32 @@ async fn partition_heals_state_converges_and_expired_ejections_do_not_come_back(
                     return Some(Err(never_b(&st).unwrap_err()));
                 }
                 ok &= alive_members(&st).len() == 2;
-                ok &= backend_by_addr(&st, pa.data_addr)?["cluster_ejected"] == true;
+                // n1 ejected primary-a itself (its own ejection takes precedence there); n2 and n3 apply
+                // the cluster's.
+                let a = backend_by_addr(&st, pa.data_addr)?;
+                ok &= if i == 0 {
+                    a["ejected"] == true
+                } else {
+                    a["cluster_ejected"] == true
+                };
             }
             ok.then_some(Ok(()))
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}: not converged after healing\n{}", cluster.logs()))?;
+        .await;
+        if let Err(e) = converged {
+            let mut msg = String::new();
+            for i in 0..3 {
+                let st = cluster.status(i).await.unwrap_or_default();
+                msg.push_str(&format!(
+                    "n{}: members {}\n  primary-a {}\n",
+                    i + 1,
+                    st["cluster"]["members"],
+                    backend_by_addr(&st, pa.data_addr).unwrap_or_default()
+                ));
+            }
+            anyhow::bail!("{e}: not converged after healing\n{msg}");
+        }
+        let converged = converged?;
         converged?;
         eprintln!(
             "converged {:?} after healing (bound {bound:?})",
