@@ -805,8 +805,8 @@ async fn partition_heals_state_converges_and_expired_ejections_do_not_come_back(
             let mut ok = true;
             for i in 0..3 {
                 let st = cluster.status(i).await.ok()?;
-                if never_b(&st).is_err() {
-                    return Some(Err(never_b(&st).unwrap_err()));
+                if let Err(e) = never_b(&st) {
+                    return Some(Err(e));
                 }
                 ok &= alive_members(&st).len() == 2;
                 // n1 ejected primary-a itself (its own ejection takes precedence there); n2 and n3 apply
