@@ -435,6 +435,53 @@ async fn demo_runs_fails_over_and_cleans_up() {
     .await;
 }
 
+/// Ctrl-C (SIGINT) stops the demo cleanly: exit 0, every child it reported gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_ctrl_c_stops_every_child() {
+    bounded(async {
+        let _ = bin_path("mock-provider");
+        let mut demo = Process::start("switchyard-demo", &bin_path("switchyard"), ["demo"], &[])?;
+        let pids: Vec<u32> = {
+            let d = &demo;
+            poll_until(
+                Duration::from_secs(30),
+                Duration::from_millis(50),
+                || async move {
+                    let out = d.stdout();
+                    out.contains("cluster formed").then(|| {
+                        out.lines()
+                            .find(|l| l.starts_with("children: "))
+                            .map(|l| {
+                                l.split_whitespace()
+                                    .filter_map(|w| w.strip_prefix("pid=")?.parse().ok())
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: demo did not form its cluster\n{}", demo.logs()))?
+        };
+        anyhow::ensure!(pids.len() == 5, "{}", demo.stdout());
+        demo.signal(libc::SIGINT)?;
+        let status = demo.wait_exit(Duration::from_secs(10)).await?;
+        anyhow::ensure!(
+            status.success(),
+            "demo after Ctrl-C: {status}\n{}",
+            demo.logs()
+        );
+        anyhow::ensure!(demo.stdout().contains("Ctrl-C"), "{}", demo.stdout());
+        for p in &pids {
+            let alive = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|s| s.contains("switchyard") || s.contains("mock-provider"));
+            anyhow::ensure!(!alive, "demo child {p} survived Ctrl-C");
+        }
+        Ok(())
+    })
+    .await;
+}
+
 /// PIDs whose parent is `pid` (from /proc).
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
