@@ -482,6 +482,59 @@ async fn demo_ctrl_c_stops_every_child() {
     .await;
 }
 
+/// Even SIGKILL of the demo (no cleanup code runs) takes its children along (PR_SET_PDEATHSIG).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_killed_with_sigkill_leaves_no_child() {
+    bounded(async {
+        let _ = bin_path("mock-provider");
+        let mut demo = Process::start("switchyard-demo", &bin_path("switchyard"), ["demo"], &[])?;
+        let pids: Vec<u32> = {
+            let d = &demo;
+            poll_until(
+                Duration::from_secs(30),
+                Duration::from_millis(50),
+                || async move {
+                    let out = d.stdout();
+                    out.contains("cluster formed").then(|| {
+                        out.lines()
+                            .find(|l| l.starts_with("children: "))
+                            .map(|l| {
+                                l.split_whitespace()
+                                    .filter_map(|w| w.strip_prefix("pid=")?.parse().ok())
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: demo did not form its cluster\n{}", demo.logs()))?
+        };
+        anyhow::ensure!(pids.len() == 5, "{}", demo.stdout());
+        let pid = demo.pid();
+        demo.kill()?;
+        // SIGKILL runs no cleanup: remove the demo's temp dir (certificates, config, logs) here.
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("switchyard-demo-{pid}")));
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || async {
+                pids.iter()
+                    .all(|p| {
+                        !std::fs::read_to_string(format!("/proc/{p}/stat"))
+                            .is_ok_and(|s| s.contains("switchyard") || s.contains("mock-provider"))
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: demo children survived SIGKILL of the demo"))?;
+        Ok(())
+    })
+    .await;
+}
+
 /// PIDs whose parent is `pid` (from /proc).
 fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

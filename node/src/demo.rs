@@ -56,7 +56,21 @@ impl Children {
     fn spawn(&mut self, label: &str, program: &Path, args: &[String]) -> Result<u32, DemoError> {
         let out = std::fs::File::create(self.dir.join(format!("{label}.out"))).map_err(setup)?;
         let err = std::fs::File::create(self.dir.join(format!("{label}.log"))).map_err(setup)?;
-        let child = Command::new(program)
+        let mut cmd = Command::new(program);
+        // If the demo itself is killed (even with SIGKILL, which runs no cleanup), the kernel kills the
+        // children too: nothing the demo started outlives it.
+        // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2), which is
+        // async-signal-safe and touches no memory shared with the parent.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(args)
             .env("SWITCHYARD_LOG", "warn")
             .stdin(Stdio::null())
