@@ -1,4 +1,4 @@
-//! Command-line interface: `switchyard run | validate | status`. Flags have `SWITCHYARD_*` environment
+//! Command-line interface: `switchyard run | validate | status | demo | certs`. Flags have `SWITCHYARD_*` environment
 //! equivalents (DESIGN §2). Parsing lives in the library so tests and the binary share it.
 
 use std::net::SocketAddr;
@@ -41,6 +41,14 @@ pub enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the whole cluster on this machine: mock providers (one failing), a 3-node cluster with fresh
+    /// certificates on 127.0.0.1-3, traffic, and the status table as the cluster fails over. Needs the
+    /// `mock-provider` binary next to this one (`cargo build --release --workspace`).
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        exit_after: Option<u64>,
     },
     /// Create the cluster CA and node certificates (development and tests).
     Certs {

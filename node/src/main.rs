@@ -50,6 +50,10 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
+            Command::Demo { exit_after } => {
+                switchyard::demo::run(exit_after.map(std::time::Duration::from_secs)).await?;
+                Ok(())
+            }
             Command::Certs { command } => {
                 let files = match command {
                     CertsCommand::Ca {

@@ -8,12 +8,14 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`TestCluster`]: n nodes on 127.0.0.x joined over QUIC with fresh certificates;
 //! - [`Haproxy`], [`LoadClient`]: a real HAProxy in front of nodes, and steady client load through it;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
 //!   a tiny HTTP client;
 //! - [`TlsFiles`]: self-signed or test-CA-signed certificates as PEM files, and a client config trusting them.
 
 mod bins;
+mod cluster;
 mod http;
 mod lb;
 mod node;
@@ -27,6 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 pub use bins::{bin_path, try_bin_path};
+pub use cluster::{
+    alive_members, backend_by_addr, cluster_flags, free_udp_port, make_certs, members_in_state,
+    start_node, switchyard_certs, NodeSpec, TestCluster, CLUSTER_NAME, JOIN_TIMEOUT,
+};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
     https_post_json, io_error_kind, Chunk, HttpResponse, StreamingResponse,

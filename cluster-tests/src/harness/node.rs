@@ -89,6 +89,19 @@ impl SwitchyardNode {
         Self::launch(config_path, listen, admin, extra, dir, &[]).await
     }
 
+    /// Like [`SwitchyardNode::start_file`], with extra environment variables for the node process (e.g.
+    /// `LD_PRELOAD`/`FAKETIME` to skew its wall clock). The cluster harness uses it.
+    pub async fn start_file_env(
+        config_path: PathBuf,
+        listen: &str,
+        admin: &str,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<SwitchyardNode> {
+        Self::launch_env(config_path, listen, admin, extra, dir, &[], env).await
+    }
+
     async fn launch(
         config_path: PathBuf,
         listen: &str,
@@ -96,6 +109,18 @@ impl SwitchyardNode {
         extra: &[&str],
         dir: tempfile::TempDir,
         wrapper: &[String],
+    ) -> anyhow::Result<SwitchyardNode> {
+        Self::launch_env(config_path, listen, admin, extra, dir, wrapper, &[]).await
+    }
+
+    async fn launch_env(
+        config_path: PathBuf,
+        listen: &str,
+        admin: &str,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        wrapper: &[String],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<SwitchyardNode> {
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -124,12 +149,14 @@ impl SwitchyardNode {
                 (PathBuf::from(first), all)
             }
         };
-        let process = Process::start(
-            "switchyard",
-            &program,
-            &args,
-            &[("SWITCHYARD_LOG", "info,switchyard=debug")],
-        )?;
+        let mut envs: Vec<(&str, &str)> = vec![("SWITCHYARD_LOG", "info,switchyard=debug")];
+        envs.extend_from_slice(env);
+        let label = extra
+            .iter()
+            .position(|a| *a == "--node-id")
+            .and_then(|i| extra.get(i + 1))
+            .map_or_else(|| "switchyard".to_string(), |id| format!("switchyard-{id}"));
+        let process = Process::start(&label, &program, &args, &envs)?;
         let mut node = SwitchyardNode {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),

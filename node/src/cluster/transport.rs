@@ -25,7 +25,8 @@
 //! by the **lower node id** (byte-wise string order) and close the other with [`close_code::DUPLICATE`].
 //! The rule only applies while the kept connection is young ([`SIMULTANEOUS_DIAL_WINDOW`]): a new
 //! connection that arrives later means the peer has lost the old one (it restarted), so the newer one
-//! wins, which both sides agree on too. A replaced connection does not produce `PeerDown`.
+//! wins, which both sides agree on too. A replaced connection does not produce `PeerDown`; its replacement
+//! produces a new `PeerUp` (so the owner says Hello again on it).
 //!
 //! # Framing: one long-lived unidirectional stream per direction
 //!
@@ -1116,6 +1117,10 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
                 .close(VarInt::from_u32(close_code::DUPLICATE), b"duplicate");
             inner.counters.connection(existing.direction, "duplicate");
             tracing::debug!(peer = %peer, ?dir, "gossip connection replaced by a newer one");
+            // The newer connection must announce itself (`PeerUp`) once its preamble arrives: the owner
+            // has to say Hello on it (a restarted peer knows nothing of the old connection). Without this,
+            // `up` stayed true from the replaced connection and the restarted peer never heard a Hello.
+            slot.up = false;
         }
         slot.active = Some(Active {
             conn: conn.clone(),
