@@ -91,9 +91,6 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     cfg.seeds = args.seeds.clone();
     cfg.network_quorum = args.network_quorum.max(1);
     let cluster = args.cluster.clone().unwrap_or_else(|| "switchyard".into());
-    let config_hash = crate::config::load(&args.config)
-        .map(|c| fnv1a(crate::config::render_routing_table(&c).as_bytes()))
-        .unwrap_or(0);
     let (gossip, _join) = Actor::spawn(
         None,
         Gossip,
@@ -103,7 +100,6 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
             events,
             settings: GossipSettings {
                 cluster: cluster.clone(),
-                config_hash,
                 share_ejections: args.share_ejections == OnOff::On,
             },
         },
@@ -113,13 +109,6 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     tracing::info!(cluster = %cluster, gossip = %listen, advertise = %advertise, seeds = ?args.seeds,
         share_ejections = args.share_ejections == OnOff::On, "gossip started");
     Ok(gossip)
-}
-
-/// FNV-1a: a stable hash of the routing table for Hello's `config_hash` (not a security measure).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Runs a node until SIGTERM/SIGINT, then drains and returns.

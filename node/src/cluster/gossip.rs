@@ -27,6 +27,8 @@ use crate::cluster::apply::{applied_cluster_ejections, RuleGroup};
 use crate::cluster::membership::{MembershipEvent, Peer};
 use crate::cluster::transport::{PeerAddr, Transport, TransportEvent};
 use crate::cluster::{ClusterCore, ClusterEvent};
+use crate::config::model::Config;
+use crate::config::render_routing_table;
 use crate::gateway::Gateway;
 
 /// How often the actor ticks the core and re-applies the view (expiries happen between messages).
@@ -37,9 +39,6 @@ const TICK: Duration = Duration::from_millis(50);
 pub struct GossipSettings {
     /// `--cluster`: peers of another cluster are refused.
     pub cluster: String,
-    /// Hash of the routing config, carried in Hello (a mismatch is logged, not refused: rolling config
-    /// changes are normal).
-    pub config_hash: u64,
     /// `--share-ejections`: when off, membership and evidence still flow but no remote verdict is applied
     /// (Envoy's per-node behaviour, the benchmarks' baseline).
     pub share_ejections: bool,
@@ -206,6 +205,9 @@ pub struct GossipState {
     transport: Transport,
     settings: GossipSettings,
     gateway: Option<Arc<Gateway>>,
+    /// Hash of the routing config in force, carried in Hello (a mismatch is logged, not refused: rolling
+    /// config changes are normal), with the config it was computed from so a reload recomputes it.
+    config_hash: (u64, Option<Arc<Config>>),
     /// Peers whose Hello was accepted.
     verified: HashSet<String>,
     /// Seed address → the node id learnt from its certificate.
@@ -221,7 +223,31 @@ pub struct GossipState {
 /// The Gossip actor.
 pub struct Gossip;
 
+/// FNV-1a: a stable hash of the routing table for Hello's `config_hash` (not a security measure).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 impl GossipState {
+    /// The hash of the config the gateway runs now; recomputed only when a (re)load swapped the config.
+    fn config_hash(&mut self) -> u64 {
+        if let Some(gw) = &self.gateway {
+            let cfg = gw.config();
+            if !self
+                .config_hash
+                .1
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &cfg))
+            {
+                let hash = fnv1a(render_routing_table(&cfg).as_bytes());
+                self.config_hash = (hash, Some(cfg));
+            }
+        }
+        self.config_hash.0
+    }
+
     fn send_message(&mut self, to: &PeerAddr, msg: &Message) {
         match encode(msg) {
             Ok(bytes) => {
@@ -238,15 +264,19 @@ impl GossipState {
 
     /// Sends everything the core queued.
     fn flush(&mut self, myself: &ActorRef<GossipMsg>) {
+        // Member addresses, looked up at most once per flush (not once per message).
+        let mut member_addrs: Option<HashMap<String, String>> = None;
         for out in self.core.drain_outbox() {
             match out.to {
                 Peer::Node(id) => {
-                    let addr = self
-                        .core
-                        .members()
-                        .into_iter()
-                        .find(|m| m.node == id)
-                        .map(|m| m.addr);
+                    let addrs = member_addrs.get_or_insert_with(|| {
+                        self.core
+                            .members()
+                            .into_iter()
+                            .map(|m| (m.node, m.addr))
+                            .collect()
+                    });
+                    let addr = addrs.get(&id).cloned();
                     match addr.and_then(|a| self.address(&a, myself)) {
                         Some(addr) => {
                             self.send_message(&PeerAddr { node_id: id, addr }, &out.message)
@@ -332,10 +362,10 @@ impl GossipState {
         match ev {
             TransportEvent::PeerUp { node_id, addr, .. } => {
                 self.addr_ids.insert(addr, node_id.clone());
-                let hello = Message::Hello(
-                    self.core
-                        .hello(&self.settings.cluster, self.settings.config_hash),
-                );
+                let hello = Message::Hello({
+                    let hash = self.config_hash();
+                    self.core.hello(&self.settings.cluster, hash)
+                });
                 self.send_message(&PeerAddr { node_id, addr }, &hello);
             }
             TransportEvent::PeerDown {
@@ -348,7 +378,7 @@ impl GossipState {
                 Ok(Decoded::Message(Message::Hello(h))) => {
                     match h.check(&self.settings.cluster, &from) {
                         Ok(_) => {
-                            if h.config_hash != self.settings.config_hash {
+                            if h.config_hash != self.config_hash() {
                                 tracing::warn!(peer = %from, "peer runs a different routing config");
                             }
                             self.verified.insert(from);
@@ -575,6 +605,7 @@ impl Actor for Gossip {
             transport,
             settings,
             gateway: None,
+            config_hash: (0, None),
             verified: HashSet::new(),
             addr_ids: HashMap::new(),
             resolved: HashMap::new(),
