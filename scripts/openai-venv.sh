@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/openai-venv
+mkdir -p target
+# Two tests may ask for the venv at once on a fresh machine: one creates it, the other waits for it.
+exec 9>target/openai-venv.lock
+flock 9
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
-  mkdir -p target
-  python3 -m venv "$venv"
+  python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40,<3'
 fi
 echo "$venv/bin/python"

@@ -906,7 +906,7 @@ async fn partition_heals_state_converges_and_expired_ejections_do_not_come_back(
             for i in 0..3 {
                 let st = cluster.status(i).await.ok()?;
                 if let Err(e) = never_b(&st) {
-                    return Some(Err(e));
+                    return Some(Err(e.context(format!("on n{}", i + 1))));
                 }
                 ok &= alive_members(&st).len() == 2;
                 // n1 ejected primary-a itself (its own ejection takes precedence there); n2 and n3 apply

@@ -79,10 +79,6 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
             listen.to_string()
         }
     });
-    let (transport, events) = Transport::bind(TransportConfig::new(
-        listen, node_id, ca_pem, cert_pem, key_pem,
-    ))
-    .map_err(|e| RunError::Cluster(e.to_string()))?;
     // Generations only need to grow across restarts of one node; they are compared, never used as time.
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -91,11 +87,23 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     cfg.seeds = args.seeds.clone();
     cfg.network_quorum = args.network_quorum.max(1);
     let cluster = args.cluster.clone().unwrap_or_else(|| "switchyard".into());
+    let core = ClusterCore::new(cfg, Instant::now());
+    let (transport, events) = Transport::bind(TransportConfig::new(
+        listen, node_id, ca_pem, cert_pem, key_pem,
+    ))
+    .map_err(|e| RunError::Cluster(e.to_string()))?;
+    // Our Hello goes first on every connection, before any handshake can complete (no await since the
+    // bind); the Gossip actor refreshes it with the config's hash once the gateway is attached.
+    let hello = switchyard_protocol::encode(&switchyard_protocol::Message::Hello(
+        core.hello(&cluster, 0),
+    ))
+    .map_err(|e| RunError::Cluster(format!("cannot encode Hello: {e}")))?;
+    transport.set_greeting(hello.into());
     let (gossip, _join) = Actor::spawn(
         None,
         Gossip,
         GossipArgs {
-            core: ClusterCore::new(cfg, Instant::now()),
+            core,
             transport,
             events,
             settings: GossipSettings {

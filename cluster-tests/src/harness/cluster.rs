@@ -4,7 +4,7 @@
 //! commands, starts node `i` (0-based) as `n{i+1}` on `127.0.0.{i+1}` (client and admin listeners on
 //! kernel-chosen ports, gossip on a fixed free UDP port, `--upstream-bind 127.0.0.{i+1}` so providers can
 //! tell the nodes apart), all seeded with node 1's gossip address, and waits until every node lists every
-//! other member alive. Nodes are owned [`SwitchyardNode`]s: killed by PID when dropped.
+//! other member alive (the seeds can be every node: [`TestCluster::start_seeded`]). Nodes are owned [`SwitchyardNode`]s: killed by PID when dropped.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,11 @@ pub struct NodeSpec {
     pub extra: Vec<String>,
     /// Extra environment for this node only.
     pub env: Vec<(String, String)>,
+    /// Fixed client listener (default: a kernel-chosen port on `ip`). Fixed ports let a restarted node
+    /// come back where a load balancer expects it.
+    pub listen: Option<SocketAddr>,
+    /// Fixed admin listener (default: a kernel-chosen port on `ip`).
+    pub admin: Option<SocketAddr>,
 }
 
 /// A running cluster.
@@ -45,6 +50,8 @@ pub struct TestCluster {
     nodes: Vec<Option<SwitchyardNode>>,
     config_yaml: String,
     extra: Vec<String>,
+    /// How many nodes (the first ones) are every node's seeds.
+    seed_count: usize,
     certs: tempfile::TempDir,
 }
 
@@ -110,9 +117,27 @@ pub fn cluster_flags(
     ]
 }
 
+/// A free TCP port on `ip` (bound to port 0, then released).
+pub fn free_tcp_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
+    let s = std::net::TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0/tcp"))?;
+    Ok(s.local_addr()?.port())
+}
+
 /// Starts one node with `config_yaml` and `flags` (listeners on `ip`, kernel-chosen ports).
 pub async fn start_node(
     ip: Ipv4Addr,
+    config_yaml: &str,
+    flags: &[String],
+    env: &[(String, String)],
+) -> anyhow::Result<SwitchyardNode> {
+    let any = SocketAddr::new(IpAddr::V4(ip), 0);
+    start_node_on(any, any, config_yaml, flags, env).await
+}
+
+/// Starts one node with its client listener on `listen` and admin on `admin` (port 0: kernel-chosen).
+pub async fn start_node_on(
+    listen: SocketAddr,
+    admin: SocketAddr,
     config_yaml: &str,
     flags: &[String],
     env: &[(String, String)],
@@ -122,8 +147,15 @@ pub async fn start_node(
     std::fs::write(&config_path, config_yaml).context("write config")?;
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let addr = format!("{ip}:0");
-    SwitchyardNode::start_file_env(config_path, &addr, &addr, &flags, dir, &env).await
+    SwitchyardNode::start_file_env(
+        config_path,
+        &listen.to_string(),
+        &admin.to_string(),
+        &flags,
+        dir,
+        &env,
+    )
+    .await
 }
 
 /// The alive members other than the node itself in a `/status` document.
@@ -173,7 +205,21 @@ impl TestCluster {
         extra_flags: &[&str],
         customise: impl Fn(usize, &mut NodeSpec),
     ) -> anyhow::Result<TestCluster> {
+        Self::start_seeded(n, 1, config_yaml, extra_flags, customise).await
+    }
+
+    /// Like [`TestCluster::start_with`], with the first `seeds` nodes as every node's `--seeds` (1: node 1
+    /// only, as the join tests do; `n`: every node, as the Kubernetes StatefulSet does, so that a
+    /// restarted seed finds the others at once instead of waiting for them to retry it).
+    pub async fn start_seeded(
+        n: usize,
+        seeds: usize,
+        config_yaml: &str,
+        extra_flags: &[&str],
+        customise: impl Fn(usize, &mut NodeSpec),
+    ) -> anyhow::Result<TestCluster> {
         anyhow::ensure!((1..=250).contains(&n), "1..=250 nodes");
+        anyhow::ensure!((1..=n).contains(&seeds), "1..={n} seeds");
         let certs = tempfile::Builder::new()
             .prefix("switchyard-cluster-certs-")
             .tempdir()
@@ -190,6 +236,8 @@ impl TestCluster {
                 gossip: SocketAddr::new(IpAddr::V4(ip), free_udp_port(ip)?),
                 extra: Vec::new(),
                 env: Vec::new(),
+                listen: None,
+                admin: None,
             };
             customise(i, &mut spec);
             specs.push(spec);
@@ -199,6 +247,7 @@ impl TestCluster {
             nodes: Vec::new(),
             config_yaml: config_yaml.to_owned(),
             extra: extra_flags.iter().map(|s| s.to_string()).collect(),
+            seed_count: seeds,
             certs,
         };
         for i in 0..n {
@@ -219,10 +268,18 @@ impl TestCluster {
         self.specs[0].gossip
     }
 
+    /// Every node's seeds.
+    pub fn seeds(&self) -> Vec<SocketAddr> {
+        self.specs[..self.seed_count]
+            .iter()
+            .map(|s| s.gossip)
+            .collect()
+    }
+
     /// The flags node `i` runs with.
     pub fn flags(&self, i: usize) -> Vec<String> {
         let s = &self.specs[i];
-        let mut flags = cluster_flags(&s.id, s.ip, s.gossip, &[self.seed()], self.certs.path());
+        let mut flags = cluster_flags(&s.id, s.ip, s.gossip, &self.seeds(), self.certs.path());
         flags.extend(self.extra.iter().cloned());
         flags.extend(s.extra.iter().cloned());
         flags
@@ -230,9 +287,16 @@ impl TestCluster {
 
     async fn launch(&self, i: usize) -> anyhow::Result<SwitchyardNode> {
         let s = &self.specs[i];
-        start_node(s.ip, &self.config_yaml, &self.flags(i), &s.env)
-            .await
-            .with_context(|| format!("starting node {}", s.id))
+        let any = SocketAddr::new(IpAddr::V4(s.ip), 0);
+        start_node_on(
+            s.listen.unwrap_or(any),
+            s.admin.unwrap_or(any),
+            &self.config_yaml,
+            &self.flags(i),
+            &s.env,
+        )
+        .await
+        .with_context(|| format!("starting node {}", s.id))
     }
 
     /// Number of nodes (running or not).
@@ -273,6 +337,23 @@ impl TestCluster {
             node.process().kill()?;
         }
         Ok(())
+    }
+
+    /// SIGTERMs node `i` (a graceful drain) without waiting; see [`TestCluster::wait_stopped`].
+    pub fn terminate(&mut self, i: usize) -> anyhow::Result<()> {
+        self.node_mut(i).process().terminate()
+    }
+
+    /// Waits until node `i` has exited (after [`TestCluster::terminate`]) and returns its exit status; the
+    /// node is then no longer running.
+    pub async fn wait_stopped(
+        &mut self,
+        i: usize,
+        deadline: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let status = self.node_mut(i).process().wait_exit(deadline).await?;
+        self.nodes[i] = None;
+        Ok(status)
     }
 
     /// Starts node `i` again with the same id, addresses and flags (killing it first if it runs).

@@ -30,8 +30,9 @@ use anyhow::bail;
 
 pub use bins::{bin_path, try_bin_path};
 pub use cluster::{
-    alive_members, backend_by_addr, cluster_flags, free_udp_port, make_certs, members_in_state,
-    start_node, switchyard_certs, NodeSpec, TestCluster, CLUSTER_NAME, JOIN_TIMEOUT,
+    alive_members, backend_by_addr, cluster_flags, free_tcp_port, free_udp_port, make_certs,
+    members_in_state, start_node, start_node_on, switchyard_certs, NodeSpec, TestCluster,
+    CLUSTER_NAME, JOIN_TIMEOUT,
 };
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,

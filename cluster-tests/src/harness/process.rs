@@ -3,6 +3,10 @@
 //! Tests must never leak processes and must be able to show what a process printed when they fail. A
 //! [`Process`] captures stdout and stderr into files in its own temporary directory, signals only its own
 //! PID (never by name), and on drop kills and reaps the child, printing its output if the test panicked.
+//! Children also get `PR_SET_PDEATHSIG`: if the test process itself dies (SIGKILLed by a CI timeout, or a
+//! binary like `local-cluster` killed by its test), the kernel kills what it started, so nothing outlives
+//! it. The signal follows the thread that spawned the child, and every spawn here happens on a runtime
+//! thread that lives as long as the test (never on a short-lived blocking-pool thread).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -33,6 +37,17 @@ impl Process {
             .context("temp dir")?;
         let stdout = File::create(dir.path().join("stdout")).context("stdout file")?;
         let stderr = File::create(dir.path().join("stderr")).context("stderr file")?;
+        // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2), which is
+        // async-signal-safe and touches no memory shared with the parent.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -28,7 +28,7 @@ use crate::cluster::membership::{MembershipEvent, Peer};
 use crate::cluster::transport::{PeerAddr, Transport, TransportEvent};
 use crate::cluster::{ClusterCore, ClusterEvent};
 use crate::config::model::Config;
-use crate::config::render_routing_table;
+use crate::config::routing_fingerprint;
 use crate::gateway::Gateway;
 
 /// How often the actor ticks the core and re-applies the view (expiries happen between messages).
@@ -208,6 +208,8 @@ pub struct GossipState {
     /// Hash of the routing config in force, carried in Hello (a mismatch is logged, not refused: rolling
     /// config changes are normal), with the config it was computed from so a reload recomputes it.
     config_hash: (u64, Option<Arc<Config>>),
+    /// The config hash of the Hello the transport sends first on every new connection.
+    greeting_hash: Option<u64>,
     /// Peers whose Hello was accepted.
     verified: HashSet<String>,
     /// Seed address → the node id learnt from its certificate.
@@ -241,11 +243,28 @@ impl GossipState {
                 .as_ref()
                 .is_some_and(|c| Arc::ptr_eq(c, &cfg))
             {
-                let hash = fnv1a(render_routing_table(&cfg).as_bytes());
+                let hash = fnv1a(routing_fingerprint(&cfg).as_bytes());
                 self.config_hash = (hash, Some(cfg));
             }
         }
         self.config_hash.0
+    }
+
+    /// Keeps the transport's greeting — our Hello, written first on every new connection — in step with
+    /// the config in force (cheap when nothing was reloaded).
+    fn refresh_greeting(&mut self) {
+        let hash = self.config_hash();
+        if self.greeting_hash == Some(hash) {
+            return;
+        }
+        let hello = Message::Hello(self.core.hello(&self.settings.cluster, hash));
+        match encode(&hello) {
+            Ok(bytes) => {
+                self.transport.set_greeting(Bytes::from(bytes));
+                self.greeting_hash = Some(hash);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode our Hello"),
+        }
     }
 
     fn send_message(&mut self, to: &PeerAddr, msg: &Message) {
@@ -327,6 +346,10 @@ impl GossipState {
                     metrics::counter!("switchyard_membership_events_total", "event" => what)
                         .increment(1);
                     tracing::info!(member = %node, event = what, "membership");
+                    if matches!(m, MembershipEvent::Dead(_)) {
+                        // Nothing queued for a dead peer may arrive late (after a partition heals).
+                        self.transport.drop_stale(node);
+                    }
                 }
             }
         }
@@ -361,12 +384,8 @@ impl GossipState {
     fn on_transport(&mut self, ev: TransportEvent, now: Instant) {
         match ev {
             TransportEvent::PeerUp { node_id, addr, .. } => {
-                self.addr_ids.insert(addr, node_id.clone());
-                let hello = Message::Hello({
-                    let hash = self.config_hash();
-                    self.core.hello(&self.settings.cluster, hash)
-                });
-                self.send_message(&PeerAddr { node_id, addr }, &hello);
+                // Our Hello already went first on this connection (the transport's greeting).
+                self.addr_ids.insert(addr, node_id);
             }
             TransportEvent::PeerDown {
                 node_id, reason, ..
@@ -606,6 +625,7 @@ impl Actor for Gossip {
             settings,
             gateway: None,
             config_hash: (0, None),
+            greeting_hash: None,
             verified: HashSet::new(),
             addr_ids: HashMap::new(),
             resolved: HashMap::new(),
@@ -646,6 +666,7 @@ impl Actor for Gossip {
                 .local_ejection(&host, reason, class, remaining, ejection_count, now),
             GossipMsg::LocalReturn { host } => state.core.local_return(&host, now),
             GossipMsg::Tick => {
+                state.refresh_greeting();
                 if now >= state.core.next_deadline() {
                     state.core.tick(now);
                 }
@@ -654,6 +675,7 @@ impl Actor for Gossip {
             }
             GossipMsg::Attach(gw) => {
                 state.gateway = Some(gw);
+                state.refresh_greeting();
                 state.publish(now);
             }
             GossipMsg::SeedResolved(name, sa) => {

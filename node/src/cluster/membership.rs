@@ -18,7 +18,12 @@
 //! - join: seeds are pinged by address with exponential backoff while no member is live; afterwards one dead
 //!   member and one seed are retried every `reconnect_interval`, so healed partitions merge on their own
 //!   (DESIGN §6: "keep trying dead nodes and seeds now and then");
-//! - `Leave` marks the sender Left at once.
+//! - `Leave` marks the sender Left at once;
+//! - push on join: a node that hears *directly* from a member it did not know, or from a new generation of
+//!   one (a restart), or from one it held dead or left, sends it every live member it knows at once, in
+//!   chunks of `max_piggyback` (memberlist's push-pull, push half — the other side does the same for us when
+//!   it sees our record as new). Without it a joiner learns of the others only when they happen to contact
+//!   it, because piggybacked gossip carries *changes*, not the standing membership.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -173,6 +178,8 @@ pub struct Membership {
     probe: Option<Probe>,
     relays: HashMap<u64, Relay>,
     gossip: BTreeMap<NodeId, (MemberUpdate, u32)>,
+    /// Member records still owed to a node that joined (or came back) through us (push on join).
+    sync: BTreeMap<NodeId, Vec<MemberUpdate>>,
     next_seq: u64,
     next_probe: Instant,
     next_reconnect: Instant,
@@ -220,6 +227,7 @@ impl Membership {
             probe: None,
             relays: HashMap::new(),
             gossip: BTreeMap::new(),
+            sync: BTreeMap::new(),
             next_seq: 1,
             leaving: false,
             outbox: Vec::new(),
@@ -481,6 +489,18 @@ impl Membership {
                 out.push(m.update());
             }
         }
+        // Records owed to this node since it joined go first; they share the message's budget.
+        let mut budget = self.cfg.max_piggyback;
+        if let Some(owed) = about.and_then(|a| self.sync.get_mut(a)) {
+            let n = owed.len().min(budget);
+            out.extend(owed.drain(..n));
+            budget -= n;
+            if owed.is_empty() {
+                if let Some(a) = about {
+                    self.sync.remove(a);
+                }
+            }
+        }
         let limit = self.retransmit_limit();
         let mut pending: Vec<(u32, NodeId)> = self
             .gossip
@@ -488,7 +508,7 @@ impl Membership {
             .map(|(k, (_, sent))| (*sent, k.clone()))
             .collect();
         pending.sort();
-        for (_, key) in pending.into_iter().take(self.cfg.max_piggyback) {
+        for (_, key) in pending.into_iter().take(budget) {
             if let Some((u, sent)) = self.gossip.get_mut(&key) {
                 out.push(u.clone());
                 *sent += 1;
@@ -573,6 +593,9 @@ impl Membership {
         } else {
             self.suspects.remove(&u.node);
         }
+        if matches!(u.state, MemberState::Dead | MemberState::Left) {
+            self.sync.remove(&u.node);
+        }
         if let Some(e) = event {
             if matches!(e, MembershipEvent::Alive(_))
                 && !self.probe_order[self.probe_pos.min(self.probe_order.len())..].contains(&u.node)
@@ -604,9 +627,13 @@ impl Membership {
                     | Message::Leave(_)
             );
         }
+        let fresh = self.is_fresh(from, msg);
         match msg {
             Message::Ping(p) => {
                 self.apply_all(&p.updates, now);
+                if fresh {
+                    self.queue_sync(from);
+                }
                 let updates = self.piggyback(Some(from));
                 self.send(
                     Peer::Node(from.clone()),
@@ -684,10 +711,55 @@ impl Membership {
             }
             _ => return false,
         }
+        if fresh && !matches!(msg, Message::Ping(_)) {
+            self.queue_sync(from);
+        }
+        // What did not fit on the reply goes out now, in Pings of its own (their Acks are harmless).
+        while self.sync.contains_key(from) {
+            self.ping(Peer::Node(from.clone()), Some(from));
+        }
         if let Some(m) = self.members.get_mut(from) {
             m.last_heard = Some(now);
         }
         true
+    }
+
+    /// Whether `msg` is `from` speaking for itself as a member we did not know, a new generation of one,
+    /// or one we held dead or left: then it gets every live member we know (push on join).
+    fn is_fresh(&self, from: &NodeId, msg: &Message) -> bool {
+        let updates = match msg {
+            Message::Ping(p) => &p.updates,
+            Message::Ack(a) => &a.updates,
+            Message::PingReq(r) => &r.updates,
+            Message::IndirectAck(a) => &a.updates,
+            _ => return false,
+        };
+        let Some(own) = updates
+            .iter()
+            .find(|u| u.node == *from && u.state == MemberState::Alive)
+        else {
+            return false;
+        };
+        match self.members.get(from) {
+            None => true,
+            Some(m) => own.generation > m.generation || !m.is_live(),
+        }
+    }
+
+    /// Owes `to` the current record of every other live member.
+    fn queue_sync(&mut self, to: &NodeId) {
+        let owed: Vec<MemberUpdate> = self
+            .members
+            .values()
+            .filter(|m| m.is_live() && m.node != *to)
+            .map(Member::update)
+            .collect();
+        // With no piggyback budget nothing could ever be sent (and the caller would loop).
+        if owed.is_empty() || self.cfg.max_piggyback == 0 {
+            self.sync.remove(to);
+        } else {
+            self.sync.insert(to.clone(), owed);
+        }
     }
 
     /// Graceful departure (DESIGN §7 shutdown): `Leave` to every live member; afterwards this node sends

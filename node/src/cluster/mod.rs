@@ -450,6 +450,13 @@ impl ClusterCore {
             self.outbox.push(out);
         }
         for e in self.membership.drain_events() {
+            // A member back from suspect or dead (a healed partition, a restart) gets an anti-entropy
+            // round at once instead of at the next interval: whatever stale state reached it late is
+            // corrected right behind it, and it learns what changed while it was away.
+            if let MembershipEvent::Alive(node) = &e {
+                let node = node.clone();
+                self.send_digest(&node, true);
+            }
             self.events.push(ClusterEvent::Member(e));
         }
     }

@@ -125,6 +125,9 @@ pub mod close_code {
     pub const PROTOCOL: u32 = 3;
     /// The peer's certificate identity is unusable (no node id, or our own id).
     pub const IDENTITY: u32 = 4;
+    /// We hold the peer dead: whatever is still queued or unacknowledged on the connection is stale and
+    /// must not be delivered late ([`super::Transport::drop_stale`]).
+    pub const STALE: u32 = 5;
 }
 
 /// Where to reach a peer: its node id (the TLS server name, checked against its certificate) and address.
@@ -535,6 +538,9 @@ struct Inner {
     counters: Counters,
     shutdown: watch::Sender<bool>,
     writers: watch::Sender<usize>,
+    /// Written first on every connection, before anything queued (the owner's Hello), so the peer never
+    /// receives a queued message ahead of it.
+    greeting: Mutex<Option<Bytes>>,
 }
 
 /// Closes the endpoint when the last [`Transport`] handle is dropped, so that the accept loop and the
@@ -565,7 +571,7 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     // The state is only mutated in short critical sections without panics; a poisoned lock still
     // holds consistent data.
     state.lock().unwrap_or_else(|e| e.into_inner())
@@ -600,6 +606,7 @@ impl Transport {
             counters: Counters::default(),
             shutdown: watch::channel(false).0,
             writers: watch::channel(0).0,
+            greeting: Mutex::new(None),
         });
         tokio::spawn(accept_loop(Arc::downgrade(&inner), endpoint.clone()));
         Ok((
@@ -619,6 +626,13 @@ impl Transport {
     /// The bound UDP address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.endpoint.local_addr()
+    }
+
+    /// Sets the frame written first on every connection opened from now on (in both directions), ahead of
+    /// any frame queued for the peer: the gossip layer's Hello, which the peer must see before anything
+    /// else. Frames queued before a connection existed would otherwise overtake a Hello sent on `PeerUp`.
+    pub fn set_greeting(&self, frame: Bytes) {
+        *lock(&self.inner.greeting) = Some(frame);
     }
 
     /// Queues `frame` for `peer`, dialling it if there is no connection yet. Never blocks: when the
@@ -729,6 +743,18 @@ impl Transport {
         if let Some(a) = st.peers.get(node).and_then(|s| s.active.as_ref()) {
             a.conn
                 .close(VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
+        }
+    }
+
+    /// Closes the connection to `node` and discards what is queued for it, because the owner holds the
+    /// peer dead. QUIC would otherwise keep retransmitting those frames through a partition (until the
+    /// idle timeout) and deliver them when it heals — old state that a receiver would take as new, since
+    /// `remaining_ms` is re-based on arrival. The next frame to the peer dials afresh.
+    pub fn drop_stale(&self, node: &str) {
+        let st = lock(&self.inner.state);
+        if let Some(a) = st.peers.get(node).and_then(|s| s.active.as_ref()) {
+            a.conn
+                .close(VarInt::from_u32(close_code::STALE), b"peer held dead");
         }
     }
 
@@ -1335,6 +1361,15 @@ async fn write_frames(inner: &Inner, conn: &quinn::Connection, queue: Queue) {
         .max_frame_length(inner.max_frame)
         .new_codec();
     let mut buf = BytesMut::new();
+    let greeting = lock(&inner.greeting).clone();
+    if let Some(frame) = greeting {
+        if codec.encode(frame, &mut buf).is_ok() {
+            if send.write_all(&buf).await.is_err() {
+                return;
+            }
+            inner.counters.frame(Direction::Outbound);
+        }
+    }
     let mut shutdown = inner.shutdown.subscribe();
     loop {
         let frame = tokio::select! {

@@ -14,4 +14,4 @@ mod table;
 pub use error::ConfigError;
 pub use loader::load;
 pub use model::*;
-pub use table::render_routing_table;
+pub use table::{render_routing_table, routing_fingerprint};

@@ -52,6 +52,18 @@ pub fn render_routing_table(cfg: &Config) -> String {
     out
 }
 
+/// The part of the routing table that says how requests are routed — listener port and routes, without
+/// the file names and warnings, which differ between nodes running the same routes from different paths.
+/// Nodes compare its hash in the cluster's Hello.
+pub fn routing_fingerprint(cfg: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:?}", cfg.gateway_port);
+    for route in &cfg.routes {
+        render_route(&mut out, cfg, route);
+    }
+    out
+}
+
 fn render_route(out: &mut String, cfg: &Config, route: &Route) {
     let _ = writeln!(
         out,

@@ -263,3 +263,90 @@ fn joins_through_seeds_with_backoff_and_ignores_itself_as_seed() {
     m.tick(t0 + Duration::from_secs(3));
     assert_eq!(m.drain_outbox().len(), 1);
 }
+
+/// The updates a message carries.
+fn carried(msg: &Message) -> Vec<MemberUpdate> {
+    match msg {
+        Message::Ping(p) => p.updates.clone(),
+        Message::Ack(a) => a.updates.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// A seed that knows `members` (all alive), answering a first Ping from `joiner`: every member it knows
+/// reaches the joiner at once (on the Ack and, past the piggyback budget, on extra Pings), not only the
+/// seed's own record.
+#[test]
+fn push_on_join_sends_every_live_member_to_the_joiner() {
+    let t = Instant::now();
+    for members in [2usize, 16, 40] {
+        let mut seed = node("seed", &[], t);
+        for i in 0..members {
+            assert!(seed.apply(update(&format!("m{i}"), 0, S::Alive), t));
+        }
+        // Pending gossip about those members is spent, as in a cluster that has settled.
+        seed.gossip.clear();
+        seed.drain_outbox();
+        let joiner = MemberUpdate {
+            generation: 1,
+            ..update("joiner", 0, S::Alive)
+        };
+        assert!(seed.handle(&"joiner".to_string(), &ping(vec![joiner]), t));
+        let out = seed.drain_outbox();
+        assert!(out.iter().all(|o| o.to == Peer::Node("joiner".into())));
+        let mut learnt: BTreeSet<String> = BTreeSet::new();
+        for o in &out {
+            let ups = carried(&o.message);
+            assert!(ups.len() <= 1 + MembershipConfig::default().max_piggyback);
+            // (The joiner's own record comes back too: it is new gossip.)
+            learnt.extend(ups.into_iter().map(|u| u.node).filter(|n| n != "joiner"));
+        }
+        let want: BTreeSet<String> = (0..members)
+            .map(|i| format!("m{i}"))
+            .chain(["seed".to_string()])
+            .collect();
+        assert_eq!(learnt, want, "{members} members");
+        // Once paid, a second message from the same joiner owes nothing more.
+        let again = MemberUpdate {
+            generation: 1,
+            ..update("joiner", 0, S::Alive)
+        };
+        seed.handle(&"joiner".to_string(), &ping(vec![again]), t);
+        assert_eq!(seed.drain_outbox().len(), 1, "only the Ack");
+    }
+}
+
+/// A restart (higher generation) and a return from Left count as joining again; a member heard from
+/// again in the same generation does not.
+#[test]
+fn push_on_join_after_restart_or_leave_but_not_on_every_message() {
+    let t = Instant::now();
+    let mut seed = node("seed", &[], t);
+    seed.apply(update("m0", 0, S::Alive), t);
+    seed.apply(update("peer", 0, S::Alive), t);
+    seed.gossip.clear();
+    seed.drain_outbox();
+    let peer = "peer".to_string();
+    let sends = |seed: &mut Membership, generation: u64| {
+        let u = MemberUpdate {
+            generation,
+            ..update("peer", 0, S::Alive)
+        };
+        seed.handle(&peer, &ping(vec![u]), t);
+        seed.drain_outbox()
+            .iter()
+            .flat_map(|o| carried(&o.message))
+            .any(|u| u.node == "m0")
+    };
+    assert!(!sends(&mut seed, 1), "same generation: nothing owed");
+    assert!(sends(&mut seed, 2), "restarted: owed everything");
+    seed.apply(
+        MemberUpdate {
+            generation: 2,
+            ..update("peer", 0, S::Left)
+        },
+        t,
+    );
+    seed.gossip.clear();
+    assert!(sends(&mut seed, 3), "back after leaving: owed everything");
+}
