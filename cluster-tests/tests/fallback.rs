@@ -588,3 +588,140 @@ stringData:
     })
     .await;
 }
+
+/// Sockets to `port` on loopback in TCP state `state` (hex, as /proc/net/tcp spells it: 01 ESTABLISHED,
+/// 08 CLOSE_WAIT), seen from the side that connected (remote port = `port`).
+fn sockets_to(port: u16, state: &str) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == state
+                && f[2]
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
+/// Sequential requests through the gateway ride one upstream connection (the pool hands it back after
+/// each complete answer, streamed or not), and every non-streaming answer is counted in the GenAI metrics
+/// (the body's end is seen even though hyper stops reading at its Content-Length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_every_answer_is_metered() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            SEED_POLICY,
+        ))
+        .await?;
+        let n = 10;
+        for i in 0..n {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+            anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+        }
+        let stream =
+            json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "s"}]});
+        let r = http_post_json(&node.url("/v1/chat/completions"), &stream).await?;
+        anyhow::ensure!(r.status == 200 && r.text().contains("[DONE]"));
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(99)).await?;
+        anyhow::ensure!(r.status == 200);
+        let sources: std::collections::BTreeSet<String> = primary
+            .requests()
+            .await?
+            .into_iter()
+            .map(|r| r.source)
+            .collect();
+        anyhow::ensure!(
+            sources.len() == 1,
+            "{} sequential requests used {} upstream connections: {sources:?}",
+            n + 2,
+            sources.len()
+        );
+        let metrics = http_get(&node.admin_url("/metrics")).await?.text();
+        let count = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name) && l.contains("gen_ai_request_model"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let durations = count("gen_ai_server_request_duration_seconds_count");
+        anyhow::ensure!(
+            durations == (n + 2) as f64,
+            "{durations} request durations recorded for {} answers:\n{metrics}",
+            n + 2
+        );
+        // Input and output token counts for every answer.
+        let tokens = count("gen_ai_client_token_usage_count");
+        anyhow::ensure!(
+            tokens >= 2.0 * (n + 1) as f64,
+            "{tokens} token usage samples for {} metered answers:\n{metrics}",
+            n + 1
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// A pooled connection the backend closed while it sat idle is noticed and replaced: the next request
+/// goes out on a fresh connection and succeeds, with no failed attempt, even without any retry policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_backend_closed_is_replaced_without_a_failed_attempt() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        // No BackendTrafficPolicy: a failed attempt would reach the client.
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            "",
+        ))
+        .await?;
+        let port = primary.data_addr.port();
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(1)).await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+        anyhow::ensure!(sockets_to(port, "01") == 1, "one pooled connection");
+        // `refuse` closes the mock's idle connections (and its listener); `ok` listens again.
+        primary.set_mode(json!({"mode": "refuse"})).await?;
+        primary.set_mode(json!({"mode": "ok"})).await?;
+        switchyard_cluster_tests::harness::poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || async { (sockets_to(port, "08") == 1).then_some(()) },
+        )
+        .await
+        .map_err(|e| e.context("the gateway's pooled connection never saw the backend close it"))?;
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(2)).await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "after the backend closed the pooled connection: {} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        let reqs = primary.requests().await?;
+        anyhow::ensure!(reqs.len() == 2, "the primary saw {} requests", reqs.len());
+        anyhow::ensure!(reqs[0].source != reqs[1].source, "a fresh connection");
+        let metrics = http_get(&node.admin_url("/metrics")).await?.text();
+        let failed: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("switchyard_upstream_requests_total")
+                    && !l.contains("outcome=\"200\"")
+            })
+            .collect();
+        anyhow::ensure!(failed.is_empty(), "failed attempts recorded: {failed:?}");
+        Ok(())
+    })
+    .await;
+}

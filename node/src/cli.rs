@@ -172,6 +172,11 @@ pub struct RunArgs {
     /// How long in-flight requests and streams get once accepting stops.
     #[arg(long, env = "SWITCHYARD_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Threads serving requests (the runtime's worker threads) [default: one per CPU]. A request and its
+    /// upstream connection are driven by one task, so more threads serve more requests at once without
+    /// handing one request between them.
+    #[arg(long, env = "SWITCHYARD_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// How often fqdn endpoints are re-resolved (each address is its own host with its own health).
     #[arg(long, env = "SWITCHYARD_DNS_REFRESH", default_value = "30s", value_parser = parse_duration)]
     pub dns_refresh: Duration,

@@ -286,6 +286,8 @@ impl Gateway {
                                 dial,
                                 client,
                                 metric_backend: Arc::from(entry.key.as_str()),
+                                ok_counter: metrics::counter!("switchyard_upstream_requests_total",
+                                    "backend" => entry.key.clone(), "outcome" => "200"),
                                 health: entry,
                                 base_url: String::new(),
                             };

@@ -312,6 +312,7 @@ impl Actor for BackendHealth {
             gossip: args.gossip,
         };
         state.apply(&myself, args.policy);
+        state.publish_quiet();
         Ok(state)
     }
 
@@ -336,6 +337,28 @@ impl Actor for BackendHealth {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
+        let counts = !matches!(message, HealthMsg::Status(_));
+        state.handle(&myself, message, now);
+        if counts {
+            state.publish_quiet();
+        }
+        Ok(())
+    }
+}
+
+impl HealthState {
+    /// Publishes whether a success would be a no-op (every consecutive counter 0), for
+    /// [`crate::health::registry::HostEntry::report`].
+    fn publish_quiet(&self) {
+        let quiet = self.detector.as_ref().is_none_or(|d| {
+            let c = d.counters();
+            c.consecutive_5xx == 0 && c.consecutive_gateway == 0 && c.consecutive_local_origin == 0
+        });
+        self.view.set_quiet(quiet);
+    }
+
+    fn handle(&mut self, myself: &ActorRef<HealthMsg>, message: HealthMsg, now: Instant) {
+        let state = self;
         match message {
             HealthMsg::Observe(obs) => state.observe(obs, now),
             HealthMsg::ObserveAck(obs, reply) => {
@@ -353,12 +376,117 @@ impl Actor for BackendHealth {
                     state.publish();
                 }
             }
-            HealthMsg::Configure(policy) => state.apply(&myself, *policy),
+            HealthMsg::Configure(policy) => state.apply(myself, *policy),
             HealthMsg::Status(reply) => {
                 let _ = reply.send(state.status(now));
             }
             HealthMsg::Probe(passed) => state.on_probe(passed),
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::outlier::LocalOriginFailure;
+
+    async fn host(passive: Option<PassiveHealthConfig>) -> (ActorRef<HealthMsg>, Arc<HostHealth>) {
+        let view = Arc::new(HostHealth::default());
+        let (actor, _) = Actor::spawn(
+            None,
+            BackendHealth,
+            HealthArgs {
+                key: "default/b|127.0.0.1:1".into(),
+                view: view.clone(),
+                policy: HostPolicy {
+                    passive,
+                    groups: vec![Arc::new(EjectionGroup::new(1, 0, 100, false))],
+                    active: None,
+                },
+                gossip: None,
+            },
+        )
+        .await
+        .expect("spawn");
+        (actor, view)
+    }
+
+    async fn observe(actor: &ActorRef<HealthMsg>, obs: Observation) {
+        let r = actor
+            .call(|port| HealthMsg::ObserveAck(obs, port), None)
+            .await
+            .expect("call");
+        assert!(matches!(r, ractor::rpc::CallResult::Success(_)));
+    }
+
+    /// The flag that lets the request path skip reporting successes: set while every counter is 0, cleared
+    /// by the first failure that counts, set again by the success that resets the counters.
+    #[tokio::test]
+    async fn success_is_a_noop_exactly_while_every_counter_is_zero() {
+        let cfg = PassiveHealthConfig {
+            consecutive_5xx: 3,
+            consecutive_local_origin_failures: 3,
+            ..PassiveHealthConfig::default()
+        };
+        let (actor, view) = host(Some(cfg.clone())).await;
+        assert!(view.success_is_noop(), "fresh host");
+        observe(&actor, Observation::Status(500)).await;
+        assert!(!view.success_is_noop(), "one 5xx counted");
+        observe(&actor, Observation::Status(200)).await;
+        assert!(view.success_is_noop(), "reset by a 200");
+        observe(
+            &actor,
+            Observation::LocalOriginFailure(LocalOriginFailure::ConnectFailed),
+        )
+        .await;
+        assert!(
+            !view.success_is_noop(),
+            "an unsplit connect failure counts as 503"
+        );
+        observe(&actor, Observation::Status(429)).await;
+        assert!(view.success_is_noop(), "429 resets too");
+        actor.stop(None);
+
+        let split = PassiveHealthConfig {
+            split_external_local_origin_errors: true,
+            ..cfg
+        };
+        let (actor, view) = host(Some(split)).await;
+        observe(
+            &actor,
+            Observation::LocalOriginFailure(LocalOriginFailure::Reset),
+        )
+        .await;
+        assert!(
+            !view.success_is_noop(),
+            "split: a local-origin failure counts"
+        );
+        observe(&actor, Observation::Status(200)).await;
+        assert!(
+            !view.success_is_noop(),
+            "split: an answer does not reset local-origin"
+        );
+        observe(&actor, Observation::ConnectSucceeded).await;
+        assert!(view.success_is_noop(), "split: a connect that worked does");
+        actor.stop(None);
+
+        let (actor, view) = host(None).await;
+        observe(&actor, Observation::Status(500)).await;
+        assert!(
+            view.success_is_noop(),
+            "no outlier detection: nothing ever counts"
+        );
+        actor.stop(None);
+    }
+
+    #[test]
+    fn successes_are_non_5xx_answers_and_working_connects() {
+        assert!(Observation::Status(200).is_success());
+        assert!(Observation::Status(429).is_success());
+        assert!(Observation::Status(404).is_success());
+        assert!(!Observation::Status(500).is_success());
+        assert!(!Observation::Status(503).is_success());
+        assert!(Observation::ConnectSucceeded.is_success());
+        assert!(!Observation::LocalOriginFailure(LocalOriginFailure::Timeout).is_success());
     }
 }

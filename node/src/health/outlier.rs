@@ -54,6 +54,18 @@ pub enum Observation {
     ConnectSucceeded,
 }
 
+impl Observation {
+    /// A success: it can only reset counters (a non-5xx answer, or a connect that worked), never count
+    /// toward an ejection.
+    pub fn is_success(&self) -> bool {
+        match self {
+            Observation::Status(code) => !(500..=599).contains(code),
+            Observation::ConnectSucceeded => true,
+            Observation::LocalOriginFailure(_) => false,
+        }
+    }
+}
+
 /// Why a host was ejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EjectionReason {

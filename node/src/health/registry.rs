@@ -38,8 +38,14 @@ pub struct HostEntry {
 }
 
 impl HostEntry {
-    /// Reports an outcome without waiting (successes: the common case).
+    /// Reports an outcome without waiting (successes: the common case). A success (a non-5xx answer, a
+    /// connect that worked) only resets counters, so it is not sent at all while they are all 0 — the
+    /// common case costs the request no message and the actor no wake-up. A success racing a failure
+    /// that is being counted is ordered before it, as any two concurrent outcomes may be.
     pub fn report(&self, obs: Observation) {
+        if obs.is_success() && self.view.success_is_noop() {
+            return;
+        }
         let _ = self.actor.cast(HealthMsg::Observe(obs));
     }
 

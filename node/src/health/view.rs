@@ -17,6 +17,9 @@ pub struct HostHealth {
     local: AtomicBool,
     cluster: AtomicBool,
     cluster_count: AtomicU32,
+    /// Every consecutive-failure counter of the host's detector is 0 (or it has none): a success would
+    /// change nothing, so the request path need not report it (DESIGN §1: no mailbox in the common case).
+    quiet: AtomicBool,
 }
 
 impl HostHealth {
@@ -38,6 +41,15 @@ impl HostHealth {
     /// The cluster's ejection count for this host (0 without a cluster).
     pub fn cluster_ejection_count(&self) -> u32 {
         self.cluster_count.load(Ordering::Acquire)
+    }
+
+    /// True when reporting a success would change nothing: the detector's consecutive counters are all 0.
+    pub fn success_is_noop(&self) -> bool {
+        self.quiet.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Release);
     }
 
     pub(crate) fn set_local_ejected(&self, ejected: bool) {

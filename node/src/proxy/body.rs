@@ -19,9 +19,9 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::usage::UsageTap;
 use crate::schema::{BodyTransform, TranslateError};
 
@@ -45,7 +45,7 @@ impl ProxyBody {
     /// `tap` (successful responses) records token usage and timings when the body ends; `transform`
     /// rewrites the provider's body into the OpenAI shape.
     pub fn upstream(
-        inner: Incoming,
+        inner: UpstreamResponseBody,
         sse: bool,
         idle_timeout: Duration,
         tap: Option<UsageTap>,
@@ -59,7 +59,7 @@ impl ProxyBody {
                 transform,
                 pending_error: None,
                 idle_timeout,
-                idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                idle: None,
                 state: State::Streaming,
             }
             .boxed_unsync(),
@@ -114,14 +114,15 @@ enum State {
 }
 
 struct UpstreamBody {
-    inner: Incoming,
+    inner: UpstreamResponseBody,
     sse: bool,
     tap: Option<UsageTap>,
     transform: Option<Box<dyn BodyTransform>>,
     /// A translation error found after some output of the same frame: reported on the next poll.
     pending_error: Option<TruncatedStream>,
     idle_timeout: Duration,
-    idle: Pin<Box<Sleep>>,
+    /// Armed the first time the upstream has nothing ready (most small answers never need a timer).
+    idle: Option<Pin<Box<Sleep>>>,
     state: State,
 }
 
@@ -134,6 +135,16 @@ pub fn sse_error_event(message: &str) -> Bytes {
 }
 
 impl UpstreamBody {
+    /// The upstream body is complete: lets the transform flush what it holds into `rest` and marks the
+    /// body done, unless the transform finds the provider's body incomplete.
+    fn end(&mut self, rest: &mut BytesMut) -> Result<(), TruncatedStream> {
+        if let Some(t) = self.transform.as_mut() {
+            t.finish(rest).map_err(TruncatedStream::Translation)?;
+        }
+        self.state = State::Done;
+        Ok(())
+    }
+
     fn truncated(&mut self, why: TruncatedStream) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         tracing::warn!(error = %why, "upstream response truncated");
         metrics::counter!("switchyard_truncated_responses_total").increment(1);
@@ -183,9 +194,25 @@ impl Body for UpstreamBody {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let now = Instant::now();
-                    this.idle.as_mut().reset(now + this.idle_timeout);
-                    let frame = match (this.transform.as_mut(), frame.into_data()) {
-                        (None, Ok(data)) => Frame::data(data),
+                    if let Some(idle) = this.idle.as_mut() {
+                        idle.as_mut().reset(now + this.idle_timeout);
+                    }
+                    let mut out = match (this.transform.as_mut(), frame.into_data()) {
+                        (None, Ok(data)) => {
+                            // Passed through as it came (no copy). The last frame of a body of known
+                            // length: hyper sends it and stops polling, so the end is handled now, not on
+                            // a poll that never comes.
+                            if let Some(tap) = this.tap.as_mut() {
+                                tap.on_data(&data, now.into_std());
+                            }
+                            if this.inner.is_end_stream() {
+                                this.state = State::Done;
+                                if let Some(tap) = this.tap.take() {
+                                    tap.finish(std::time::Instant::now());
+                                }
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
                         (None, Err(frame)) => return Poll::Ready(Some(Ok(frame))),
                         // Trailers of a translated body describe the provider's body: dropped.
                         (Some(_), Err(_)) => continue,
@@ -197,46 +224,65 @@ impl Body for UpstreamBody {
                                 }
                                 this.pending_error = Some(TruncatedStream::Translation(e));
                             }
-                            if out.is_empty() {
-                                continue;
-                            }
-                            Frame::data(out.freeze())
+                            out
                         }
                     };
-                    if let (Some(tap), Some(data)) = (this.tap.as_mut(), frame.data_ref()) {
-                        tap.on_data(data, now.into_std());
+                    // Translated: the same for the last frame of a body of known length.
+                    let last = this.inner.is_end_stream() && this.pending_error.is_none();
+                    if last {
+                        if let Err(e) = this.end(&mut out) {
+                            if out.is_empty() {
+                                return this.truncated(e);
+                            }
+                            this.pending_error = Some(e);
+                        }
                     }
-                    return Poll::Ready(Some(Ok(frame)));
+                    if out.is_empty() && !last {
+                        continue;
+                    }
+                    let data = out.freeze();
+                    if let Some(tap) = this.tap.as_mut() {
+                        tap.on_data(&data, now.into_std());
+                    }
+                    if matches!(this.state, State::Done) {
+                        if let Some(tap) = this.tap.take() {
+                            tap.finish(std::time::Instant::now());
+                        }
+                        if data.is_empty() {
+                            return Poll::Ready(None);
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     return this.truncated(TruncatedStream::Broken(e.to_string()))
                 }
                 Poll::Ready(None) => {
                     let mut rest = BytesMut::new();
-                    if let Some(t) = this.transform.as_mut() {
-                        if let Err(e) = t.finish(&mut rest) {
-                            if rest.is_empty() {
-                                return this.truncated(TruncatedStream::Translation(e));
-                            }
-                            this.pending_error = Some(TruncatedStream::Translation(e));
-                            return Poll::Ready(Some(Ok(Frame::data(rest.freeze()))));
+                    if let Err(e) = this.end(&mut rest) {
+                        if rest.is_empty() {
+                            return this.truncated(e);
                         }
+                        this.pending_error = Some(e);
+                        return Poll::Ready(Some(Ok(Frame::data(rest.freeze()))));
                     }
-                    this.state = State::Done;
                     let now = std::time::Instant::now();
+                    let rest = rest.freeze();
                     if let Some(mut tap) = this.tap.take() {
-                        if !rest.is_empty() {
-                            tap.on_data(&rest, now);
-                        }
+                        tap.on_data(&rest, now);
                         tap.finish(now);
                     }
-                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest.freeze()))));
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
                 }
                 Poll::Pending => {
-                    return match this.idle.as_mut().poll(cx) {
+                    let deadline = Instant::now() + this.idle_timeout;
+                    let idle = this
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    return match idle.as_mut().poll(cx) {
                         Poll::Ready(()) => this.truncated(TruncatedStream::Idle(this.idle_timeout)),
                         Poll::Pending => Poll::Pending,
-                    }
+                    };
                 }
             }
         }

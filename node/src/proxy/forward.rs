@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use metrics::SharedString;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
@@ -21,6 +20,7 @@ use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
+use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
 use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
@@ -54,7 +54,7 @@ pub struct ProxiedRequest {
 enum Failure {
     /// The upstream answered with a status the policy retries (kept so it can be returned, translated by
     /// its backend's schema).
-    Response(Response<Incoming>, &'static dyn Translator),
+    Response(Response<UpstreamResponseBody>, &'static dyn Translator),
     /// No response at all.
     Local(LocalFailure),
 }
@@ -109,7 +109,7 @@ pub async fn forward(
         model: req.model.clone(),
         stream: req.stream,
         include_usage: req.include_usage,
-        id: format!("chatcmpl-{:024x}", rng.random::<u128>() >> 32),
+        id: crate::schema::CompletionId::from_seed(rng.random::<u128>() >> 32),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -160,7 +160,11 @@ pub async fn forward(
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                record_upstream(host, status_label(status));
+                if status == 200 {
+                    host.ok_counter.increment(1);
+                } else {
+                    record_upstream(host, status_label(status));
+                }
                 host.health.report(Observation::ConnectSucceeded);
                 let outcome = AttemptOutcome::Status(status);
                 let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
@@ -305,7 +309,7 @@ fn failure_response(failure: Failure, idle: Duration, rctx: &ResponseCtx) -> Res
     }
 }
 
-fn is_sse(resp: &Response<Incoming>) -> bool {
+fn is_sse(resp: &Response<UpstreamResponseBody>) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -328,7 +332,7 @@ fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest) -> UsageTap {
 
 /// Returns an upstream response to the client, translated by `translator` (frame by frame).
 fn pass_through(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamResponseBody>,
     idle: Duration,
     tap: Option<UsageTap>,
     translator: &dyn Translator,

@@ -1,8 +1,10 @@
-//! The HTTP client towards one backend (pooled, rustls for TLS) and the classification of what an attempt
-//! did, in the terms the retry policy and the outlier detector speak.
+//! The HTTP client towards one backend host (HTTP/1.1, plain or rustls TLS, connections pooled in
+//! `pool.rs` and driven by the request's own task) and the classification of what an attempt did, in the
+//! terms the retry policy and the outlier detector speak.
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,57 +12,116 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response};
 use http_body_util::Full;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::config::model::UpstreamTls;
 use crate::health::outlier::{LocalOriginFailure, Observation};
+use crate::proxy::pool::{Conn, Pool, UpstreamResponseBody};
 use crate::retry::policy::AttemptOutcome;
 use crate::routing::resolve::Dial;
 
-/// The pooled client for one backend host.
-pub type HttpClient = Client<HttpsConnector<HttpConnector<HostResolver>>, Full<Bytes>>;
+/// How long an unused connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per host at most.
+const MAX_IDLE: usize = 512;
 
-/// The connector's resolver for one host: the host's own address when it has one, so the request URI can
-/// keep the endpoint's name (for Host, `:authority`, SNI and SigV4) while the connection goes to exactly
-/// this host; the system resolver for a name that did not resolve at the last refresh.
-#[derive(Clone)]
-pub enum HostResolver {
-    /// Always this address (the port comes from the URI).
-    Pinned(IpAddr),
-    /// `getaddrinfo` at connect time.
-    System(GaiResolver),
+/// The client for one backend host. Cheap to clone (one shared pool).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Arc<ClientInner>,
 }
 
-type ResolveFuture =
-    Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+struct ClientInner {
+    /// Where connections go: always this address, or a name resolved at connect time.
+    dial: Dial,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+    source: Option<IpAddr>,
+    pool: Arc<Pool>,
+}
 
-impl tower_service::Service<Name> for HostResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = ResolveFuture;
+impl std::fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInner")
+            .field("dial", &self.dial)
+            .field("tls", &self.tls.is_some())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+/// A connection's byte stream: plain TCP or TLS over TCP.
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// rustls over TCP.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
     }
 
-    fn call(&mut self, name: Name) -> Self::Future {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
         match self {
-            HostResolver::Pinned(ip) => {
-                // Port 0: hyper-util fills in the URI's port.
-                let addr = SocketAddr::new(*ip, 0);
-                Box::pin(async move { Ok(vec![addr].into_iter()) })
-            }
-            HostResolver::System(gai) => {
-                let lookup = gai.call(name);
-                Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
-            }
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -96,9 +157,26 @@ pub enum UpstreamError {
     },
 }
 
+/// Why an attempt got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The name did not resolve, or no TCP connection could be made (refused, unreachable, timed out).
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    /// The TLS handshake failed (certificate, protocol).
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
+    /// The HTTP exchange failed (the connection was reset or closed before a complete response head).
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be put in HTTP/1.1 form.
+    #[error("invalid request: {0}")]
+    Request(String),
+}
+
 /// Builds the client for one endpoint of a backend: plain HTTP when `tls` is `None`, otherwise rustls with
-/// the webpki roots plus any extra CA, HTTP/2 offered by ALPN. The TLS server name is `tls.server_name` or
-/// else `endpoint_host`, whatever address is dialled — so an fqdn endpoint dialled by one of its resolved
+/// the webpki roots plus any extra CA, HTTP/1.1 by ALPN. The TLS server name is `tls.server_name` or else
+/// `endpoint_host`, whatever address is dialled — so an fqdn endpoint dialled by one of its resolved
 /// addresses is still verified against its name.
 pub fn build_client(
     backend: &str,
@@ -108,47 +186,62 @@ pub fn build_client(
     connect_timeout: Duration,
     source: Option<IpAddr>,
 ) -> Result<HttpClient, UpstreamError> {
+    let tls = match tls {
+        None => None,
+        Some(tls) => Some(tls_connector(backend, endpoint_host, tls)?),
+    };
+    Ok(HttpClient {
+        inner: Arc::new(ClientInner {
+            dial: dial.clone(),
+            tls,
+            connect_timeout,
+            source,
+            pool: Pool::new(IDLE_TIMEOUT, MAX_IDLE),
+        }),
+    })
+}
+
+fn tls_connector(
+    backend: &str,
+    endpoint_host: &str,
+    tls: &UpstreamTls,
+) -> Result<(TlsConnector, ServerName<'static>), UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let mut server_name = None;
-    if let Some(tls) = tls {
-        if let Some(pem) = &tls.ca_pem {
-            let source_name = tls.ca_source.clone().unwrap_or_else(|| "CA bundle".into());
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| UpstreamError::BadCa {
-                    backend: backend.into(),
-                    source_name: source_name.clone(),
-                    reason: e.to_string(),
-                })?;
-                roots.add(cert).map_err(|e| UpstreamError::BadCa {
-                    backend: backend.into(),
-                    source_name: source_name.clone(),
-                    reason: e.to_string(),
-                })?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(UpstreamError::BadCa {
-                    backend: backend.into(),
-                    source_name,
-                    reason: "no PEM certificate found".into(),
-                });
-            }
+    if let Some(pem) = &tls.ca_pem {
+        let source_name = tls.ca_source.clone().unwrap_or_else(|| "CA bundle".into());
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| UpstreamError::BadCa {
+                backend: backend.into(),
+                source_name: source_name.clone(),
+                reason: e.to_string(),
+            })?;
+            roots.add(cert).map_err(|e| UpstreamError::BadCa {
+                backend: backend.into(),
+                source_name: source_name.clone(),
+                reason: e.to_string(),
+            })?;
+            added += 1;
         }
-        let name = tls
-            .server_name
-            .clone()
-            .unwrap_or_else(|| endpoint_host.to_string());
-        server_name =
-            Some(
-                ServerName::try_from(name.clone()).map_err(|_| UpstreamError::BadServerName {
-                    backend: backend.into(),
-                    name,
-                })?,
-            );
+        if added == 0 {
+            return Err(UpstreamError::BadCa {
+                backend: backend.into(),
+                source_name,
+                reason: "no PEM certificate found".into(),
+            });
+        }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| endpoint_host.to_string());
+    let server_name =
+        ServerName::try_from(name.clone()).map_err(|_| UpstreamError::BadServerName {
+            backend: backend.into(),
+            name,
+        })?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -158,27 +251,149 @@ pub fn build_client(
     })?
     .with_root_certificates(roots)
     .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((TlsConnector::from(Arc::new(config)), server_name))
+}
 
-    let resolver = match dial {
-        Dial::Addr(addr) => HostResolver::Pinned(addr.ip()),
-        Dial::Name(..) => HostResolver::System(GaiResolver::new()),
+impl HttpClient {
+    /// Sends `req` (absolute URI naming the endpoint) on an idle connection of this host, or a new one,
+    /// driving the connection from the calling task until the response head arrives; the returned body
+    /// keeps driving it and gives it back to the pool at its end. A reused connection found closed before
+    /// the request was written is replaced by a fresh one, once — the request never reached the backend,
+    /// so this is not a retry.
+    pub async fn request(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamResponseBody>, SendError> {
+        origin_form(&mut req)?;
+        let mut reused_once = false;
+        loop {
+            let (mut conn, reused) = match self.inner.pool.checkout() {
+                Some(c) if !reused_once => (c, true),
+                _ => (self.connect().await?, false),
+            };
+            let mut closed = false;
+            let result = {
+                let mut send = std::pin::pin!(conn.sender.try_send_request(req));
+                std::future::poll_fn(|cx| {
+                    if !closed {
+                        closed = conn.poll_closed(cx);
+                    }
+                    send.as_mut().poll(cx)
+                })
+                .await
+            };
+            match result {
+                Ok(resp) => {
+                    let conn = (!closed).then_some(conn);
+                    let pool = self.inner.pool.clone();
+                    return Ok(resp.map(|body| UpstreamResponseBody::new(body, conn, pool)));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        reused_once = true;
+                        req = unsent;
+                    }
+                    _ => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Idle connections in this host's pool (for tests and status).
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.idle_count()
+    }
+
+    async fn connect(&self) -> Result<Box<Conn>, SendError> {
+        let inner = &self.inner;
+        let addrs: Vec<SocketAddr> = match &inner.dial {
+            Dial::Addr(a) => vec![*a],
+            Dial::Name(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(SendError::Connect)?
+                .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
+        let mut tcp = None;
+        for addr in addrs {
+            match tokio::time::timeout(inner.connect_timeout, connect_tcp(addr, inner.source)).await
+            {
+                Ok(Ok(s)) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "connect to {addr} timed out after {:?}",
+                            inner.connect_timeout
+                        ),
+                    )
+                }
+            }
+        }
+        let tcp = tcp.ok_or(SendError::Connect(last))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match &inner.tls {
+            None => Stream::Plain(tcp),
+            Some((connector, name)) => Stream::Tls(Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(SendError::Tls)?,
+            )),
+        };
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Box::new(Conn { sender, conn }))
+    }
+}
+
+async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
     };
-    let mut http = HttpConnector::new_with_resolver(resolver);
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_local_address(source);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http();
-    let builder = match server_name {
-        Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
-        None => builder,
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
+}
+
+/// Rewrites an absolute-URI request into what goes on an HTTP/1.1 connection: `Host` from the URI's
+/// authority (unless set; without the scheme's default port, the value SigV4 signed) and an origin-form
+/// request target.
+fn origin_form(req: &mut Request<Full<Bytes>>) -> Result<(), SendError> {
+    let uri = req.uri();
+    let Some(authority) = uri.authority() else {
+        return Err(SendError::Request(format!("no authority in {uri}")));
     };
-    let connector = builder.enable_all_versions().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector))
+    if !req.headers().contains_key(HOST) {
+        let default_port = if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
+        let host = match authority.port_u16() {
+            Some(p) if p == default_port => authority.host(),
+            _ => authority.as_str(),
+        };
+        let value = HeaderValue::from_str(host)
+            .map_err(|e| SendError::Request(format!("Host {host:?}: {e}")))?;
+        req.headers_mut().insert(HOST, value);
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(target);
+    Ok(())
 }
 
 /// A local-origin failure of one attempt (no HTTP response).
@@ -197,11 +412,16 @@ pub enum LocalFailure {
 }
 
 impl LocalFailure {
-    /// Classifies a client error by walking its cause chain.
-    pub fn classify(err: &hyper_util::client::legacy::Error) -> LocalFailure {
+    /// Classifies a failed attempt; for HTTP errors by walking the cause chain.
+    pub fn classify(err: &SendError) -> LocalFailure {
+        let http = match err {
+            SendError::Connect(_) | SendError::Request(_) => return LocalFailure::Connect,
+            SendError::Tls(_) => return LocalFailure::Tls,
+            SendError::Http(e) => e,
+        };
         let mut tls = false;
         let mut refused_stream = false;
-        let mut cur: Option<&(dyn StdError + 'static)> = err.source();
+        let mut cur: Option<&(dyn StdError + 'static)> = http.source();
         while let Some(e) = cur {
             if e.downcast_ref::<rustls::Error>().is_some() {
                 tls = true;
@@ -209,20 +429,15 @@ impl LocalFailure {
             if e.to_string().contains("refused stream") {
                 refused_stream = true;
             }
-            // `io::Error::source()` skips the error it wraps (it returns *that* error's source), and connectors
+            // `io::Error::source()` skips the error it wraps (it returns *that* error's source), and streams
             // nest io::Errors around the rustls error, so descend through `get_ref()` instead.
-            cur = match e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
+            cur = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
                 Some(inner) => Some(inner as &(dyn StdError + 'static)),
                 None => e.source(),
             };
         }
         if tls {
             LocalFailure::Tls
-        } else if err.is_connect() {
-            LocalFailure::Connect
         } else if refused_stream {
             LocalFailure::RefusedStream
         } else {

@@ -3,11 +3,19 @@
 //! scanned event by event, so `usage` in the final chunk is found without holding the stream.
 //!
 //! Parsing is best-effort by design: a body the tap cannot read changes nothing for the client.
+//!
+//! The request path records these for every answer, so it avoids the metrics registry's per-call work
+//! (building a key of five labels and looking it up, five times per answer): the histograms of one label
+//! set are registered once and kept in [`HANDLES`]; a non-streaming body is kept as the frames it arrived
+//! in (shared, not copied) and parsed in place when it is one frame, as small answers are.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Instant;
 
-use metrics::Label;
+use bytes::Bytes;
+use metrics::{Histogram, Label};
 use serde::Deserialize;
 
 /// Largest non-streaming body the tap buffers to find `usage`.
@@ -33,11 +41,110 @@ struct Usage {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    model: Option<String>,
+struct Envelope<'a> {
+    /// Borrowed from the body when it has no escapes (model names have none): no allocation.
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     usage: Option<Usage>,
+}
+
+/// The GenAI histograms of one label set (operation, provider, request and response model).
+struct GenAiHandles {
+    operation: &'static str,
+    provider: &'static str,
+    request_model: Box<str>,
+    response_model: Box<str>,
+    input_tokens: Histogram,
+    output_tokens: Histogram,
+    duration: Histogram,
+    time_to_first_token: Histogram,
+    time_per_output_token: Histogram,
+}
+
+impl GenAiHandles {
+    fn register(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Self {
+        // Label values are shared (`Arc<str>`) or static, so each registration clones them for free.
+        let request_model: Arc<str> = Arc::from(req);
+        let response_model: Arc<str> = if resp == req {
+            request_model.clone()
+        } else {
+            Arc::from(resp)
+        };
+        let labels = vec![
+            Label::from_static_parts("gen_ai_operation_name", op),
+            Label::from_static_parts("gen_ai_provider_name", provider),
+            Label::new("gen_ai_request_model", request_model),
+            Label::new("gen_ai_response_model", response_model),
+        ];
+        let with = |extra: Label| {
+            let mut v = labels.clone();
+            v.push(extra);
+            v
+        };
+        GenAiHandles {
+            operation: op,
+            provider,
+            request_model: req.into(),
+            response_model: resp.into(),
+            input_tokens: metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts("gen_ai_token_type", "input"))
+            ),
+            output_tokens: metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts("gen_ai_token_type", "output"))
+            ),
+            time_per_output_token: metrics::histogram!(
+                "gen_ai_server_time_per_output_token_seconds",
+                labels.clone()
+            ),
+            time_to_first_token: metrics::histogram!(
+                "gen_ai_server_time_to_first_token_seconds",
+                labels.clone()
+            ),
+            duration: metrics::histogram!("gen_ai_server_request_duration_seconds", labels),
+        }
+    }
+
+    fn is(&self, op: &str, provider: &str, req: &str, resp: &str) -> bool {
+        self.operation == op
+            && self.provider == provider
+            && &*self.request_model == req
+            && &*self.response_model == resp
+    }
+}
+
+/// Label sets cached at most; past that (a client sending ever new model names through a regex route)
+/// handles are registered per answer, as the registry would anyway.
+const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+/// Registered GenAI histograms by a hash of their label set (collisions kept side by side). Handles stay
+/// valid for the life of the process's recorder, which `run` installs before serving.
+static HANDLES: LazyLock<RwLock<HashMap<u64, Vec<Arc<GenAiHandles>>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (op, provider, req, resp).hash(&mut h);
+    let key = h.finish();
+    let found = HANDLES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .and_then(|v| v.iter().find(|e| e.is(op, provider, req, resp)).cloned());
+    if let Some(found) = found {
+        return found;
+    }
+    let entry = Arc::new(GenAiHandles::register(op, provider, req, resp));
+    let mut map = HANDLES.write().unwrap_or_else(|e| e.into_inner());
+    if map.len() < MAX_CACHED_LABEL_SETS {
+        let slot = map.entry(key).or_default();
+        if !slot.iter().any(|e| e.is(op, provider, req, resp)) {
+            slot.push(entry.clone());
+        }
+    }
+    entry
 }
 
 /// Watches one response body.
@@ -46,7 +153,11 @@ pub struct UsageTap {
     sse: bool,
     started: Instant,
     first_data: Option<Instant>,
+    /// SSE: the partial line carried over to the next frame.
     buf: Vec<u8>,
+    /// Non-streaming: the frames so far (shared with the client's copy, not copied).
+    frames: Vec<Bytes>,
+    buffered: usize,
     overflowed: bool,
     usage: Option<Usage>,
     response_model: Option<String>,
@@ -61,14 +172,16 @@ impl UsageTap {
             started,
             first_data: None,
             buf: Vec::new(),
+            frames: Vec::new(),
+            buffered: 0,
             overflowed: false,
             usage: None,
             response_model: None,
         }
     }
 
-    /// Feeds the next body bytes, received at `now`.
-    pub fn on_data(&mut self, data: &[u8], now: Instant) {
+    /// Feeds the next body frame, received at `now`.
+    pub fn on_data(&mut self, data: &Bytes, now: Instant) {
         if data.is_empty() {
             return;
         }
@@ -76,17 +189,28 @@ impl UsageTap {
         if self.overflowed {
             return;
         }
-        self.buf.extend_from_slice(data);
         if self.sse {
+            self.buf.extend_from_slice(data);
             // Consume complete lines; keep the partial tail for the next frame.
-            while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let mut start = 0;
+            while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
+                let line = self.buf[start..start + pos + 1].to_vec();
+                start += pos + 1;
                 self.on_sse_line(&line);
             }
-        }
-        if self.buf.len() > MAX_BUFFERED {
-            self.overflowed = true;
-            self.buf = Vec::new();
+            self.buf.drain(..start);
+            if self.buf.len() > MAX_BUFFERED {
+                self.overflowed = true;
+                self.buf = Vec::new();
+            }
+        } else {
+            self.buffered += data.len();
+            if self.buffered > MAX_BUFFERED {
+                self.overflowed = true;
+                self.frames = Vec::new();
+            } else {
+                self.frames.push(data.clone());
+            }
         }
     }
 
@@ -105,8 +229,10 @@ impl UsageTap {
 
     fn absorb(&mut self, json: &[u8]) {
         if let Ok(env) = serde_json::from_slice::<Envelope>(json) {
-            if env.model.is_some() {
-                self.response_model = env.model;
+            if let Some(m) = env.model {
+                if m != self.labels.request_model && self.response_model.as_deref() != Some(&m) {
+                    self.response_model = Some(m.into_owned());
+                }
             }
             if env.usage.is_some() {
                 self.usage = env.usage;
@@ -117,58 +243,39 @@ impl UsageTap {
     /// The body ended cleanly at `now`: parse what is buffered and record the metrics.
     pub fn finish(mut self, now: Instant) {
         if !self.sse && !self.overflowed {
-            let buf = std::mem::take(&mut self.buf);
-            self.absorb(&buf);
+            let frames = std::mem::take(&mut self.frames);
+            match frames.as_slice() {
+                [] => {}
+                [one] => self.absorb(one),
+                many => self.absorb(&many.concat()),
+            }
         }
         let l = &self.labels;
-        // Label values are shared (`Arc<str>`) or static: every metric below clones them for free,
-        // instead of allocating a String per label per metric.
-        let request_model: Arc<str> = Arc::from(l.request_model.as_str());
-        let response_model: Arc<str> = match self.response_model.take() {
-            Some(m) if m != l.request_model => Arc::from(m),
-            _ => request_model.clone(),
-        };
-        let labels = vec![
-            Label::from_static_parts("gen_ai_operation_name", l.operation),
-            Label::from_static_parts("gen_ai_provider_name", l.provider),
-            Label::new("gen_ai_request_model", request_model),
-            Label::new("gen_ai_response_model", response_model),
-        ];
-        let with = |extra: Label| {
-            let mut v = labels.clone();
-            v.push(extra);
-            v
-        };
+        let response_model = self.response_model.take();
+        let h = handles(
+            l.operation,
+            l.provider,
+            &l.request_model,
+            response_model.as_deref().unwrap_or(&l.request_model),
+        );
         if let Some(u) = self.usage {
-            metrics::histogram!(
-                "gen_ai_client_token_usage",
-                with(Label::from_static_parts("gen_ai_token_type", "input"))
-            )
-            .record(u.prompt_tokens as f64);
-            metrics::histogram!(
-                "gen_ai_client_token_usage",
-                with(Label::from_static_parts("gen_ai_token_type", "output"))
-            )
-            .record(u.completion_tokens as f64);
+            h.input_tokens.record(u.prompt_tokens as f64);
+            h.output_tokens.record(u.completion_tokens as f64);
             if self.sse && u.completion_tokens > 1 {
                 if let Some(first) = self.first_data {
                     let per_token =
                         now.duration_since(first).as_secs_f64() / (u.completion_tokens - 1) as f64;
-                    metrics::histogram!(
-                        "gen_ai_server_time_per_output_token_seconds",
-                        labels.clone()
-                    )
-                    .record(per_token);
+                    h.time_per_output_token.record(per_token);
                 }
             }
         }
         if self.sse {
             if let Some(first) = self.first_data {
-                metrics::histogram!("gen_ai_server_time_to_first_token_seconds", labels.clone())
+                h.time_to_first_token
                     .record(first.duration_since(self.started).as_secs_f64());
             }
         }
-        metrics::histogram!("gen_ai_server_request_duration_seconds", labels)
+        h.duration
             .record(now.duration_since(self.started).as_secs_f64());
     }
 
@@ -196,8 +303,8 @@ mod tests {
         let mut tap = UsageTap::new(labels(), true, now);
         let stream = "data: {\"model\":\"m-2024\",\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
         let (a, b) = stream.as_bytes().split_at(60);
-        tap.on_data(a, now);
-        tap.on_data(b, now);
+        tap.on_data(&Bytes::copy_from_slice(a), now);
+        tap.on_data(&Bytes::copy_from_slice(b), now);
         let (usage, model) = tap.seen();
         assert_eq!(
             usage,
@@ -214,10 +321,12 @@ mod tests {
         let now = Instant::now();
         let mut tap = UsageTap::new(labels(), true, now);
         tap.on_data(
-            b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n",
+            &Bytes::from_static(
+                b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n",
+            ),
             now,
         );
-        tap.on_data(b"data: {\"usage\":null}\n", now);
+        tap.on_data(&Bytes::from_static(b"data: {\"usage\":null}\n"), now);
         assert_eq!(
             tap.seen().0,
             Some(Usage {
@@ -232,7 +341,7 @@ mod tests {
         let now = Instant::now();
         let mut tap = UsageTap::new(labels(), true, now);
         tap.on_data(
-            b"data: {\"usage\":{\"input_tokens\":4,\"output_tokens\":5}}\n",
+            &Bytes::from_static(b"data: {\"usage\":{\"input_tokens\":4,\"output_tokens\":5}}\n"),
             now,
         );
         assert_eq!(
@@ -248,7 +357,7 @@ mod tests {
     fn oversized_plain_bodies_are_dropped_not_buffered() {
         let now = Instant::now();
         let mut tap = UsageTap::new(labels(), false, now);
-        tap.on_data(&vec![b' '; MAX_BUFFERED + 1], now);
-        assert!(tap.buf.is_empty() && tap.overflowed);
+        tap.on_data(&Bytes::from(vec![b' '; MAX_BUFFERED + 1]), now);
+        assert!(tap.frames.is_empty() && tap.overflowed);
     }
 }

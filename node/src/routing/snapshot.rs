@@ -79,6 +79,9 @@ pub struct UpstreamHost {
     pub base_url: String,
     /// The host key as a shared metric label value (no allocation per request).
     pub metric_backend: Arc<str>,
+    /// `switchyard_upstream_requests_total{backend=this host, outcome="200"}`, registered once: the
+    /// outcome of nearly every attempt, counted without a registry lookup.
+    pub ok_counter: metrics::Counter,
 }
 
 impl UpstreamHost {

@@ -148,7 +148,7 @@ impl StreamTransform {
     /// A transform for one response.
     pub fn new(ctx: ResponseCtx) -> Self {
         StreamTransform {
-            id: ctx.id.clone(),
+            id: ctx.id.to_string(),
             model: ctx.model.clone(),
             ctx,
             parser: SseParser::new(),

@@ -129,9 +129,45 @@ pub struct ResponseCtx {
     /// `stream_options.include_usage`: emit the final usage chunk.
     pub include_usage: bool,
     /// Completion id for providers that give none (`chatcmpl-…`).
-    pub id: String,
+    pub id: CompletionId,
     /// `created` (Unix seconds) for providers that give none.
     pub created: u64,
+}
+
+/// A `chatcmpl-…` id, formatted only when a translator reads it: OpenAI-shaped answers carry their own, so
+/// most requests never need one.
+#[derive(Debug, Clone)]
+pub struct CompletionId {
+    seed: u128,
+    text: std::sync::OnceLock<String>,
+}
+
+impl CompletionId {
+    /// The id `chatcmpl-` + 24 hex digits of `seed`.
+    pub fn from_seed(seed: u128) -> Self {
+        CompletionId {
+            seed,
+            text: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for CompletionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.text
+            .get_or_init(|| format!("chatcmpl-{:024x}", self.seed))
+    }
+}
+
+impl From<&str> for CompletionId {
+    fn from(id: &str) -> Self {
+        CompletionId {
+            seed: 0,
+            text: std::sync::OnceLock::from(id.to_string()),
+        }
+    }
 }
 
 /// Rewrites a response body frame by frame.
