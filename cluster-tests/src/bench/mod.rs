@@ -13,7 +13,7 @@ pub mod targets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 
 use self::load::{Load, Run};
@@ -53,12 +53,9 @@ pub struct Args {
     /// Skip nginx (when it cannot be installed).
     #[arg(long)]
     pub no_nginx: bool,
-    /// Gateway nodes for the failover scenarios. Only 1 is supported until clustering is integrated.
-    #[arg(long, default_value_t = 1)]
-    pub nodes: usize,
-    /// Whether nodes share ejections (`--share-ejections` of `switchyard run`); needs `--nodes` > 1.
-    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
-    pub share_ejections: String,
+    /// Failover topologies: `1` (one node), `N:on` / `N:off` (N clustered nodes sharing ejections or not).
+    #[arg(long, value_delimiter = ',', default_value = "1,3:on,3:off")]
+    pub topologies: Vec<failover::TopologySpec>,
     /// Request rate of the failover runs (req/s).
     #[arg(long, default_value_t = 200)]
     pub failover_rate: u32,
@@ -122,16 +119,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = &args.switchyard {
         targets::set_switchyard_binary(p.clone());
     }
-    if args.nodes != 1 {
-        bail!(
-            "--nodes {} is not measurable yet: multi-node failover needs the cluster integration \
-             (--seeds/--cluster/--gossip/--share-ejections on `switchyard run`); run with --nodes 1",
-            args.nodes
-        );
-    }
-    if args.share_ejections == "on" {
-        bail!("--share-ejections on needs --nodes > 1, which is not measurable yet");
-    }
     let oha = load::ensure_oha()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -190,11 +177,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_failover {
         let mut results = Vec::new();
         for scenario in &args.scenarios {
-            let r = failover::run(&oha, &args, scenario)
-                .await
-                .with_context(|| format!("failover scenario {scenario}"))?;
-            println!("{}", r.line());
-            results.push(r);
+            for &spec in &args.topologies {
+                let r = failover::run(&oha, &args, spec, scenario)
+                    .await
+                    .with_context(|| format!("failover scenario {scenario}, {spec}"))?;
+                println!("{}", r.line());
+                results.push(r);
+            }
         }
         report::write_failover(&args, &results)?;
         println!("\n{}", report::markdown_failover(&results, &args));

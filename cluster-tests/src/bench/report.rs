@@ -202,29 +202,31 @@ pub fn markdown_load(s: &Summary) -> String {
             ));
         }
     }
-    out.push_str("\n### Added latency, Switchyard vs nginx (same run)\n\n");
-    out.push_str("| load | added p50 sy/nginx | added p99 sy/nginx | max throughput sy/direct | nginx/direct |\n|---|---:|---:|---:|---:|\n");
+    out.push_str("\n### Switchyard against the baselines (same run)\n\n");
+    out.push_str("| load | target | CPU/req vs nginx | added p50 vs nginx's | added p99 vs nginx's | throughput vs direct | nginx throughput vs direct |\n|---|---|---:|---:|---:|---:|---:|\n");
     for kind in &kinds {
-        let (Some(d), Some(n), Some(y)) = (
-            cell(s, kind, "direct"),
-            cell(s, kind, "nginx"),
-            cell(s, kind, "switchyard"),
-        ) else {
+        let (Some(d), Some(n)) = (cell(s, kind, "direct"), cell(s, kind, "nginx")) else {
             continue;
         };
-        if kind == "max" {
-            out.push_str(&format!(
-                "| max | – | – | {} | {} |\n",
-                ratio(y.rps, d.rps),
-                ratio(n.rps, d.rps)
-            ));
-        } else {
-            out.push_str(&format!(
-                "| {} | {} | {} | – | – |\n",
-                kind,
-                ratio(y.p50_ms - d.p50_ms, n.p50_ms - d.p50_ms),
-                ratio(y.p99_ms - d.p99_ms, n.p99_ms - d.p99_ms)
-            ));
+        for target in ["switchyard-1t", "switchyard"] {
+            let Some(y) = cell(s, kind, target) else {
+                continue;
+            };
+            if kind == "max" {
+                out.push_str(&format!(
+                    "| max | {target} | {} | – | – | {} | {} |\n",
+                    ratio(y.cpu_us, n.cpu_us),
+                    ratio(y.rps, d.rps),
+                    ratio(n.rps, d.rps)
+                ));
+            } else {
+                out.push_str(&format!(
+                    "| {kind} | {target} | {} | {} | {} | – | – |\n",
+                    ratio(y.cpu_us, n.cpu_us),
+                    ratio(y.p50_ms - d.p50_ms, n.p50_ms - d.p50_ms),
+                    ratio(y.p99_ms - d.p99_ms, n.p99_ms - d.p99_ms)
+                ));
+            }
         }
     }
     out.push_str("\n### Peak RSS (VmHWM, whole run)\n\n| target | KiB |\n|---|---:|\n");
@@ -239,26 +241,38 @@ pub fn markdown_load(s: &Summary) -> String {
 /// The failover figures as markdown.
 pub fn markdown_failover(results: &[FailoverResult], args: &Args) -> String {
     let mut out = format!(
-        "### Failover ({} node(s), share-ejections {}, {} req/s, perRetry.timeout {} ms)\n\n",
-        args.nodes,
-        args.share_ejections,
+        "### Failover ({} req/s in all, spread over the nodes; perRetry.timeout {} ms)\n\n",
         args.failover_rate,
         args.per_try_timeout.as_millis()
     );
-    out.push_str("| primary | requests | client errors | primary received | node attempts to primary (failed) | p99 steady ms | p99 failure window ms | max in window ms | failure → ejected (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| primary | nodes | sharing | requests | client errors | primary received | attempts to primary that failed (per node) | p99 steady ms | p99 failure window ms | max in window ms | failure → first node routes away (ms) | failure → last node routes away (ms) |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
+    let ms = |v: Option<f64>| v.map_or("not within the run".to_string(), |ms| format!("{ms:.0}"));
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} ({}) | {:.2} | {:.2} | {:.1} | {} | {} |\n",
             r.scenario,
+            r.nodes,
+            if r.nodes == 1 {
+                "–"
+            } else if r.share_ejections {
+                "on"
+            } else {
+                "off"
+            },
             r.requests,
             r.client_errors,
             r.primary_received,
             r.primary_failed_attempts,
+            r.failed_attempts_by_node
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" / "),
             r.steady_p99_ms,
             r.failure_p99_ms,
             r.failure_max_ms,
-            r.route_away_ms
-                .map_or("not within the run".to_string(), |ms| format!("{ms:.0}"))
+            ms(r.first_route_away_ms),
+            ms(r.route_away_ms),
         ));
     }
     out

@@ -1,5 +1,7 @@
-//! The three targets — the mock itself, nginx with one worker, one Switchyard node — and the per-process
-//! accounting (`/proc/PID/stat` CPU time, `/proc/PID/status` VmHWM) the figures are computed from.
+//! The targets — the mock itself, nginx with one worker, one Switchyard node with one worker thread (the
+//! same parallelism as that nginx) and one with its default (a worker thread per CPU) — and the
+//! per-process accounting (`/proc/PID/stat` CPU time, `/proc/PID/status` VmHWM) the figures are computed
+//! from.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -101,7 +103,7 @@ pub struct Targets {
     pub mock: MockProvider,
     direct: Target,
     nginx: Option<(Target, Process, tempfile::TempDir)>,
-    switchyard: (Target, BenchNode),
+    switchyard: Vec<(Target, BenchNode)>,
 }
 
 impl Targets {
@@ -133,19 +135,26 @@ impl Targets {
         } else {
             None
         };
-        let node =
-            BenchNode::start(&single_backend_config(mock.data_addr, &seed_policy(None))).await?;
-        let sy = Target {
-            name: "switchyard".into(),
-            url: format!("http://{}/v1/chat/completions", node.listen),
-            pids: vec![node.process.pid()],
-            mock_pids,
-        };
+        let config = single_backend_config(mock.data_addr, &seed_policy(None));
+        let mut switchyard = Vec::new();
+        for (name, flags) in [
+            ("switchyard-1t", &["--worker-threads", "1"][..]),
+            ("switchyard", &[][..]),
+        ] {
+            let node = BenchNode::start(&config, flags).await?;
+            let target = Target {
+                name: name.into(),
+                url: format!("http://{}/v1/chat/completions", node.listen),
+                pids: vec![node.process.pid()],
+                mock_pids: mock_pids.clone(),
+            };
+            switchyard.push((target, node));
+        }
         Ok(Targets {
             mock,
             direct,
             nginx,
-            switchyard: (sy, node),
+            switchyard,
         })
     }
 
@@ -155,7 +164,7 @@ impl Targets {
         if let Some((t, _, _)) = &self.nginx {
             v.push(t);
         }
-        v.push(&self.switchyard.0);
+        v.extend(self.switchyard.iter().map(|(t, _)| t));
         v
     }
 
@@ -254,12 +263,12 @@ pub struct BenchNode {
 }
 
 impl BenchNode {
-    /// Writes `config_yaml` and starts `switchyard run` on kernel-chosen ports.
-    pub async fn start(config_yaml: &str) -> anyhow::Result<BenchNode> {
+    /// Writes `config_yaml` and starts `switchyard run` on kernel-chosen ports, with `extra` flags.
+    pub async fn start(config_yaml: &str, extra: &[&str]) -> anyhow::Result<BenchNode> {
         let dir = tempfile::tempdir().context("temp dir")?;
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).context("writing the node config")?;
-        let args = [
+        let mut args = vec![
             "run".to_string(),
             "--config".into(),
             config.display().to_string(),
@@ -272,6 +281,7 @@ impl BenchNode {
             "--node-id".into(),
             "bench-1".into(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let process = Process::start(
             "switchyard",
             &SWITCHYARD_BIN

@@ -654,7 +654,15 @@ impl Actor for Gossip {
     ) -> Result<(), ActorProcessingErr> {
         let now = Instant::now();
         match message {
-            GossipMsg::Transport(ev) => state.on_transport(ev, now),
+            GossipMsg::Transport(ev) => {
+                let merged = state.core.stats().states_merged;
+                state.on_transport(ev, now);
+                // New evidence reaches the request path at once, not at the next tick: a peer's ejection
+                // is applied within the message's own hop (DESIGN §6, "every other live node routes away").
+                if state.core.stats().states_merged != merged {
+                    state.publish(now);
+                }
+            }
             GossipMsg::LocalEjection {
                 host,
                 reason,
