@@ -29,8 +29,9 @@ setup:
 cluster n="3":
     cargo run -p switchyard-cluster-tests --bin local-cluster -- {{n}}
 
-# Benchmarks (docs/BENCHMARKS.md): direct vs nginx vs one Switchyard node, then failover. Installs nginx
-# (apt-get) and oha (cargo install) when missing. Quick run: `just bench --quick`. Not part of `cargo test`.
+# Benchmarks (docs/BENCHMARKS.md): direct vs nginx vs Switchyard (1 worker thread and default), then
+# failover on 1 node and 3-node clusters with sharing on/off. Installs nginx (apt-get) and oha (cargo
+# install) when missing. Quick run: `just bench --quick`. Not part of `cargo test`.
 bench *args:
     cargo build --release -p switchyard -p switchyard-cluster-tests --bin switchyard --bin mock-provider --bin bench
     target/release/bench {{args}}

@@ -30,8 +30,9 @@ use crate::proxy::pool::{Conn, Pool, UpstreamResponseBody};
 use crate::retry::policy::AttemptOutcome;
 use crate::routing::resolve::Dial;
 
-/// How long an unused connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an unused connection is kept: under the keep-alive timeouts servers and load balancers
+/// commonly use (60 s and up), so the gateway closes an idle connection before the far side does.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per host at most.
 const MAX_IDLE: usize = 512;
 
