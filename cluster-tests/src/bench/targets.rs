@@ -178,6 +178,42 @@ impl Targets {
     }
 }
 
+impl Drop for Targets {
+    /// nginx is stopped the way it expects: SIGTERM to the master, which stops its worker and then exits.
+    /// A SIGKILLed master (what dropping a [`Process`] does) leaves the worker running, orphaned; so the
+    /// master gets a bounded wait, and a worker still alive after it is killed by its PID.
+    fn drop(&mut self) {
+        let Some((target, mut master, _dir)) = self.nginx.take() else {
+            return;
+        };
+        let _ = master.terminate();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline && matches!(master.try_exit(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(master);
+        for &pid in &target.pids {
+            // Still there and still nginx (not a recycled PID).
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "nginx" {
+                kill_pid(pid);
+            }
+        }
+    }
+}
+
+/// SIGKILL to `pid` (an nginx worker this bench started, found as a child of its master).
+fn kill_pid(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; the PID is a process this bench started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
 /// Starts a `mock-provider` with `--no-log` in `mode`.
 pub async fn start_mock(name: &str, mode: &str) -> anyhow::Result<MockProvider> {
     MockProvider::start_with(MockOptions {
