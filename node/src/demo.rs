@@ -59,17 +59,7 @@ impl Children {
         let mut cmd = Command::new(program);
         // If the demo itself is killed (even with SIGKILL, which runs no cleanup), the kernel kills the
         // children too: nothing the demo started outlives it.
-        // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2), which is
-        // async-signal-safe and touches no memory shared with the parent.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::child::die_with_parent(&mut cmd);
         let child = cmd
             .args(args)
             .env("SWITCHYARD_LOG", "warn")

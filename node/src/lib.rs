@@ -7,6 +7,7 @@
 //! [`run::run`] wires them together in one place.
 
 pub mod admin;
+pub mod child;
 pub mod cli;
 pub mod cluster;
 pub mod config;

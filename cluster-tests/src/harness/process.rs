@@ -37,17 +37,7 @@ impl Process {
             .context("temp dir")?;
         let stdout = File::create(dir.path().join("stdout")).context("stdout file")?;
         let stderr = File::create(dir.path().join("stderr")).context("stderr file")?;
-        // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2), which is
-        // async-signal-safe and touches no memory shared with the parent.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        switchyard::child::die_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(stdout)
