@@ -267,11 +267,18 @@ impl HttpClient {
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamResponseBody>, SendError> {
         origin_form(&mut req)?;
-        let mut reused_once = false;
+        // A reused connection gets one chance; the resend goes on a fresh one (and takes no idle one from
+        // the pool only to drop it).
+        let mut may_reuse = true;
         loop {
-            let (mut conn, reused) = match self.inner.pool.checkout() {
-                Some(c) if !reused_once => (c, true),
-                _ => (self.connect().await?, false),
+            let pooled = if may_reuse {
+                self.inner.pool.checkout()
+            } else {
+                None
+            };
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
             };
             let mut closed = false;
             let result = {
@@ -292,18 +299,13 @@ impl HttpClient {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => {
-                        reused_once = true;
+                        may_reuse = false;
                         req = unsent;
                     }
                     _ => return Err(SendError::Http(e.into_error())),
                 },
             }
         }
-    }
-
-    /// Idle connections in this host's pool (for tests and status).
-    pub fn idle_connections(&self) -> usize {
-        self.inner.pool.idle_count()
     }
 
     async fn connect(&self) -> Result<Box<Conn>, SendError> {
