@@ -41,6 +41,20 @@ async fn count_by_body(mock: &MockProvider) -> anyhow::Result<BTreeMap<String, u
     Ok(seen)
 }
 
+/// A healthy primary and fallback (the seed page's shape) and a node routing to them with `policy`.
+async fn start_pair(policy: &str) -> anyhow::Result<(MockProvider, MockProvider, SwitchyardNode)> {
+    let primary = MockProvider::start("primary").await?;
+    let fallback = MockProvider::start("fallback").await?;
+    let node = SwitchyardNode::start(&fallback_config(
+        MODEL,
+        primary.data_addr,
+        fallback.data_addr,
+        policy,
+    ))
+    .await?;
+    Ok((primary, fallback, node))
+}
+
 async fn seed_fallback(primary_mode: Option<Value>) -> anyhow::Result<()> {
     let fallback = MockProvider::start("fallback").await?;
     let (primary, primary_addr) = match primary_mode {
@@ -261,15 +275,7 @@ async fn attempts_never_exceed_num_retries_plus_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priority_one_gets_nothing_while_priority_zero_is_healthy() {
     bounded(async {
-        let primary = MockProvider::start("primary").await?;
-        let fallback = MockProvider::start("fallback").await?;
-        let node = SwitchyardNode::start(&fallback_config(
-            MODEL,
-            primary.data_addr,
-            fallback.data_addr,
-            SEED_POLICY,
-        ))
-        .await?;
+        let (primary, fallback, node) = start_pair(SEED_POLICY).await?;
         for i in 0..30 {
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
             anyhow::ensure!(r.status == 200);
@@ -407,15 +413,7 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event_not_a_clean_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_are_served_and_models_are_listed() {
     bounded(async {
-        let primary = MockProvider::start("primary").await?;
-        let fallback = MockProvider::start("fallback").await?;
-        let node = SwitchyardNode::start(&fallback_config(
-            MODEL,
-            primary.data_addr,
-            fallback.data_addr,
-            SEED_POLICY,
-        ))
-        .await?;
+        let (primary, _fallback, node) = start_pair(SEED_POLICY).await?;
         let r = http2_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
         anyhow::ensure!(r.status == 200, "h2c: {} {}", r.status, r.text());
         for path in ["/v1/embeddings", "/v1/completions"] {
@@ -614,15 +612,7 @@ fn sockets_to(port: u16, state: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_every_answer_is_metered() {
     bounded(async {
-        let primary = MockProvider::start("primary").await?;
-        let fallback = MockProvider::start("fallback").await?;
-        let node = SwitchyardNode::start(&fallback_config(
-            MODEL,
-            primary.data_addr,
-            fallback.data_addr,
-            SEED_POLICY,
-        ))
-        .await?;
+        let (primary, _fallback, node) = start_pair(SEED_POLICY).await?;
         let n = 10;
         for i in 0..n {
             let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
@@ -677,16 +667,8 @@ async fn upstream_connections_are_reused_and_every_answer_is_metered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_the_backend_closed_is_replaced_without_a_failed_attempt() {
     bounded(async {
-        let primary = MockProvider::start("primary").await?;
-        let fallback = MockProvider::start("fallback").await?;
         // No BackendTrafficPolicy: a failed attempt would reach the client.
-        let node = SwitchyardNode::start(&fallback_config(
-            MODEL,
-            primary.data_addr,
-            fallback.data_addr,
-            "",
-        ))
-        .await?;
+        let (primary, _fallback, node) = start_pair("").await?;
         let port = primary.data_addr.port();
         let r = http_post_json(&node.url("/v1/chat/completions"), &chat(1)).await?;
         anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());

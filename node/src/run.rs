@@ -94,11 +94,9 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     .map_err(|e| RunError::Cluster(e.to_string()))?;
     // Our Hello goes first on every connection, before any handshake can complete (no await since the
     // bind); the Gossip actor refreshes it with the config's hash once the gateway is attached.
-    let hello = switchyard_protocol::encode(&switchyard_protocol::Message::Hello(
-        core.hello(&cluster, 0),
-    ))
-    .map_err(|e| RunError::Cluster(format!("cannot encode Hello: {e}")))?;
-    transport.set_greeting(hello.into());
+    let hello = crate::cluster::gossip::hello_frame(&core, &cluster, 0)
+        .map_err(|e| RunError::Cluster(format!("cannot encode Hello: {e}")))?;
+    transport.set_greeting(hello);
     let (gossip, _join) = Actor::spawn(
         None,
         Gossip,

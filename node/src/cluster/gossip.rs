@@ -225,6 +225,16 @@ pub struct GossipState {
 /// The Gossip actor.
 pub struct Gossip;
 
+/// Our Hello as a frame, for the transport's greeting (`run.rs` sets the first one before the actor
+/// starts; the actor refreshes it when the config's hash changes).
+pub(crate) fn hello_frame(
+    core: &ClusterCore,
+    cluster: &str,
+    config_hash: u64,
+) -> Result<Bytes, switchyard_protocol::EncodeError> {
+    encode(&Message::Hello(core.hello(cluster, config_hash))).map(Bytes::from)
+}
+
 /// FNV-1a: a stable hash of the routing table for Hello's `config_hash` (not a security measure).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -257,10 +267,9 @@ impl GossipState {
         if self.greeting_hash == Some(hash) {
             return;
         }
-        let hello = Message::Hello(self.core.hello(&self.settings.cluster, hash));
-        match encode(&hello) {
-            Ok(bytes) => {
-                self.transport.set_greeting(Bytes::from(bytes));
+        match hello_frame(&self.core, &self.settings.cluster, hash) {
+            Ok(frame) => {
+                self.transport.set_greeting(frame);
                 self.greeting_hash = Some(hash);
             }
             Err(e) => tracing::warn!(error = %e, "cannot encode our Hello"),

@@ -491,14 +491,12 @@ impl Membership {
         }
         // Records owed to this node since it joined go first; they share the message's budget.
         let mut budget = self.cfg.max_piggyback;
-        if let Some(owed) = about.and_then(|a| self.sync.get_mut(a)) {
+        if let Some((a, owed)) = about.and_then(|a| Some((a, self.sync.get_mut(a)?))) {
             let n = owed.len().min(budget);
             out.extend(owed.drain(..n));
             budget -= n;
             if owed.is_empty() {
-                if let Some(a) = about {
-                    self.sync.remove(a);
-                }
+                self.sync.remove(a);
             }
         }
         let limit = self.retransmit_limit();

@@ -358,29 +358,28 @@ impl HealthState {
     }
 
     fn handle(&mut self, myself: &ActorRef<HealthMsg>, message: HealthMsg, now: Instant) {
-        let state = self;
         match message {
-            HealthMsg::Observe(obs) => state.observe(obs, now),
+            HealthMsg::Observe(obs) => self.observe(obs, now),
             HealthMsg::ObserveAck(obs, reply) => {
-                state.observe(obs, now);
-                let _ = reply.send(state.view.is_ejected());
+                self.observe(obs, now);
+                let _ = reply.send(self.view.is_ejected());
             }
             HealthMsg::Sweep => {
-                let returned = state
+                let returned = self
                     .detector
                     .as_mut()
                     .is_some_and(|d| matches!(d.sweep(now), SweepOutcome::Returned));
                 if returned {
-                    state.release_slots();
-                    tracing::info!(host = %state.key, "backend host returned");
-                    state.publish();
+                    self.release_slots();
+                    tracing::info!(host = %self.key, "backend host returned");
+                    self.publish();
                 }
             }
-            HealthMsg::Configure(policy) => state.apply(myself, *policy),
+            HealthMsg::Configure(policy) => self.apply(myself, *policy),
             HealthMsg::Status(reply) => {
-                let _ = reply.send(state.status(now));
+                let _ = reply.send(self.status(now));
             }
-            HealthMsg::Probe(passed) => state.on_probe(passed),
+            HealthMsg::Probe(passed) => self.on_probe(passed),
         }
     }
 }

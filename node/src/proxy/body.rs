@@ -145,6 +145,27 @@ impl UpstreamBody {
         Ok(())
     }
 
+    /// Hands `data` (received at `received`) to the client through the usage tap; once the body is done
+    /// the tap records its metrics, and an empty last frame is the end of the body.
+    fn deliver(
+        &mut self,
+        data: Bytes,
+        received: std::time::Instant,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.on_data(&data, received);
+        }
+        if matches!(self.state, State::Done) {
+            if let Some(tap) = self.tap.take() {
+                tap.finish(std::time::Instant::now());
+            }
+            if data.is_empty() {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
     fn truncated(&mut self, why: TruncatedStream) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         tracing::warn!(error = %why, "upstream response truncated");
         metrics::counter!("switchyard_truncated_responses_total").increment(1);
@@ -202,16 +223,10 @@ impl Body for UpstreamBody {
                             // Passed through as it came (no copy). The last frame of a body of known
                             // length: hyper sends it and stops polling, so the end is handled now, not on
                             // a poll that never comes.
-                            if let Some(tap) = this.tap.as_mut() {
-                                tap.on_data(&data, now.into_std());
-                            }
                             if this.inner.is_end_stream() {
                                 this.state = State::Done;
-                                if let Some(tap) = this.tap.take() {
-                                    tap.finish(std::time::Instant::now());
-                                }
                             }
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                            return this.deliver(data, now.into_std());
                         }
                         (None, Err(frame)) => return Poll::Ready(Some(Ok(frame))),
                         // Trailers of a translated body describe the provider's body: dropped.
@@ -240,19 +255,7 @@ impl Body for UpstreamBody {
                     if out.is_empty() && !last {
                         continue;
                     }
-                    let data = out.freeze();
-                    if let Some(tap) = this.tap.as_mut() {
-                        tap.on_data(&data, now.into_std());
-                    }
-                    if matches!(this.state, State::Done) {
-                        if let Some(tap) = this.tap.take() {
-                            tap.finish(std::time::Instant::now());
-                        }
-                        if data.is_empty() {
-                            return Poll::Ready(None);
-                        }
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return this.deliver(out.freeze(), now.into_std());
                 }
                 Poll::Ready(Some(Err(e))) => {
                     return this.truncated(TruncatedStream::Broken(e.to_string()))
@@ -266,13 +269,7 @@ impl Body for UpstreamBody {
                         this.pending_error = Some(e);
                         return Poll::Ready(Some(Ok(Frame::data(rest.freeze()))));
                     }
-                    let now = std::time::Instant::now();
-                    let rest = rest.freeze();
-                    if let Some(mut tap) = this.tap.take() {
-                        tap.on_data(&rest, now);
-                        tap.finish(now);
-                    }
-                    return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
+                    return this.deliver(rest.freeze(), std::time::Instant::now());
                 }
                 Poll::Pending => {
                     let deadline = Instant::now() + this.idle_timeout;

@@ -190,18 +190,19 @@ impl UsageTap {
             return;
         }
         if self.sse {
-            self.buf.extend_from_slice(data);
-            // Consume complete lines; keep the partial tail for the next frame.
+            // Consume complete lines in place; keep the partial tail for the next frame.
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(data);
             let mut start = 0;
-            while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
-                let line = self.buf[start..start + pos + 1].to_vec();
+            while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+                self.on_sse_line(&buf[start..start + pos + 1]);
                 start += pos + 1;
-                self.on_sse_line(&line);
             }
-            self.buf.drain(..start);
-            if self.buf.len() > MAX_BUFFERED {
+            buf.drain(..start);
+            if buf.len() > MAX_BUFFERED {
                 self.overflowed = true;
-                self.buf = Vec::new();
+            } else {
+                self.buf = buf;
             }
         } else {
             self.buffered += data.len();
@@ -229,10 +230,10 @@ impl UsageTap {
 
     fn absorb(&mut self, json: &[u8]) {
         if let Ok(env) = serde_json::from_slice::<Envelope>(json) {
+            // The last model named wins; kept only when it differs from the request's (the common case
+            // allocates nothing).
             if let Some(m) = env.model {
-                if m != self.labels.request_model && self.response_model.as_deref() != Some(&m) {
-                    self.response_model = Some(m.into_owned());
-                }
+                self.response_model = (m != self.labels.request_model).then(|| m.into_owned());
             }
             if env.usage.is_some() {
                 self.usage = env.usage;
