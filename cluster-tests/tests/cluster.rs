@@ -139,12 +139,18 @@ async fn five_nodes_join_from_one_seed() {
 }
 
 /// The primary answers 500; one request through node 1 ejects it there; every other node routes away from
-/// it without ever sending it a request.
+/// it without ever sending it a request. Node 2 runs on one thread (`--worker-threads 1`, the
+/// single-threaded scheduler), so gossip, health and proxying are covered there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_failover_other_nodes_never_hit_the_primary() {
     bounded(async {
         let (primary, _fallback, yaml) = mocks().await?;
-        let cluster = TestCluster::start(3, &yaml, &[]).await?;
+        let cluster = TestCluster::start_with(3, &yaml, &[], |i, spec| {
+            if i == 1 {
+                spec.extra = vec!["--worker-threads".into(), "1".into()];
+            }
+        })
+        .await?;
         primary
             .set_mode(json!({"mode":"status","status":500}))
             .await?;

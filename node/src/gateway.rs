@@ -290,8 +290,10 @@ impl Gateway {
                                     "backend" => entry.key.clone(), "outcome" => "200"),
                                 health: entry,
                                 base_url: String::new(),
+                                request_parts: None,
+                                endpoint_host: String::new(),
                             };
-                            host.base_url = host.compute_base_url();
+                            host.derive_request_parts();
                             host_policy.entry(host_key).or_insert_with(|| HostPolicy {
                                 passive: route.traffic.passive.clone(),
                                 groups: Vec::new(),

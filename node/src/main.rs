@@ -24,12 +24,21 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run(args) = &cli.command {
-        if let Some(n) = args.worker_threads {
-            builder.worker_threads(usize::from(n));
+    // One request thread means the single-threaded scheduler: the work-stealing one only adds
+    // cross-thread bookkeeping when there is nobody to steal from (docs/BENCHMARKS.md).
+    let worker_threads = match &cli.command {
+        Command::Run(args) => args.worker_threads,
+        _ => None,
+    };
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
         }
-    }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::PrometheusBuilder;
 use ractor::rpc::CallResult;
 use ractor::Actor;
 use tokio::net::TcpListener;
@@ -117,16 +116,14 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     Ok(gossip)
 }
 
-/// How often pending histogram samples are folded into the Prometheus summaries.
+/// How often pending histogram samples are folded into the Prometheus histograms.
 const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a node until SIGTERM/SIGINT, then drains and returns.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let started = Instant::now();
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| RunError::Metrics(e.to_string()))?;
-    // The recorder keeps every histogram sample until it is folded into the summaries; a scrape does that,
+    let metrics = crate::telemetry::install().map_err(|e| RunError::Metrics(e.to_string()))?;
+    // The recorder keeps every histogram sample until it is folded into the buckets; a scrape does that,
     // and without scrapes memory grows with every request (~50 bytes each, measured in the benchmarks);
     // every second keeps what waits small at any rate.
     // `install_recorder` leaves that upkeep to us.

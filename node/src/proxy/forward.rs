@@ -344,8 +344,15 @@ fn pass_through(
         None => is_sse(&resp),
     };
     let (mut parts, body) = resp.into_parts();
-    for name in STRIPPED_RESPONSE_HEADERS {
-        parts.headers.remove(*name);
+    // Answers rarely carry hop-by-hop headers: look before removing (a removal hashes the name).
+    if parts
+        .headers
+        .keys()
+        .any(|n| STRIPPED_RESPONSE_HEADERS.contains(&n.as_str()))
+    {
+        for name in STRIPPED_RESPONSE_HEADERS {
+            parts.headers.remove(*name);
+        }
     }
     if let Some(t) = &transform {
         // The body changes: its length is unknown until it ends, and provider-specific framing and
@@ -413,7 +420,24 @@ fn build_upstream_request(
     let translated = translator
         .request(&ctx, &req.body)
         .map_err(|e| translation_error(&backend.key, &e))?;
-    let uri = format!("{}{}", host.base_url, translated.path_and_query);
+    let uri = match &host.request_parts {
+        Some(p) => http::Uri::builder()
+            .scheme(p.scheme.clone())
+            .authority(p.authority.clone())
+            .path_and_query(translated.path_and_query)
+            .build(),
+        None => format!("{}{}", host.base_url, translated.path_and_query)
+            .parse::<http::Uri>()
+            .map_err(http::Error::from),
+    }
+    .map_err(|e| {
+        GatewayError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal",
+            format!("cannot build the upstream URI: {e}"),
+        )
+    })?;
     let mut builder = Request::builder().method(Method::POST).uri(uri);
     let headers = builder.headers_mut().ok_or_else(|| {
         GatewayError::new(
@@ -454,11 +478,10 @@ fn build_upstream_request(
                 format!("cannot build upstream request: {e}"),
             )
         })?;
-    let endpoint_host = host.endpoint.host();
     let target = auth::AuthTarget {
         schema: backend.schema.name,
         backend: &backend.key,
-        host: &endpoint_host,
+        host: &host.endpoint_host,
     };
     auth::apply(
         &mut upstream,
@@ -469,5 +492,12 @@ fn build_upstream_request(
         SystemTime::now(),
     )
     .map_err(|e| auth_error(&e))?;
+    // After signing, which derives the same value from the URI: set here, the client does not rebuild it
+    // for every attempt.
+    if let Some(p) = &host.request_parts {
+        upstream
+            .headers_mut()
+            .insert(header::HOST, p.host_header.clone());
+    }
     Ok(upstream)
 }

@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod handler;
+pub mod json_members;
 pub mod pool;
 pub mod server;
 pub mod upstream;

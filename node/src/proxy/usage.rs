@@ -9,6 +9,7 @@
 //! set are registered once and kept in [`HANDLES`]; a non-streaming body is kept as the frames it arrived
 //! in (shared, not copied) and parsed in place when it is one frame, as small answers are.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, RwLock};
@@ -17,6 +18,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use metrics::{Histogram, Label};
 use serde::Deserialize;
+
+use crate::proxy::json_members::for_each_member;
 
 /// Largest non-streaming body the tap buffers to find `usage`.
 const MAX_BUFFERED: usize = 1 << 20;
@@ -38,15 +41,6 @@ struct Usage {
     prompt_tokens: u64,
     #[serde(default, alias = "output_tokens")]
     completion_tokens: u64,
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    /// Borrowed from the body when it has no escapes (model names have none): no allocation.
-    #[serde(default, borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    usage: Option<Usage>,
 }
 
 /// The GenAI histograms of one label set (operation, provider, request and response model).
@@ -229,16 +223,18 @@ impl UsageTap {
     }
 
     fn absorb(&mut self, json: &[u8]) {
-        if let Ok(env) = serde_json::from_slice::<Envelope>(json) {
-            // The last model named wins; kept only when it differs from the request's (the common case
-            // allocates nothing).
-            if let Some(m) = env.model {
-                self.response_model = (m != self.labels.request_model).then(|| m.into_owned());
+        // Only the two members are parsed; `choices` and the rest are skipped unread.
+        for_each_member(json, &[b"model", b"usage"], |key, value| {
+            if key == b"model" {
+                // The last model named wins; kept only when it differs from the request's (the common
+                // case allocates nothing: borrowed from the body when it has no escapes).
+                if let Ok(Some(m)) = serde_json::from_slice::<Option<Cow<'_, str>>>(value) {
+                    self.response_model = (m != self.labels.request_model).then(|| m.into_owned());
+                }
+            } else if let Ok(Some(u)) = serde_json::from_slice::<Option<Usage>>(value) {
+                self.usage = Some(u);
             }
-            if env.usage.is_some() {
-                self.usage = env.usage;
-            }
-        }
+        });
     }
 
     /// The body ended cleanly at `now`: parse what is buffered and record the metrics.

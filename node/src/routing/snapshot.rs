@@ -77,6 +77,11 @@ pub struct UpstreamHost {
     pub health: Arc<HostEntry>,
     /// [`UpstreamHost::compute_base_url`], computed once when the snapshot is built.
     pub base_url: String,
+    /// What the request path builds every attempt's URI and `Host` from, derived from `base_url` once
+    /// (see [`UpstreamHost::derive_request_parts`]).
+    pub request_parts: Option<RequestParts>,
+    /// `endpoint.host()`, formatted once: the name SigV4 takes the region from.
+    pub endpoint_host: String,
     /// The host key as a shared metric label value (no allocation per request).
     pub metric_backend: Arc<str>,
     /// `switchyard_upstream_requests_total{backend=this host, outcome="200"}`, registered once: the
@@ -84,7 +89,35 @@ pub struct UpstreamHost {
     pub ok_counter: metrics::Counter,
 }
 
+/// The parts of `base_url` every attempt to a host reuses, so that no attempt formats or parses them.
+#[derive(Clone, Debug)]
+pub struct RequestParts {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// The authority, without the scheme's default port.
+    pub authority: http::uri::Authority,
+    /// `Host` of requests: the authority.
+    pub host_header: http::HeaderValue,
+}
+
 impl UpstreamHost {
+    /// Fills `base_url`, `request_parts` and `endpoint_host` from the endpoint (once, when the snapshot is
+    /// built). `request_parts` stays `None` only if the URL does not parse; attempts then build the URI
+    /// from `base_url` and fail with its parse error.
+    pub fn derive_request_parts(&mut self) {
+        self.base_url = self.compute_base_url();
+        self.endpoint_host = self.endpoint.host();
+        self.request_parts = self.base_url.parse::<http::Uri>().ok().and_then(|uri| {
+            let parts = uri.into_parts();
+            let authority = parts.authority?;
+            Some(RequestParts {
+                scheme: parts.scheme?,
+                host_header: http::HeaderValue::from_str(authority.as_str()).ok()?,
+                authority,
+            })
+        });
+    }
+
     /// `http(s)://authority`, without the port when it is the scheme's default, so that the authority the
     /// client sends (`Host`, or `:authority` on HTTP/2) is the one SigV4 signs (RFC 9110 §4.2: the default
     /// port is omitted).
