@@ -278,7 +278,9 @@ impl HttpClient {
             };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
-                None => (self.connect().await?, false),
+                // Boxed: dialling (TLS handshake included) is most of this future's size, and it is
+                // rare with a warm pool; inline, every request would carry and move that state.
+                None => (Box::pin(self.connect()).await?, false),
             };
             let mut closed = false;
             let result = {
