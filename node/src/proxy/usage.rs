@@ -118,7 +118,28 @@ const MAX_CACHED_LABEL_SETS: usize = 4096;
 static HANDLES: LazyLock<RwLock<HashMap<u64, Vec<Arc<GenAiHandles>>>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
+thread_local! {
+    /// The label set this thread recorded last: most answers of a thread repeat it, and comparing four
+    /// short strings is cheaper than hashing them and taking the map's lock.
+    static LAST: std::cell::RefCell<Option<Arc<GenAiHandles>>> = const { std::cell::RefCell::new(None) };
+}
+
 fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
+    let last = LAST.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|h| h.is(op, provider, req, resp))
+            .cloned()
+    });
+    if let Some(h) = last {
+        return h;
+    }
+    let found = lookup(op, provider, req, resp);
+    LAST.with(|l| *l.borrow_mut() = Some(found.clone()));
+    found
+}
+
+fn lookup(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (op, provider, req, resp).hash(&mut h);
     let key = h.finish();
@@ -228,7 +249,13 @@ impl UsageTap {
             if key == b"model" {
                 // The last model named wins; kept only when it differs from the request's (the common
                 // case allocates nothing: borrowed from the body when it has no escapes).
-                if let Ok(Some(m)) = serde_json::from_slice::<Option<Cow<'_, str>>>(value) {
+                // `&str` borrows (no escapes, as in model names); escaped names need their own String.
+                let model = serde_json::from_slice::<Option<&str>>(value)
+                    .map(|m| m.map(Cow::Borrowed))
+                    .or_else(|_| {
+                        serde_json::from_slice::<Option<String>>(value).map(|m| m.map(Cow::Owned))
+                    });
+                if let Ok(Some(m)) = model {
                     self.response_model = (m != self.labels.request_model).then(|| m.into_owned());
                 }
             } else if let Ok(Some(u)) = serde_json::from_slice::<Option<Usage>>(value) {
@@ -347,6 +374,24 @@ mod tests {
                 prompt_tokens: 4,
                 completion_tokens: 5
             })
+        );
+    }
+
+    #[test]
+    fn plain_answers_give_their_top_level_usage_and_model_only() {
+        let now = Instant::now();
+        let mut tap = UsageTap::new(labels(), false, now);
+        // A nested "usage" and "model" (inside the content and a message) must not count.
+        tap.absorb(br#"{"choices":[{"message":{"content":"{\"usage\":{\"prompt_tokens\":99}}","model":"inner","usage":{"prompt_tokens":98}}}],"model":"m-\u0032","usage":{"prompt_tokens":8,"completion_tokens":4,"total_tokens":12}}"#);
+        assert_eq!(
+            tap.seen(),
+            (
+                Some(Usage {
+                    prompt_tokens: 8,
+                    completion_tokens: 4
+                }),
+                Some("m-2".to_string())
+            )
         );
     }
 
