@@ -6,6 +6,15 @@
 //! Switchyard route fails over at the same health percentages an Envoy AI Gateway route would. It knows
 //! nothing of hosts, weights or randomness: the caller counts healthy and total hosts per level and supplies
 //! the roll; `routing::select` does both.
+//!
+//! Per-level values live in [`PerLevel`], inline up to four levels, because this runs for every attempt and
+//! routes rarely have more levels than that.
+
+use smallvec::SmallVec;
+
+/// Per-priority-level values: inline for up to four levels (no allocation on the request path), spilling to
+/// the heap beyond.
+pub type PerLevel<T> = SmallVec<[T; 4]>;
 
 /// Envoy's default overprovisioning factor (1.4), as Envoy stores it: an integer percentage.
 pub const OVERPROVISIONING_FACTOR: u64 = 140;
@@ -54,9 +63,9 @@ impl PriorityLevel {
 pub struct PriorityLoad {
     /// Percentage of traffic per level, index = level (0 = most preferred). Sums to 100, or to 0 when
     /// nothing can be routed (panic disabled and no healthy host anywhere).
-    pub loads: Vec<u32>,
+    pub loads: PerLevel<u32>,
     /// Per level: in panic, i.e. choose among *all* its hosts regardless of health.
-    pub panic: Vec<bool>,
+    pub panic: PerLevel<bool>,
     /// Every level is in panic: `loads` were distributed by host count, not by health.
     pub total_panic: bool,
 }
@@ -93,8 +102,8 @@ pub fn normalized_total_health(healths: &[u32]) -> u32 {
 /// Level by level, `load = min(remaining, health * 100 / nth)`; whatever integer division left over goes to
 /// the first level with non-zero health ("Anything that remains should just be rounding errors, so allocate
 /// that to the first available priority"). Callers guarantee `nth > 0`; with `nth == 0` every load is 0.
-pub fn distribute_by_health(healths: &[u32], nth: u32) -> Vec<u32> {
-    let mut loads = vec![0u32; healths.len()];
+pub fn distribute_by_health(healths: &[u32], nth: u32) -> PerLevel<u32> {
+    let mut loads: PerLevel<u32> = smallvec::smallvec![0u32; healths.len()];
     if nth == 0 {
         return loads;
     }
@@ -118,8 +127,8 @@ pub fn distribute_by_health(healths: &[u32], nth: u32) -> Vec<u32> {
 
 /// Envoy's `recalculateLoadInTotalPanic`: every level is in panic, so traffic follows host count regardless of
 /// health (`100 * hosts / all hosts`), the rounding remainder going to the first non-empty level.
-fn distribute_by_host_count(levels: &[PriorityLevel]) -> Vec<u32> {
-    let mut loads = vec![0u32; levels.len()];
+fn distribute_by_host_count(levels: &[PriorityLevel]) -> PerLevel<u32> {
+    let mut loads: PerLevel<u32> = smallvec::smallvec![0u32; levels.len()];
     let total: u64 = levels.iter().map(|l| u64::from(l.total)).sum();
     if total == 0 {
         // Envoy gives P0 100 % here, but P0 has no host, so nothing is routable; all-zero says so directly.
@@ -157,18 +166,18 @@ pub fn compute(levels: &[PriorityLevel], panic_threshold: u32) -> PriorityLoad {
         return PriorityLoad::default();
     }
     let panic_threshold = panic_threshold.min(100);
-    let healths: Vec<u32> = levels.iter().map(PriorityLevel::health).collect();
+    let healths: PerLevel<u32> = levels.iter().map(PriorityLevel::health).collect();
     let nth = normalized_total_health(&healths);
 
     if panic_threshold == 0 && nth == 0 {
         return PriorityLoad {
-            loads: vec![0; levels.len()],
-            panic: vec![false; levels.len()],
+            loads: smallvec::smallvec![0; levels.len()],
+            panic: smallvec::smallvec![false; levels.len()],
             total_panic: false,
         };
     }
 
-    let panic: Vec<bool> = levels
+    let panic: PerLevel<bool> = levels
         .iter()
         .map(|l| nth < 100 && l.below_panic_threshold(panic_threshold))
         .collect();
@@ -375,8 +384,8 @@ mod tests {
         ];
         for c in cases {
             let got = compute(&c.levels, c.threshold);
-            assert_eq!(got.loads, c.loads, "{}: loads", c.name);
-            assert_eq!(got.panic, c.panic, "{}: panic", c.name);
+            assert_eq!(got.loads.as_slice(), c.loads, "{}: loads", c.name);
+            assert_eq!(got.panic.as_slice(), c.panic, "{}: panic", c.name);
             assert_eq!(got.total_panic, c.total_panic, "{}: total_panic", c.name);
             let sum: u32 = got.loads.iter().sum();
             assert!(sum == 100 || sum == 0, "{}: loads sum {sum}", c.name);
@@ -414,8 +423,8 @@ mod tests {
     #[test]
     fn pick_table() {
         let load = |loads: Vec<u32>| PriorityLoad {
-            panic: vec![false; loads.len()],
-            loads,
+            panic: smallvec::smallvec![false; loads.len()],
+            loads: loads.into(),
             total_panic: false,
         };
         let cases = [

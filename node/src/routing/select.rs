@@ -11,11 +11,13 @@
 //!
 //! Randomness comes from the caller's RNG so tests can seed it.
 
-use std::collections::BTreeMap;
-
 use rand::Rng;
+use smallvec::SmallVec;
 
-use super::priority::{self, PriorityLevel, PriorityLoad};
+use super::priority::{self, PerLevel, PriorityLevel, PriorityLoad};
+
+/// A rule's hosts as candidates: inline up to eight, so that building them per attempt does not allocate.
+pub type Candidates = SmallVec<[Candidate; 8]>;
 
 /// One backend host of a route, as selection sees it. Its index in the slice passed to [`select`] is its
 /// identity (the same index the caller records in [`AttemptHistory`]).
@@ -30,19 +32,22 @@ pub struct Candidate {
 }
 
 /// What earlier attempts of one request tried: the hosts (indices into the candidate slice) and how many
-/// attempts went to each priority value.
+/// attempts went to each priority value. Inline for the first few attempts: a request rarely makes more.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AttemptHistory {
-    hosts: Vec<usize>,
-    per_priority: BTreeMap<u32, u32>,
+    hosts: SmallVec<[usize; 4]>,
+    /// `(priority value, attempts)`, one entry per priority value tried.
+    per_priority: SmallVec<[(u32, u32); 4]>,
 }
 
 impl AttemptHistory {
     /// Records that an attempt went to candidate `host`, whose priority value is `priority`.
     pub fn record(&mut self, host: usize, priority: u32) {
         self.hosts.push(host);
-        let n = self.per_priority.entry(priority).or_insert(0);
-        *n = n.saturating_add(1);
+        match self.per_priority.iter_mut().find(|(p, _)| *p == priority) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.per_priority.push((priority, 1)),
+        }
     }
 
     /// Number of attempts recorded so far.
@@ -57,7 +62,10 @@ impl AttemptHistory {
 
     /// Number of attempts that went to priority value `priority`.
     pub fn attempts_at(&self, priority: u32) -> u32 {
-        self.per_priority.get(&priority).copied().unwrap_or(0)
+        self.per_priority
+            .iter()
+            .find(|(p, _)| *p == priority)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -76,24 +84,32 @@ pub struct Selection {
 /// The priority levels of a candidate set: distinct priority values of weight > 0 candidates, ascending, with
 /// their healthy/total host counts.
 struct Levels {
-    priorities: Vec<u32>,
-    levels: Vec<PriorityLevel>,
+    priorities: PerLevel<u32>,
+    levels: PerLevel<PriorityLevel>,
 }
 
 impl Levels {
     fn of(cands: &[Candidate]) -> Levels {
-        let mut by_priority: BTreeMap<u32, PriorityLevel> = BTreeMap::new();
+        let mut priorities = PerLevel::new();
+        let mut levels: PerLevel<PriorityLevel> = PerLevel::new();
         for c in cands.iter().filter(|c| c.weight > 0) {
-            let level = by_priority.entry(c.priority).or_default();
-            level.total += 1;
-            if c.healthy {
-                level.healthy += 1;
+            // Kept sorted by insertion: there are only a handful of levels.
+            let i = match priorities.binary_search(&c.priority) {
+                Ok(i) => i,
+                Err(i) => {
+                    priorities.insert(i, c.priority);
+                    levels.insert(i, PriorityLevel::default());
+                    i
+                }
+            };
+            if let Some(level) = levels.get_mut(i) {
+                level.total += 1;
+                if c.healthy {
+                    level.healthy += 1;
+                }
             }
         }
-        Levels {
-            priorities: by_priority.keys().copied().collect(),
-            levels: by_priority.values().copied().collect(),
-        }
+        Levels { priorities, levels }
     }
 }
 
@@ -119,8 +135,8 @@ fn excluded_levels(
     n: u32,
     history: &AttemptHistory,
     healths: &[u32],
-) -> Option<Vec<bool>> {
-    let counts: Vec<u32> = levels
+) -> Option<PerLevel<bool>> {
+    let counts: PerLevel<u32> = levels
         .priorities
         .iter()
         .map(|p| history.attempts_at(*p))
@@ -132,7 +148,7 @@ fn excluded_levels(
         .map(|(c, _)| c / n)
         .min()?;
     let limit = u64::from(n) * (u64::from(rounds) + 1);
-    let excluded: Vec<bool> = counts.iter().map(|c| u64::from(*c) >= limit).collect();
+    let excluded: PerLevel<bool> = counts.iter().map(|c| u64::from(*c) >= limit).collect();
     excluded.iter().any(|e| *e).then_some(excluded)
 }
 
@@ -148,6 +164,8 @@ fn excluded_levels(
 /// 4. Within the level: its healthy hosts, or all of them if the level is in panic; among those, hosts not yet
 ///    tried when at least one exists (Envoy's `previous_hosts` predicate, without its retry limit: a tried
 ///    host is reused only when it is the only eligible one); then a weighted random choice.
+///
+/// Allocates nothing for routes of up to four levels and requests of up to four attempts.
 pub fn select(
     cands: &[Candidate],
     panic_threshold: u32,
@@ -164,10 +182,10 @@ pub fn select(
     let adjusted;
     let load: &PriorityLoad = match num_attempts_per_priority.filter(|n| *n > 0) {
         Some(n) => {
-            let healths: Vec<u32> = levels.levels.iter().map(PriorityLevel::health).collect();
+            let healths: PerLevel<u32> = levels.levels.iter().map(PriorityLevel::health).collect();
             match excluded_levels(&levels, n, history, &healths) {
                 Some(excluded) => {
-                    let remaining: Vec<u32> = healths
+                    let remaining: PerLevel<u32> = healths
                         .iter()
                         .zip(&excluded)
                         .map(|(h, e)| if *e { 0 } else { *h })
@@ -191,23 +209,16 @@ pub fn select(
     let priority = *levels.priorities.get(level)?;
     let panic = base.panic.get(level).copied().unwrap_or(false);
 
-    let eligible: Vec<usize> = cands
+    let eligible = |c: &Candidate| c.priority == priority && c.weight > 0 && (panic || c.healthy);
+    let any_untried = cands
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.priority == priority && c.weight > 0 && (panic || c.healthy))
-        .map(|(i, _)| i)
-        .collect();
-    let untried: Vec<usize> = eligible
-        .iter()
-        .copied()
-        .filter(|i| !history.tried(*i))
-        .collect();
-    let pool = if untried.is_empty() {
-        &eligible
-    } else {
-        &untried
-    };
-    let host = pick_weighted(cands, pool, rng)?;
+        .any(|(i, c)| eligible(c) && !history.tried(i));
+    let host = pick_weighted(
+        cands,
+        |i, c| eligible(c) && (!any_untried || !history.tried(i)),
+        rng,
+    )?;
     Some(Selection {
         host,
         priority,
@@ -215,18 +226,27 @@ pub fn select(
     })
 }
 
-/// A weighted random choice among `pool` (indices into `cands`, all with weight > 0).
-fn pick_weighted(cands: &[Candidate], pool: &[usize], rng: &mut impl Rng) -> Option<usize> {
-    let weight = |i: usize| cands.get(i).map_or(0, |c| u64::from(c.weight));
-    let total: u64 = pool.iter().map(|i| weight(*i)).sum();
+/// A weighted random choice among the candidates `in_pool` accepts (all with weight > 0), in index order.
+fn pick_weighted(
+    cands: &[Candidate],
+    in_pool: impl Fn(usize, &Candidate) -> bool,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let pool = || {
+        cands
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| in_pool(*i, c))
+            .map(|(i, c)| (i, u64::from(c.weight)))
+    };
+    let total: u64 = pool().map(|(_, w)| w).sum();
     if total == 0 {
         return None;
     }
     let mut roll = rng.random_range(0..total);
-    for i in pool {
-        let w = weight(*i);
+    for (i, w) in pool() {
         if roll < w {
-            return Some(*i);
+            return Some(i);
         }
         roll -= w;
     }

@@ -10,7 +10,7 @@ use crate::config::model::{BackendAuth, Endpoint, RuleMatch, Schema, TrafficPoli
 use crate::health::registry::HostEntry;
 use crate::proxy::upstream::HttpClient;
 use crate::routing::resolve::Dial;
-use crate::routing::select::Candidate;
+use crate::routing::select::{Candidate, Candidates};
 
 /// Everything the request path needs, swapped whole on reload.
 pub struct RoutingSnapshot {
@@ -46,7 +46,7 @@ pub struct RuleSnap {
 
 impl RuleSnap {
     /// The hosts as selection candidates, health read from the lock-free view.
-    pub fn candidates(&self) -> Vec<Candidate> {
+    pub fn candidates(&self) -> Candidates {
         self.hosts
             .iter()
             .map(|h| Candidate {
