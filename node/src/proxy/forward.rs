@@ -6,10 +6,12 @@
 //! is acknowledged by the host's health actor before the retry chooses, so the retry sees the ejection.
 //! Once response headers go to the client there is no retry.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics::SharedString;
@@ -32,14 +34,17 @@ use crate::schema::{self, Operation, RequestCtx, ResponseCtx, Translator};
 
 /// A client request, read and understood, ready to be sent to any backend.
 pub struct ProxiedRequest {
-    /// Path and query as the client sent them.
-    pub path_and_query: String,
+    /// Path and query as the client sent them (shared with the request head hyper parsed).
+    pub path_and_query: PathAndQuery,
     /// The client's headers.
     pub headers: HeaderMap,
     /// The original body, re-sent (re-translated later) for every attempt.
     pub body: Bytes,
-    /// The body's `model`.
-    pub model: String,
+    /// The body's `model`, shared by every attempt, the response translation and the metrics.
+    pub model: Arc<str>,
+    /// `x-ai-eg-model` for the upstream request: the `model` value, sharing the body's bytes when the
+    /// string had no escapes. `None` when the model is not a valid header value.
+    pub model_header: Option<HeaderValue>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// `stream_options.include_usage` of the body (read by the handler's probe, not re-parsed).
@@ -459,8 +464,8 @@ fn build_upstream_request(
             }
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&req.model) {
-        headers.insert(HeaderName::from_static(MODEL_HEADER), v);
+    if let Some(v) = &req.model_header {
+        headers.insert(HeaderName::from_static(MODEL_HEADER), v.clone());
     }
     for (name, value) in translated.headers {
         headers.insert(name, value);

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -67,12 +68,41 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
 #[derive(Deserialize)]
 struct BodyProbe<'a> {
     #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+    model: Option<BodyStr<'a>>,
     #[serde(default)]
     stream: Option<bool>,
     /// Only `include_usage` is read; kept as a value so any shape is accepted as before.
     #[serde(default)]
     stream_options: Option<serde_json::Value>,
+}
+
+/// A string of the body, borrowed when it has no escapes. serde's own `Cow<str>` only borrows as a
+/// direct field, never inside an `Option`, where it always copies.
+struct BodyStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BodyStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = BodyStr<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BodyStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BodyStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BodyStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
 }
 
 async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -134,8 +164,16 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         .as_ref()
         .and_then(|o| o.get("include_usage")?.as_bool())
         .unwrap_or(false);
-    let model = match probe.model {
-        Some(m) if !m.is_empty() => m.into_owned(),
+    let (model, model_header): (Arc<str>, _) = match probe.model.map(|m| m.0) {
+        // Borrowed from the body (no escapes): the upstream header shares the body's bytes.
+        Some(Cow::Borrowed(m)) if !m.is_empty() => (
+            Arc::from(m),
+            HeaderValue::from_maybe_shared(body.slice_ref(m.as_bytes())).ok(),
+        ),
+        Some(Cow::Owned(m)) if !m.is_empty() => {
+            let header = HeaderValue::from_str(&m).ok();
+            (Arc::from(m), header)
+        }
         _ => {
             return GatewayError::bad_request("missing_model", "you must provide a model parameter")
                 .into_response()
@@ -164,12 +202,14 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let proxied = ProxiedRequest {
         path_and_query,
         headers: parts.headers,
         body,
         model,
+        model_header,
         stream,
         include_usage,
         operation,

@@ -3,7 +3,7 @@
 //! The usage tap reads two members (`model`, `usage`) of every answer; a full parse of the answer spent
 //! most of its time validating `choices` only to throw them away (~11 % of the request path's
 //! instructions, docs/BENCHMARKS.md). Values not asked for are skipped by matching brackets outside
-//! strings; the members asked for are handed over as raw slices for serde to parse. Best-effort, like
+//! strings; the members asked for are handed over as raw slices to parse. Best-effort, like
 //! the tap: malformed input ends the scan, and what was found before stays found.
 
 /// Calls `member(key, raw_value)` for each top-level member of the object in `json` whose key (as
@@ -178,6 +178,30 @@ mod tests {
             members(r#"{"model":"m","a":[1,"#, &["model"]),
             vec![("model".into(), r#""m""#.into())]
         );
+    }
+
+    #[test]
+    fn every_offset_and_length_is_scanned_alike() {
+        // Word-at-a-time search has edges at every multiple of eight and at the memchr hand-over; move the
+        // tricky bytes (quotes, escapes, brackets inside strings, nesting) across all of them.
+        for pad in 0..48 {
+            let filler = "x".repeat(pad);
+            let tricky = format!("{filler}\\\"]}}{{[\\\\{filler}");
+            let doc = serde_json::json!({
+                "id": filler,
+                "choices": [{"message": {"content": tricky, "model": "inner"}, "n": [[pad], {}]}],
+                "model": format!("m-{pad}"),
+                "usage": {"prompt_tokens": pad, "note": tricky},
+            });
+            let json = serde_json::to_string(&doc).expect("serialise");
+            let found = members(&json, &["model", "usage", "choices"]);
+            let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["choices", "model", "usage"], "pad {pad}: {json}");
+            for (key, raw) in &found {
+                let value: serde_json::Value = serde_json::from_str(raw).expect("a whole value");
+                assert_eq!(value, doc[key.as_str()], "pad {pad}, {key}");
+            }
+        }
     }
 
     #[test]

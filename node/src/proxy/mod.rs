@@ -9,3 +9,4 @@ pub mod pool;
 pub mod server;
 pub mod upstream;
 pub mod usage;
+pub mod wake;

@@ -5,6 +5,8 @@
 //! wake-up each way. Here the request's own task drives its connection: while the request is sent and the
 //! response headers are awaited, and then from inside the response body ([`UpstreamResponseBody`]) while
 //! the client reads it, so the bytes of one exchange are moved by one task, as an event-loop proxy does.
+//! The hand-overs between the connection and the futures waiting on it are finished inside one poll
+//! ([`Absorber`], `wake.rs`).
 //! A connection is only ever driven by the one request that holds it; idle ones wait here, undriven.
 //!
 //! Undriven means nobody notices an idle connection closing: the check happens when it is taken
@@ -27,18 +29,41 @@ use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::upstream::Stream;
+use crate::proxy::wake::Absorber;
 
 /// One HTTP/1.1 connection: the request half and the connection future that moves its bytes. Kept boxed:
 /// it is large, and it moves between the pool, the request and the response body.
 pub struct Conn {
     pub(crate) sender: SendRequest<Full<Bytes>>,
     pub(crate) conn: Connection<TokioIo<Stream>, Full<Bytes>>,
+    /// What the connection and the futures waiting on it are polled with.
+    pub(crate) absorber: Absorber,
+}
+
+/// Drives a connection; true once it has ended (closed, failed, or the peer went away).
+pub(crate) fn poll_closed(
+    conn: &mut Connection<TokioIo<Stream>, Full<Bytes>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    Pin::new(conn).poll(cx).is_ready()
 }
 
 impl Conn {
-    /// Drives the connection; true once it has ended (closed, failed, or the peer went away).
+    /// A connection fresh from the handshake.
+    pub(crate) fn new(
+        sender: SendRequest<Full<Bytes>>,
+        conn: Connection<TokioIo<Stream>, Full<Bytes>>,
+    ) -> Conn {
+        Conn {
+            sender,
+            conn,
+            absorber: Absorber::new(),
+        }
+    }
+
+    /// Drives the connection; true once it has ended.
     pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.conn).poll(cx).is_ready()
+        poll_closed(&mut self.conn, cx)
     }
 
     /// Whether the connection is open and ready for another request, judged without waiting: it is
@@ -108,6 +133,7 @@ impl Pool {
 
     /// Gives a connection back after a complete exchange, if it can take another request.
     pub fn checkin(self: &Arc<Self>, mut conn: Box<Conn>) {
+        conn.absorber.detach();
         if !conn.reusable_now() {
             return;
         }
@@ -200,12 +226,26 @@ impl Body for UpstreamResponseBody {
         let this = &mut *self;
         // The connection first: it reads what the body is waiting for. Once it has ended, the body
         // reports the end or the error the connection left it.
-        if let Some((conn, _)) = this.lease.as_mut() {
-            if conn.poll_closed(cx) {
-                this.lease = None;
+        let frame = match this.lease.as_mut() {
+            Some((conn, _)) => {
+                let Conn {
+                    conn: io, absorber, ..
+                } = &mut **conn;
+                let inner = &mut this.inner;
+                let mut closed = false;
+                let frame = absorber.run(cx, |cx| {
+                    if !closed {
+                        closed = poll_closed(io, cx);
+                    }
+                    Pin::new(&mut *inner).poll_frame(cx)
+                });
+                if closed {
+                    this.lease = None;
+                }
+                frame
             }
-        }
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &frame {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),

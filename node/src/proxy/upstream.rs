@@ -284,12 +284,19 @@ impl HttpClient {
             };
             let mut closed = false;
             let result = {
-                let mut send = std::pin::pin!(conn.sender.try_send_request(req));
+                let Conn {
+                    sender,
+                    conn: io,
+                    absorber,
+                } = &mut *conn;
+                let mut send = std::pin::pin!(sender.try_send_request(req));
                 std::future::poll_fn(|cx| {
-                    if !closed {
-                        closed = conn.poll_closed(cx);
-                    }
-                    send.as_mut().poll(cx)
+                    absorber.run(cx, |cx| {
+                        if !closed {
+                            closed = crate::proxy::pool::poll_closed(io, cx);
+                        }
+                        send.as_mut().poll(cx)
+                    })
                 })
                 .await
             };
@@ -354,7 +361,7 @@ impl HttpClient {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
-        Ok(Box::new(Conn { sender, conn }))
+        Ok(Box::new(Conn::new(sender, conn)))
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use metrics::{Histogram, Label};
-use serde::Deserialize;
 
 use crate::proxy::json_members::for_each_member;
 
@@ -32,14 +31,13 @@ pub struct GenAiLabels {
     /// `gen_ai_provider_name`: `openai`, `aws.bedrock`, `azure.ai.openai`, `anthropic`.
     pub provider: &'static str,
     /// `gen_ai_request_model`.
-    pub request_model: String,
+    pub request_model: Arc<str>,
 }
 
-#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+/// Token counts of one answer.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 struct Usage {
-    #[serde(default, alias = "input_tokens")]
     prompt_tokens: u64,
-    #[serde(default, alias = "output_tokens")]
     completion_tokens: u64,
 }
 
@@ -162,6 +160,53 @@ fn lookup(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Ar
     entry
 }
 
+/// A JSON string value: borrowed from the body when it has no escapes (model names never do), unescaped by
+/// serde otherwise; `None` for `null` and anything that is not a string.
+fn json_string(raw: &[u8]) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if !inner.contains(&b'\\') {
+        return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
+    }
+    serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// A `usage` object's token counts (OpenAI's `prompt_tokens`/`completion_tokens` or Anthropic's
+/// `input_tokens`/`output_tokens`); `None` for `null` or anything that is not an object. A count that is
+/// missing or not a non-negative integer counts as 0, the rest of the object still counts.
+fn usage_object(raw: &[u8]) -> Option<Usage> {
+    if raw.first() != Some(&b'{') {
+        return None;
+    }
+    let mut usage = Usage::default();
+    let keys: [&[u8]; 4] = [
+        b"prompt_tokens",
+        b"input_tokens",
+        b"completion_tokens",
+        b"output_tokens",
+    ];
+    for_each_member(raw, &keys, |key, value| {
+        let n = json_count(value);
+        if key == b"prompt_tokens" || key == b"input_tokens" {
+            usage.prompt_tokens = n;
+        } else {
+            usage.completion_tokens = n;
+        }
+    });
+    Some(usage)
+}
+
+/// A token count: a JSON integer in `0..=u64::MAX`, else 0.
+fn json_count(raw: &[u8]) -> u64 {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return 0;
+    }
+    // All ASCII digits, so the UTF-8 check cannot fail; overflow gives 0 like any other bad count.
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Watches one response body.
 pub struct UsageTap {
     labels: GenAiLabels,
@@ -244,21 +289,15 @@ impl UsageTap {
     }
 
     fn absorb(&mut self, json: &[u8]) {
-        // Only the two members are parsed; `choices` and the rest are skipped unread.
+        // Only the two members are read; `choices` and the rest are skipped unread.
         for_each_member(json, &[b"model", b"usage"], |key, value| {
             if key == b"model" {
-                // The last model named wins; kept only when it differs from the request's (the common
-                // case allocates nothing: borrowed from the body when it has no escapes).
-                // `&str` borrows (no escapes, as in model names); escaped names need their own String.
-                let model = serde_json::from_slice::<Option<&str>>(value)
-                    .map(|m| m.map(Cow::Borrowed))
-                    .or_else(|_| {
-                        serde_json::from_slice::<Option<String>>(value).map(|m| m.map(Cow::Owned))
-                    });
-                if let Ok(Some(m)) = model {
-                    self.response_model = (m != self.labels.request_model).then(|| m.into_owned());
+                // The last model named wins; kept only when it differs from the request's.
+                if let Some(m) = json_string(value) {
+                    self.response_model =
+                        (*m != *self.labels.request_model).then(|| m.into_owned());
                 }
-            } else if let Ok(Some(u)) = serde_json::from_slice::<Option<Usage>>(value) {
+            } else if let Some(u) = usage_object(value) {
                 self.usage = Some(u);
             }
         });
@@ -393,6 +432,53 @@ mod tests {
                 Some("m-2".to_string())
             )
         );
+    }
+
+    #[test]
+    fn usage_counts_are_read_leniently() {
+        let cases: [(&str, Option<(u64, u64)>); 8] = [
+            (r#"{"prompt_tokens":8,"completion_tokens":4}"#, Some((8, 4))),
+            (
+                r#"{ "completion_tokens" : 4 , "prompt_tokens" : 8 }"#,
+                Some((8, 4)),
+            ),
+            (
+                r#"{"input_tokens":3,"output_tokens":2,"cache":{"prompt_tokens":99}}"#,
+                Some((3, 2)),
+            ),
+            // Counts that are not non-negative integers count as 0; the object still counts.
+            (
+                r#"{"prompt_tokens":null,"completion_tokens":-1}"#,
+                Some((0, 0)),
+            ),
+            (
+                r#"{"prompt_tokens":1.5,"completion_tokens":"7"}"#,
+                Some((0, 0)),
+            ),
+            (
+                r#"{"prompt_tokens":99999999999999999999999,"completion_tokens":1}"#,
+                Some((0, 1)),
+            ),
+            ("null", None),
+            ("[1,2]", None),
+        ];
+        for (raw, want) in cases {
+            let got = usage_object(raw.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens));
+            assert_eq!(got, want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn model_strings_borrow_unless_escaped() {
+        assert!(matches!(
+            json_string(br#""gpt-4o""#),
+            Some(Cow::Borrowed("gpt-4o"))
+        ));
+        assert_eq!(json_string(br#""a"b""#).as_deref(), Some("a\"b"));
+        assert_eq!(json_string(br#""\u00e9""#).as_deref(), Some("\u{e9}"));
+        for not_a_string in [&b"null"[..], b"42", b"\"", b"\"\xff\""] {
+            assert_eq!(json_string(not_a_string), None);
+        }
     }
 
     #[test]

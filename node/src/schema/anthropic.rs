@@ -8,6 +8,7 @@
 //! `message_stop`, `ping` and `error`. Errors are `{"type":"error","error":{"type","message"}}`.
 
 use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -149,7 +150,7 @@ impl StreamTransform {
     pub fn new(ctx: ResponseCtx) -> Self {
         StreamTransform {
             id: ctx.id.to_string(),
-            model: ctx.model.clone(),
+            model: ctx.model.to_string(),
             ctx,
             parser: SseParser::new(),
             input_tokens: 0,
@@ -276,7 +277,7 @@ impl Translator for Anthropic {
         }
         let messages = request_body(&parse_object(body)?, ctx.model, ctx.stream)?;
         Ok(UpstreamRequest {
-            path_and_query: "/v1/messages".into(),
+            path_and_query: PathAndQuery::from_static("/v1/messages"),
             body: Bytes::from(messages.to_string()),
             headers: vec![
                 json_content_type(),

@@ -68,7 +68,7 @@ impl Translator for Azure {
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
         Ok(UpstreamRequest {
-            path_and_query: path(ctx),
+            path_and_query: super::provider_path(path(ctx))?,
             body: body.clone(),
             headers: vec![json_content_type()],
         })
@@ -93,10 +93,13 @@ mod tests {
     use super::*;
     use crate::schema::Operation;
 
+    static CHAT: std::sync::LazyLock<http::uri::PathAndQuery> =
+        std::sync::LazyLock::new(|| http::uri::PathAndQuery::from_static("/v1/chat/completions"));
+
     fn ctx<'a>(op: Operation, model: &'a str, version: Option<&'a str>) -> RequestCtx<'a> {
         RequestCtx {
             operation: op,
-            path_and_query: "/v1/chat/completions",
+            path_and_query: &CHAT,
             model,
             stream: false,
             schema_version: version,

@@ -281,7 +281,7 @@ impl Translator for Bedrock {
         }
         let converse = request_body(&parse_object(body)?)?;
         Ok(UpstreamRequest {
-            path_and_query: path(ctx.model, ctx.stream),
+            path_and_query: super::provider_path(path(ctx.model, ctx.stream))?,
             body: Bytes::from(converse.to_string()),
             headers: vec![json_content_type()],
         })

@@ -18,11 +18,20 @@ pub mod fuzz;
 pub mod openai;
 pub mod sse;
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::config::model::SchemaName;
+
+/// A provider path (built from the model and the endpoint) as a request target.
+pub fn provider_path(path: String) -> Result<PathAndQuery, TranslateError> {
+    PathAndQuery::try_from(path)
+        .map_err(|e| TranslateError::BadRequest(format!("cannot form the upstream path: {e}")))
+}
 
 /// Largest upstream body a buffering transform holds (non-streamed answers and errors).
 pub const MAX_BUFFERED_BODY: usize = 16 << 20;
@@ -99,7 +108,7 @@ pub struct RequestCtx<'a> {
     /// The endpoint.
     pub operation: Operation,
     /// Path and query as the client sent them.
-    pub path_and_query: &'a str,
+    pub path_and_query: &'a PathAndQuery,
     /// The body's `model`.
     pub model: &'a str,
     /// Whether the client asked for a stream.
@@ -111,8 +120,8 @@ pub struct RequestCtx<'a> {
 /// A translated request, without credentials.
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {
-    /// Path and query to send.
-    pub path_and_query: String,
+    /// Path and query to send (the client's, shared, for passthrough schemas).
+    pub path_and_query: PathAndQuery,
     /// Body to send.
     pub body: Bytes,
     /// Headers the schema requires (never secrets; credentials are added by [`auth`]).
@@ -123,7 +132,7 @@ pub struct UpstreamRequest {
 #[derive(Debug, Clone)]
 pub struct ResponseCtx {
     /// The client's `model` (Bedrock answers do not name one).
-    pub model: String,
+    pub model: Arc<str>,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// `stream_options.include_usage`: emit the final usage chunk.

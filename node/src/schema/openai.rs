@@ -21,7 +21,7 @@ impl Translator for OpenAi {
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
         Ok(UpstreamRequest {
-            path_and_query: ctx.path_and_query.to_owned(),
+            path_and_query: ctx.path_and_query.clone(),
             body: body.clone(),
             headers: Vec::new(),
         })
@@ -41,12 +41,13 @@ impl Translator for OpenAi {
 mod tests {
     use super::*;
     use crate::schema::Operation;
+    use http::uri::PathAndQuery;
 
     #[test]
     fn passthrough_keeps_path_and_body() {
         let ctx = RequestCtx {
             operation: Operation::Chat,
-            path_and_query: "/v1/chat/completions?x=1",
+            path_and_query: &PathAndQuery::from_static("/v1/chat/completions?x=1"),
             model: "m",
             stream: false,
             schema_version: None,
