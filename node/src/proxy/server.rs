@@ -88,7 +88,8 @@ async fn accept_loop(args: ListenerArgs) -> bool {
         drain_timeout,
     } = args;
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().writev(false);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -359,6 +359,7 @@ impl HttpClient {
             )),
         };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await?;
         Ok(Box::new(Conn::new(sender, conn)))

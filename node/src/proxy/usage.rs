@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use metrics::{Histogram, Label};
 
-use crate::proxy::json_members::for_each_member;
+use crate::proxy::json_members::{find_members, for_each_member};
 
 /// Largest non-streaming body the tap buffers to find `usage`.
 const MAX_BUFFERED: usize = 1 << 20;
@@ -289,18 +289,16 @@ impl UsageTap {
     }
 
     fn absorb(&mut self, json: &[u8]) {
-        // Only the two members are read; `choices` and the rest are skipped unread.
-        for_each_member(json, &[b"model", b"usage"], |key, value| {
-            if key == b"model" {
-                // The last model named wins; kept only when it differs from the request's.
-                if let Some(m) = json_string(value) {
-                    self.response_model =
-                        (*m != *self.labels.request_model).then(|| m.into_owned());
-                }
-            } else if let Some(u) = usage_object(value) {
-                self.usage = Some(u);
-            }
-        });
+        // Only the two members are read; `choices` and the rest are not even skipped when the answer has
+        // them in OpenAI's order (model first, usage last).
+        let [model, usage] = find_members(json, [b"model", b"usage"]);
+        // Kept only when it differs from the request's; a later event naming one replaces it.
+        if let Some(m) = model.and_then(json_string) {
+            self.response_model = (*m != *self.labels.request_model).then(|| m.into_owned());
+        }
+        if let Some(u) = usage.and_then(usage_object) {
+            self.usage = Some(u);
+        }
     }
 
     /// The body ended cleanly at `now`: parse what is buffered and record the metrics.
