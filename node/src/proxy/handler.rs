@@ -6,9 +6,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
@@ -105,6 +106,50 @@ impl<'de: 'a, 'a> Deserialize<'de> for BodyStr<'a> {
     }
 }
 
+/// Why a request body could not be read.
+#[derive(Debug)]
+enum BodyError<E> {
+    /// Longer than the limit.
+    TooLarge,
+    /// The client connection failed mid-body.
+    Read(E),
+}
+
+/// The whole request body, at most `limit` bytes. A body that arrives in one frame, as small requests do,
+/// is kept as that frame (no copy, no list of frames); a longer one is gathered into one buffer.
+async fn read_body<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError<B::Error>>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        // Trailers carry nothing the gateway forwards.
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if let Some(buf) = gathered.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if let Some(f) = first.take() {
+            let mut buf = BytesMut::with_capacity(total);
+            buf.extend_from_slice(&f);
+            buf.extend_from_slice(&data);
+            gathered = Some(buf);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(match gathered {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
 async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let received = std::time::Instant::now();
     let operation = match req.uri().path() {
@@ -132,15 +177,10 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         return too_large();
     }
     let (parts, body) = req.into_parts();
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large()
-        }
-        Err(e) => {
+    let body: Bytes = match read_body(body, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Read(e)) => {
             return GatewayError::bad_request(
                 "body_read_error",
                 format!("cannot read request body: {e}"),
@@ -244,4 +284,65 @@ fn models(gw: &Gateway) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use http_body::Frame;
+
+    /// A body that yields the given frames, one per poll.
+    struct Frames(VecDeque<Result<Frame<Bytes>, &'static str>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = &'static str;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    fn data(s: &'static str) -> Result<Frame<Bytes>, &'static str> {
+        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_in_one_frame_or_many() {
+        let one = read_body(Frames([data("{\"a\":1}")].into()), 64).await;
+        assert_eq!(one.expect("read"), "{\"a\":1}");
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-t", http::HeaderValue::from_static("1"));
+        let many = Frames(
+            [
+                data("{\"a\""),
+                data(""),
+                Ok(Frame::trailers(trailers)),
+                data(":1}"),
+            ]
+            .into(),
+        );
+        assert_eq!(read_body(many, 64).await.expect("read"), "{\"a\":1}");
+        let none = read_body(Frames(VecDeque::new()), 64).await;
+        assert_eq!(none.expect("read"), "");
+    }
+
+    #[tokio::test]
+    async fn the_limit_holds_without_a_content_length_and_errors_pass_through() {
+        let long = Frames([data("12345"), data("67890")].into());
+        assert!(matches!(read_body(long, 9).await, Err(BodyError::TooLarge)));
+        let exact = Frames([data("12345"), data("6789")].into());
+        assert_eq!(read_body(exact, 9).await.expect("read"), "123456789");
+        let broken = Frames([data("12"), Err("reset")].into());
+        assert!(matches!(
+            read_body(broken, 9).await,
+            Err(BodyError::Read("reset"))
+        ));
+    }
 }

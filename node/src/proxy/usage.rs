@@ -197,13 +197,14 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
 
 /// A token count: a JSON integer in `0..=u64::MAX`, else 0.
 fn json_count(raw: &[u8]) -> u64 {
-    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.is_empty() {
         return 0;
     }
-    // All ASCII digits, so the UTF-8 check cannot fail; overflow gives 0 like any other bad count.
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|d| d.parse().ok())
+    raw.iter()
+        .try_fold(0u64, |n, b| {
+            let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+            n.checked_mul(10)?.checked_add(u64::from(digit))
+        })
         .unwrap_or(0)
 }
 
