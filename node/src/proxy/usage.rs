@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use metrics::{Histogram, Label};
+use smallvec::SmallVec;
 
 use crate::proxy::json_members::{find_members, for_each_member};
 
@@ -216,8 +217,9 @@ pub struct UsageTap {
     first_data: Option<Instant>,
     /// SSE: the partial line carried over to the next frame.
     buf: Vec<u8>,
-    /// Non-streaming: the frames so far (shared with the client's copy, not copied).
-    frames: Vec<Bytes>,
+    /// Non-streaming: the frames so far (shared with the client's copy, not copied; a small answer is
+    /// one frame, kept inline).
+    frames: SmallVec<[Bytes; 2]>,
     buffered: usize,
     overflowed: bool,
     usage: Option<Usage>,
@@ -233,7 +235,7 @@ impl UsageTap {
             started,
             first_data: None,
             buf: Vec::new(),
-            frames: Vec::new(),
+            frames: SmallVec::new(),
             buffered: 0,
             overflowed: false,
             usage: None,
@@ -269,7 +271,7 @@ impl UsageTap {
             self.buffered += data.len();
             if self.buffered > MAX_BUFFERED {
                 self.overflowed = true;
-                self.frames = Vec::new();
+                self.frames = SmallVec::new();
             } else {
                 self.frames.push(data.clone());
             }
