@@ -26,7 +26,7 @@ use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
 use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
-use crate::routing::matcher::MODEL_HEADER;
+use crate::routing::matcher::{MODEL_HEADER, MODEL_HEADER_NAME};
 use crate::routing::select::{select, AttemptHistory};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
 use crate::schema::auth::{self, AuthError};
@@ -65,22 +65,24 @@ enum Failure {
 }
 
 /// Request headers never forwarded upstream: hop-by-hop (RFC 9110 §7.6.1), those the gateway sets itself,
-/// and the client's credentials (the backend gets its own).
-const STRIPPED_REQUEST_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "authorization",
-    "accept-encoding",
-    MODEL_HEADER,
-];
+/// and the client's credentials (the backend gets its own). Compared as names, not strings: a standard
+/// name is one byte to compare, and only the few custom names fall back to their text.
+fn is_stripped_request_header(name: &HeaderName) -> bool {
+    const STANDARD: [HeaderName; 10] = [
+        header::CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::AUTHORIZATION,
+        header::ACCEPT_ENCODING,
+    ];
+    const CUSTOM: [&str; 3] = ["keep-alive", "proxy-connection", MODEL_HEADER];
+    STANDARD.contains(name) || CUSTOM.contains(&name.as_str())
+}
 
 /// Response headers not passed back to the client (hop-by-hop; framing is hyper's business).
 const STRIPPED_RESPONSE_HEADERS: &[&str] = &[
@@ -459,13 +461,13 @@ fn build_upstream_request(
         crate::config::model::SchemaName::OpenAI | crate::config::model::SchemaName::AzureOpenAI
     ) {
         for (name, value) in &req.headers {
-            if !STRIPPED_REQUEST_HEADERS.contains(&name.as_str()) {
+            if !is_stripped_request_header(name) {
                 headers.append(name.clone(), value.clone());
             }
         }
     }
     if let Some(v) = &req.model_header {
-        headers.insert(HeaderName::from_static(MODEL_HEADER), v.clone());
+        headers.insert(MODEL_HEADER_NAME, v.clone());
     }
     for (name, value) in translated.headers {
         headers.insert(name, value);
@@ -505,4 +507,41 @@ fn build_upstream_request(
             .insert(header::HOST, p.host_header.clone());
     }
     Ok(upstream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_gateway_and_credential_headers_are_not_forwarded() {
+        for name in [
+            "Connection",
+            "Keep-Alive",
+            "proxy-connection",
+            "Proxy-Authorization",
+            "TE",
+            "trailer",
+            "Transfer-Encoding",
+            "upgrade",
+            "host",
+            "content-length",
+            "Authorization",
+            "accept-encoding",
+            "X-AI-EG-Model",
+        ] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+            assert!(is_stripped_request_header(&parsed), "{name} is forwarded");
+        }
+        for name in [
+            "content-type",
+            "user-agent",
+            "accept",
+            "x-tenant",
+            "openai-organization",
+        ] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+            assert!(!is_stripped_request_header(&parsed), "{name} is dropped");
+        }
+    }
 }

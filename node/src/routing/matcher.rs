@@ -11,6 +11,10 @@ use crate::config::model::{HeaderMatch, HeaderMatchValue, RuleMatch};
 /// The header the gateway sets from the request body's `model`.
 pub const MODEL_HEADER: &str = "x-ai-eg-model";
 
+/// [`MODEL_HEADER`] as a header name, validated at compile time (`from_static` at run time would check
+/// it against the standard names on every request).
+pub const MODEL_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(MODEL_HEADER);
+
 /// The request facts matching looks at.
 pub struct MatchInput<'a> {
     /// The client's headers (the model header in it is ignored).
