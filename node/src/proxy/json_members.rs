@@ -375,13 +375,20 @@ mod tests {
         );
     }
 
+    /// `pad` bytes of filler, and a string value with an escaped quote, brackets and an escaped backslash
+    /// between two fillers.
+    fn tricky(pad: usize) -> (String, String) {
+        let filler = "x".repeat(pad);
+        let tricky = format!("{filler}\\\"]}}{{[\\\\{filler}");
+        (filler, tricky)
+    }
+
     #[test]
     fn every_offset_and_length_is_scanned_alike() {
-        // Word-at-a-time search has edges at every multiple of eight and at the memchr hand-over; move the
-        // tricky bytes (quotes, escapes, brackets inside strings, nesting) across all of them.
+        // Vectorised searches have edges at every multiple of their width; move the tricky bytes
+        // (quotes, escapes, brackets inside strings, nesting) across them.
         for pad in 0..48 {
-            let filler = "x".repeat(pad);
-            let tricky = format!("{filler}\\\"]}}{{[\\\\{filler}");
+            let (filler, tricky) = tricky(pad);
             let doc = serde_json::json!({
                 "id": filler,
                 "choices": [{"message": {"content": tricky, "model": "inner"}, "n": [[pad], {}]}],
@@ -498,8 +505,7 @@ mod tests {
     #[test]
     fn find_members_agrees_with_serde_at_every_offset() {
         for pad in 0..40 {
-            let filler = "y".repeat(pad);
-            let tricky = format!("{filler}\\\"]}}{{[\\\\{filler}");
+            let (_, tricky) = tricky(pad);
             let doc = serde_json::json!({
                 "id": tricky,
                 "model": format!("m-{pad}"),

@@ -143,6 +143,18 @@ mod tests {
         (t.clone(), Waker::from(t))
     }
 
+    /// Polls once on behalf of `task`, pending, and returns the waker the polled future registered (as
+    /// a socket or a channel would keep it).
+    fn pend_once(absorber: &Absorber, task: &Waker) -> Waker {
+        let mut kept = None;
+        let got: Poll<()> = absorber.run(&mut Context::from_waker(task), |inner| {
+            kept = Some(inner.waker().clone());
+            Poll::Pending
+        });
+        assert_eq!(got, Poll::Pending);
+        kept.expect("registered")
+    }
+
     #[test]
     fn a_wake_during_the_poll_is_another_round_not_a_task_wake() {
         let (count, waker) = task();
@@ -166,17 +178,11 @@ mod tests {
     #[test]
     fn a_wake_after_the_poll_wakes_the_task() {
         let (count, waker) = task();
-        let mut cx = Context::from_waker(&waker);
         let absorber = Absorber::new();
-        let mut kept = None;
-        let got: Poll<()> = absorber.run(&mut cx, |inner| {
-            kept = Some(inner.waker().clone());
-            Poll::Pending
-        });
-        assert_eq!(got, Poll::Pending);
+        let kept = pend_once(&absorber, &waker);
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
         // The socket became readable later.
-        kept.expect("registered").wake();
+        kept.wake();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 
@@ -201,13 +207,9 @@ mod tests {
     fn a_detached_absorber_wakes_nobody() {
         let (count, waker) = task();
         let absorber = Absorber::new();
-        let mut kept = None;
-        let _: Poll<()> = absorber.run(&mut Context::from_waker(&waker), |inner| {
-            kept = Some(inner.waker().clone());
-            Poll::Pending
-        });
+        let kept = pend_once(&absorber, &waker);
         absorber.detach();
-        kept.expect("registered").wake();
+        kept.wake();
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
     }
 
@@ -216,14 +218,10 @@ mod tests {
         let (first, first_waker) = task();
         let (second, second_waker) = task();
         let absorber = Absorber::new();
-        let mut kept = None;
-        let _: Poll<()> = absorber.run(&mut Context::from_waker(&first_waker), |inner| {
-            kept = Some(inner.waker().clone());
-            Poll::Pending
-        });
+        let kept = pend_once(&absorber, &first_waker);
         // The connection moved to another request's task (pool checkout).
-        let _: Poll<()> = absorber.run(&mut Context::from_waker(&second_waker), |_| Poll::Pending);
-        kept.expect("registered").wake();
+        let _ = pend_once(&absorber, &second_waker);
+        kept.wake();
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
         assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
