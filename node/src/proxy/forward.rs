@@ -472,9 +472,9 @@ fn build_upstream_request(
     for (name, value) in translated.headers {
         headers.insert(name, value);
     }
-    // Host is left to the client library: it writes the URI's authority, i.e. the endpoint's name and
-    // (when not the scheme default) port — the same value SigV4 signs. The address dialled is pinned in
-    // the host's connector, so naming the endpoint here never changes which address is reached.
+    // Host names the endpoint (its name and, when not the scheme default, its port: the value SigV4
+    // signs from the URI), set below from the host's precomputed parts. The address dialled is pinned in
+    // the host's connector, so naming the endpoint never changes which address is reached.
     let mut upstream = builder
         .body(Full::new(translated.body.clone()))
         .map_err(|e| {

@@ -37,15 +37,7 @@ pub struct Conn {
     pub(crate) sender: SendRequest<Full<Bytes>>,
     pub(crate) conn: Connection<TokioIo<Stream>, Full<Bytes>>,
     /// What the connection and the futures waiting on it are polled with.
-    pub(crate) absorber: Absorber,
-}
-
-/// Drives a connection; true once it has ended (closed, failed, or the peer went away).
-pub(crate) fn poll_closed(
-    conn: &mut Connection<TokioIo<Stream>, Full<Bytes>>,
-    cx: &mut Context<'_>,
-) -> bool {
-    Pin::new(conn).poll(cx).is_ready()
+    absorber: Absorber,
 }
 
 impl Conn {
@@ -61,9 +53,27 @@ impl Conn {
         }
     }
 
-    /// Drives the connection; true once it has ended.
-    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        poll_closed(&mut self.conn, cx)
+    /// Drives the connection; true once it has ended (closed, failed, or the peer went away).
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(&mut self.conn).poll(cx).is_ready()
+    }
+
+    /// Polls `waiting` (a future of this connection's exchange: the response head, the body) together
+    /// with the connection, inside the absorber: the connection first, as it reads what `waiting` waits
+    /// for, and only until it has ended, which sets `closed`.
+    pub(crate) fn drive<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        closed: &mut bool,
+        mut waiting: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let Conn { conn, absorber, .. } = self;
+        absorber.run(cx, |cx| {
+            if !*closed {
+                *closed = Pin::new(&mut *conn).poll(cx).is_ready();
+            }
+            waiting(cx)
+        })
     }
 
     /// Whether the connection is open and ready for another request, judged without waiting: it is
@@ -226,25 +236,17 @@ impl Body for UpstreamResponseBody {
         let this = &mut *self;
         // The connection first: it reads what the body is waiting for. Once it has ended, the body
         // reports the end or the error the connection left it.
+        let inner = &mut this.inner;
         let frame = match this.lease.as_mut() {
             Some((conn, _)) => {
-                let Conn {
-                    conn: io, absorber, ..
-                } = &mut **conn;
-                let inner = &mut this.inner;
                 let mut closed = false;
-                let frame = absorber.run(cx, |cx| {
-                    if !closed {
-                        closed = poll_closed(io, cx);
-                    }
-                    Pin::new(&mut *inner).poll_frame(cx)
-                });
+                let frame = conn.drive(cx, &mut closed, |cx| Pin::new(&mut *inner).poll_frame(cx));
                 if closed {
                     this.lease = None;
                 }
                 frame
             }
-            None => Pin::new(&mut this.inner).poll_frame(cx),
+            None => Pin::new(inner).poll_frame(cx),
         };
         match &frame {
             Poll::Ready(None) => this.release(),

@@ -284,21 +284,9 @@ impl HttpClient {
             };
             let mut closed = false;
             let result = {
-                let Conn {
-                    sender,
-                    conn: io,
-                    absorber,
-                } = &mut *conn;
-                let mut send = std::pin::pin!(sender.try_send_request(req));
-                std::future::poll_fn(|cx| {
-                    absorber.run(cx, |cx| {
-                        if !closed {
-                            closed = crate::proxy::pool::poll_closed(io, cx);
-                        }
-                        send.as_mut().poll(cx)
-                    })
-                })
-                .await
+                let mut send = std::pin::pin!(conn.sender.try_send_request(req));
+                std::future::poll_fn(|cx| conn.drive(cx, &mut closed, |cx| send.as_mut().poll(cx)))
+                    .await
             };
             match result {
                 Ok(resp) => {
