@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
@@ -16,6 +15,7 @@ use crate::gateway::Gateway;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
 use crate::proxy::forward::{forward, ProxiedRequest};
+use crate::proxy::wake::poll_frame_quietly;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
 
 /// The endpoints that are routed to a backend.
@@ -123,7 +123,7 @@ where
     let mut first: Option<Bytes> = None;
     let mut gathered: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = std::future::poll_fn(|cx| poll_frame_quietly(&mut body, cx)).await {
         // Trailers carry nothing the gateway forwards.
         let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
             continue;

@@ -29,7 +29,7 @@ use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::upstream::Stream;
-use crate::proxy::wake::Absorber;
+use crate::proxy::wake::{poll_frame_quietly, Absorber};
 
 /// One HTTP/1.1 connection: the request half and the connection future that moves its bytes. Kept boxed:
 /// it is large, and it moves between the pool, the request and the response body.
@@ -144,7 +144,9 @@ impl Pool {
     /// Gives a connection back after a complete exchange, if it can take another request.
     pub fn checkin(self: &Arc<Self>, mut conn: Box<Conn>) {
         conn.absorber.detach();
-        if !conn.reusable_now() {
+        // Usually ready already: the exchange's last poll of the connection finished it. Only when it
+        // is not is the connection polled to tell whether it is closing.
+        if !conn.sender.is_ready() && !conn.reusable_now() {
             return;
         }
         {
@@ -240,7 +242,7 @@ impl Body for UpstreamResponseBody {
         let frame = match this.lease.as_mut() {
             Some((conn, _)) => {
                 let mut closed = false;
-                let frame = conn.drive(cx, &mut closed, |cx| Pin::new(&mut *inner).poll_frame(cx));
+                let frame = conn.drive(cx, &mut closed, |cx| poll_frame_quietly(&mut *inner, cx));
                 if closed {
                     this.lease = None;
                 }

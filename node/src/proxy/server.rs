@@ -2,6 +2,7 @@
 //! drains them on shutdown — stop accepting, then let in-flight requests and streams finish up to a deadline.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::gateway::Gateway;
 use crate::proxy::handler::handle;
+use crate::proxy::wake::Absorber;
 use crate::shutdown::Shutdown;
 
 /// Spawn arguments.
@@ -115,7 +117,14 @@ async fn accept_loop(args: ListenerArgs) -> bool {
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
+                        // Polled through an absorber: the hand-overs inside a connection (the handler
+                        // taking the request body, say) are finished within the poll (`wake.rs`).
+                        let absorber = Absorber::new();
+                        let mut conn = std::pin::pin!(conn);
+                        let ended = std::future::poll_fn(|cx| {
+                            absorber.run(cx, |cx| conn.as_mut().poll(cx))
+                        });
+                        if let Err(e) = ended.await {
                             tracing::debug!(error = %e, "client connection ended with an error");
                         }
                     });
