@@ -445,15 +445,8 @@ fn build_upstream_request(
             format!("cannot build the upstream URI: {e}"),
         )
     })?;
-    let mut builder = Request::builder().method(Method::POST).uri(uri);
-    let headers = builder.headers_mut().ok_or_else(|| {
-        GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal",
-            "cannot build upstream request",
-        )
-    })?;
+    // Sized once: the client's headers, the model header, the translator's and Host.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + translated.headers.len() + 2);
     // Client headers are forwarded to OpenAI-compatible backends only: for Bedrock and Anthropic they
     // mean nothing, and for Bedrock every header sent is signed.
     if matches!(
@@ -466,8 +459,9 @@ fn build_upstream_request(
             }
         }
     }
+    // Appended: the client's own is stripped above, so there is none to replace.
     if let Some(v) = &req.model_header {
-        headers.insert(MODEL_HEADER_NAME, v.clone());
+        headers.append(MODEL_HEADER_NAME, v.clone());
     }
     for (name, value) in translated.headers {
         headers.insert(name, value);
@@ -475,16 +469,10 @@ fn build_upstream_request(
     // Host names the endpoint (its name and, when not the scheme default, its port: the value SigV4
     // signs from the URI), set below from the host's precomputed parts. The address dialled is pinned in
     // the host's connector, so naming the endpoint never changes which address is reached.
-    let mut upstream = builder
-        .body(Full::new(translated.body.clone()))
-        .map_err(|e| {
-            GatewayError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "internal",
-                format!("cannot build upstream request: {e}"),
-            )
-        })?;
+    let mut upstream = Request::new(Full::new(translated.body.clone()));
+    *upstream.method_mut() = Method::POST;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers;
     let target = auth::AuthTarget {
         schema: backend.schema.name,
         backend: &backend.key,
@@ -496,7 +484,7 @@ fn build_upstream_request(
         target,
         backend.auth.as_ref(),
         AwsKeys::from_env,
-        SystemTime::now(),
+        SystemTime::now,
     )
     .map_err(|e| auth_error(&e))?;
     // After signing, which derives the same value from the URI: set here, the client does not rebuild it

@@ -84,14 +84,15 @@ pub struct AuthTarget<'a> {
 }
 
 /// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. Bedrock without a
-/// policy uses `env_keys` (the node's environment); without those it is an error.
+/// policy uses `env_keys` (the node's environment); without those it is an error. `now` is read only to
+/// sign (the clock is not free on the request path).
 pub fn apply(
     req: &mut Request<Full<Bytes>>,
     body: &Bytes,
     target: AuthTarget<'_>,
     auth: Option<&BackendAuth>,
     env_keys: impl FnOnce() -> Option<AwsKeys>,
-    now: SystemTime,
+    now: impl FnOnce() -> SystemTime,
 ) -> Result<(), AuthError> {
     let AuthTarget {
         schema,
@@ -135,7 +136,7 @@ pub fn apply(
                     ),
                 )
             })?;
-        return sign_sigv4(req, body, &keys, &region, now).map_err(|reason| AuthError::Signing {
+        return sign_sigv4(req, body, &keys, &region, now()).map_err(|reason| AuthError::Signing {
             backend: backend.to_owned(),
             reason,
         });
@@ -318,36 +319,44 @@ mod tests {
             ),
         ] {
             let mut req = request("http://h/x");
-            apply(&mut req, &body, at(schema, "h"), Some(&auth), || None, now).expect("apply");
+            apply(
+                &mut req,
+                &body,
+                at(schema, "h"),
+                Some(&auth),
+                || None,
+                || now,
+            )
+            .expect("apply");
             assert_eq!(req.headers()[header], value);
             assert!(req.headers()[header].is_sensitive());
         }
         // Bedrock: never unsigned.
         let mut req = request("http://127.0.0.1:1/x");
         let bedrock = at(SchemaName::AwsBedrock, "127.0.0.1");
-        let err = apply(&mut req, &body, bedrock, None, || None, now).expect_err("401");
+        let err = apply(&mut req, &body, bedrock, None, || None, || now).expect_err("401");
         assert!(matches!(err, AuthError::Missing { .. }), "{err}");
         let api = BackendAuth::ApiKey { key, policy: p() };
-        assert!(apply(&mut req, &body, bedrock, Some(&api), || None, now).is_err());
+        assert!(apply(&mut req, &body, bedrock, Some(&api), || None, || now).is_err());
         let unavailable = BackendAuth::Unavailable {
             reason: "r".into(),
             policy: p(),
         };
         let openai = at(SchemaName::OpenAI, "h");
-        assert!(apply(&mut req, &body, openai, Some(&unavailable), || None, now).is_err());
+        assert!(apply(&mut req, &body, openai, Some(&unavailable), || None, || now).is_err());
         // No region anywhere.
         let aws = BackendAuth::AwsCredentials {
             keys: keys(false),
             region: None,
             policy: p(),
         };
-        assert!(apply(&mut req, &body, bedrock, Some(&aws), || None, now).is_err());
+        assert!(apply(&mut req, &body, bedrock, Some(&aws), || None, || now).is_err());
         assert!(req.headers().get("authorization").is_none());
         // Environment keys and the host's region.
         let host = "bedrock-runtime.eu-west-1.amazonaws.com";
         let mut req = request(&format!("https://{host}/x"));
         let target = at(SchemaName::AwsBedrock, host);
-        apply(&mut req, &body, target, None, || Some(keys(false)), now).expect("signed");
+        apply(&mut req, &body, target, None, || Some(keys(false)), || now).expect("signed");
         let auth = req.headers()["authorization"].to_str().expect("ascii");
         assert!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
     }
