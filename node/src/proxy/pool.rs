@@ -76,6 +76,16 @@ impl Conn {
         })
     }
 
+    /// Polls `waiting` alone, with the connection's waker but without polling the connection: for what
+    /// the connection's last poll may already have delivered.
+    fn poll_delivered<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiting: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.absorber.run(cx, waiting)
+    }
+
     /// Whether the connection is open and ready for another request, judged without waiting: it is
     /// polled once with a no-op waker (nobody is to be woken for an idle connection).
     fn reusable_now(&mut self) -> bool {
@@ -236,17 +246,26 @@ impl Body for UpstreamResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        // The connection first: it reads what the body is waiting for. Once it has ended, the body
-        // reports the end or the error the connection left it.
         let inner = &mut this.inner;
         let frame = match this.lease.as_mut() {
             Some((conn, _)) => {
-                let mut closed = false;
-                let frame = conn.drive(cx, &mut closed, |cx| poll_frame_quietly(&mut *inner, cx));
-                if closed {
-                    this.lease = None;
+                // The connection's poll that read the response head usually read the whole of a short
+                // body too, and finished the exchange: then polling it again would only find nothing to
+                // do. So the body first, and the connection only when the body waits for it: the
+                // connection first then, as it reads what the body waits for. Once it has ended, the
+                // body reports the end or the error the connection left it.
+                match conn.poll_delivered(cx, |cx| poll_frame_quietly(&mut *inner, cx)) {
+                    Poll::Pending => {
+                        let mut closed = false;
+                        let frame =
+                            conn.drive(cx, &mut closed, |cx| poll_frame_quietly(&mut *inner, cx));
+                        if closed {
+                            this.lease = None;
+                        }
+                        frame
+                    }
+                    delivered => delivered,
                 }
-                frame
             }
             None => Pin::new(inner).poll_frame(cx),
         };

@@ -478,3 +478,193 @@ impl LocalFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// How a test backend answers: the response bytes, written piece by piece with a pause between
+    /// pieces so that they reach the client as separate reads.
+    type Answer = Vec<Vec<u8>>;
+
+    /// A backend on loopback answering the i-th request it gets (over all connections) with
+    /// `answers[i]`, closing the connection after an answer that says `connection: close`. Counts the
+    /// connections it accepted.
+    async fn backend(answers: Vec<Answer>) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let answers = Arc::new(std::sync::Mutex::new(answers.into_iter()));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    while read_request(&mut s).await.is_some() {
+                        let next = answers.lock().expect("answers").next();
+                        let Some(answer) = next else { return };
+                        let closes = answer
+                            .iter()
+                            .any(|p| String::from_utf8_lossy(p).contains("connection: close"));
+                        for piece in answer {
+                            if s.write_all(&piece).await.is_err() {
+                                return;
+                            }
+                            // Not synchronisation: makes the pieces separate reads.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if closes {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// Reads one request with a Content-Length body; `None` at the end of the connection.
+    async fn read_request(s: &mut TcpStream) -> Option<()> {
+        let mut buf = Vec::new();
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                return Some(());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn client(addr: SocketAddr) -> HttpClient {
+        build_client(
+            "b",
+            "127.0.0.1",
+            &Dial::Addr(addr),
+            None,
+            Duration::from_secs(5),
+            None,
+        )
+        .expect("client")
+    }
+
+    async fn exchange(client: &HttpClient, addr: SocketAddr) -> (u16, Bytes) {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/v1/chat/completions"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(10), async {
+            let resp = client.request(req).await.expect("response");
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, body)
+        })
+        .await
+        .expect("the exchange finished within 10 s");
+        resp
+    }
+
+    fn with_length(body: &[u8], split: &[usize]) -> Answer {
+        let mut all = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        all.extend_from_slice(body);
+        let mut pieces = Vec::new();
+        let mut rest = all.as_slice();
+        for at in split {
+            let (a, b) = rest.split_at(*at);
+            pieces.push(a.to_vec());
+            rest = b;
+        }
+        pieces.push(rest.to_vec());
+        pieces
+    }
+
+    fn chunked(chunks: &[&[u8]]) -> Answer {
+        let mut pieces =
+            vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()];
+        for c in chunks {
+            let mut p = format!("{:x}\r\n", c.len()).into_bytes();
+            p.extend_from_slice(c);
+            p.extend_from_slice(b"\r\n");
+            pieces.push(p);
+        }
+        pieces.push(b"0\r\n\r\n".to_vec());
+        pieces
+    }
+
+    /// Bodies that arrive in one read with their head, in several reads, or chunked all arrive whole,
+    /// and every exchange hands its connection back for the next one.
+    #[tokio::test]
+    async fn answers_in_any_number_of_reads_arrive_whole_on_one_connection() {
+        let long: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let (addr, accepted) = backend(vec![
+            with_length(b"{\"short\":true}", &[]),
+            with_length(&long, &[10, 120, 70_000]),
+            chunked(&[b"data: one\n\n", b"data: two\n\n"]),
+            with_length(b"{\"after\":true}", &[]),
+        ])
+        .await;
+        let client = client(addr);
+        assert_eq!(
+            exchange(&client, addr).await,
+            (200, Bytes::from_static(b"{\"short\":true}"))
+        );
+        assert_eq!(exchange(&client, addr).await, (200, Bytes::from(long)));
+        assert_eq!(
+            exchange(&client, addr).await,
+            (200, Bytes::from_static(b"data: one\n\ndata: two\n\n"))
+        );
+        assert_eq!(
+            exchange(&client, addr).await,
+            (200, Bytes::from_static(b"{\"after\":true}"))
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for every exchange"
+        );
+        assert_eq!(client.inner.pool.idle_count(), 1);
+    }
+
+    /// An answer that closes its connection leaves nothing in the pool, and the next exchange dials
+    /// afresh.
+    #[tokio::test]
+    async fn an_answer_that_closes_its_connection_is_not_pooled() {
+        let mut closing = with_length(b"{\"bye\":true}", &[]);
+        closing[0] = String::from_utf8_lossy(&closing[0])
+            .replace("content-type", "connection: close\r\ncontent-type")
+            .into_bytes();
+        let (addr, accepted) = backend(vec![closing, with_length(b"{\"again\":true}", &[])]).await;
+        let client = client(addr);
+        assert_eq!(
+            exchange(&client, addr).await,
+            (200, Bytes::from_static(b"{\"bye\":true}"))
+        );
+        assert_eq!(client.inner.pool.idle_count(), 0);
+        assert_eq!(
+            exchange(&client, addr).await,
+            (200, Bytes::from_static(b"{\"again\":true}"))
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}
