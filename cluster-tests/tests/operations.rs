@@ -1,7 +1,8 @@
 //! The commands of docs/operations.md on one real node: `switchyard validate`, `switchyard status`
 //! (text, `--json`, unreachable node → non-zero), reload by SIGHUP and by `POST /reload` (a bad file keeps the
 //! running config), and the drain on SIGTERM (readiness 503 at once, liveness still 200, requests still served
-//! during the drain delay, exit 0).
+//! during the drain delay, exit 0; a stream in flight finishes, an idle keep-alive connection is closed
+//! rather than waited for).
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +10,8 @@ use anyhow::{ensure, Context};
 use hyper::Method;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bin_path, fallback_config, free_port, http_get, http_post_json, http_request, poll_until,
-    MockProvider, SwitchyardNode, SEED_POLICY,
+    bin_path, fallback_config, free_port, http_get, http_post_json, http_post_json_stream,
+    http_request, poll_until, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -117,6 +118,73 @@ async fn operator_guide_commands_work() {
             t.elapsed() < Duration::from_secs(1),
             "checks outlasted the drain delay"
         );
+        let exit = node.process().wait_exit(Duration::from_secs(10)).await?;
+        ensure!(exit.success(), "exit status {exit}");
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded 90s"),
+    }
+}
+
+/// On SIGTERM a stream in flight runs to its end before the node exits, while an idle keep-alive
+/// connection is closed at once instead of holding the drain until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = tokio::time::timeout(Duration::from_secs(90), async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        // About a second of streaming: 10 pieces, 100 ms apart.
+        primary
+            .set_stream(json!({"chunk_delay_ms": 100, "content_chunks": 10}))
+            .await?;
+        let config = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY);
+        let mut node = SwitchyardNode::start_with(
+            &config,
+            &["--drain-delay", "0s", "--drain-timeout", "30s"],
+        )
+        .await?;
+        // A keep-alive connection that served one request and then sits idle.
+        let mut idle = tokio::net::TcpStream::connect(node.listen).await?;
+        let body = serde_json::to_string(&chat(MODEL))?;
+        idle.write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let mut answer = Vec::new();
+        while !String::from_utf8_lossy(&answer).contains("\"usage\"") {
+            let mut buf = [0u8; 4096];
+            let n = idle.read(&mut buf).await?;
+            ensure!(n > 0, "the idle connection closed before its answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let streaming = json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let mut stream = http_post_json_stream(&node.url("/v1/chat/completions"), &streaming).await?;
+        ensure!(stream.status == 200);
+        let first = stream.next_chunk().await.context("no first chunk")??;
+        node.process().terminate()?;
+        let (rest, err) = stream.collect_chunks().await;
+        ensure!(err.is_none(), "the stream was cut by the drain: {err:?}");
+        let text: String = std::iter::once(&first)
+            .chain(&rest)
+            .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+            .collect();
+        ensure!(text.contains("[DONE]"), "the stream did not run to its end: {text:?}");
+        // The idle connection is closed by the node, not left to the drain timeout.
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+            .await
+            .context("the idle connection was still open 10 s into the drain")??;
+        ensure!(n == 0, "unexpected bytes on the idle connection: {:?}", &buf[..n]);
         let exit = node.process().wait_exit(Duration::from_secs(10)).await?;
         ensure!(exit.success(), "exit status {exit}");
         Ok::<_, anyhow::Error>(())

@@ -1,6 +1,7 @@
 //! The request path: the client listener, per-request handling, the attempt loop and upstream clients.
 
 pub mod body;
+pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod handler;

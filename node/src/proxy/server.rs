@@ -11,12 +11,12 @@ use hyper::service::service_fn;
 use hyper::Version;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::gateway::Gateway;
+use crate::proxy::drain::Drain;
 use crate::proxy::handler::handle;
 use crate::proxy::wake::Absorber;
 use crate::shutdown::Shutdown;
@@ -89,7 +89,7 @@ async fn accept_loop(args: ListenerArgs) -> bool {
         shutdown,
         drain_timeout,
     } = args;
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().writev(false);
     loop {
@@ -115,7 +115,7 @@ async fn accept_loop(args: ListenerArgs) -> bool {
                         }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
+                    let conn = drain.watch(conn, |c| c.graceful_shutdown());
                     tokio::spawn(async move {
                         // Polled through an absorber: the hand-overs inside a connection (the handler
                         // taking the request body, say) are finished within the poll (`wake.rs`).
@@ -140,7 +140,7 @@ async fn accept_loop(args: ListenerArgs) -> bool {
     }
     drop(listener);
     tracing::info!("listener stopped accepting; draining connections");
-    tokio::time::timeout(drain_timeout, graceful.shutdown())
+    tokio::time::timeout(drain_timeout, drain.shutdown())
         .await
         .is_ok()
 }
