@@ -295,9 +295,15 @@ impl UsageTap {
         // Only the two members are read; `choices` and the rest are not even skipped when the answer has
         // them in OpenAI's order (model first, usage last).
         let [model, usage] = find_members(json, [b"model", b"usage"]);
-        // Kept only when it differs from the request's; a later event naming one replaces it.
-        if let Some(m) = model.and_then(json_string) {
-            self.response_model = (*m != *self.labels.request_model).then(|| m.into_owned());
+        // Kept only when it differs from the request's; a later event naming one replaces it. The same
+        // name as requested, the usual answer, is recognised by its bytes, without decoding it.
+        if let Some(raw) = model {
+            let requested = self.labels.request_model.as_bytes();
+            if raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")) == Some(requested) {
+                self.response_model = None;
+            } else if let Some(m) = json_string(raw) {
+                self.response_model = (*m != *self.labels.request_model).then(|| m.into_owned());
+            }
         }
         if let Some(u) = usage.and_then(usage_object) {
             self.usage = Some(u);
