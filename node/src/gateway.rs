@@ -13,9 +13,7 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
-use http::{header, HeaderValue};
-
-use crate::config::model::{BackendAuth, Config, Endpoint, UpstreamTls};
+use crate::config::model::{Config, Endpoint, UpstreamTls};
 use crate::config::{self, ConfigError};
 use crate::health::active::ActiveProbe;
 use crate::health::actor::HostPolicy;
@@ -86,18 +84,6 @@ struct ClientKey {
     endpoint: Endpoint,
     tls: Option<UpstreamTls>,
     connect_timeout: std::time::Duration,
-}
-
-/// The credential an active probe sends (the same one requests get), marked sensitive.
-fn probe_auth(backend: &BackendRuntime) -> Option<(header::HeaderName, HeaderValue)> {
-    match &backend.auth {
-        Some(BackendAuth::ApiKey { key, .. }) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
-            v.set_sensitive(true);
-            Some((header::AUTHORIZATION, v))
-        }
-        _ => None,
-    }
 }
 
 struct RouteHandle {
@@ -228,6 +214,10 @@ impl Gateway {
                                 key: backend.key.clone(),
                                 schema: r.schema.clone(),
                                 auth: backend.auth.clone(),
+                                static_auth: crate::schema::auth::static_header(
+                                    r.schema.name,
+                                    backend.auth.as_ref(),
+                                ),
                                 tls: backend.tls.is_some(),
                             })
                         })
@@ -301,7 +291,8 @@ impl Gateway {
                                     config,
                                     client: host.client.clone(),
                                     base_url: host.base_url.clone(),
-                                    auth: probe_auth(&host.backend),
+                                    // The credential requests get (API keys; probes are not signed).
+                                    auth: host.backend.static_auth.clone(),
                                 }),
                             });
                             hosts.push(host);

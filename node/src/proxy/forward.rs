@@ -473,20 +473,25 @@ fn build_upstream_request(
     *upstream.method_mut() = Method::POST;
     *upstream.uri_mut() = uri;
     *upstream.headers_mut() = headers;
-    let target = auth::AuthTarget {
-        schema: backend.schema.name,
-        backend: &backend.key,
-        host: &host.endpoint_host,
-    };
-    auth::apply(
-        &mut upstream,
-        &translated.body,
-        target,
-        backend.auth.as_ref(),
-        AwsKeys::from_env,
-        SystemTime::now,
-    )
-    .map_err(|e| auth_error(&e))?;
+    if let Some((name, value)) = &backend.static_auth {
+        // An API key: the header was built with the snapshot.
+        upstream.headers_mut().insert(name.clone(), value.clone());
+    } else {
+        let target = auth::AuthTarget {
+            schema: backend.schema.name,
+            backend: &backend.key,
+            host: &host.endpoint_host,
+        };
+        auth::apply(
+            &mut upstream,
+            &translated.body,
+            target,
+            backend.auth.as_ref(),
+            AwsKeys::from_env,
+            SystemTime::now,
+        )
+        .map_err(|e| auth_error(&e))?;
+    }
     // After signing, which derives the same value from the URI: set here, the client does not rebuild it
     // for every attempt.
     if let Some(p) = &host.request_parts {

@@ -147,6 +147,9 @@ pub struct BackendRuntime {
     pub schema: Schema,
     /// Credentials.
     pub auth: Option<BackendAuth>,
+    /// The credential header every request carries, when it is the same for all
+    /// ([`crate::schema::auth::static_header`]): built once instead of per request. `None`: see `auth`.
+    pub static_auth: Option<(http::HeaderName, http::HeaderValue)>,
     /// Whether the connection uses TLS.
     pub tls: bool,
 }

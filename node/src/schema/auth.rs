@@ -142,27 +142,56 @@ pub fn apply(
         });
     }
     let (name, value) = match auth {
-        None => return Ok(()),
-        Some(BackendAuth::ApiKey { key, .. }) => {
-            (http::header::AUTHORIZATION, format!("Bearer {}", key.expose()))
-        }
-        Some(BackendAuth::AzureApiKey { key, .. }) => {
-            (HeaderName::from_static("api-key"), key.expose().to_owned())
-        }
-        Some(BackendAuth::AnthropicApiKey { key, .. }) => {
-            (HeaderName::from_static("x-api-key"), key.expose().to_owned())
-        }
+        None | Some(BackendAuth::Unavailable { .. }) => return Ok(()),
         Some(BackendAuth::AwsCredentials { policy, .. }) => {
             return Err(missing(
                 Some(policy),
                 format!("AWSCredentials sign AWS Bedrock requests only, but the backend expects the {schema} schema"),
             ))
         }
-        Some(BackendAuth::Unavailable { .. }) => return Ok(()),
+        Some(key) => match key_header_text(key) {
+            Some(header) => header,
+            None => return Ok(()),
+        },
     };
     let value = sensitive(backend, &value)?;
     req.headers_mut().insert(name, value);
     Ok(())
+}
+
+/// The header an API key is sent in, and its value; `None` for credentials that are not a key.
+fn key_header_text(auth: &BackendAuth) -> Option<(HeaderName, String)> {
+    Some(match auth {
+        BackendAuth::ApiKey { key, .. } => (
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", key.expose()),
+        ),
+        BackendAuth::AzureApiKey { key, .. } => {
+            (HeaderName::from_static("api-key"), key.expose().to_owned())
+        }
+        BackendAuth::AnthropicApiKey { key, .. } => (
+            HeaderName::from_static("x-api-key"),
+            key.expose().to_owned(),
+        ),
+        BackendAuth::AwsCredentials { .. } | BackendAuth::Unavailable { .. } => return None,
+    })
+}
+
+/// The header [`apply`] would add to every request of a backend of `schema` with `auth`, built once
+/// (marked sensitive) when it is the same for every request: an API key for a schema that takes one.
+/// `None` when the credentials must go through [`apply`] per request: none at all, SigV4 (which signs
+/// each request), or credentials [`apply`] refuses (it answers with the error).
+pub fn static_header(
+    schema: SchemaName,
+    auth: Option<&BackendAuth>,
+) -> Option<(HeaderName, HeaderValue)> {
+    if schema == SchemaName::AwsBedrock {
+        return None;
+    }
+    let (name, value) = key_header_text(auth?)?;
+    let mut value = HeaderValue::from_str(&value).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
 }
 
 /// Signs `req` in place with SigV4 (headers `authorization`, `x-amz-date`, `x-amz-security-token`).
@@ -284,6 +313,46 @@ mod tests {
     }
 
     #[test]
+    fn only_keys_a_schema_takes_are_built_once_the_rest_is_left_to_apply() {
+        let p = || "p".to_owned();
+        let key = BackendAuth::ApiKey {
+            key: SecretString::new("k"),
+            policy: p(),
+        };
+        // Bedrock signs each request (and refuses a key: `apply` answers that).
+        assert!(static_header(SchemaName::AwsBedrock, Some(&key)).is_none());
+        assert!(static_header(SchemaName::OpenAI, None).is_none());
+        let aws = BackendAuth::AwsCredentials {
+            keys: keys(false),
+            region: None,
+            policy: p(),
+        };
+        assert!(static_header(SchemaName::OpenAI, Some(&aws)).is_none());
+        let unavailable = BackendAuth::Unavailable {
+            reason: "r".into(),
+            policy: p(),
+        };
+        assert!(static_header(SchemaName::OpenAI, Some(&unavailable)).is_none());
+        // A key that cannot be a header value: `apply` answers with the error, per request.
+        let broken = BackendAuth::ApiKey {
+            key: SecretString::new("a\nb"),
+            policy: p(),
+        };
+        assert!(static_header(SchemaName::OpenAI, Some(&broken)).is_none());
+        let mut req = request("http://127.0.0.1:1/x");
+        let err = apply(
+            &mut req,
+            &Bytes::from_static(b"{}"),
+            at(SchemaName::OpenAI, "h"),
+            Some(&broken),
+            || None,
+            SystemTime::now,
+        )
+        .expect_err("not a header value");
+        assert!(matches!(err, AuthError::InvalidHeader { .. }), "{err}");
+    }
+
+    #[test]
     fn credentials_per_schema_and_401_when_missing() {
         let now = SystemTime::now();
         let body = Bytes::from_static(b"{}");
@@ -330,6 +399,10 @@ mod tests {
             .expect("apply");
             assert_eq!(req.headers()[header], value);
             assert!(req.headers()[header].is_sensitive());
+            // Built once with the snapshot, the same header.
+            let (name, built) = static_header(schema, Some(&auth)).expect("a static header");
+            assert_eq!((name.as_str(), &built), (header, &req.headers()[header]));
+            assert!(built.is_sensitive());
         }
         // Bedrock: never unsigned.
         let mut req = request("http://127.0.0.1:1/x");
