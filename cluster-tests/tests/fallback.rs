@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
     fallback_config, free_port, http2_post_json, http_get, http_post_json, http_post_json_stream,
-    run_bounded, MockProvider, SwitchyardNode, SEED_POLICY,
+    raw_post_head, read_raw_response, run_bounded, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -708,51 +708,6 @@ async fn a_pooled_connection_the_backend_closed_is_replaced_without_a_failed_att
     .await;
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body from `conn` within 10 s: (status, body).
-async fn read_response(conn: &mut tokio::net::TcpStream) -> anyhow::Result<(u16, String)> {
-    tokio::time::timeout(Duration::from_secs(10), read_response_unbounded(conn))
-        .await
-        .map_err(|_| anyhow::anyhow!("no complete response within 10 s"))?
-}
-
-async fn read_response_unbounded(
-    conn: &mut tokio::net::TcpStream,
-) -> anyhow::Result<(u16, String)> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed before the response head: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .ok_or_else(|| anyhow::anyhow!("no content-length in {head:?}"))?;
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let n = conn.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed mid-body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Ok((status, String::from_utf8_lossy(&body).to_string()))
-}
-
 /// A request body that reaches the gateway in pieces (chunked, or a Content-Length body split across
 /// writes) is forwarded whole, on one runtime thread and on several, and the client connection serves the
 /// next request afterwards. The pieces are separate frames of the body, so the gateway must keep asking
@@ -773,41 +728,41 @@ async fn request_bodies_arriving_in_pieces_are_forwarded_whole() {
             let body = serde_json::to_string(&chat(1))?;
             let (a, rest) = body.split_at(10);
             let (b, c) = rest.split_at(rest.len() / 2);
-            conn.write_all(
-                b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
-                  transfer-encoding: chunked\r\n\r\n",
-            )
-            .await?;
+            conn.write_all(raw_post_head("/v1/chat/completions", None).as_bytes())
+                .await?;
             for piece in [a, b, c] {
-                conn.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes()).await?;
+                conn.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+                    .await?;
                 conn.flush().await?;
                 // Not synchronisation: a pause so that the pieces arrive as separate reads.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             conn.write_all(b"0\r\n\r\n").await?;
-            let (status, text) = read_response(&mut conn).await?;
-            anyhow::ensure!(status == 200, "chunked body on {threads} thread(s): {status} {text}");
+            let (status, text) = read_raw_response(&mut conn).await?;
+            anyhow::ensure!(
+                status == 200,
+                "chunked body on {threads} thread(s): {status} {text}"
+            );
             // Then a Content-Length body in two writes, on the same connection.
             let body = serde_json::to_string(&chat(2))?;
             let (a, b) = body.split_at(body.len() / 2);
-            conn.write_all(
-                format!(
-                    "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
-                     content-length: {}\r\n\r\n{a}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await?;
+            let head = raw_post_head("/v1/chat/completions", Some(body.len()));
+            conn.write_all(format!("{head}{a}").as_bytes()).await?;
             conn.flush().await?;
             tokio::time::sleep(Duration::from_millis(20)).await;
             conn.write_all(b.as_bytes()).await?;
-            let (status, text) = read_response(&mut conn).await?;
-            anyhow::ensure!(status == 200, "split body on {threads} thread(s): {status} {text}");
+            let (status, text) = read_raw_response(&mut conn).await?;
+            anyhow::ensure!(
+                status == 200,
+                "split body on {threads} thread(s): {status} {text}"
+            );
             let seen = count_by_body(&primary).await?;
             let want: BTreeMap<String, usize> =
                 [("request-1".to_string(), 1), ("request-2".to_string(), 1)].into();
-            anyhow::ensure!(seen == want, "on {threads} thread(s) the primary saw {seen:?}");
+            anyhow::ensure!(
+                seen == want,
+                "on {threads} thread(s) the primary saw {seen:?}"
+            );
         }
         Ok(())
     })

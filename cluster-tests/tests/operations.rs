@@ -11,7 +11,8 @@ use hyper::Method;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
     bin_path, fallback_config, free_port, http_get, http_post_json, http_post_json_stream,
-    http_request, poll_until, MockProvider, SwitchyardNode, SEED_POLICY,
+    http_request, poll_until, raw_post_head, read_raw_response, run_bounded, MockProvider,
+    SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -39,7 +40,7 @@ async fn status_of(node: &SwitchyardNode, model: &str) -> anyhow::Result<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_guide_commands_work() {
-    let r = tokio::time::timeout(Duration::from_secs(90), async {
+    run_bounded(Duration::from_secs(90), async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
         let config = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY);
@@ -120,14 +121,9 @@ async fn operator_guide_commands_work() {
         );
         let exit = node.process().wait_exit(Duration::from_secs(10)).await?;
         ensure!(exit.success(), "exit status {exit}");
-        Ok::<_, anyhow::Error>(())
+        Ok(())
     })
     .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded 90s"),
-    }
 }
 
 /// On SIGTERM a stream in flight runs to its end before the node exits, while an idle keep-alive
@@ -135,7 +131,7 @@ async fn operator_guide_commands_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let r = tokio::time::timeout(Duration::from_secs(90), async {
+    run_bounded(Duration::from_secs(90), async {
         let primary = MockProvider::start("primary").await?;
         let fallback = MockProvider::start("fallback").await?;
         // About a second of streaming: 10 pieces, 100 ms apart.
@@ -151,22 +147,10 @@ async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
         // A keep-alive connection that served one request and then sits idle.
         let mut idle = tokio::net::TcpStream::connect(node.listen).await?;
         let body = serde_json::to_string(&chat(MODEL))?;
-        idle.write_all(
-            format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await?;
-        let mut answer = Vec::new();
-        while !String::from_utf8_lossy(&answer).contains("\"usage\"") {
-            let mut buf = [0u8; 4096];
-            let n = idle.read(&mut buf).await?;
-            ensure!(n > 0, "the idle connection closed before its answer");
-            answer.extend_from_slice(&buf[..n]);
-        }
+        let head = raw_post_head("/v1/chat/completions", Some(body.len()));
+        idle.write_all(format!("{head}{body}").as_bytes()).await?;
+        let (status, text) = read_raw_response(&mut idle).await?;
+        ensure!(status == 200, "the idle connection's request: {status} {text}");
         let streaming = json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
         let mut stream = http_post_json_stream(&node.url("/v1/chat/completions"), &streaming).await?;
         ensure!(stream.status == 200);
@@ -187,12 +171,7 @@ async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
         ensure!(n == 0, "unexpected bytes on the idle connection: {:?}", &buf[..n]);
         let exit = node.process().wait_exit(Duration::from_secs(10)).await?;
         ensure!(exit.success(), "exit status {exit}");
-        Ok::<_, anyhow::Error>(())
+        Ok(())
     })
     .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e:#}"),
-        Err(_) => panic!("test exceeded 90s"),
-    }
 }

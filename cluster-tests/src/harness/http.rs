@@ -306,3 +306,60 @@ pub async fn http_post_json_stream(url: &str, body: &Value) -> anyhow::Result<St
         body,
     })
 }
+
+/// The head of a raw HTTP/1.1 `POST path` with a JSON body of `content_length` bytes, or chunked when
+/// `None`: for tests that write a request themselves, byte by byte.
+pub fn raw_post_head(path: &str, content_length: Option<usize>) -> String {
+    let framing = match content_length {
+        Some(n) => format!("content-length: {n}"),
+        None => "transfer-encoding: chunked".to_string(),
+    };
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+    )
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `conn` within 10 s: (status, body).
+pub async fn read_raw_response(conn: &mut tokio::net::TcpStream) -> anyhow::Result<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(10), read_raw_response_unbounded(conn))
+        .await
+        .map_err(|_| anyhow::anyhow!("no complete response within 10 s"))?
+}
+
+async fn read_raw_response_unbounded(
+    conn: &mut tokio::net::TcpStream,
+) -> anyhow::Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed before the response head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| anyhow::anyhow!("no content-length in {head:?}"))?;
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, String::from_utf8_lossy(&body).to_string()))
+}

@@ -36,7 +36,8 @@ pub use cluster::{
 };
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
-    https_post_json, io_error_kind, Chunk, HttpResponse, StreamingResponse,
+    https_post_json, io_error_kind, raw_post_head, read_raw_response, Chunk, HttpResponse,
+    StreamingResponse,
 };
 pub use lb::{
     haproxy_path, parse_stats_csv, render_haproxy_config, repo_root, Haproxy, LbServer, LoadClient,
