@@ -47,14 +47,25 @@ pub fn find_members<'a, const N: usize>(
         return found;
     }
     scan_forward(json, limit, |key, value| {
-        if let Some(i) = wanted.iter().position(|w| *w == key) {
-            if let Some(slot) = found.get_mut(i).filter(|s| s.is_none()) {
-                *slot = Some(value);
-            }
-        }
+        fill(&wanted, &mut found, key, value);
         found.iter().any(Option::is_none)
     });
     found
+}
+
+/// Puts `value` in the slot of `found` for `key`, if `key` is wanted and its slot still empty; whether it
+/// did.
+fn fill<'a>(wanted: &[&[u8]], found: &mut [Option<&'a [u8]>], key: &[u8], value: &'a [u8]) -> bool {
+    let Some(i) = wanted.iter().position(|w| *w == key) else {
+        return false;
+    };
+    match found.get_mut(i) {
+        Some(slot @ None) => {
+            *slot = Some(value);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// How far the backward scan got.
@@ -93,13 +104,10 @@ fn scan_backward<'a>(json: &'a [u8], wanted: &[&[u8]], found: &mut [Option<&'a [
         let Some(member) = member_before(json, end) else {
             return Backward::Failed;
         };
-        if let Some(i) = wanted.iter().position(|w| *w == member.key) {
-            if let Some(slot) = found.get_mut(i).filter(|s| s.is_none()) {
-                *slot = Some(member.value);
-                found_any = true;
-                if found.iter().all(Option::is_some) {
-                    return Backward::StoppedAt(member.key_start);
-                }
+        if fill(wanted, found, member.key, member.value) {
+            found_any = true;
+            if found.iter().all(Option::is_some) {
+                return Backward::StoppedAt(member.key_start);
             }
         }
         last_key_start = Some(member.key_start);
@@ -244,7 +252,7 @@ fn value_start(json: &[u8], end: usize) -> Option<usize> {
 }
 
 fn skip_ws(json: &[u8], mut at: usize) -> usize {
-    while matches!(json.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+    while json.get(at).is_some_and(|b| is_ws(*b)) {
         at += 1;
     }
     at
@@ -297,7 +305,7 @@ fn value_end(json: &[u8], at: usize) -> Option<usize> {
             // A number, `true`, `false` or `null`: up to the next delimiter.
             let len = json[at..]
                 .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .position(|b| matches!(b, b',' | b'}' | b']') || is_ws(*b))
                 .unwrap_or(json.len() - at);
             (len > 0).then_some(at + len)
         }

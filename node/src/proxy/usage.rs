@@ -164,11 +164,16 @@ fn lookup(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Ar
 /// A JSON string value: borrowed from the body when it has no escapes (model names never do), unescaped by
 /// serde otherwise; `None` for `null` and anything that is not a string.
 fn json_string(raw: &[u8]) -> Option<Cow<'_, str>> {
-    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let inner = string_bytes(raw)?;
     if !inner.contains(&b'\\') {
         return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
     }
     serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// The bytes between the quotes of a raw JSON string value, as written (escapes not decoded).
+fn string_bytes(raw: &[u8]) -> Option<&[u8]> {
+    raw.strip_prefix(b"\"")?.strip_suffix(b"\"")
 }
 
 /// A `usage` object's token counts (OpenAI's `prompt_tokens`/`completion_tokens` or Anthropic's
@@ -299,7 +304,7 @@ impl UsageTap {
         // name as requested, the usual answer, is recognised by its bytes, without decoding it.
         if let Some(raw) = model {
             let requested = self.labels.request_model.as_bytes();
-            if raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")) == Some(requested) {
+            if string_bytes(raw) == Some(requested) {
                 self.response_model = None;
             } else if let Some(m) = json_string(raw) {
                 self.response_model = (*m != *self.labels.request_model).then(|| m.into_owned());

@@ -349,6 +349,15 @@ mod tests {
         }
     }
 
+    /// A body of `frames` frames that wakes whoever polls it on every poll, as hyper's channel wakes
+    /// its sender when a frame is taken.
+    fn waking_its_poller(frames: usize) -> Wakeful<fn(&mut Context<'_>)> {
+        Wakeful {
+            frames,
+            on_poll: |cx| cx.waker().wake_by_ref(),
+        }
+    }
+
     /// Takes one frame of `body` inside an absorber on behalf of `waker`; the rounds it took.
     fn take_one<B: Body + Unpin>(absorber: &Absorber, waker: &Waker, body: &mut B) -> usize {
         let mut rounds = 0;
@@ -370,10 +379,7 @@ mod tests {
     fn the_wake_up_for_a_body_s_last_frame_is_dropped() {
         let (count, waker) = task();
         let absorber = Absorber::new();
-        let mut body = Wakeful {
-            frames: 1,
-            on_poll: |cx: &mut Context<'_>| cx.waker().wake_by_ref(),
-        };
+        let mut body = waking_its_poller(1);
         assert_eq!(take_one(&absorber, &waker, &mut body), 1);
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
     }
@@ -382,18 +388,12 @@ mod tests {
     fn the_wake_up_for_a_frame_with_more_to_come_is_delivered() {
         let (count, waker) = task();
         let absorber = Absorber::new();
-        let mut body = Wakeful {
-            frames: 2,
-            on_poll: |cx: &mut Context<'_>| cx.waker().wake_by_ref(),
-        };
+        let mut body = waking_its_poller(2);
         // Another round: the sender is told it may send the next frame.
         assert_eq!(take_one(&absorber, &waker, &mut body), 2);
         // And outside an absorber, the task itself is woken.
         let mut cx = Context::from_waker(&waker);
-        let mut body = Wakeful {
-            frames: 2,
-            on_poll: |cx: &mut Context<'_>| cx.waker().wake_by_ref(),
-        };
+        let mut body = waking_its_poller(2);
         assert!(poll_frame_quietly(&mut body, &mut cx).is_ready());
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
