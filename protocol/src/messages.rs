@@ -262,8 +262,9 @@ pub struct HostReport {
     pub ejection_count: u32,
     /// The owner's state version at which this record last changed.
     pub version: u64,
-    /// Time since the owner made the record, as of sending (for the propagation-delay metric).
-    pub age_ms: u64,
+    /// Time since the owner made the record, as of sending, in microseconds (for the propagation-delay
+    /// metric: a direct push carries well under a millisecond).
+    pub age_us: u64,
 }
 
 /// Everything one node currently reports about hosts, under the config it runs; only the owner writes it.
@@ -302,7 +303,7 @@ impl From<NodeState> for NodeStateV2 {
                     remaining_ms: o.remaining_ms,
                     ejection_count: o.ejection_count,
                     version: o.version,
-                    age_ms: o.age_ms,
+                    age_us: o.age_ms.saturating_mul(1000),
                 })
                 .collect(),
         }

@@ -7,7 +7,7 @@
 //! `(generation, version)`" — a join-semilattice: commutative, associative, idempotent (property tests
 //! below), so nodes agree whatever order gossip delivers states in.
 //!
-//! Time (DESIGN §6 "Time"): an observation arrives with `remaining_ms` and `age_ms`, durations as of
+//! Time (DESIGN §6 "Time"): an observation arrives with `remaining_ms` and `age_us`, durations as of
 //! sending. On receipt they are re-based on this node's monotonic clock — `expires_at = now + remaining`
 //! (clamped to the max ejection time), `observed_at = now − age` — and when relayed they are converted
 //! back from those instants, so wall clocks never matter and relays do not freeze time.
@@ -219,7 +219,7 @@ impl EvidenceStore {
             version: o.version,
             expires_at: now + remaining,
             observed_at: now
-                .checked_sub(Duration::from_millis(o.age_ms))
+                .checked_sub(Duration::from_micros(o.age_us))
                 .unwrap_or(now),
         }
     }
@@ -243,7 +243,8 @@ impl EvidenceStore {
                     remaining_ms: millis(o.time_left(now)),
                     ejection_count: o.ejection_count,
                     version: o.version,
-                    age_ms: millis(now.saturating_duration_since(o.observed_at)),
+                    age_us: u64::try_from(now.saturating_duration_since(o.observed_at).as_micros())
+                        .unwrap_or(u64::MAX),
                 })
                 .collect(),
         })

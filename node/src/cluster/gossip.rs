@@ -317,9 +317,13 @@ impl GossipState {
                     backend,
                     ..
                 } => {
+                    // The owner's decision to here: how long it held the record before sending (carried in
+                    // the record) plus the one-way trip, half the connection's RTT (no clocks compared).
+                    let trip = self.transport.rtt(&owner).map_or(Duration::ZERO, |r| r / 2);
+                    let delay = age + trip;
                     metrics::histogram!("switchyard_ejection_propagation_seconds")
-                        .record(age.as_secs_f64());
-                    tracing::info!(owner = %owner, host = %backend, age_ms = age.as_millis() as u64, "cluster observation learned");
+                        .record(delay.as_secs_f64());
+                    tracing::info!(owner = %owner, host = %backend, delay_us = delay.as_micros() as u64, "cluster observation learned");
                 }
                 ClusterEvent::Member(m) => {
                     let (what, node) = match &m {

@@ -343,7 +343,7 @@ impl ClusterCore {
                                 owner: state.node.clone(),
                                 backend: o.host.clone(),
                                 class: o.class,
-                                age: Duration::from_millis(o.age_ms),
+                                age: Duration::from_micros(o.age_us),
                             });
                         }
                     }

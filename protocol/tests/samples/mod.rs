@@ -65,7 +65,7 @@ fn node_state_v2() -> NodeStateV2 {
                 remaining_ms: 29_500,
                 ejection_count: 2,
                 version: 18,
-                age_ms: 500,
+                age_us: 500_250,
             },
             HostReport {
                 host: "default/chat#1|default/mock|127.0.0.1:8000".into(),
@@ -75,7 +75,7 @@ fn node_state_v2() -> NodeStateV2 {
                 remaining_ms: 3_000,
                 ejection_count: 1,
                 version: 15,
-                age_ms: 0,
+                age_us: 0,
             },
         ],
     }

@@ -165,14 +165,14 @@ fn relaying_rebases_remaining_and_age_on_the_relays_clock() {
         remaining_ms: 10_000,
         ejection_count: 1,
         version: 1,
-        age_ms: 250,
+        age_us: 250_000,
     }];
     s.merge(&st, t0);
     let relayed = s
         .wire_state("n1", t0 + Duration::from_secs(4))
         .expect("held");
     assert_eq!(relayed.hosts[0].remaining_ms, 6_000);
-    assert_eq!(relayed.hosts[0].age_ms, 4_250);
+    assert_eq!(relayed.hosts[0].age_us, 4_250_000);
 }
 
 #[test]
