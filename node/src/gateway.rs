@@ -203,7 +203,7 @@ impl Gateway {
             let mut rules = Vec::new();
             for rule in &route.rules {
                 let mut hosts = Vec::new();
-                for r in &rule.backend_refs {
+                for (ref_index, r) in rule.backend_refs.iter().enumerate() {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
@@ -271,6 +271,7 @@ impl Gateway {
                             let mut host = UpstreamHost {
                                 priority: r.priority,
                                 weight: r.weight,
+                                backend_ref: ref_index,
                                 backend: runtime.clone(),
                                 endpoint: endpoint.clone(),
                                 dial,
