@@ -312,6 +312,60 @@ async fn equal_weights_split_about_evenly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_belongs_to_the_backend_ref_not_to_each_address() {
+    // Envoy Gateway makes each backendRef a locality weighted by its `weight`: a Backend with three
+    // endpoints at weight 1 beside a one-endpoint Backend at weight 1 gets half the traffic (each address a
+    // sixth), not three quarters as weighting every address would give.
+    bounded(async {
+        let a = [
+            MockProvider::start("a1").await?,
+            MockProvider::start("a2").await?,
+            MockProvider::start("a3").await?,
+        ];
+        let b = MockProvider::start("b").await?;
+        let endpoint = |addr: SocketAddr| {
+            format!(
+                "    - ip:\n        address: {}\n        port: {}\n",
+                addr.ip(),
+                addr.port()
+            )
+        };
+        let first = endpoint(a[0].data_addr);
+        let three = format!(
+            "{first}{}{}",
+            endpoint(a[1].data_addr),
+            endpoint(a[2].data_addr)
+        );
+        let yaml = fallback_config(MODEL, a[0].data_addr, b.data_addr, "")
+            .replace("priority: 1", "priority: 0")
+            .replacen(&first, &three, 1);
+        anyhow::ensure!(yaml.matches("    - ip:").count() == 4, "{yaml}");
+        let node = SwitchyardNode::start(&yaml).await?;
+        let n = 200;
+        for i in 0..n {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+            anyhow::ensure!(r.status == 200);
+        }
+        let mut per_a = Vec::new();
+        for m in &a {
+            per_a.push(m.request_count().await?);
+        }
+        let cb = b.request_count().await?;
+        anyhow::ensure!(per_a.iter().sum::<usize>() + cb == n);
+        // 100 of 200 within ±30: about four standard deviations of a fair coin; weighting per address would
+        // give 50.
+        anyhow::ensure!(
+            (70..=130).contains(&cb),
+            "the one-address backendRef got {cb} of {n}, the three addresses {per_a:?}"
+        );
+        // Every address of the three-address Backend takes its part (about 33 each).
+        anyhow::ensure!(per_a.iter().all(|c| *c >= 10), "{per_a:?}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_answered_locally_with_openai_errors() {
     bounded(async {
         let primary = MockProvider::start("primary").await?;
