@@ -1,7 +1,6 @@
 //! Host selection runs for every attempt of every request, so it must not allocate for ordinary routes
-//! (up to eight hosts and backendRefs, four priority levels, four attempts). This test binary counts the
-//! allocations of its own thread with a wrapping global allocator, which a unit test inside the library
-//! cannot install.
+//! (up to eight hosts, four priority levels, four attempts). This test binary counts the allocations of
+//! its own thread with a wrapping global allocator, which a unit test inside the library cannot install.
 #![allow(
     unsafe_code,
     reason = "a global allocator is an unsafe trait; this one only forwards to System and counts"

@@ -107,44 +107,31 @@ pub struct Selection {
     pub panic: bool,
 }
 
-/// One backendRef of a level, as locality-weighted balancing sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Locality {
-    id: u16,
-    priority: u32,
-    weight: u32,
-    healthy: u32,
-    total: u32,
-}
-
-impl Locality {
-    /// Envoy's `effectiveLocalityWeight`: `weight × min(1, 1.4 × healthy / total)`, here in millionths so the
-    /// arithmetic stays integer (Envoy uses a double; a millionth is far below what sampling can tell).
-    fn effective_weight(&self) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let availability = (OVERPROVISIONING_FACTOR * 10_000 * u64::from(self.healthy)
-            / u64::from(self.total))
-        .min(1_000_000);
-        u64::from(self.weight) * availability
+/// Envoy's `effectiveLocalityWeight`: `weight × min(1, 1.4 × healthy / total)`, here in millionths so the
+/// arithmetic stays integer (Envoy uses a double; a millionth is far below what sampling can tell).
+fn effective_weight(weight: u32, healthy: u32, total: u32) -> u64 {
+    if total == 0 {
+        return 0;
     }
+    let availability = if healthy == total {
+        1_000_000
+    } else {
+        (OVERPROVISIONING_FACTOR * 10_000 * u64::from(healthy) / u64::from(total)).min(1_000_000)
+    };
+    u64::from(weight) * availability
 }
 
 /// The priority levels of a candidate set: distinct priority values of weight > 0 candidates, ascending, with
-/// their healthy/total host counts, and the localities (backendRefs) of those candidates.
+/// their healthy/total host counts.
 struct Levels {
     priorities: PerLevel<u32>,
     levels: PerLevel<PriorityLevel>,
-    /// Inline for up to eight backendRefs per rule.
-    localities: SmallVec<[Locality; 8]>,
 }
 
 impl Levels {
     fn of(cands: &[Candidate]) -> Levels {
         let mut priorities = PerLevel::new();
         let mut levels: PerLevel<PriorityLevel> = PerLevel::new();
-        let mut localities: SmallVec<[Locality; 8]> = SmallVec::new();
         for c in cands.iter().filter(|c| c.weight > 0) {
             // Kept sorted by insertion: there are only a handful of levels.
             let i = match priorities.binary_search(&c.priority) {
@@ -161,33 +148,8 @@ impl Levels {
                     level.healthy += 1;
                 }
             }
-            let locality = match localities
-                .iter_mut()
-                .position(|l| l.id == c.locality && l.priority == c.priority)
-            {
-                Some(j) => &mut localities[j],
-                None => {
-                    localities.push(Locality {
-                        id: c.locality,
-                        priority: c.priority,
-                        weight: c.weight,
-                        healthy: 0,
-                        total: 0,
-                    });
-                    let last = localities.len() - 1;
-                    &mut localities[last]
-                }
-            };
-            locality.total += 1;
-            if c.healthy {
-                locality.healthy += 1;
-            }
         }
-        Levels {
-            priorities,
-            levels,
-            localities,
-        }
+        Levels { priorities, levels }
     }
 }
 
@@ -247,7 +209,7 @@ fn excluded_levels(
 ///    to the next one as Envoy's do (P0 at 70 % whose only healthy host just failed: the retry lands on P1
 ///    with probability 1 − 0.7⁶ ≈ 88 %).
 ///
-/// Allocates nothing for routes of up to four levels, eight backendRefs and requests of up to four attempts.
+/// Allocates nothing for routes of up to four levels and requests of up to four attempts.
 pub fn select(
     cands: &[Candidate],
     panic_threshold: u32,
@@ -321,10 +283,11 @@ fn pick_once(
         // Every endpoint Envoy Gateway generates has weight 1, so the panic pick over all hosts is unweighted.
         pick_uniform(cands, at_level, rng)
     } else {
-        match pick_locality(&levels.localities, priority, rng) {
+        match pick_locality(cands, priority, rng) {
             Some(id) => pick_uniform(cands, |c| at_level(c) && c.healthy && c.locality == id, rng),
-            // No locality has effective weight (cannot happen for a level with load and health, but Envoy's
-            // answer is defined): its healthy hosts without locality weighting.
+            // One backendRef at this level (the usual shape, decided without weighing anything), or none with
+            // effective weight (which a level with load and health cannot be, but Envoy's answer is defined):
+            // the level's healthy hosts.
             None => pick_uniform(cands, |c| at_level(c) && c.healthy, rng),
         }
     }?;
@@ -335,26 +298,39 @@ fn pick_once(
     })
 }
 
-/// A locality of level `priority`, chosen with probability proportional to its effective weight; `None`
-/// when none has any. A single eligible locality is returned without spending a roll.
-fn pick_locality(localities: &[Locality], priority: u32, rng: &mut impl Rng) -> Option<u16> {
-    let weighted = || {
-        localities
-            .iter()
-            .filter(move |l| l.priority == priority)
-            .map(|l| (l.id, l.effective_weight()))
-            .filter(|(_, w)| *w > 0)
-    };
-    let mut total = 0u64;
-    let mut count = 0usize;
-    let mut only = None;
-    for (id, w) in weighted() {
-        total = total.saturating_add(w);
-        count += 1;
-        only = Some(id);
+/// A locality (backendRef) of level `priority`, chosen with probability proportional to its effective
+/// weight; `None` when the level has a single locality (nothing to weigh: the caller takes the level's
+/// healthy hosts without a roll) or none with effective weight.
+///
+/// Localities are found in place, without a table: a candidate stands for its locality when it is the
+/// first of it in the slice, and the locality's counts are a scan of the slice. Quadratic in the level's
+/// hosts, which are few, and only reached when a level has several backendRefs.
+fn pick_locality(cands: &[Candidate], priority: u32, rng: &mut impl Rng) -> Option<u16> {
+    let at_level = |c: &Candidate| c.priority == priority && c.weight > 0;
+    let mut level = cands.iter().filter(|c| at_level(c));
+    let first = level.next()?.locality;
+    if level.all(|c| c.locality == first) {
+        return None;
     }
-    if count <= 1 {
-        return only;
+    let weighted = || {
+        cands.iter().enumerate().filter_map(move |(i, c)| {
+            let first_of_its_locality = at_level(c)
+                && !cands[..i]
+                    .iter()
+                    .any(|e| at_level(e) && e.locality == c.locality);
+            if !first_of_its_locality {
+                return None;
+            }
+            let (healthy, total) = cands
+                .iter()
+                .filter(|e| at_level(e) && e.locality == c.locality)
+                .fold((0u32, 0u32), |(h, t), e| (h + u32::from(e.healthy), t + 1));
+            Some((c.locality, effective_weight(c.weight, healthy, total)))
+        })
+    };
+    let total = weighted().fold(0u64, |sum, (_, w)| sum.saturating_add(w));
+    if total == 0 {
+        return None;
     }
     let mut roll = rng.random_range(0..total);
     for (id, w) in weighted() {
@@ -855,14 +831,7 @@ mod tests {
             ("weight_zero", 0, 2, 2, 0),
         ];
         for (name, weight, healthy, total, want) in cases {
-            let l = Locality {
-                id: 0,
-                priority: 0,
-                weight,
-                healthy,
-                total,
-            };
-            assert_eq!(l.effective_weight(), want, "{name}");
+            assert_eq!(effective_weight(weight, healthy, total), want, "{name}");
         }
     }
 
