@@ -311,6 +311,86 @@ async fn equal_weights_split_about_evenly() {
     .await;
 }
 
+/// How the three addresses of backendRef "a" are spelled in the test below.
+#[derive(Clone, Copy)]
+enum ThreeAddresses {
+    /// Three `ip` endpoints of one Backend.
+    IpEndpoints,
+    /// One `fqdn` endpoint that resolves to three addresses.
+    Fqdn,
+}
+
+/// Envoy Gateway makes each backendRef a locality weighted by its `weight`: a backendRef with three
+/// addresses at weight 1 beside a one-address backendRef at weight 1 gets half the traffic (each address a
+/// sixth), not three quarters as weighting every address would give.
+async fn weight_is_per_backend_ref(shape: ThreeAddresses) -> anyhow::Result<()> {
+    use switchyard_cluster_tests::harness::MockOptions;
+    // The three mocks share one port on 127.0.0.1-3, so that one fqdn endpoint can name them all.
+    let port = free_port();
+    let mut a = Vec::new();
+    for i in 1..=3u8 {
+        a.push(
+            MockProvider::start_with(MockOptions {
+                name: Some(format!("a{i}")),
+                listen: Some(([127, 0, 0, i], port).into()),
+                ..MockOptions::default()
+            })
+            .await?,
+        );
+    }
+    let b = MockProvider::start("b").await?;
+    let base = fallback_config(MODEL, a[0].data_addr, b.data_addr, "")
+        .replace("priority: 1", "priority: 0");
+    let first = format!("    - ip:\n        address: 127.0.0.1\n        port: {port}\n");
+    anyhow::ensure!(base.contains(&first), "{base}");
+    let node = match shape {
+        ThreeAddresses::IpEndpoints => {
+            let three: String = (1..=3)
+                .map(|i| format!("    - ip:\n        address: 127.0.0.{i}\n        port: {port}\n"))
+                .collect();
+            SwitchyardNode::start(&base.replacen(&first, &three, 1)).await?
+        }
+        ThreeAddresses::Fqdn => {
+            let fqdn =
+                format!("    - fqdn:\n        hostname: api.mock.test\n        port: {port}\n");
+            let hosts: String = (1..=3)
+                .map(|i| format!("127.0.0.{i} api.mock.test\n"))
+                .collect();
+            SwitchyardNode::start_with_hosts(&base.replacen(&first, &fqdn, 1), &[], &hosts).await?
+        }
+    };
+    let n = 200;
+    for i in 0..n {
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(i)).await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+    }
+    let mut per_a = Vec::new();
+    for m in &a {
+        per_a.push(m.request_count().await?);
+    }
+    let cb = b.request_count().await?;
+    anyhow::ensure!(per_a.iter().sum::<usize>() + cb == n);
+    // 100 of 200 within ±30: about four standard deviations of a fair coin; weighting per address would
+    // give 50.
+    anyhow::ensure!(
+        (70..=130).contains(&cb),
+        "the one-address backendRef got {cb} of {n}, the three addresses {per_a:?}"
+    );
+    // Every address of the three-address backendRef takes its part (about 33 each).
+    anyhow::ensure!(per_a.iter().all(|c| *c >= 10), "{per_a:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_belongs_to_the_backend_ref_not_to_each_of_its_endpoints() {
+    bounded(weight_is_per_backend_ref(ThreeAddresses::IpEndpoints)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_belongs_to_the_backend_ref_not_to_each_address_of_its_fqdn() {
+    bounded(weight_is_per_backend_ref(ThreeAddresses::Fqdn)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_answered_locally_with_openai_errors() {
     bounded(async {

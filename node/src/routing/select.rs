@@ -1,34 +1,60 @@
-//! Host selection for one attempt: priority load, weights, previously tried hosts. Pure.
+//! Host selection for one attempt: priority load, backendRef (locality) weights, previously tried hosts. Pure.
 //!
-//! This module exists to turn a route's backend hosts (priority, weight, current health) plus what earlier
-//! attempts of the same request already tried into the one host the next attempt goes to, the way Envoy's
-//! load balancer does it with the retry extensions Envoy Gateway configures (DESIGN §4):
-//! - the priority level comes from [`crate::routing::priority`]'s load, rolled once per attempt;
+//! This module exists to turn a route rule's backend hosts (priority, backendRef, weight, current health)
+//! plus what earlier attempts of the same request already tried into the one host the next attempt goes to,
+//! the way Envoy's load balancer does it for the cluster Envoy Gateway builds from a route rule (DESIGN §4):
+//! - the priority level comes from [`crate::routing::priority`]'s load (`LoadBalancerBase::choosePriority`);
 //! - `numAttemptsPerPriority` is Envoy's `envoy.retry_priorities.previous_priorities` (levels that have had
 //!   their attempts are taken out of the load, and put back once none with health is left);
-//! - within a level, hosts are chosen by weight, skipping hosts already tried when another is available
-//!   (Envoy's `envoy.retry_host_predicates.previous_hosts`).
+//! - within a level, Envoy Gateway makes every backendRef a *locality* weighted by `backendRefs[].weight`
+//!   (`locality_weighted_lb_config`; each resolved address is an endpoint of weight 1 inside it), so the
+//!   weight belongs to the backendRef, not to each of its addresses: a Backend with three addresses at
+//!   weight 1 beside a one-address Backend at weight 1 gets half the traffic, not three quarters. A locality
+//!   with ejected hosts weighs less, as Envoy's `HostSetImpl::effectiveLocalityWeight` makes it:
+//!   `weight × min(1, 1.4 × healthy / total)`;
+//! - a level in panic ignores localities and health and spreads over all its hosts (Envoy's
+//!   `hostSourceToUse` returns `AllHosts` before it looks at localities);
+//! - retries re-run that whole choice, priority roll included, while it lands on a host this request already
+//!   tried, up to [`HOST_SELECTION_RETRY_MAX_ATTEMPTS`] more times, and then take the last pick (Envoy's
+//!   `ZoneAwareLoadBalancerBase::chooseHost` with the `envoy.retry_host_predicates.previous_hosts` predicate
+//!   Envoy Gateway configures on every retry policy).
+//!
+//! Two documented stand-ins, both equal to Envoy in the long-run shares: Envoy walks localities with a
+//! deterministic weighted round-robin schedule (EDF) shared by all requests of a worker, and Envoy Gateway's
+//! LeastRequest balancer picks the less busy of two random hosts inside a locality; here both are weighted
+//! (locality) and uniform (host) random choices. A per-request random choice needs no shared mutable state
+//! on the request path, and for an LLM provider the gateway's own in-flight count says little about the
+//! provider's load, which comes from all its clients.
 //!
 //! Randomness comes from the caller's RNG so tests can seed it.
 
 use rand::Rng;
 use smallvec::SmallVec;
 
-use super::priority::{self, PerLevel, PriorityLevel, PriorityLoad};
+use super::priority::{self, PerLevel, PriorityLevel, PriorityLoad, OVERPROVISIONING_FACTOR};
+
+/// Envoy Gateway's `host_selection_retry_max_attempts` on every retry policy it generates: a retry re-runs
+/// host selection up to this many more times while the pick is a host the request already tried.
+pub const HOST_SELECTION_RETRY_MAX_ATTEMPTS: u32 = 5;
 
 /// A rule's hosts as candidates: inline up to eight, so that building them per attempt does not allocate.
 pub type Candidates = SmallVec<[Candidate; 8]>;
 
-/// One backend host of a route, as selection sees it. Its index in the slice passed to [`select`] is its
+/// One backend host of a route rule, as selection sees it. Its index in the slice passed to [`select`] is its
 /// identity (the same index the caller records in [`AttemptHistory`]).
+///
+/// Every candidate of one `locality` (one backendRef) has that backendRef's `priority` and `weight`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
     /// `backendRefs[].priority` (lower is preferred; levels are the distinct values, ascending).
     pub priority: u32,
-    /// `backendRefs[].weight`; 0 means never chosen and not counted in any level.
+    /// `backendRefs[].weight`: the weight of the host's locality, not of the host; 0 means never chosen and
+    /// not counted in any level.
     pub weight: u32,
     /// Not ejected (locally or by the cluster view).
     pub healthy: bool,
+    /// The backendRef the host belongs to (its index in the rule's `backendRefs`): Envoy Gateway's locality.
+    pub locality: u16,
 }
 
 /// What earlier attempts of one request tried: the hosts (indices into the candidate slice) and how many
@@ -79,6 +105,20 @@ pub struct Selection {
     /// The chosen level was in panic, so the host may be unhealthy (Envoy routes to all hosts of a level in
     /// panic rather than refusing traffic).
     pub panic: bool,
+}
+
+/// Envoy's `effectiveLocalityWeight`: `weight × min(1, 1.4 × healthy / total)`, here in millionths so the
+/// arithmetic stays integer (Envoy uses a double; a millionth is far below what sampling can tell).
+fn effective_weight(weight: u32, healthy: u32, total: u32) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    let availability = if healthy == total {
+        1_000_000
+    } else {
+        (OVERPROVISIONING_FACTOR * 10_000 * u64::from(healthy) / u64::from(total)).min(1_000_000)
+    };
+    u64::from(weight) * availability
 }
 
 /// The priority levels of a candidate set: distinct priority values of weight > 0 candidates, ascending, with
@@ -160,10 +200,14 @@ fn excluded_levels(
 ///    n ≥ 1), levels that have had their attempts get zero health and the load is redistributed over the
 ///    others by health (Envoy `PreviousPrioritiesRetryPriority::adjustForAttemptedPriorities`); see
 ///    `excluded_levels` for the reset. Panic flags stay those of the unmodified load, as in Envoy.
-/// 3. A roll in `0..100` picks the level ([`PriorityLoad::pick`]).
-/// 4. Within the level: its healthy hosts, or all of them if the level is in panic; among those, hosts not yet
-///    tried when at least one exists (Envoy's `previous_hosts` predicate, without its retry limit: a tried
-///    host is reused only when it is the only eligible one); then a weighted random choice.
+/// 3. One pick (`pick_once`): a roll in `0..100` picks the level ([`PriorityLoad::pick`]); in panic, any
+///    host of the level, uniformly; otherwise a locality by effective weight, then one of its healthy hosts,
+///    uniformly.
+/// 4. On a retry (the history is not empty), while the pick is a host already tried, step 3 is run again,
+///    at most [`HOST_SELECTION_RETRY_MAX_ATTEMPTS`] more times; the last pick stands. So a tried host is
+///    only likely to be picked again when little else is eligible, and a partly ejected level leaks retries
+///    to the next one as Envoy's do (P0 at 70 % whose only healthy host just failed: the retry lands on P1
+///    with probability 1 − 0.7⁶ ≈ 88 %).
 ///
 /// Allocates nothing for routes of up to four levels and requests of up to four attempts.
 pub fn select(
@@ -204,21 +248,49 @@ pub fn select(
         None => &base,
     };
 
-    let roll = rng.random_range(0..100u32);
-    let level = load.pick(roll)?;
-    let priority = *levels.priorities.get(level)?;
-    let panic = base.panic.get(level).copied().unwrap_or(false);
+    // Envoy asks the predicate only on retries (`hostSelectionRetryCount` is 1 for a first attempt, whose
+    // predicate has nothing to reject), so a first attempt is always a single pick.
+    let picks = if history.attempts() == 0 {
+        1
+    } else {
+        HOST_SELECTION_RETRY_MAX_ATTEMPTS + 1
+    };
+    let mut last = None;
+    for _ in 0..picks {
+        // Envoy returns at once when a pick finds no host: re-running would find none either.
+        let pick = pick_once(cands, &levels, load, &base.panic, rng)?;
+        if !history.tried(pick.host) {
+            return Some(pick);
+        }
+        last = Some(pick);
+    }
+    last
+}
 
-    let eligible = |c: &Candidate| c.priority == priority && c.weight > 0 && (panic || c.healthy);
-    let any_untried = cands
-        .iter()
-        .enumerate()
-        .any(|(i, c)| eligible(c) && !history.tried(i));
-    let host = pick_weighted(
-        cands,
-        |i, c| eligible(c) && (!any_untried || !history.tried(i)),
-        rng,
-    )?;
+/// One run of the load balancer (Envoy's `chooseHostOnce`): level, then locality, then host.
+fn pick_once(
+    cands: &[Candidate],
+    levels: &Levels,
+    load: &PriorityLoad,
+    panic_flags: &[bool],
+    rng: &mut impl Rng,
+) -> Option<Selection> {
+    let level = load.pick(rng.random_range(0..100u32))?;
+    let priority = *levels.priorities.get(level)?;
+    let panic = panic_flags.get(level).copied().unwrap_or(false);
+    let at_level = |c: &Candidate| c.priority == priority && c.weight > 0;
+    let host = if panic {
+        // Every endpoint Envoy Gateway generates has weight 1, so the panic pick over all hosts is unweighted.
+        pick_uniform(cands, at_level, rng)
+    } else {
+        match pick_locality(cands, priority, rng) {
+            Some(id) => pick_uniform(cands, |c| at_level(c) && c.healthy && c.locality == id, rng),
+            // One backendRef at this level (the usual shape, decided without weighing anything), or none with
+            // effective weight (which a level with load and health cannot be, but Envoy's answer is defined):
+            // the level's healthy hosts.
+            None => pick_uniform(cands, |c| at_level(c) && c.healthy, rng),
+        }
+    }?;
     Some(Selection {
         host,
         priority,
@@ -226,31 +298,69 @@ pub fn select(
     })
 }
 
-/// A weighted random choice among the candidates `in_pool` accepts (all with weight > 0), in index order.
-fn pick_weighted(
-    cands: &[Candidate],
-    in_pool: impl Fn(usize, &Candidate) -> bool,
-    rng: &mut impl Rng,
-) -> Option<usize> {
-    let pool = || {
-        cands
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| in_pool(*i, c))
-            .map(|(i, c)| (i, u64::from(c.weight)))
+/// A locality (backendRef) of level `priority`, chosen with probability proportional to its effective
+/// weight; `None` when the level has a single locality (nothing to weigh: the caller takes the level's
+/// healthy hosts without a roll) or none with effective weight.
+///
+/// Localities are found in place, without a table: a candidate stands for its locality when it is the
+/// first of it in the slice, and the locality's counts are a scan of the slice. Quadratic in the level's
+/// hosts, which are few, and only reached when a level has several backendRefs.
+fn pick_locality(cands: &[Candidate], priority: u32, rng: &mut impl Rng) -> Option<u16> {
+    let at_level = |c: &Candidate| c.priority == priority && c.weight > 0;
+    let mut level = cands.iter().filter(|c| at_level(c));
+    let first = level.next()?.locality;
+    if level.all(|c| c.locality == first) {
+        return None;
+    }
+    let weighted = || {
+        cands.iter().enumerate().filter_map(move |(i, c)| {
+            let first_of_its_locality = at_level(c)
+                && !cands[..i]
+                    .iter()
+                    .any(|e| at_level(e) && e.locality == c.locality);
+            if !first_of_its_locality {
+                return None;
+            }
+            let (healthy, total) = cands
+                .iter()
+                .filter(|e| at_level(e) && e.locality == c.locality)
+                .fold((0u32, 0u32), |(h, t), e| (h + u32::from(e.healthy), t + 1));
+            Some((c.locality, effective_weight(c.weight, healthy, total)))
+        })
     };
-    let total: u64 = pool().map(|(_, w)| w).sum();
+    let total = weighted().fold(0u64, |sum, (_, w)| sum.saturating_add(w));
     if total == 0 {
         return None;
     }
     let mut roll = rng.random_range(0..total);
-    for (i, w) in pool() {
+    for (id, w) in weighted() {
         if roll < w {
-            return Some(i);
+            return Some(id);
         }
         roll -= w;
     }
     None
+}
+
+/// A uniformly random candidate among those `eligible` accepts, in index order; `None` when there is none.
+/// A single eligible candidate is returned without spending a roll.
+fn pick_uniform(
+    cands: &[Candidate],
+    eligible: impl Fn(&Candidate) -> bool,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let n = cands.iter().filter(|c| eligible(c)).count();
+    let k = match n {
+        0 => return None,
+        1 => 0,
+        _ => rng.random_range(0..n),
+    };
+    cands
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| eligible(c))
+        .nth(k)
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -259,12 +369,22 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn c(priority: u32, weight: u32, healthy: bool) -> Candidate {
+    /// A host of backendRef `locality`.
+    fn host(locality: u16, priority: u32, weight: u32, healthy: bool) -> Candidate {
         Candidate {
             priority,
             weight,
             healthy,
+            locality,
         }
+    }
+
+    /// One host per backendRef, `(priority, weight, healthy)` each, backendRef = index.
+    fn refs(spec: &[(u32, u32, bool)]) -> Vec<Candidate> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (p, w, h))| host(u16::try_from(i).expect("few refs"), *p, *w, *h))
+            .collect()
     }
 
     /// Counts, per candidate index, how often `select` chose it over `n` seeded picks with `history`.
@@ -293,26 +413,107 @@ mod tests {
         h
     }
 
+    /// Share of `n` picks in percent.
+    fn pct(count: usize, n: usize) -> f64 {
+        100.0 * count as f64 / n as f64
+    }
+
     #[test]
     fn p1_never_chosen_while_p0_healthy() {
-        let cands = [c(0, 1, true), c(1, 1, true)];
+        let cands = refs(&[(0, 1, true), (1, 1, true)]);
         let counts = histogram(&cands, 50, None, &AttemptHistory::default(), 5_000);
         assert_eq!(counts, vec![5_000, 0]);
     }
 
     #[test]
-    fn weight_split_table() {
-        // (name, weights, expected share of host 0 in percent)
+    fn backend_ref_weight_table() {
+        // (name, candidates, expected share per candidate in percent). The weight belongs to the backendRef
+        // (Envoy Gateway's locality), and the hosts of one backendRef share its share evenly.
         let cases = [
-            ("weights_1_1_split_about_50_50", [1u32, 1], 50.0),
-            ("weights_3_1_split_about_75_25", [3, 1], 75.0),
+            (
+                "weights_1_1_split_about_50_50",
+                refs(&[(0, 1, true), (0, 1, true)]),
+                vec![50.0, 50.0],
+            ),
+            (
+                "weights_3_1_split_about_75_25",
+                refs(&[(0, 3, true), (0, 1, true)]),
+                vec![75.0, 25.0],
+            ),
+            (
+                // The D7 case: three addresses do not triple a backendRef's weight.
+                "three_addresses_beside_one_address_split_50_50_by_backend_ref",
+                vec![
+                    host(0, 0, 1, true),
+                    host(0, 0, 1, true),
+                    host(0, 0, 1, true),
+                    host(1, 0, 1, true),
+                ],
+                vec![50.0 / 3.0, 50.0 / 3.0, 50.0 / 3.0, 50.0],
+            ),
+            (
+                "two_addresses_at_weight_2_beside_one_at_weight_1",
+                vec![
+                    host(0, 0, 2, true),
+                    host(0, 0, 2, true),
+                    host(1, 0, 1, true),
+                ],
+                vec![100.0 / 3.0, 100.0 / 3.0, 100.0 / 3.0],
+            ),
         ];
-        for (name, weights, want) in cases {
-            let cands = [c(0, weights[0], true), c(0, weights[1], true)];
-            let counts = histogram(&cands, 50, None, &AttemptHistory::default(), 10_000);
-            let share = counts[0] as f64 / 100.0;
-            assert!((share - want).abs() < 2.0, "{name}: host 0 got {share}%");
-            assert_eq!(counts[0] + counts[1], 10_000, "{name}");
+        let n = 30_000;
+        for (name, cands, want) in cases {
+            let counts = histogram(&cands, 50, None, &AttemptHistory::default(), n);
+            assert_eq!(counts.iter().sum::<usize>(), n, "{name}");
+            for (i, (got, want)) in counts.iter().zip(&want).enumerate() {
+                let share = pct(*got, n);
+                assert!(
+                    (share - want).abs() < 1.5,
+                    "{name}: host {i} got {share:.1}%, want {want:.1}% ({counts:?})"
+                );
+            }
+        }
+    }
+
+    /// A backendRef of `total` hosts at priority 0 of which `healthy` are not ejected.
+    fn locality(id: u16, weight: u32, healthy: usize, total: usize) -> Vec<Candidate> {
+        (0..total)
+            .map(|i| host(id, 0, weight, i < healthy))
+            .collect()
+    }
+
+    #[test]
+    fn partly_ejected_backend_ref_weighs_less_table() {
+        // Envoy's locality-weighted LB documentation: X at weight 1, Y at weight 2 (always fully healthy),
+        // overprovisioning 1.4. (name, X healthy of 10, expected share of X in percent: weight × min(1, 1.4 ×
+        // healthy fraction), normalised.) Y has 20 hosts so the level stays out of panic.
+        let cases = [
+            ("all_healthy_keeps_its_weight", 10, 100.0 / 3.0),
+            (
+                "seventy_percent_is_absorbed_by_overprovisioning",
+                7,
+                0.98 / 2.98 * 100.0,
+            ),
+            ("half_healthy_weighs_0_7", 5, 0.7 / 2.7 * 100.0),
+            ("one_healthy_weighs_0_14", 1, 0.14 / 2.14 * 100.0),
+            ("none_healthy_gets_nothing", 0, 0.0),
+        ];
+        let n = 30_000;
+        for (name, x_healthy, want) in cases {
+            let mut cands = locality(0, 1, x_healthy, 10);
+            cands.extend(locality(1, 2, 20, 20));
+            let counts = histogram(&cands, 50, None, &AttemptHistory::default(), n);
+            let x: usize = counts[..10].iter().sum();
+            let share = pct(x, n);
+            assert!(
+                (share - want).abs() < 1.0,
+                "{name}: X got {share:.1}%, want {want:.1}%"
+            );
+            // Within X only its healthy hosts are used.
+            assert!(
+                counts[x_healthy..10].iter().all(|c| *c == 0),
+                "{name}: {counts:?}"
+            );
         }
     }
 
@@ -321,15 +522,15 @@ mod tests {
         let cases = [
             (
                 "weight_zero_beside_healthy_host",
-                vec![c(0, 0, true), c(0, 1, true)],
+                refs(&[(0, 0, true), (0, 1, true)]),
             ),
             (
                 "weight_zero_beside_host_in_panic",
-                vec![c(0, 0, true), c(0, 1, false)],
+                refs(&[(0, 0, true), (0, 1, false)]),
             ),
             (
                 "weight_zero_at_better_priority",
-                vec![c(0, 0, true), c(1, 1, true)],
+                refs(&[(0, 0, true), (1, 1, true)]),
             ),
         ];
         for (name, cands) in cases {
@@ -343,69 +544,139 @@ mod tests {
     fn nothing_choosable_returns_none() {
         let mut rng = StdRng::seed_from_u64(1);
         let none = AttemptHistory::default();
+        let retry = history(&[(0, 0)]);
         let cases: [(&str, Vec<Candidate>, u32); 3] = [
             ("no_candidates", vec![], 50),
-            ("only_weight_zero", vec![c(0, 0, true)], 50),
+            ("only_weight_zero", refs(&[(0, 0, true)]), 50),
             (
                 "panic_disabled_all_unhealthy",
-                vec![c(0, 1, false), c(1, 1, false)],
+                refs(&[(0, 1, false), (1, 1, false)]),
                 0,
             ),
         ];
         for (name, cands, threshold) in cases {
-            for _ in 0..100 {
-                assert_eq!(
-                    select(&cands, threshold, None, &none, &mut rng),
-                    None,
-                    "{name}"
-                );
+            for h in [&none, &retry] {
+                for _ in 0..100 {
+                    assert_eq!(select(&cands, threshold, None, h, &mut rng), None, "{name}");
+                }
             }
         }
     }
 
     #[test]
     fn tried_host_table() {
-        // (name, candidates, history, expected counts over 1,000 picks)
+        // Envoy's previous_hosts with host_selection_retry_max_attempts 5: up to six picks, the last stands.
+        // (name, candidates, history, expected share per candidate in percent)
         let cases = [
             (
-                "tried_host_avoided_when_alternative_exists",
-                vec![c(0, 1, true), c(0, 1, true)],
+                // Two equal backendRefs, host 0 tried: it is kept only if all six picks land on it (0.5⁶).
+                "tried_host_avoided_unless_six_picks_land_on_it",
+                refs(&[(0, 1, true), (0, 1, true)]),
                 history(&[(0, 0)]),
-                vec![0, 1_000],
+                vec![100.0 * 0.5f64.powi(6), 100.0 * (1.0 - 0.5f64.powi(6))],
+            ),
+            (
+                "two_addresses_of_one_backend_ref_alike",
+                vec![host(0, 0, 1, true), host(0, 0, 1, true)],
+                history(&[(0, 0)]),
+                vec![100.0 * 0.5f64.powi(6), 100.0 * (1.0 - 0.5f64.powi(6))],
             ),
             (
                 "tried_host_reused_when_only_one",
-                vec![c(0, 1, true), c(1, 1, false)],
+                refs(&[(0, 1, true), (1, 1, false)]),
                 history(&[(0, 0)]),
-                vec![1_000, 0],
+                vec![100.0, 0.0],
             ),
             (
                 "unhealthy_alternative_is_not_an_alternative",
-                vec![c(0, 1, true), c(0, 1, false), c(0, 1, true)],
+                refs(&[(0, 1, true), (0, 1, false), (0, 1, true)]),
                 history(&[(0, 0)]),
-                vec![0, 0, 1_000],
+                vec![100.0 * 0.5f64.powi(6), 0.0, 100.0 * (1.0 - 0.5f64.powi(6))],
             ),
             (
-                "all_tried_falls_back_to_weighted_choice_among_all",
-                vec![c(0, 1, true), c(0, 1, true)],
+                "all_tried_falls_back_to_the_last_pick",
+                refs(&[(0, 1, true), (0, 1, true)]),
                 history(&[(0, 0), (1, 0)]),
-                vec![500, 500],
+                vec![50.0, 50.0],
+            ),
+            (
+                // Weight 3:1, host 0 tried: kept only if six picks all land on it (0.75⁶ ≈ 17.8 %).
+                "heavier_tried_host_comes_back_more_often",
+                refs(&[(0, 3, true), (0, 1, true)]),
+                history(&[(0, 0)]),
+                vec![100.0 * 0.75f64.powi(6), 100.0 * (1.0 - 0.75f64.powi(6))],
             ),
         ];
+        let n = 20_000;
         for (name, cands, hist, want) in cases {
-            let got = histogram(&cands, 50, None, &hist, 1_000);
-            for (g, w) in got.iter().zip(&want) {
+            let got = histogram(&cands, 50, None, &hist, n);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let share = pct(*g, n);
                 assert!(
-                    g.abs_diff(*w) <= 60,
-                    "{name}: got {got:?}, want about {want:?}"
+                    (share - w).abs() < 1.2,
+                    "{name}: host {i} got {share:.2}%, want {w:.2}% ({got:?})"
                 );
             }
         }
     }
 
     #[test]
+    fn retry_leaks_to_p1_when_p0_is_partly_ejected() {
+        // The audit's D6 example. P0 = 2 hosts, one ejected: health 70, load 70/30 with a healthy P1. The
+        // healthy P0 host (0) just failed without being ejected. Each of the six picks lands on P0 (and so on
+        // host 0, the only healthy P0 host) with probability 0.7; the retry stays on host 0 only if all six
+        // do. Both shapes of P0 (one backendRef of two addresses, or two backendRefs) behave alike.
+        let one_ref = vec![
+            host(0, 0, 1, true),
+            host(0, 0, 1, false),
+            host(1, 1, 1, true),
+        ];
+        let two_refs = refs(&[(0, 1, true), (0, 1, false), (1, 1, true)]);
+        let n = 100_000;
+        let want_p1 = 100.0 * (1.0 - 0.7f64.powi(6));
+        for (name, cands) in [("one_backend_ref", one_ref), ("two_backend_refs", two_refs)] {
+            assert_eq!(current_load(&cands, 50), vec![(0, 70), (1, 30)], "{name}");
+            let first = histogram(&cands, 50, None, &AttemptHistory::default(), n);
+            assert!(
+                (pct(first[2], n) - 30.0).abs() < 0.6,
+                "{name}: first attempt {first:?}"
+            );
+            assert_eq!(first[1], 0, "{name}: the ejected host is never chosen");
+            let retry = histogram(&cands, 50, None, &history(&[(0, 0)]), n);
+            let p1 = pct(retry[2], n);
+            // Binomial standard deviation at n = 100k is about 0.1 %.
+            assert!(
+                (p1 - want_p1).abs() < 0.5,
+                "{name}: retry went to P1 {p1:.2}%, want {want_p1:.2}% ({retry:?})"
+            );
+            assert_eq!(retry[1], 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn first_attempt_is_one_pick() {
+        // Envoy consults the predicate only on retries: a first attempt is exactly one run of the balancer,
+        // so it consumes exactly one pick's rolls, whatever it lands on.
+        let cands = refs(&[(0, 1, true), (0, 1, true), (1, 1, true)]);
+        let levels = Levels::of(&cands);
+        let load = priority::compute(&levels.levels, 50);
+        for seed in 0..200 {
+            let mut a = StdRng::seed_from_u64(seed);
+            let mut b = StdRng::seed_from_u64(seed);
+            let selected = select(&cands, 50, None, &AttemptHistory::default(), &mut a);
+            let once = pick_once(&cands, &levels, &load, &load.panic, &mut b);
+            assert_eq!(selected, once, "seed {seed}");
+            assert_eq!(
+                a.random::<u64>(),
+                b.random::<u64>(),
+                "seed {seed}: extra rolls"
+            );
+        }
+    }
+
+    #[test]
     fn attempts_per_priority_table() {
-        let healthy_two_levels = vec![c(0, 1, true), c(1, 1, true)];
+        let healthy_two_levels = refs(&[(0, 1, true), (1, 1, true)]);
         // (name, candidates, n, history, expected counts over 1,000 picks)
         let cases = [
             (
@@ -451,6 +722,8 @@ mod tests {
                 vec![0, 1_000],
             ),
             (
+                // The predicate re-picks, but P0 holds all the load and host 0 is its only host: after six
+                // picks the last (host 0) stands.
                 "without_setting_retry_stays_on_healthy_p0",
                 healthy_two_levels.clone(),
                 None,
@@ -467,7 +740,7 @@ mod tests {
             (
                 // P1 has no health: excluding P0 would leave nothing, so the exclusion resets to P0.
                 "exclusion_resets_when_remaining_levels_have_no_health",
-                vec![c(0, 1, true), c(1, 1, false)],
+                refs(&[(0, 1, true), (1, 1, false)]),
                 Some(1),
                 history(&[(0, 0)]),
                 vec![1_000, 0],
@@ -482,12 +755,7 @@ mod tests {
     #[test]
     fn all_unhealthy_spreads_in_panic_by_host_count() {
         // 1 host at P0, 3 at P1, all ejected: total panic, 25/75 by host count, every host used.
-        let cands = [
-            c(0, 1, false),
-            c(1, 1, false),
-            c(1, 1, false),
-            c(1, 1, false),
-        ];
+        let cands = refs(&[(0, 1, false), (1, 1, false), (1, 1, false), (1, 1, false)]);
         let mut rng = StdRng::seed_from_u64(3);
         let none = AttemptHistory::default();
         let mut counts = [0usize; 4];
@@ -503,10 +771,27 @@ mod tests {
     }
 
     #[test]
+    fn panic_level_ignores_backend_ref_weights_and_health() {
+        // One level, 3 of 4 hosts ejected (25 % < 50 % threshold): Envoy takes all hosts of the level, each at
+        // endpoint weight 1, without locality weighting — the weight-3 backendRef's host gets a quarter.
+        let cands = vec![
+            host(0, 0, 3, false),
+            host(1, 0, 1, false),
+            host(1, 0, 1, false),
+            host(1, 0, 1, true),
+        ];
+        let n = 20_000;
+        let counts = histogram(&cands, 50, None, &AttemptHistory::default(), n);
+        for (i, c) in counts.iter().enumerate() {
+            assert!((pct(*c, n) - 25.0).abs() < 1.2, "host {i}: {counts:?}");
+        }
+    }
+
+    #[test]
     fn healthy_selection_is_not_panic() {
         let mut rng = StdRng::seed_from_u64(3);
         let s = select(
-            &[c(0, 1, true)],
+            &refs(&[(0, 1, true)]),
             50,
             None,
             &AttemptHistory::default(),
@@ -525,7 +810,7 @@ mod tests {
     #[test]
     fn sparse_priority_values_form_consecutive_levels() {
         // Priorities 5 and 10: level 0 is priority 5. P5's only host ejected -> all to priority 10.
-        let cands = [c(10, 1, true), c(5, 1, false)];
+        let cands = refs(&[(10, 1, true), (5, 1, false)]);
         let counts = histogram(&cands, 50, None, &AttemptHistory::default(), 1_000);
         assert_eq!(counts, vec![1_000, 0]);
         let mut rng = StdRng::seed_from_u64(9);
@@ -534,29 +819,46 @@ mod tests {
     }
 
     #[test]
+    fn effective_locality_weight_table() {
+        // (name, weight, healthy, total, expected weight in millionths)
+        let cases = [
+            ("all_healthy", 3, 4, 4, 3_000_000),
+            ("overprovisioning_caps_at_full_weight", 1, 3, 4, 1_000_000),
+            ("half_healthy_is_0_7", 1, 1, 2, 700_000),
+            ("one_of_three_is_0_4666", 2, 1, 3, 933_332),
+            ("none_healthy", 5, 0, 3, 0),
+            ("empty", 5, 0, 0, 0),
+            ("weight_zero", 0, 2, 2, 0),
+        ];
+        for (name, weight, healthy, total, want) in cases {
+            assert_eq!(effective_weight(weight, healthy, total), want, "{name}");
+        }
+    }
+
+    #[test]
     fn current_load_table() {
         let cases = [
             (
                 "healthy_p0_takes_all",
-                vec![c(0, 1, true), c(1, 1, true)],
+                refs(&[(0, 1, true), (1, 1, true)]),
                 50,
                 vec![(0, 100), (1, 0)],
             ),
             (
                 "ejected_p0_fails_over",
-                vec![c(0, 1, false), c(1, 1, true)],
+                refs(&[(0, 1, false), (1, 1, true)]),
                 50,
                 vec![(0, 0), (1, 100)],
             ),
             (
                 "weight_zero_level_not_listed",
-                vec![c(0, 0, true), c(1, 1, true)],
+                refs(&[(0, 0, true), (1, 1, true)]),
                 50,
                 vec![(1, 100)],
             ),
             (
                 "threshold_zero_nothing_healthy_all_zero",
-                vec![c(0, 1, false), c(3, 1, false)],
+                refs(&[(0, 1, false), (3, 1, false)]),
                 0,
                 vec![(0, 0), (3, 0)],
             ),

@@ -67,6 +67,8 @@ impl RuleSnap {
                 priority: h.priority,
                 weight: h.weight,
                 healthy: !h.health.view.is_ejected(),
+                // A rule with more than 65,535 backendRefs folds the rest into one locality.
+                locality: u16::try_from(h.backend_ref).unwrap_or(u16::MAX),
             })
             .collect()
     }
@@ -74,12 +76,13 @@ impl RuleSnap {
 
 /// One backend host within a rule.
 pub struct UpstreamHost {
-    /// Index of its backendRef in the rule.
-    pub backend_ref: usize,
     /// `backendRefs[].priority`.
     pub priority: u32,
     /// `backendRefs[].weight`.
     pub weight: u32,
+    /// Index of the backendRef in the rule's `backendRefs` that this host comes from: the locality that
+    /// weight and selection group its addresses by.
+    pub backend_ref: usize,
     /// The backend it belongs to.
     pub backend: Arc<BackendRuntime>,
     /// The endpoint.
