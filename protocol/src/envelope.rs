@@ -37,6 +37,8 @@ pub enum Kind {
     Delta = 8,
     /// [`crate::Leave`].
     Leave = 9,
+    /// [`crate::MemberSync`]. Numbered apart from the evidence kinds (10–19 left for those).
+    MemberSync = 20,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             7 => Kind::Digest,
             8 => Kind::Delta,
             9 => Kind::Leave,
+            20 => Kind::MemberSync,
             _ => return None,
         })
     }
@@ -68,6 +71,7 @@ impl Kind {
             Message::Digest(_) => Kind::Digest,
             Message::Delta(_) => Kind::Delta,
             Message::Leave(_) => Kind::Leave,
+            Message::MemberSync(_) => Kind::MemberSync,
         }
     }
 }
@@ -171,6 +175,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
         Message::Digest(m) => to_vec(m)?,
         Message::Delta(m) => to_vec(m)?,
         Message::Leave(m) => to_vec(m)?,
+        Message::MemberSync(m) => to_vec(m)?,
     };
     let kind = Kind::of(msg);
     let bytes = to_vec(&Envelope {
@@ -236,6 +241,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Kind::Digest => Message::Digest(payload(kind, p)?),
         Kind::Delta => Message::Delta(payload(kind, p)?),
         Kind::Leave => Message::Leave(payload(kind, p)?),
+        Kind::MemberSync => Message::MemberSync(payload(kind, p)?),
     };
     Ok(Decoded::Message(msg))
 }
