@@ -41,6 +41,8 @@ pub enum Kind {
     NodeStateV2 = 10,
     /// [`crate::DeltaV2`].
     DeltaV2 = 11,
+    /// [`crate::MemberSync`]. Numbered apart from the evidence kinds (10–19 left for those).
+    MemberSync = 20,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             9 => Kind::Leave,
             10 => Kind::NodeStateV2,
             11 => Kind::DeltaV2,
+            20 => Kind::MemberSync,
             _ => return None,
         })
     }
@@ -76,6 +79,7 @@ impl Kind {
             Message::Leave(_) => Kind::Leave,
             Message::NodeStateV2(_) => Kind::NodeStateV2,
             Message::DeltaV2(_) => Kind::DeltaV2,
+            Message::MemberSync(_) => Kind::MemberSync,
         }
     }
 }
@@ -181,6 +185,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
         Message::Leave(m) => to_vec(m)?,
         Message::NodeStateV2(m) => to_vec(m)?,
         Message::DeltaV2(m) => to_vec(m)?,
+        Message::MemberSync(m) => to_vec(m)?,
     };
     let kind = Kind::of(msg);
     let bytes = to_vec(&Envelope {
@@ -248,6 +253,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Kind::Leave => Message::Leave(payload(kind, p)?),
         Kind::NodeStateV2 => Message::NodeStateV2(payload(kind, p)?),
         Kind::DeltaV2 => Message::DeltaV2(payload(kind, p)?),
+        Kind::MemberSync => Message::MemberSync(payload(kind, p)?),
     };
     Ok(Decoded::Message(msg))
 }

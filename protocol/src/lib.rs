@@ -7,7 +7,8 @@
 //! and the simulator in `cluster-tests` encodes every simulated message through the very same code.
 //!
 //! - [`messages`]: `Hello`, SWIM membership (`Ping`, `Ack`, `PingReq`, `IndirectAck`, `Leave`) with
-//!   piggybacked [`MemberUpdate`]s, evidence (`NodeState`, `Observation`) and anti-entropy (`Digest`, `Delta`).
+//!   piggybacked [`MemberUpdate`]s, membership push-pull ([`MemberSync`]), evidence (`NodeState`,
+//!   `Observation`) and anti-entropy (`Digest`, `Delta`).
 //! - [`envelope`]: `{kind, version, payload}` around each message; unknown kinds or versions decode to
 //!   [`Decoded::Skipped`], never to a panic (DESIGN §6: "unknown kinds are skipped and counted").
 //! - [`codec`]: a tokio-util `Encoder`/`Decoder` over `LengthDelimitedCodec` with a [`MAX_FRAME`] limit, for
@@ -21,8 +22,8 @@ pub use codec::{Codec, CodecError};
 pub use envelope::{decode, encode, DecodeError, Decoded, EncodeError, Envelope, Kind, SkipReason};
 pub use messages::{
     Ack, Delta, DeltaV2, Digest, DigestEntry, Hello, HelloError, HostReport, IndirectAck, Leave,
-    MemberState, MemberUpdate, Message, NodeId, NodeState, NodeStateV2, Observation,
-    ObservationClass, Ping, PingReq, Verdict,
+    MemberState, MemberSync, MemberUpdate, Message, NodeId, NodeState, NodeStateV2, Observation,
+    ObservationClass, Ping, PingReq, SyncPhase, Verdict,
 };
 
 /// The ALPN protocol id of the gossip endpoint (DESIGN §6 "Transport"). Peers offering anything else are

@@ -346,6 +346,36 @@ pub struct Delta {
     pub states: Vec<NodeState>,
 }
 
+/// Where a [`MemberSync`] stands in its exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SyncPhase {
+    /// Opens an exchange: the sender's digest (and own record) only. A receiver whose digest differs
+    /// answers with its whole view in `Answer` chunks.
+    Offer,
+    /// A chunk of the view answering an `Offer`. After the last chunk (`more == false`) the receiver, if its
+    /// digest still differs, sends its own view back in `Close` chunks.
+    Answer,
+    /// A chunk of the view that ends the exchange: never answered.
+    Close,
+}
+
+/// Membership anti-entropy, push-pull (memberlist's push/pull, with a digest first): SWIM's piggybacking
+/// carries *changes*, so without it a large cluster joining through one seed learns the standing
+/// membership only as fast as pings happen to travel. Every node offers its digest to one random live
+/// member now and then; when the views differ the two exchange them whole, in chunks that fit a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSync {
+    /// Order-independent hash of the sender's live view, itself included: equal digests mean nothing to
+    /// exchange.
+    pub digest: u64,
+    /// Which step of the exchange this is.
+    pub phase: SyncPhase,
+    /// More chunks of this view follow (the receiver answers only after the last one).
+    pub more: bool,
+    /// The sender's own record first, then (in `Answer` and `Close`) one chunk of the members it knows.
+    pub members: Vec<MemberUpdate>,
+}
+
 /// Every message of the protocol; one per envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -371,6 +401,8 @@ pub enum Message {
     NodeStateV2(NodeStateV2),
     /// Anti-entropy answer / batched push of [`NodeStateV2`]s.
     DeltaV2(DeltaV2),
+    /// Membership anti-entropy (push-pull).
+    MemberSync(MemberSync),
 }
 
 impl Message {
@@ -388,6 +420,7 @@ impl Message {
             Message::Leave(_) => "leave",
             Message::NodeStateV2(_) => "node_state_v2",
             Message::DeltaV2(_) => "delta_v2",
+            Message::MemberSync(_) => "member_sync",
         }
     }
 }

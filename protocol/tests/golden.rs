@@ -57,6 +57,7 @@ fn every_kind_has_a_sample() {
         assert!(Kind::from_u16(n).is_some());
         assert!(kinds.contains(&n), "kind {n} has no golden sample");
     }
+    assert!(kinds.contains(&(Kind::MemberSync as u16)), "member_sync");
     assert!(
         Kind::from_u16(12).is_none(),
         "new kind: add a sample and fixture"

@@ -24,6 +24,14 @@
 //!   chunks of `max_piggyback` (memberlist's push-pull, push half — the other side does the same for us when
 //!   it sees our record as new). Without it a joiner learns of the others only when they happen to contact
 //!   it, because piggybacked gossip carries *changes*, not the standing membership.
+//! - push-pull sync (the other half, for everyone else): every `sync_interval` a node offers its view's
+//!   digest to one random live member ([`MemberSync`], phase Offer); if the views differ the member
+//!   answers with its whole view and the offerer sends back its own if they still differ — three messages
+//!   at most, chunked to fit a frame, digest-only (a few dozen bytes) when nothing changed. This is what
+//!   spreads a crowd of joiners: the seed knows every joiner at once, and each exchange merges two views,
+//!   so full knowledge spreads epidemically (push-pull: about log2 N exchanges) instead of one piggybacked
+//!   record at a time. Members first learned this way are not re-gossiped (the sync itself spreads them);
+//!   state changes (suspect, dead, refutations) apply with SWIM's precedence as if piggybacked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -32,7 +40,8 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use switchyard_protocol::{
-    Ack, IndirectAck, Leave, MemberState, MemberUpdate, Message, NodeId, Ping, PingReq,
+    Ack, IndirectAck, Leave, MemberState, MemberSync, MemberUpdate, Message, NodeId, Ping, PingReq,
+    SyncPhase,
 };
 
 /// Where a message goes. The transport keeps one connection per peer pair and maps a node id to it; an
@@ -75,6 +84,8 @@ pub struct MembershipConfig {
     pub join_backoff_max: Duration,
     /// How long Dead and Left members are remembered (and retried) before being forgotten (default 1 h).
     pub forget_after: Duration,
+    /// How often a digest is offered to one random live member for push-pull sync (default 1 s).
+    pub sync_interval: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -89,6 +100,7 @@ impl Default for MembershipConfig {
             reconnect_interval: Duration::from_secs(10),
             join_backoff_max: Duration::from_secs(30),
             forget_after: Duration::from_secs(3600),
+            sync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -144,6 +156,42 @@ impl Member {
     }
 }
 
+/// Largest estimated size of the member records in one [`MemberSync`] chunk, leaving room under the
+/// 64 KiB frame for the envelope and varint overhead.
+const SYNC_CHUNK_BYTES: usize = 48 * 1024;
+
+/// Estimated encoded size of one record: two length-prefixed strings, three varints, a state tag.
+fn record_bytes(u: &MemberUpdate) -> usize {
+    u.node.len() + u.addr.len() + 32
+}
+
+/// A well-mixed 64-bit hash of the facts that make two views differ, identical on every build (FNV-1a,
+/// then a splitmix64 finaliser so that XOR-combining records stays well distributed).
+fn record_hash(u: &MemberUpdate) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let state = match u.state {
+        MemberState::Alive => 0u8,
+        MemberState::Suspect => 1,
+        MemberState::Dead => 2,
+        MemberState::Left => 3,
+    };
+    let bytes = u
+        .node
+        .bytes()
+        .chain([0xff])
+        .chain(u.generation.to_le_bytes())
+        .chain(u.incarnation.to_le_bytes())
+        .chain([state]);
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// The precedence of an update: greater wins.
 fn rank(u: &MemberUpdate) -> (u64, u64, MemberState) {
     (u.generation, u.incarnation, u.state)
@@ -186,6 +234,7 @@ pub struct Membership {
     next_join: Instant,
     join_backoff: Duration,
     next_forget: Instant,
+    next_sync: Instant,
     leaving: bool,
     outbox: Vec<Outgoing>,
     events: Vec<MembershipEvent>,
@@ -211,6 +260,7 @@ impl Membership {
             next_reconnect: now + cfg.reconnect_interval,
             next_join: now,
             next_forget: now + cfg.reconnect_interval,
+            next_sync: now + cfg.sync_interval,
             cfg,
             me: MemberUpdate {
                 node,
@@ -277,7 +327,7 @@ impl Membership {
 
     /// The earliest instant at which [`Membership::tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        let mut t = self.next_probe.min(self.next_forget);
+        let mut t = self.next_probe.min(self.next_forget).min(self.next_sync);
         t = t.min(if self.live_count() == 0 {
             self.next_join
         } else {
@@ -382,6 +432,21 @@ impl Membership {
         }
         self.relays.retain(|_, r| r.expires > now);
         self.reconnect(now);
+        if now >= self.next_sync {
+            self.next_sync = now + self.cfg.sync_interval;
+            if let Some(peer) = self.live_peers().choose(&mut self.rng).cloned() {
+                let digest = self.view_digest();
+                self.send(
+                    Peer::Node(peer),
+                    Message::MemberSync(MemberSync {
+                        digest,
+                        phase: SyncPhase::Offer,
+                        more: false,
+                        members: vec![self.me.clone()],
+                    }),
+                );
+            }
+        }
         if now >= self.next_forget {
             self.next_forget = now + self.cfg.reconnect_interval;
             let forget = self.cfg.forget_after;
@@ -606,6 +671,71 @@ impl Membership {
         true
     }
 
+    /// The digest of this node's live view (itself included): XOR of [`record_hash`], so independent of
+    /// order. Dead and Left members are left out, so that two nodes that forgot a long-dead member at
+    /// different times still agree.
+    pub fn view_digest(&self) -> u64 {
+        self.members
+            .values()
+            .filter(|m| m.is_live())
+            .fold(record_hash(&self.me), |d, m| d ^ record_hash(&m.update()))
+    }
+
+    /// Sends `to` this node's whole view (own record first in every chunk, then every member still
+    /// remembered, dead and left ones included so that their fate converges too), in chunks that fit a
+    /// frame; all but the last marked `more`.
+    fn send_view(&mut self, to: &NodeId, phase: SyncPhase) {
+        let digest = self.view_digest();
+        let mut chunks: Vec<Vec<MemberUpdate>> = Vec::new();
+        let mut chunk = vec![self.me.clone()];
+        let mut size = record_bytes(&self.me);
+        for m in self.members.values() {
+            let u = m.update();
+            let est = record_bytes(&u);
+            if chunk.len() > 1 && size + est > SYNC_CHUNK_BYTES {
+                chunks.push(std::mem::replace(&mut chunk, vec![self.me.clone()]));
+                size = record_bytes(&self.me);
+            }
+            size += est;
+            chunk.push(u);
+        }
+        chunks.push(chunk);
+        let last = chunks.len() - 1;
+        for (i, members) in chunks.into_iter().enumerate() {
+            self.send(
+                Peer::Node(to.clone()),
+                Message::MemberSync(MemberSync {
+                    digest,
+                    phase,
+                    more: i < last,
+                    members,
+                }),
+            );
+        }
+    }
+
+    /// One push-pull message: apply its records, then answer as its phase says (see [`SyncPhase`]).
+    fn handle_sync(&mut self, from: &NodeId, s: &MemberSync, now: Instant) {
+        for u in &s.members {
+            let node = u.node.clone();
+            let known = node == self.me.node || self.members.contains_key(&node);
+            // A member first learned through sync is not re-gossiped: the exchange itself spreads it.
+            if self.apply(u.clone(), now) && !known {
+                self.gossip.remove(&node);
+            }
+        }
+        let answer = match s.phase {
+            SyncPhase::Offer => Some(SyncPhase::Answer),
+            SyncPhase::Answer if !s.more => Some(SyncPhase::Close),
+            SyncPhase::Answer | SyncPhase::Close => None,
+        };
+        if let Some(phase) = answer {
+            if self.view_digest() != s.digest {
+                self.send_view(from, phase);
+            }
+        }
+    }
+
     fn apply_all(&mut self, updates: &[MemberUpdate], now: Instant) {
         for u in updates {
             self.apply(u.clone(), now);
@@ -623,6 +753,7 @@ impl Membership {
                     | Message::PingReq(_)
                     | Message::IndirectAck(_)
                     | Message::Leave(_)
+                    | Message::MemberSync(_)
             );
         }
         let fresh = self.is_fresh(from, msg);
@@ -707,6 +838,7 @@ impl Membership {
                     );
                 }
             }
+            Message::MemberSync(sync) => self.handle_sync(from, sync, now),
             _ => return false,
         }
         if fresh && !matches!(msg, Message::Ping(_)) {

@@ -322,7 +322,7 @@ impl ClusterCore {
         self.collect(now);
     }
 
-    fn merge_states(&mut self, _from: &NodeId, states: Vec<NodeStateV2>, now: Instant) {
+    fn merge_states(&mut self, from: &NodeId, states: Vec<NodeStateV2>, now: Instant) {
         for state in states {
             let old_versions: BTreeMap<String, u64> = self
                 .evidence
@@ -347,11 +347,22 @@ impl ClusterCore {
                             });
                         }
                     }
+                    // A large cluster's relays pass a new state on at once, once (evidence.rs).
                     let peers = self.membership.live_peers();
-                    // Relays never push at once; their pushes happen in rounds (large clusters only).
-                    let _ = self
-                        .dissemination
-                        .changed(&state.node, false, &peers, &mut self.rng);
+                    let to = self.dissemination.learned(
+                        &state.node,
+                        (state.generation, state.version),
+                        from,
+                        &peers,
+                        &mut self.rng,
+                    );
+                    if !to.is_empty() {
+                        if let Some(wire) = self.evidence.wire_state(&state.node, now) {
+                            for peer in to {
+                                self.send(Peer::Node(peer), Message::NodeStateV2(wire.clone()));
+                            }
+                        }
+                    }
                 }
                 MergeOutcome::NotNewer => {
                     self.stats.states_redundant += 1;
@@ -447,6 +458,9 @@ impl ClusterCore {
             }
             let membership = &self.membership;
             self.evidence.prune(now, |n| membership.is_live(n));
+            let evidence = &self.evidence;
+            self.dissemination
+                .retain(|owner| evidence.state(owner).is_some());
         }
         self.collect(now);
     }

@@ -182,5 +182,14 @@ pub fn all() -> Vec<(&'static str, Message)> {
                 incarnation: 4,
             }),
         ),
+        (
+            "member_sync",
+            Message::MemberSync(MemberSync {
+                digest: 0x0123_4567_89ab_cdef,
+                phase: SyncPhase::Answer,
+                more: true,
+                members: updates(),
+            }),
+        ),
     ]
 }

@@ -247,7 +247,8 @@ fn dissemination_gossips_to_fanout_for_log_n_rounds_when_large() {
     let mut rng = StdRng::seed_from_u64(2);
     let mut d = Disseminator::new(DisseminationConfig::default());
     let peers: Vec<String> = (0..99).map(|i| format!("p{i}")).collect();
-    assert_eq!(d.changed(&"me".into(), true, &peers, &mut rng).len(), 3);
+    // The owner's own push goes to the immediate fanout (⌈ln 100⌉ + 4 = 9), the rounds to 3.
+    assert_eq!(d.changed(&"me".into(), true, &peers, &mut rng).len(), 9);
     assert!(d.changed(&"x".into(), false, &peers, &mut rng).is_empty());
     let limit = retransmit_limit(100);
     assert_eq!(limit, 7);
@@ -264,4 +265,89 @@ fn dissemination_gossips_to_fanout_for_log_n_rounds_when_large() {
         d.already_held("x");
     }
     assert_eq!(d.pending(), 0);
+}
+
+#[test]
+fn immediate_fanout_is_ln_n_plus_margin_within_fanout_and_peers() {
+    let d = Disseminator::new(DisseminationConfig::default());
+    // (live peers, fanout): ⌈ln(peers + 1)⌉ + 4, at least 3, at most every peer.
+    let rows = [
+        ("alone", 0, 0),
+        ("fewer_peers_than_fanout", 2, 2),
+        ("33_nodes", 32, 8),
+        ("100_nodes", 99, 9),
+        ("1000_nodes", 999, 11),
+        ("100k_nodes", 99_999, 16),
+    ];
+    for (name, peers, want) in rows {
+        assert_eq!(d.immediate_fanout(peers), want, "{name}");
+    }
+    let lean = Disseminator::new(DisseminationConfig {
+        relay_margin: 0,
+        fanout: 3,
+        ..DisseminationConfig::default()
+    });
+    assert_eq!(lean.immediate_fanout(9), 3, "never below fanout");
+}
+
+#[test]
+fn relays_pass_a_new_state_on_at_once_exactly_once_when_large() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut d = Disseminator::new(DisseminationConfig::default());
+    let peers: Vec<String> = (0..99).map(|i| format!("p{i}")).collect();
+    let owner: NodeId = "p7".into();
+    for _ in 0..50 {
+        let mut again = Disseminator::new(DisseminationConfig::default());
+        let to = again.learned(&owner, (1, 5), "p3", &peers, &mut rng);
+        assert_eq!(to.len(), 9);
+        assert!(
+            !to.iter().any(|p| p == "p3" || p == "p7"),
+            "never back to the sender or the owner: {to:?}"
+        );
+        let mut unique = to.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), to.len());
+    }
+    assert_eq!(d.learned(&owner, (1, 5), "p3", &peers, &mut rng).len(), 9);
+    assert_eq!(d.pending(), 1, "the repair rounds start too");
+    // The same (owner, generation, version) again, from anyone, or an older one: no second wave.
+    assert!(d.learned(&owner, (1, 5), "p4", &peers, &mut rng).is_empty());
+    assert!(d.learned(&owner, (1, 4), "p4", &peers, &mut rng).is_empty());
+    // A newer version, or a restart, is a new state and gets its own wave.
+    assert_eq!(d.learned(&owner, (1, 6), "p4", &peers, &mut rng).len(), 9);
+    assert_eq!(d.learned(&owner, (2, 1), "p4", &peers, &mut rng).len(), 9);
+    // Relaying is per owner.
+    assert_eq!(
+        d.learned(&"p8".into(), (1, 6), "p4", &peers, &mut rng)
+            .len(),
+        9
+    );
+}
+
+#[test]
+fn relays_stay_silent_in_a_small_cluster() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut d = Disseminator::new(DisseminationConfig::default());
+    let peers: Vec<String> = (0..32).map(|i| format!("p{i}")).collect();
+    assert!(d
+        .learned(&"p1".into(), (1, 1), "p2", &peers, &mut rng)
+        .is_empty());
+    assert!(d.round(&peers, &mut rng).is_empty());
+}
+
+#[test]
+fn relay_bookkeeping_is_forgotten_with_the_owner() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut d = Disseminator::new(DisseminationConfig::default());
+    let peers: Vec<String> = (0..99).map(|i| format!("p{i}")).collect();
+    assert!(!d
+        .learned(&"gone".into(), (1, 1), "p2", &peers, &mut rng)
+        .is_empty());
+    d.retain(|owner| owner != "gone");
+    assert_eq!(d.pending(), 0);
+    // Forgotten: a state of it seen again (after its store entry was pruned) is new again.
+    assert!(!d
+        .learned(&"gone".into(), (1, 1), "p2", &peers, &mut rng)
+        .is_empty());
 }

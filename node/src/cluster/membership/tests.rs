@@ -350,3 +350,179 @@ fn push_on_join_after_restart_or_leave_but_not_on_every_message() {
     seed.gossip.clear();
     assert!(sends(&mut seed, 3), "back after leaving: owed everything");
 }
+
+/// Delivers MemberSync messages back and forth between `a` and `b` until neither has one to send; returns
+/// the phases seen, in order, as `(sender, phase)`. Other messages (acks of push-on-join) are dropped.
+fn sync_between(a: &mut Membership, b: &mut Membership, t: Instant) -> Vec<(String, SyncPhase)> {
+    let mut seen = Vec::new();
+    loop {
+        let before = seen.len();
+        deliver_syncs(a, b, t, &mut seen);
+        deliver_syncs(b, a, t, &mut seen);
+        if seen.len() == before {
+            return seen;
+        }
+    }
+}
+
+fn deliver_syncs(
+    from: &mut Membership,
+    to: &mut Membership,
+    t: Instant,
+    seen: &mut Vec<(String, SyncPhase)>,
+) {
+    let from_id = from.me().node.clone();
+    let to_id = to.me().node.clone();
+    for o in from.drain_outbox() {
+        if let Message::MemberSync(s) = &o.message {
+            assert_eq!(o.to, Peer::Node(to_id.clone()));
+            seen.push((from_id.clone(), s.phase));
+            assert!(to.handle(&from_id, &o.message, t));
+        }
+    }
+}
+
+/// Push-pull sync (module doc): Offer with the digest only; an Answer with the whole view when the views
+/// differ; a Close back when they still differ; never more — and the views agree afterwards.
+#[test]
+fn sync_exchange_table() {
+    use SyncPhase::{Answer, Close, Offer};
+    let t = Instant::now();
+    // (name, members only a knows, members only b knows, phases a → b → a)
+    type Row = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [SyncPhase],
+    );
+    let rows: [Row; 4] = [
+        ("same_view_offer_only", &[], &[], &[Offer]),
+        ("b_knows_more_answers", &[], &["x", "y"], &[Offer, Answer]),
+        ("a_knows_more_closes", &["x"], &[], &[Offer, Answer, Close]),
+        ("both_know_more", &["x"], &["y"], &[Offer, Answer, Close]),
+    ];
+    for (name, only_a, only_b, want) in rows {
+        let mut a = node("a", &[], t);
+        let mut b = node("b", &[], t);
+        a.learn(update("b", 0, S::Alive), t);
+        b.learn(update("a", 0, S::Alive), t);
+        for n in only_a {
+            a.learn(update(n, 0, S::Alive), t);
+        }
+        for n in only_b {
+            b.learn(update(n, 0, S::Alive), t);
+        }
+        let at = t + MembershipConfig::default().sync_interval;
+        a.tick(at);
+        a.outbox
+            .retain(|o| matches!(o.message, Message::MemberSync(_)));
+        b.drain_outbox();
+        let phases: Vec<SyncPhase> = sync_between(&mut a, &mut b, at)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(phases, want, "{name}");
+        assert_eq!(a.view_digest(), b.view_digest(), "{name}: views agree");
+        assert_eq!(a.members.len(), 1 + only_a.len() + only_b.len(), "{name}");
+    }
+}
+
+/// A suspicion travels by sync like by piggyback, and the suspect refutes it; a member first learned
+/// by sync is not re-gossiped, a state change is.
+#[test]
+fn sync_applies_swim_precedence_and_gossips_only_changes() {
+    let t = Instant::now();
+    let mut a = node("a", &[], t);
+    a.learn(update("b", 0, S::Alive), t);
+    a.learn(update("old", 0, S::Alive), t);
+    let view = |members: Vec<MemberUpdate>| {
+        Message::MemberSync(MemberSync {
+            digest: 0,
+            phase: SyncPhase::Close,
+            more: false,
+            members,
+        })
+    };
+    let msg = view(vec![
+        update("b", 0, S::Alive),
+        update("new", 0, S::Alive),
+        update("old", 0, S::Suspect),
+        update("a", 0, S::Suspect),
+        update("ghost", 0, S::Dead),
+    ]);
+    assert!(a.handle(&"b".into(), &msg, t));
+    assert_eq!(a.member("new").map(|m| m.state), Some(S::Alive));
+    assert_eq!(a.member("old").map(|m| m.state), Some(S::Suspect));
+    assert!(a.member("ghost").is_none(), "no resurrection from hearsay");
+    assert_eq!(a.me().incarnation, 1, "refuted");
+    assert!(
+        !a.gossip.contains_key("new"),
+        "joined by sync: not re-gossiped"
+    );
+    assert!(a.gossip.contains_key("old"), "suspicion: gossiped");
+    assert!(a.drain_outbox().is_empty(), "Close is never answered");
+}
+
+/// A large view goes out in several chunks, each within the frame, each led by the sender's own record,
+/// only the last without `more`; together they carry every member, dead ones included.
+#[test]
+fn sync_views_are_chunked_to_fit_a_frame() {
+    let t = Instant::now();
+    let mut a = node("a", &[], t);
+    let long = "n".repeat(200);
+    for i in 0..1500 {
+        a.learn(update(&format!("{long}-{i}"), 0, S::Alive), t);
+    }
+    a.learn(update(&format!("{long}-0"), 0, S::Dead), t);
+    let offer = Message::MemberSync(MemberSync {
+        digest: 0,
+        phase: SyncPhase::Offer,
+        more: false,
+        members: vec![update("b", 0, S::Alive)],
+    });
+    a.handle(&"b".into(), &offer, t);
+    let out = a.drain_outbox();
+    let chunks: Vec<&MemberSync> = out
+        .iter()
+        .filter_map(|o| match &o.message {
+            Message::MemberSync(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(chunks.len() > 5, "{} chunks", chunks.len());
+    let mut carried = BTreeSet::new();
+    for (i, c) in chunks.iter().enumerate() {
+        assert_eq!(c.phase, SyncPhase::Answer);
+        assert_eq!(c.more, i + 1 < chunks.len());
+        assert_eq!(c.members[0].node, "a");
+        assert_eq!(c.digest, a.view_digest());
+        let bytes = switchyard_protocol::encode(&Message::MemberSync((*c).clone()))
+            .expect("every chunk fits a frame");
+        assert!(bytes.len() <= switchyard_protocol::MAX_FRAME);
+        carried.extend(c.members.iter().map(|u| u.node.clone()));
+    }
+    assert_eq!(carried.len(), 1 + 1500 + 1, "a, every member, b");
+}
+
+/// The digest depends on the live view only, not on the order it was learned in nor on dead members.
+#[test]
+fn view_digest_is_order_independent_and_ignores_the_dead() {
+    let t = Instant::now();
+    let mut a = node("me", &[], t);
+    let mut b = node("me", &[], t);
+    for i in 0..20 {
+        a.learn(update(&format!("m{i}"), i, S::Alive), t);
+        b.learn(update(&format!("m{}", 19 - i), 19 - i, S::Alive), t);
+    }
+    assert_eq!(a.view_digest(), b.view_digest());
+    b.learn(update("gone", 0, S::Alive), t);
+    assert_ne!(a.view_digest(), b.view_digest());
+    b.learn(update("gone", 0, S::Dead), t);
+    assert_eq!(
+        a.view_digest(),
+        b.view_digest(),
+        "dead members do not count"
+    );
+    a.learn(update("m3", 3, S::Suspect), t);
+    assert_ne!(a.view_digest(), b.view_digest(), "a suspicion does");
+}
