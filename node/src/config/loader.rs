@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{document_error, ConfigError, ResourceId};
+use super::fields;
 use super::model::{
     ActiveHealthConfig, AwsKeys, Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatch,
     HeaderMatchValue, PassiveHealthConfig, RetryConfig, RetryTrigger, Route, Rule, RuleMatch,
@@ -136,15 +137,25 @@ enum Kind {
     ConfigMap,
 }
 
+/// The `aigateway.envoyproxy.io` versions read, which mean the same thing.
+const AI_GATEWAY_VERSIONS: &[&str] = &["v1alpha1", "v1beta1"];
+
 impl Kind {
     /// The kind for a `kind:` string, with its API group and accepted versions.
     fn lookup(kind: &str) -> Option<(Kind, &'static str, &'static [&'static str])> {
         Some(match kind {
-            "AIGatewayRoute" => (Kind::AIGatewayRoute, GROUP_AI_GATEWAY, &["v1alpha1"]),
-            "AIServiceBackend" => (Kind::AIServiceBackend, GROUP_AI_GATEWAY, &["v1alpha1"]),
-            "BackendSecurityPolicy" => {
-                (Kind::BackendSecurityPolicy, GROUP_AI_GATEWAY, &["v1alpha1"])
-            }
+            // v1beta1 since Envoy AI Gateway v0.7; both are served by v1.1 with the same schema.
+            "AIGatewayRoute" => (Kind::AIGatewayRoute, GROUP_AI_GATEWAY, AI_GATEWAY_VERSIONS),
+            "AIServiceBackend" => (
+                Kind::AIServiceBackend,
+                GROUP_AI_GATEWAY,
+                AI_GATEWAY_VERSIONS,
+            ),
+            "BackendSecurityPolicy" => (
+                Kind::BackendSecurityPolicy,
+                GROUP_AI_GATEWAY,
+                AI_GATEWAY_VERSIONS,
+            ),
             "Backend" => (Kind::Backend, GROUP_ENVOY_GATEWAY, &["v1alpha1"]),
             "BackendTrafficPolicy" => (
                 Kind::BackendTrafficPolicy,
@@ -287,6 +298,8 @@ fn parse_document(
         ));
     }
     store.seen.insert(seen_key, file.to_path_buf());
+    let mut doc = doc;
+    fields::check_spec(&kind, &id, &mut doc, &mut store.warnings)?;
 
     match kind_enum {
         Kind::AIGatewayRoute => {
@@ -441,18 +454,6 @@ fn resolve_gateway_port(
     let mut port = None;
     for gw in &store.gateways {
         let spec = &gw.spec;
-        if spec.addresses.is_some() {
-            warnings.push(gw.id.warning(
-                "spec.addresses",
-                "ignored: the node listens where --listen says",
-            ));
-        }
-        if spec.backend_tls.is_some() {
-            warnings.push(gw.id.warning(
-                "spec.backendTLS",
-                "ignored: client certificates towards backends are not implemented",
-            ));
-        }
         if spec.listeners.is_empty() {
             return Err(gw
                 .id
@@ -515,12 +516,6 @@ fn attach_traffic_policies<'s>(
                     .enumerate()
                     .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
             );
-        if p.spec.target_selectors.is_some() {
-            warnings.push(p.id.warning(
-                "spec.targetSelectors",
-                "ignored: attach the policy by targetRefs (kind HTTPRoute, name = the AIGatewayRoute's name)",
-            ));
-        }
         let mut attached_any = false;
         for (field, r) in refs {
             let kind = r.kind.as_deref().unwrap_or("");
@@ -597,18 +592,6 @@ impl<'a> RouteCtx<'a> {
                     "input schema {} is not supported: Switchyard speaks the OpenAI API to clients",
                     input_schema.name
                 ),
-            ));
-        }
-        if spec.llm_request_costs.is_some() {
-            self.warnings.push(id.warning(
-                "spec.llmRequestCosts",
-                "ignored: token-cost accounting for rate limits is not implemented (token usage is still exported as metrics)",
-            ));
-        }
-        if spec.filter_config.is_some() {
-            self.warnings.push(id.warning(
-                "spec.filterConfig",
-                "ignored: configures Envoy's external processor, which Switchyard does not have",
             ));
         }
         if spec.rules.is_empty() {
@@ -730,16 +713,6 @@ impl<'a> RouteCtx<'a> {
                 format!("{field}.modelNameOverride"),
                 "ignored: model name overrides are not implemented yet; the client's model is sent",
             ));
-        }
-        if b.header_mutation.is_some() {
-            self.warnings.push(id.warning(
-                format!("{field}.headerMutation"),
-                "ignored: not implemented",
-            ));
-        }
-        if b.body_mutation.is_some() {
-            self.warnings
-                .push(id.warning(format!("{field}.bodyMutation"), "ignored: not implemented"));
         }
         let namespace = b.namespace.as_deref().unwrap_or(&id.namespace);
 
@@ -975,6 +948,17 @@ fn parse_schema(
             ))
         }
     };
+    if let Some(prefix) = &s.prefix {
+        // Envoy AI Gateway's default prefix is `v1`, which is where Switchyard sends OpenAI and Anthropic
+        // requests; another prefix (Gemini's `v1beta/openai`) would need the path rewritten, and sending
+        // to /v1 instead would only ever answer 404.
+        if prefix.trim_matches('/') != "v1" {
+            return Err(id.error(
+                format!("{field}.prefix"),
+                format!("{prefix:?} is not supported yet: Switchyard sends requests under /v1 (unset it or use v1)"),
+            ));
+        }
+    }
     Ok(Schema {
         name,
         version: s.version.as_ref().map(|v| v.0.clone()),
@@ -1074,18 +1058,6 @@ fn resolve_backend_resource(
         if set != 1 {
             return Err(id.error(&field, "exactly one of fqdn, ip or unix must be set"));
         }
-        if e.zone.is_some() {
-            warnings.push(id.warning(
-                format!("{field}.zone"),
-                "ignored: zone-aware routing is not implemented",
-            ));
-        }
-        if e.hostname.is_some() {
-            warnings.push(id.warning(
-                format!("{field}.hostname"),
-                "ignored: use an fqdn endpoint, or BackendTLSPolicy validation.hostname for TLS",
-            ));
-        }
         if let Some(f) = &e.fqdn {
             let port = port_u16(f.port).ok_or_else(|| {
                 id.error(
@@ -1135,12 +1107,6 @@ fn resolve_backend_resource(
                 "ignored: Switchyard speaks HTTP/1.1 (or HTTP/2 over TLS by ALPN) to backends",
             ));
         }
-    }
-    if spec.fallback.is_some() {
-        warnings.push(id.warning(
-            "spec.fallback",
-            "ignored: the AIGatewayRoute backendRefs[].priority decides fallback",
-        ));
     }
     let tls = resolve_upstream_tls(store, backend, &endpoints, warnings)?;
     Ok(Backend {
@@ -1200,22 +1166,6 @@ fn resolve_upstream_tls(
                 "ignored: upstream certificates are always verified; add the CA with caCertificateRefs",
             ));
         }
-        for (name, present) in [
-            ("clientCertificateRef", t.client_certificate_ref.is_some()),
-            ("minVersion", t.min_version.is_some()),
-            ("maxVersion", t.max_version.is_some()),
-            ("ciphers", t.ciphers.is_some()),
-            ("ecdhCurves", t.ecdh_curves.is_some()),
-            ("signatureAlgorithms", t.signature_algorithms.is_some()),
-            ("alpnProtocols", t.alpn_protocols.is_some()),
-        ] {
-            if present {
-                warnings.push(id.warning(
-                    format!("spec.tls.{name}"),
-                    "ignored: not implemented (rustls defaults apply)",
-                ));
-            }
-        }
         tls.server_name = t.sni.clone();
         let (pem, source) = resolve_ca(
             store,
@@ -1236,9 +1186,6 @@ fn resolve_upstream_tls(
                 "spec.validation.subjectAltNames",
                 "ignored: the certificate is verified against validation.hostname",
             ));
-        }
-        if p.spec.options.is_some() {
-            warnings.push(p.id.warning("spec.options", "ignored: no TLS options are implemented"));
         }
         let (pem, source) = resolve_ca(
             store,
@@ -1571,9 +1518,6 @@ fn resolve_traffic_policy(
     let id = &p.id;
     let spec = &p.spec;
     let mut out = TrafficPolicy::default();
-    for (name, why) in spec.ignored_settings() {
-        warnings.push(id.warning(format!("spec.{name}"), format!("ignored: {why}")));
-    }
 
     if let Some(r) = &spec.retry {
         let defaults = RetryConfig::default();
@@ -1733,12 +1677,6 @@ fn resolve_traffic_policy(
                     )
                 })?,
             };
-            if ps.failure_percentage_threshold.is_some() {
-                warnings.push(id.warning(
-                    "spec.healthCheck.passive.failurePercentageThreshold",
-                    "ignored: failure-percentage ejection is not implemented",
-                ));
-            }
             out.passive = Some(PassiveHealthConfig {
                 consecutive_5xx: count(
                     ps.consecutive_5xx_errors,
@@ -1785,23 +1723,6 @@ fn resolve_traffic_policy(
                 )
             })?;
         }
-        for (name, present) in [
-            ("maxConnections", cb.max_connections.is_some()),
-            ("maxPendingRequests", cb.max_pending_requests.is_some()),
-            ("maxParallelRequests", cb.max_parallel_requests.is_some()),
-            (
-                "maxRequestsPerConnection",
-                cb.max_requests_per_connection.is_some(),
-            ),
-            ("perEndpoint", cb.per_endpoint.is_some()),
-        ] {
-            if present {
-                warnings.push(id.warning(
-                    format!("spec.circuitBreaker.{name}"),
-                    "ignored: only maxParallelRetries is implemented",
-                ));
-            }
-        }
     }
 
     if let Some(t) = &spec.timeout {
@@ -1810,12 +1731,6 @@ fn resolve_traffic_policy(
                 return Err(id.error("spec.timeout.tcp.connectTimeout", "must be greater than 0"));
             }
             out.connect_timeout = ct.0;
-        }
-        if t.http.is_some() {
-            warnings.push(id.warning(
-                "spec.timeout.http",
-                "ignored: the route timeout is AIGatewayRoute rules[].timeouts.request and the per-attempt timeout retry.perRetry.timeout",
-            ));
         }
     }
     Ok(out)
@@ -1870,21 +1785,6 @@ fn resolve_active_health(
             format!("{F}.http.method"),
             "ignored: probes are GET requests",
         ));
-    }
-    if http.expected_response.is_some() {
-        warnings.push(id.warning(
-            format!("{F}.http.expectedResponse"),
-            "ignored: only the status is checked",
-        ));
-    }
-    if http.hostname.is_some() {
-        warnings.push(id.warning(
-            format!("{F}.http.hostname"),
-            "ignored: probes use the backend's host",
-        ));
-    }
-    if a.initial_jitter.is_some() {
-        warnings.push(id.warning(format!("{F}.initialJitter"), "ignored: not implemented"));
     }
     let mut expected_statuses = Vec::new();
     for (i, s) in http.expected_statuses.iter().flatten().enumerate() {

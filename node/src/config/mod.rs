@@ -6,6 +6,7 @@
 
 pub mod duration;
 mod error;
+mod fields;
 mod loader;
 pub mod model;
 mod resources;

@@ -241,6 +241,9 @@ pub(crate) struct VersionedApiSchema {
     /// Optional API version (e.g. Azure `api-version`).
     #[serde(default)]
     pub(crate) version: Option<Stringish>,
+    /// `prefix` (AIServiceBackend only, v1.0+): the path prefix of an OpenAI- or Anthropic-compatible API.
+    #[serde(default)]
+    pub(crate) prefix: Option<String>,
 }
 
 /// `AIGatewayRouteSpec`.
@@ -261,12 +264,6 @@ pub(crate) struct AIGatewayRouteSpec {
     /// `rules`.
     #[serde(default)]
     pub(crate) rules: Vec<AIGatewayRouteRule>,
-    /// `filterConfig`: how Envoy deploys its external processor; nothing to configure here.
-    #[serde(default)]
-    pub(crate) filter_config: Option<Value>,
-    /// `llmRequestCosts`: token-cost metadata for rate limiting; not implemented.
-    #[serde(default)]
-    pub(crate) llm_request_costs: Option<Value>,
 }
 
 /// `AIGatewayRouteRule`.
@@ -348,12 +345,6 @@ pub(crate) struct AIGatewayRouteRuleBackendRef {
     /// `modelNameOverride`: not implemented yet.
     #[serde(default)]
     pub(crate) model_name_override: Option<String>,
-    /// `headerMutation`: not implemented.
-    #[serde(default)]
-    pub(crate) header_mutation: Option<Value>,
-    /// `bodyMutation`: not implemented.
-    #[serde(default)]
-    pub(crate) body_mutation: Option<Value>,
 }
 
 /// `AIServiceBackendSpec`.
@@ -450,9 +441,6 @@ pub(crate) struct BackendSpec {
     /// `appProtocols` (`gateway.envoyproxy.io/h2c`, `ws`, `wss`).
     #[serde(default)]
     pub(crate) app_protocols: Option<Vec<String>>,
-    /// `fallback`: Envoy Gateway's own priority flag; AIGatewayRoute `priority` overrides it.
-    #[serde(default)]
-    pub(crate) fallback: Option<bool>,
     /// `tls`.
     #[serde(default)]
     pub(crate) tls: Option<BackendTlsSettings>,
@@ -462,9 +450,6 @@ pub(crate) struct BackendSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct BackendEndpoint {
-    /// `hostname` (newer): Host/SNI override for an IP endpoint.
-    #[serde(default)]
-    pub(crate) hostname: Option<String>,
     /// `fqdn`.
     #[serde(default)]
     pub(crate) fqdn: Option<FqdnEndpoint>,
@@ -474,9 +459,6 @@ pub(crate) struct BackendEndpoint {
     /// `unix`.
     #[serde(default)]
     pub(crate) unix: Option<UnixSocket>,
-    /// `zone`: zone-aware routing hint.
-    #[serde(default)]
-    pub(crate) zone: Option<String>,
 }
 
 /// `FQDNEndpoint`.
@@ -524,27 +506,6 @@ pub(crate) struct BackendTlsSettings {
     /// `sni`: the server name to send and verify.
     #[serde(default)]
     pub(crate) sni: Option<String>,
-    /// `clientCertificateRef` (mTLS to the backend): not implemented.
-    #[serde(default)]
-    pub(crate) client_certificate_ref: Option<Value>,
-    /// `minVersion`.
-    #[serde(default)]
-    pub(crate) min_version: Option<Value>,
-    /// `maxVersion`.
-    #[serde(default)]
-    pub(crate) max_version: Option<Value>,
-    /// `ciphers`.
-    #[serde(default)]
-    pub(crate) ciphers: Option<Value>,
-    /// `ecdhCurves`.
-    #[serde(default)]
-    pub(crate) ecdh_curves: Option<Value>,
-    /// `signatureAlgorithms`.
-    #[serde(default)]
-    pub(crate) signature_algorithms: Option<Value>,
-    /// `alpnProtocols`.
-    #[serde(default)]
-    pub(crate) alpn_protocols: Option<Value>,
 }
 
 /// `BackendTrafficPolicySpec` (`PolicyTargetReferences` and `ClusterSettings` inlined, as in Go).
@@ -557,9 +518,6 @@ pub(crate) struct BackendTrafficPolicySpec {
     /// `targetRefs`.
     #[serde(default)]
     pub(crate) target_refs: Option<Vec<PolicyTargetRef>>,
-    /// `targetSelectors`: label selection is meaningless without a cluster API.
-    #[serde(default)]
-    pub(crate) target_selectors: Option<Value>,
     /// `retry`.
     #[serde(default)]
     pub(crate) retry: Option<Retry>,
@@ -572,139 +530,6 @@ pub(crate) struct BackendTrafficPolicySpec {
     /// `timeout`.
     #[serde(default)]
     pub(crate) timeout: Option<Timeout>,
-    // Settings accepted and ignored; each present one becomes a warning (see `ignored_settings`).
-    /// `loadBalancer`: Switchyard picks by priority, then weight at random.
-    #[serde(default)]
-    pub(crate) load_balancer: Option<Value>,
-    /// `rateLimit`.
-    #[serde(default)]
-    pub(crate) rate_limit: Option<Value>,
-    /// `faultInjection`.
-    #[serde(default)]
-    pub(crate) fault_injection: Option<Value>,
-    /// `proxyProtocol`.
-    #[serde(default)]
-    pub(crate) proxy_protocol: Option<Value>,
-    /// `tcpKeepalive`.
-    #[serde(default)]
-    pub(crate) tcp_keepalive: Option<Value>,
-    /// `connection`.
-    #[serde(default)]
-    pub(crate) connection: Option<Value>,
-    /// `dns`.
-    #[serde(default)]
-    pub(crate) dns: Option<Value>,
-    /// `http2`.
-    #[serde(default)]
-    pub(crate) http2: Option<Value>,
-    /// `mergeType`.
-    #[serde(default)]
-    pub(crate) merge_type: Option<Value>,
-    /// `useClientProtocol`.
-    #[serde(default)]
-    pub(crate) use_client_protocol: Option<Value>,
-    /// `compression`.
-    #[serde(default)]
-    pub(crate) compression: Option<Value>,
-    /// `responseOverride`.
-    #[serde(default)]
-    pub(crate) response_override: Option<Value>,
-    /// `httpUpgrade`.
-    #[serde(default)]
-    pub(crate) http_upgrade: Option<Value>,
-    /// `requestBuffer`.
-    #[serde(default)]
-    pub(crate) request_buffer: Option<Value>,
-    /// `telemetry`.
-    #[serde(default)]
-    pub(crate) telemetry: Option<Value>,
-}
-
-impl BackendTrafficPolicySpec {
-    /// The YAML names of the settings that are present, with why they do not apply.
-    pub(crate) fn ignored_settings(&self) -> Vec<(&'static str, &'static str)> {
-        let all: [(&'static str, bool, &'static str); 15] = [
-            (
-                "loadBalancer",
-                self.load_balancer.is_some(),
-                "Switchyard chooses by priority load, then weight at random",
-            ),
-            (
-                "rateLimit",
-                self.rate_limit.is_some(),
-                "rate limiting is not implemented",
-            ),
-            (
-                "faultInjection",
-                self.fault_injection.is_some(),
-                "fault injection is not implemented",
-            ),
-            (
-                "proxyProtocol",
-                self.proxy_protocol.is_some(),
-                "PROXY protocol towards backends is not implemented",
-            ),
-            (
-                "tcpKeepalive",
-                self.tcp_keepalive.is_some(),
-                "the OS keep-alive defaults apply",
-            ),
-            (
-                "connection",
-                self.connection.is_some(),
-                "connection buffer settings do not apply",
-            ),
-            (
-                "dns",
-                self.dns.is_some(),
-                "DNS is re-resolved on Switchyard's own schedule",
-            ),
-            (
-                "http2",
-                self.http2.is_some(),
-                "HTTP/2 tuning does not apply",
-            ),
-            (
-                "mergeType",
-                self.merge_type.is_some(),
-                "policies are not merged; only route-level policies apply",
-            ),
-            (
-                "useClientProtocol",
-                self.use_client_protocol.is_some(),
-                "the upstream protocol follows the backend",
-            ),
-            (
-                "compression",
-                self.compression.is_some(),
-                "response compression is not implemented",
-            ),
-            (
-                "responseOverride",
-                self.response_override.is_some(),
-                "response overrides are not implemented",
-            ),
-            (
-                "httpUpgrade",
-                self.http_upgrade.is_some(),
-                "protocol upgrades are not used by the OpenAI API",
-            ),
-            (
-                "requestBuffer",
-                self.request_buffer.is_some(),
-                "requests are always buffered up to the body limit",
-            ),
-            (
-                "telemetry",
-                self.telemetry.is_some(),
-                "tracing settings do not apply",
-            ),
-        ];
-        all.into_iter()
-            .filter(|(_, present, _)| *present)
-            .map(|(name, _, why)| (name, why))
-            .collect()
-    }
 }
 
 /// `Retry`.
@@ -804,9 +629,6 @@ pub(crate) struct PassiveHealthCheck {
     /// `alwaysEjectOneEndpoint`.
     #[serde(default)]
     pub(crate) always_eject_one_endpoint: Option<bool>,
-    /// `failurePercentageThreshold`: success-rate style ejection, not implemented.
-    #[serde(default)]
-    pub(crate) failure_percentage_threshold: Option<i64>,
 }
 
 /// `ActiveHealthCheck`.
@@ -819,9 +641,6 @@ pub(crate) struct ActiveHealthCheck {
     /// `interval` (default 3 s).
     #[serde(default)]
     pub(crate) interval: Option<GoDuration>,
-    /// `initialJitter`.
-    #[serde(default)]
-    pub(crate) initial_jitter: Option<GoDuration>,
     /// `unhealthyThreshold` (default 3).
     #[serde(default)]
     pub(crate) unhealthy_threshold: Option<i64>,
@@ -856,36 +675,15 @@ pub(crate) struct HttpActiveHealthChecker {
     /// `expectedStatuses` (default [200]).
     #[serde(default)]
     pub(crate) expected_statuses: Option<Vec<i64>>,
-    /// `expectedResponse`: body matching, not implemented.
-    #[serde(default)]
-    pub(crate) expected_response: Option<Value>,
-    /// `hostname`: Host header for probes (newer).
-    #[serde(default)]
-    pub(crate) hostname: Option<String>,
 }
 
 /// `CircuitBreaker`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CircuitBreaker {
-    /// `maxConnections`.
-    #[serde(default)]
-    pub(crate) max_connections: Option<i64>,
-    /// `maxPendingRequests`.
-    #[serde(default)]
-    pub(crate) max_pending_requests: Option<i64>,
-    /// `maxParallelRequests`.
-    #[serde(default)]
-    pub(crate) max_parallel_requests: Option<i64>,
     /// `maxParallelRetries` (default 1024): honoured.
     #[serde(default)]
     pub(crate) max_parallel_retries: Option<i64>,
-    /// `maxRequestsPerConnection`.
-    #[serde(default)]
-    pub(crate) max_requests_per_connection: Option<i64>,
-    /// `perEndpoint`.
-    #[serde(default)]
-    pub(crate) per_endpoint: Option<Value>,
 }
 
 /// `Timeout`.
@@ -895,9 +693,6 @@ pub(crate) struct Timeout {
     /// `tcp`.
     #[serde(default)]
     pub(crate) tcp: Option<TcpTimeout>,
-    /// `http` (`connectionIdleTimeout`, `maxConnectionDuration`, `requestTimeout`, …): not implemented.
-    #[serde(default)]
-    pub(crate) http: Option<Value>,
 }
 
 /// `TCPTimeout`.
@@ -920,9 +715,6 @@ pub(crate) struct BackendTlsPolicySpec {
     pub(crate) target_refs: Vec<PolicyTargetRef>,
     /// `validation`.
     pub(crate) validation: BackendTlsPolicyValidation,
-    /// `options`: implementation-specific TLS options; none are implemented.
-    #[serde(default)]
-    pub(crate) options: Option<Value>,
 }
 
 /// `BackendTLSPolicyValidation`.
@@ -953,16 +745,10 @@ pub(crate) struct GatewaySpec {
     /// `listeners`.
     #[serde(default)]
     pub(crate) listeners: Vec<Listener>,
-    /// `addresses`: the node listens where `--listen` says.
-    #[serde(default)]
-    pub(crate) addresses: Option<Value>,
     /// `infrastructure`: Kubernetes deployment hints.
     #[serde(default)]
     #[allow(dead_code)] // accepted: deployment hints have no meaning outside Kubernetes
     pub(crate) infrastructure: Option<Value>,
-    /// `backendTLS` (client certificate for upstreams): not implemented.
-    #[serde(default, rename = "backendTLS")]
-    pub(crate) backend_tls: Option<Value>,
 }
 
 /// `Listener`.
