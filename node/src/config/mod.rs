@@ -6,6 +6,8 @@
 
 pub mod duration;
 mod error;
+#[cfg(test)]
+mod examples_tests;
 mod fields;
 mod loader;
 pub mod model;
