@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates node/src/config/upstream_fields.txt: every `spec` field path that upstream's CRD OpenAPI
+"""Regenerates node/src/config/load/upstream_fields.txt: every `spec` field path that upstream's CRD OpenAPI
 schemas define, for the kinds Switchyard reads.
 
 The loader uses the list to tell a field upstream accepts (honoured, warned or refused by name) from a typo
@@ -8,7 +8,7 @@ the seed page's v0.2 `schema`/`targetRefs` stay known), over Envoy Gateway v1.2.
 builds against) and its newest snapshot, and over the Gateway API CRDs (BackendTLSPolicy, Gateway) those
 Envoy Gateway releases ship.
 
-Usage: scripts/upstream-fields.py AI_GATEWAY_GIT_DIR ENVOY_GATEWAY_GIT_DIR > node/src/config/upstream_fields.txt
+Usage: scripts/upstream-fields.py AI_GATEWAY_GIT_DIR ENVOY_GATEWAY_GIT_DIR > node/src/config/load/upstream_fields.txt
 """
 import subprocess
 import sys

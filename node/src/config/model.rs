@@ -1,6 +1,6 @@
 //! The resolved, validated configuration: what the YAML resources mean once every reference is followed.
 //!
-//! The loader (`config::loader`) turns Envoy AI Gateway resources into these types; everything else in the
+//! The loader (`config::load`) turns Envoy AI Gateway resources into these types; everything else in the
 //! node (routing snapshot, health, proxy) reads only these, never the raw YAML structs. Field names follow the
 //! YAML names so a reader can grep from a YAML key to the code that honours it.
 

@@ -2,12 +2,13 @@
 //! core Kubernetes spell them.
 //!
 //! Switchyard promises to read Envoy AI Gateway YAML unchanged, so these structs follow the upstream Go
-//! types field for field (`json:"…"` names, optionality), including fields this node does not act on:
-//! a config written for Envoy must load here, and the loader turns accepted-but-ignored fields into
-//! warnings instead of failing. Every struct we model denies unknown fields, so a typo inside a `spec`
-//! (`numRetry`, `prority`) is an error with its field path rather than a silently ignored setting. Sub-objects
-//! we never interpret (rate limits, filter config, OIDC settings…) are kept as opaque
-//! [`serde_json::Value`]s so any upstream shape is accepted.
+//! types (`json:"…"` names, optionality) for every field the loader reads. Fields upstream defines that
+//! Switchyard ignores or refuses are handled by `load/fields.rs` before these structs see the document
+//! (warned and dropped, or an error), and a test there proves that every other upstream field is modelled
+//! here. Every struct denies unknown fields as a second line behind that check, so a typo inside a `spec`
+//! (`numRetry`, `prority`) is an error with its field path. Sub-objects read but never interpreted (OIDC
+//! settings, Azure/GCP credentials…) are opaque [`serde_json::Value`]s so any upstream shape is accepted.
+//! A document's `apiVersion`/`kind`/`metadata` header is [`TypeMeta`], read before any of these.
 //!
 //! Nothing here is resolved or defaulted: numbers are read as `i64` so the loader can say "must be ≥ 0"
 //! with the field path instead of serde's "expected u32", and defaults live in the loader next to the
@@ -16,9 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, IgnoredAny, Visitor};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::duration::GoDuration;
 
@@ -32,39 +33,54 @@ pub(crate) const GROUP_GATEWAY_API: &str = "gateway.networking.k8s.io";
 // ---------------------------------------------------------------------------------------------------------
 // Envelope
 
-/// One whole YAML document of a kind with a `spec` (`apiVersion`, `kind`, `metadata`, `spec`, `status`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct Resource<S> {
-    /// `apiVersion`; checked by the loader before this struct is read.
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
+/// The header every document shares — `apiVersion`, `kind` and the part of `metadata` that identifies it —
+/// read once from the raw document before its body is typed, because every later error needs the
+/// identity. Other metadata (labels, annotations, uid, managedFields…) never changes routing and is
+/// dropped with the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeMeta {
+    /// `apiVersion`.
     pub(crate) api_version: String,
-    /// `kind`; likewise checked before.
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
+    /// `kind`.
     pub(crate) kind: String,
-    /// `metadata`.
-    #[allow(dead_code)]
-    // identity is taken from the raw document: errors need it before this parse
-    pub(crate) metadata: ObjectMeta,
-    /// `spec`.
-    pub(crate) spec: S,
-    /// `status`, written by controllers; accepted so `kubectl get -o yaml` output loads.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted so exported cluster state loads; never meaningful here
-    pub(crate) status: Option<IgnoredAny>,
+    /// `metadata.name`; `None` when missing (an error only for kinds Switchyard reads).
+    pub(crate) name: Option<String>,
+    /// `metadata.namespace`, or the default when missing or empty.
+    pub(crate) namespace: String,
 }
 
-/// The part of Kubernetes `ObjectMeta` this node uses. Other metadata (labels, annotations, uid,
-/// managedFields…) is accepted and ignored: it never changes routing.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ObjectMeta {
-    /// `metadata.name`.
-    pub(crate) name: String,
-    /// `metadata.namespace` (the loader defaults it to `default`).
-    #[serde(default)]
-    #[allow(dead_code)] // read from the raw document, like the name
-    pub(crate) namespace: Option<String>,
+impl TypeMeta {
+    /// Takes the header out of `doc`, leaving only the body; `Err((field, why))` when `kind` or
+    /// `apiVersion` is missing or not a string.
+    pub(crate) fn take(
+        doc: &mut Map<String, Value>,
+        default_namespace: &str,
+    ) -> Result<TypeMeta, (&'static str, &'static str)> {
+        const NOT_A_STRING: &str = "missing or not a string";
+        let kind = match doc.remove("kind") {
+            Some(Value::String(k)) => k,
+            _ => return Err(("kind", NOT_A_STRING)),
+        };
+        let api_version = match doc.remove("apiVersion") {
+            Some(Value::String(v)) => v,
+            _ => return Err(("apiVersion", NOT_A_STRING)),
+        };
+        let meta = doc.remove("metadata");
+        let field = |name: &str| {
+            meta.as_ref()
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(TypeMeta {
+            api_version,
+            kind,
+            name: field("name"),
+            namespace: field("namespace")
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| default_namespace.to_owned()),
+        })
+    }
 }
 
 /// A string that may also have been written as a YAML number or boolean (`version: 2024-10-21` is a
@@ -777,18 +793,10 @@ pub(crate) struct Listener {
 // ---------------------------------------------------------------------------------------------------------
 // v1 (core)
 
-/// A core `v1` `Secret`. Values are only ever held as [`RawSecretValue`] (redacted `Debug`).
+/// The body of a core `v1` `Secret` (after its [`TypeMeta`] header). Values are only ever held as [`RawSecretValue`] (redacted `Debug`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct SecretResource {
-    /// `apiVersion` (`v1`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) api_version: String,
-    /// `kind` (`Secret`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) kind: String,
-    /// `metadata`.
-    pub(crate) metadata: ObjectMeta,
     /// `type` (`Opaque`, …).
     #[serde(default, rename = "type")]
     #[allow(dead_code)] // any type may carry an apiKey
@@ -805,18 +813,10 @@ pub(crate) struct SecretResource {
     pub(crate) immutable: Option<bool>,
 }
 
-/// A core `v1` `ConfigMap` (CA bundles for `caCertificateRefs`).
+/// The body of a core `v1` `ConfigMap` (CA bundles for `caCertificateRefs`), after its header.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ConfigMapResource {
-    /// `apiVersion` (`v1`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) api_version: String,
-    /// `kind` (`ConfigMap`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) kind: String,
-    /// `metadata`.
-    pub(crate) metadata: ObjectMeta,
     /// `data`.
     #[serde(default)]
     pub(crate) data: BTreeMap<String, String>,

@@ -10,8 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::model::{BackendAuth, Config, HeaderMatchValue, RetryTrigger, SchemaName};
-use super::{load, ConfigError};
+use crate::config::model::{BackendAuth, Config, HeaderMatchValue, RetryTrigger, SchemaName};
+use crate::config::{load, ConfigError};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,7 +59,7 @@ fn assert_warned(cfg: &Config, needles: &[&str]) {
     }
 }
 
-fn route<'c>(cfg: &'c Config, name: &str) -> &'c super::model::Route {
+fn route<'c>(cfg: &'c Config, name: &str) -> &'c crate::config::model::Route {
     cfg.routes
         .iter()
         .find(|r| r.name == name)
@@ -373,7 +373,7 @@ fn v1alpha1_and_v1beta1_mean_the_same() {
             fs::write(sub.join(f.replace('/', "-")), text).expect("write");
         }
         let cfg = load(&sub).expect("loads");
-        let table = super::render_routing_table(&cfg);
+        let table = crate::config::render_routing_table(&cfg);
         tables.push(table.replace(&sub.display().to_string(), "DIR"));
     }
     assert_eq!(tables[0], tables[1]);

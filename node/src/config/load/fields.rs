@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use super::error::{ConfigError, ResourceId};
+use super::super::error::{ConfigError, ResourceId};
 
 /// One `Kind path` per line, generated from upstream's CRD schemas (see the module doc).
 const UPSTREAM_FIELDS: &str = include_str!("upstream_fields.txt");
@@ -149,7 +149,7 @@ fn fate(kind: &str, path: &str) -> Fate {
 pub(crate) fn check_spec(
     kind: &str,
     id: &ResourceId,
-    doc: &mut Value,
+    doc: &mut Map<String, Value>,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let Some(known) = upstream().get(kind) else {
@@ -237,7 +237,7 @@ mod tests {
     use super::*;
     use crate::config::resources::{
         AIGatewayRouteSpec, AIServiceBackendSpec, BackendSecurityPolicySpec, BackendSpec,
-        BackendTlsPolicySpec, BackendTrafficPolicySpec, GatewaySpec, Resource,
+        BackendTlsPolicySpec, BackendTrafficPolicySpec, GatewaySpec,
     };
     use std::path::PathBuf;
 
@@ -250,7 +250,7 @@ mod tests {
         }
     }
 
-    /// A document holding just `path` (with `[]` as a one-element list) set to `leaf`.
+    /// A document body holding just `path` (with `[]` as a one-element list) set to `leaf`.
     fn doc_with(kind: &str, path: &str, leaf: Value) -> Value {
         let mut v = leaf;
         for seg in path.rsplit('.') {
@@ -262,21 +262,17 @@ mod tests {
             m.insert(name.to_owned(), v);
             v = Value::Object(m);
         }
-        let Value::Object(mut m) = v else {
-            unreachable!()
-        };
-        m.insert("apiVersion".into(), "x/v1".into());
-        m.insert("kind".into(), kind.into());
-        m.insert("metadata".into(), serde_json::json!({"name": "n"}));
-        Value::Object(m)
+        let _ = kind;
+        v
     }
 
-    /// Deserialises `doc` as `kind`'s typed mirror; the error message if any.
+    /// Deserialises the `spec` of `doc` as `kind`'s typed mirror; the error message if any.
     fn typed_error(kind: &str, doc: Value) -> Option<String> {
         fn de<T: serde::de::DeserializeOwned>(doc: Value) -> Option<String> {
-            serde_path_to_error::deserialize::<_, Resource<T>>(doc)
+            let spec = doc.get("spec").cloned().unwrap_or(Value::Null);
+            serde_path_to_error::deserialize::<_, T>(spec)
                 .err()
-                .map(|e| format!("{}: {}", e.path(), e.inner()))
+                .map(|e| format!("spec.{}: {}", e.path(), e.inner()))
         }
         match kind {
             "AIGatewayRoute" => de::<AIGatewayRouteSpec>(doc),
@@ -445,7 +441,8 @@ mod tests {
             },
         ];
         for row in rows {
-            let mut doc = json!({"apiVersion": "x", "kind": row.kind, "spec": row.spec});
+            let mut doc = Map::new();
+            doc.insert("spec".into(), row.spec);
             let mut warnings = Vec::new();
             let got = check_spec(row.kind, &id(row.kind), &mut doc, &mut warnings);
             match (row.want, got) {
