@@ -14,4 +14,4 @@ mod table;
 pub use error::ConfigError;
 pub use load::load;
 pub use model::*;
-pub use table::{render_routing_table, routing_fingerprint};
+pub use table::{render_routing_table, routing_fingerprint, strict_check};

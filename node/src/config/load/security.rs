@@ -46,17 +46,10 @@ pub(super) fn resolve_security_policy(
     match spec.policy_type.as_str() {
         "APIKey" => {
             let holder = spec.api_key.as_ref().ok_or_else(|| required("apiKey"))?;
-            let (secret, value) = lookup_secret(store, id, "spec.apiKey.secretRef", &holder.secret_ref, API_KEY_SECRET_KEY)?;
-            // `echo key | base64` leaves a newline that would otherwise end up in the header.
-            let key = value.trim_end_matches(['\n', '\r']).to_owned();
-            if key.is_empty() {
-                return Err(id.error(
-                    "spec.apiKey.secretRef.name",
-                    format!("Secret {secret} key {API_KEY_SECRET_KEY} is empty"),
-                ));
-            }
+            let field = "spec.apiKey.secretRef";
+            let (secret, value) = lookup_secret(store, id, field, &holder.secret_ref, API_KEY_SECRET_KEY)?;
             Ok(BackendAuth::ApiKey {
-                key: SecretString::new(key),
+                key: header_safe_key(id, field, &secret, &value)?,
                 policy,
             })
         }
@@ -68,14 +61,7 @@ pub(super) fn resolve_security_policy(
                 (spec.anthropic_api_key.as_ref().ok_or_else(|| required("anthropicAPIKey"))?, "spec.anthropicAPIKey.secretRef")
             };
             let (secret, value) = lookup_secret(store, id, field, &holder.secret_ref, API_KEY_SECRET_KEY)?;
-            let key = value.trim_end_matches(['\n', '\r']).to_owned();
-            if key.is_empty() {
-                return Err(id.error(
-                    format!("{field}.name"),
-                    format!("Secret {secret} key {API_KEY_SECRET_KEY} is empty"),
-                ));
-            }
-            let key = SecretString::new(key);
+            let key = header_safe_key(id, field, &secret, &value)?;
             Ok(if azure {
                 BackendAuth::AzureApiKey { key, policy }
             } else {
@@ -121,6 +107,30 @@ pub(super) fn resolve_security_policy(
             format!("unknown type {other:?} (expected APIKey, AWSCredentials, AzureAPIKey, AnthropicAPIKey, AzureCredentials or GCPCredentials)"),
         )),
     }
+}
+
+/// An API key as it will be sent in a header. A trailing newline (`echo key | base64` leaves one) is
+/// dropped; any other byte a header value cannot carry (CR, LF, other control characters) is an error
+/// at load time, naming the Secret but never the value — at request time it could only fail every
+/// request, and a CR/LF must never reach the wire as a header break.
+fn header_safe_key(
+    id: &ResourceId,
+    field: &str,
+    secret: &str,
+    value: &str,
+) -> Result<SecretString, ConfigError> {
+    let key = value.trim_end_matches(['\n', '\r']);
+    let why = if key.is_empty() {
+        "is empty"
+    } else if http::HeaderValue::from_str(key).is_err() {
+        "holds a character an HTTP header value cannot carry (CR, LF or another control character; value not shown)"
+    } else {
+        return Ok(SecretString::new(key.to_owned()));
+    };
+    Err(id.error(
+        format!("{field}.name"),
+        format!("Secret {secret} key {API_KEY_SECRET_KEY} {why}"),
+    ))
 }
 
 /// Follows a `secretRef` to one key of a Secret. Errors name the Secret and key, never the value.

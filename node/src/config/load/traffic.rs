@@ -4,11 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::super::duration::GoDuration;
 use super::super::error::{ConfigError, ResourceId};
 use super::super::model::{
     ActiveHealthConfig, PassiveHealthConfig, RetryConfig, RetryTrigger, TrafficPolicy,
 };
-use super::super::resources::{ActiveHealthCheck, BackendTrafficPolicySpec};
+use super::super::resources::{
+    ActiveHealthCheck, BackendTrafficPolicySpec, PassiveHealthCheck, PerRetryPolicy, Retry, RetryOn,
+};
 use super::{find, Loaded, Store, Warnings};
 
 /// Upper bound on `numRetries`: Envoy has none, but a larger number is a typo, not a policy, and would
@@ -84,7 +87,7 @@ pub(super) fn attach_traffic_policies<'s>(
     Ok(out)
 }
 
-/// A BackendTrafficPolicy → [`TrafficPolicy`] with Envoy's defaults.
+/// A BackendTrafficPolicy → [`TrafficPolicy`] with Envoy's defaults, one helper per block.
 pub(super) fn resolve_traffic_policy(
     p: &Loaded<BackendTrafficPolicySpec>,
     warnings: &mut Warnings,
@@ -92,121 +95,9 @@ pub(super) fn resolve_traffic_policy(
     let id = &p.id;
     let spec = &p.spec;
     let mut out = TrafficPolicy::default();
-
     if let Some(r) = &spec.retry {
-        let defaults = RetryConfig::default();
-        let num_retries = r.num_retries.unwrap_or(i64::from(defaults.num_retries));
-        if !(0..=MAX_NUM_RETRIES).contains(&num_retries) {
-            return Err(id.error(
-                "spec.retry.numRetries",
-                format!("{num_retries} is not in 0..={MAX_NUM_RETRIES}"),
-            ));
-        }
-        let num_attempts_per_priority = match r.num_attempts_per_priority {
-            None => None,
-            Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
-            Some(n) => {
-                return Err(id.error(
-                    "spec.retry.numAttemptsPerPriority",
-                    format!("{n} must be at least 1"),
-                ))
-            }
-        };
-        let (triggers, http_status_codes) = match &r.retry_on {
-            // Envoy Gateway's defaults when `retryOn` is absent.
-            None => (
-                defaults.triggers.clone(),
-                defaults.http_status_codes.clone(),
-            ),
-            // Present: exactly what it says, nothing merged in.
-            Some(on) => {
-                let mut triggers = Vec::new();
-                for (i, t) in on.triggers.iter().flatten().enumerate() {
-                    let field = format!("spec.retry.retryOn.triggers[{i}]");
-                    match RetryTrigger::parse(t) {
-                        Some(trig) => {
-                            if !triggers.contains(&trig) {
-                                triggers.push(trig);
-                            }
-                        }
-                        None if matches!(t.as_str(), "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable") => {
-                            warnings.push(id.warning(field, format!("ignored: {t} is a gRPC trigger")));
-                        }
-                        None => {
-                            return Err(id.error(
-                                field,
-                                format!("unknown retry trigger {t:?} (expected 5xx, gateway-error, reset, reset-before-request, connect-failure, retriable-4xx, refused-stream, retriable-status-codes)"),
-                            ))
-                        }
-                    }
-                }
-                let mut codes = Vec::new();
-                for (i, c) in on.http_status_codes.iter().flatten().enumerate() {
-                    let code = u16::try_from(*c)
-                        .ok()
-                        .filter(|c| (100..=599).contains(c))
-                        .ok_or_else(|| {
-                            id.error(
-                                format!("spec.retry.retryOn.httpStatusCodes[{i}]"),
-                                format!("{c} is not an HTTP status (100..=599)"),
-                            )
-                        })?;
-                    codes.push(code);
-                }
-                if !codes.is_empty() && !triggers.contains(&RetryTrigger::RetriableStatusCodes) {
-                    warnings.push(id.warning(
-                        "spec.retry.retryOn.httpStatusCodes",
-                        "has no effect without the retriable-status-codes trigger",
-                    ));
-                }
-                if triggers.is_empty() {
-                    warnings.push(
-                        id.warning("spec.retry.retryOn", "no triggers: nothing will be retried"),
-                    );
-                }
-                (triggers, codes)
-            }
-        };
-        let mut base_interval = defaults.base_interval;
-        let mut max_interval = None;
-        let mut per_try_timeout = None;
-        if let Some(pr) = &r.per_retry {
-            per_try_timeout = pr.timeout.map(|d| d.0);
-            if per_try_timeout == Some(Duration::ZERO) {
-                return Err(id.error("spec.retry.perRetry.timeout", "must be greater than 0"));
-            }
-            if let Some(b) = &pr.back_off {
-                if let Some(base) = b.base_interval {
-                    if base.0.is_zero() {
-                        return Err(id.error(
-                            "spec.retry.perRetry.backOff.baseInterval",
-                            "must be greater than 0",
-                        ));
-                    }
-                    base_interval = base.0;
-                }
-                max_interval = b.max_interval.map(|d| d.0);
-            }
-        }
-        // Envoy: maxInterval defaults to 10 × baseInterval and may not be below it.
-        let max_interval = max_interval.unwrap_or(base_interval * 10);
-        if max_interval < base_interval {
-            return Err(id.error(
-                "spec.retry.perRetry.backOff.maxInterval",
-                "must be greater than or equal to baseInterval",
-            ));
-        }
-        out.retry = Some(RetryConfig {
-            num_retries: num_retries as u32,
-            triggers,
-            http_status_codes,
-            base_interval,
-            max_interval,
-            per_try_timeout,
-            num_attempts_per_priority,
-        });
+        out.retry = Some(retry(id, r, warnings)?);
     }
-
     if let Some(hc) = &spec.health_check {
         if let Some(pt) = hc.panic_threshold {
             out.panic_threshold = percent(pt).ok_or_else(|| {
@@ -217,97 +108,247 @@ pub(super) fn resolve_traffic_policy(
             })?;
         }
         if let Some(ps) = &hc.passive {
-            let d = PassiveHealthConfig::default();
-            let count = |v: Option<i64>, default: u32, name: &str| -> Result<u32, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(n) => u32::try_from(n).map_err(|_| {
-                        id.error(
-                            format!("spec.healthCheck.passive.{name}"),
-                            format!("{n} must be a non-negative integer"),
-                        )
-                    }),
-                }
-            };
-            let positive = |v: Option<super::super::duration::GoDuration>,
-                            default: Duration,
-                            name: &str|
-             -> Result<Duration, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(x) if x.0.is_zero() => Err(id.error(
-                        format!("spec.healthCheck.passive.{name}"),
-                        "must be greater than 0",
-                    )),
-                    Some(x) => Ok(x.0),
-                }
-            };
-            let max_ejection_percent = match ps.max_ejection_percent {
-                None => d.max_ejection_percent,
-                Some(v) => percent(v).ok_or_else(|| {
-                    id.error(
-                        "spec.healthCheck.passive.maxEjectionPercent",
-                        format!("{v} is not a percentage (0..=100)"),
-                    )
-                })?,
-            };
-            out.passive = Some(PassiveHealthConfig {
-                consecutive_5xx: count(
-                    ps.consecutive_5xx_errors,
-                    d.consecutive_5xx,
-                    "consecutive5XxErrors",
-                )?,
-                consecutive_gateway_errors: count(
-                    ps.consecutive_gateway_errors,
-                    d.consecutive_gateway_errors,
-                    "consecutiveGatewayErrors",
-                )?,
-                consecutive_local_origin_failures: count(
-                    ps.consecutive_local_origin_failures,
-                    d.consecutive_local_origin_failures,
-                    "consecutiveLocalOriginFailures",
-                )?,
-                split_external_local_origin_errors: ps
-                    .split_external_local_origin_errors
-                    .unwrap_or(d.split_external_local_origin_errors),
-                interval: positive(ps.interval, d.interval, "interval")?,
-                base_ejection_time: positive(
-                    ps.base_ejection_time,
-                    d.base_ejection_time,
-                    "baseEjectionTime",
-                )?,
-                max_ejection_percent,
-                always_eject_one_endpoint: ps
-                    .always_eject_one_endpoint
-                    .unwrap_or(d.always_eject_one_endpoint),
-                max_ejection_time: d.max_ejection_time,
-            });
+            out.passive = Some(passive_health(id, ps)?);
         }
         if let Some(a) = &hc.active {
             out.active = resolve_active_health(id, a, warnings)?;
         }
     }
-
-    if let Some(cb) = &spec.circuit_breaker {
-        if let Some(n) = cb.max_parallel_retries {
-            out.max_parallel_retries = u32::try_from(n).map_err(|_| {
-                id.error(
-                    "spec.circuitBreaker.maxParallelRetries",
-                    format!("{n} must be a non-negative integer"),
-                )
-            })?;
-        }
+    if let Some(n) = spec
+        .circuit_breaker
+        .as_ref()
+        .and_then(|cb| cb.max_parallel_retries)
+    {
+        out.max_parallel_retries = u32::try_from(n).map_err(|_| {
+            id.error(
+                "spec.circuitBreaker.maxParallelRetries",
+                format!("{n} must be a non-negative integer"),
+            )
+        })?;
     }
-
-    if let Some(t) = &spec.timeout {
-        if let Some(ct) = t.tcp.as_ref().and_then(|tcp| tcp.connect_timeout) {
-            if ct.0.is_zero() {
-                return Err(id.error("spec.timeout.tcp.connectTimeout", "must be greater than 0"));
-            }
-            out.connect_timeout = ct.0;
+    if let Some(ct) = spec
+        .timeout
+        .as_ref()
+        .and_then(|t| t.tcp.as_ref())
+        .and_then(|tcp| tcp.connect_timeout)
+    {
+        if ct.0.is_zero() {
+            return Err(id.error("spec.timeout.tcp.connectTimeout", "must be greater than 0"));
         }
+        out.connect_timeout = ct.0;
     }
     Ok(out)
+}
+
+/// `retry` → [`RetryConfig`] (Envoy Gateway `buildRetry` + the xDS translator's `buildRetryPolicy`).
+fn retry(id: &ResourceId, r: &Retry, warnings: &mut Warnings) -> Result<RetryConfig, ConfigError> {
+    let defaults = RetryConfig::default();
+    let num_retries = r.num_retries.unwrap_or(i64::from(defaults.num_retries));
+    if !(0..=MAX_NUM_RETRIES).contains(&num_retries) {
+        return Err(id.error(
+            "spec.retry.numRetries",
+            format!("{num_retries} is not in 0..={MAX_NUM_RETRIES}"),
+        ));
+    }
+    let num_attempts_per_priority = match r.num_attempts_per_priority {
+        None => None,
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Some(n as u32),
+        Some(n) => {
+            return Err(id.error(
+                "spec.retry.numAttemptsPerPriority",
+                format!("{n} must be at least 1"),
+            ))
+        }
+    };
+    let (triggers, http_status_codes) = retry_on(id, r.retry_on.as_ref(), warnings)?;
+    let (base_interval, max_interval, per_try_timeout) = per_retry(id, r.per_retry.as_ref())?;
+    Ok(RetryConfig {
+        num_retries: num_retries as u32,
+        triggers,
+        http_status_codes,
+        base_interval,
+        max_interval,
+        per_try_timeout,
+        num_attempts_per_priority,
+    })
+}
+
+/// `retryOn` → (triggers, retriable status codes), as Envoy Gateway builds Envoy's retry policy: the
+/// default triggers (connect-failure, refused-stream, retriable-status-codes) apply unless `triggers` lists
+/// some, and the default codes ([503]) unless `retryOn` names any field at all — so an empty `retryOn`
+/// is the defaults, and a codes-only `retryOn` is the default triggers with those codes (audit D5).
+fn retry_on(
+    id: &ResourceId,
+    on: Option<&RetryOn>,
+    warnings: &mut Warnings,
+) -> Result<(Vec<RetryTrigger>, Vec<u16>), ConfigError> {
+    let defaults = RetryConfig::default();
+    // EG `buildRetry` keeps `retryOn` only when triggers or httpStatusCodes is set.
+    let Some(on) = on.filter(|on| on.triggers.is_some() || on.http_status_codes.is_some()) else {
+        return Ok((defaults.triggers, defaults.http_status_codes));
+    };
+    let mut triggers = Vec::new();
+    for (i, t) in on.triggers.iter().flatten().enumerate() {
+        let field = format!("spec.retry.retryOn.triggers[{i}]");
+        match RetryTrigger::parse(t) {
+            Some(trig) => {
+                if !triggers.contains(&trig) {
+                    triggers.push(trig);
+                }
+            }
+            None if matches!(
+                t.as_str(),
+                "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable"
+            ) =>
+            {
+                warnings.push(id.warning(field, format!("ignored: {t} is a gRPC trigger")));
+            }
+            None => {
+                return Err(id.error(
+                    field,
+                    format!("unknown retry trigger {t:?} (expected 5xx, gateway-error, reset, reset-before-request, connect-failure, retriable-4xx, refused-stream, retriable-status-codes)"),
+                ))
+            }
+        }
+    }
+    // EG/xDS: an empty trigger list leaves Envoy Gateway's default `retry_on` in place.
+    if on.triggers.as_ref().is_none_or(|t| t.is_empty()) {
+        triggers = defaults.triggers;
+    } else if triggers.is_empty() {
+        warnings.push(id.warning(
+            "spec.retry.retryOn.triggers",
+            "only gRPC triggers: nothing will be retried",
+        ));
+    }
+    let mut codes = Vec::new();
+    for (i, c) in on.http_status_codes.iter().flatten().enumerate() {
+        let code = u16::try_from(*c)
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .ok_or_else(|| {
+                id.error(
+                    format!("spec.retry.retryOn.httpStatusCodes[{i}]"),
+                    format!("{c} is not an HTTP status (100..=599)"),
+                )
+            })?;
+        codes.push(code);
+    }
+    if !codes.is_empty() && !triggers.contains(&RetryTrigger::RetriableStatusCodes) {
+        warnings.push(id.warning(
+            "spec.retry.retryOn.httpStatusCodes",
+            "has no effect without the retriable-status-codes trigger",
+        ));
+    }
+    Ok((triggers, codes))
+}
+
+/// `perRetry` → (backoff base, backoff max, per-try timeout).
+fn per_retry(
+    id: &ResourceId,
+    pr: Option<&PerRetryPolicy>,
+) -> Result<(Duration, Duration, Option<Duration>), ConfigError> {
+    let mut base_interval = RetryConfig::default().base_interval;
+    let mut max_interval = None;
+    let mut per_try_timeout = None;
+    if let Some(pr) = pr {
+        per_try_timeout = pr.timeout.map(|d| d.0);
+        if per_try_timeout == Some(Duration::ZERO) {
+            return Err(id.error("spec.retry.perRetry.timeout", "must be greater than 0"));
+        }
+        if let Some(b) = &pr.back_off {
+            if let Some(base) = b.base_interval {
+                if base.0.is_zero() {
+                    return Err(id.error(
+                        "spec.retry.perRetry.backOff.baseInterval",
+                        "must be greater than 0",
+                    ));
+                }
+                base_interval = base.0;
+            }
+            max_interval = b.max_interval.map(|d| d.0);
+        }
+    }
+    // Envoy: maxInterval defaults to 10 × baseInterval and may not be below it.
+    let max_interval = max_interval.unwrap_or(base_interval * 10);
+    if max_interval < base_interval {
+        return Err(id.error(
+            "spec.retry.perRetry.backOff.maxInterval",
+            "must be greater than or equal to baseInterval",
+        ));
+    }
+    Ok((base_interval, max_interval, per_try_timeout))
+}
+
+/// `healthCheck.passive` → [`PassiveHealthConfig`] (Envoy outlier detection as Envoy Gateway configures it).
+fn passive_health(
+    id: &ResourceId,
+    ps: &PassiveHealthCheck,
+) -> Result<PassiveHealthConfig, ConfigError> {
+    let d = PassiveHealthConfig::default();
+    let count = |v: Option<i64>, default: u32, name: &str| -> Result<u32, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(n) => u32::try_from(n).map_err(|_| {
+                id.error(
+                    format!("spec.healthCheck.passive.{name}"),
+                    format!("{n} must be a non-negative integer"),
+                )
+            }),
+        }
+    };
+    let positive = |v: Option<GoDuration>, default: Duration, name: &str| match v {
+        None => Ok(default),
+        Some(x) if x.0.is_zero() => Err(id.error(
+            format!("spec.healthCheck.passive.{name}"),
+            "must be greater than 0",
+        )),
+        Some(x) => Ok(x.0),
+    };
+    let max_ejection_percent = match ps.max_ejection_percent {
+        // Envoy Gateway only sets max_ejection_percent when it is above 0, so 0 leaves Envoy's
+        // default of 10 % (audit D9), rather than disabling ejection.
+        None | Some(0) => d.max_ejection_percent,
+        Some(v) => percent(v).ok_or_else(|| {
+            id.error(
+                "spec.healthCheck.passive.maxEjectionPercent",
+                format!("{v} is not a percentage (0..=100)"),
+            )
+        })?,
+    };
+    let base_ejection_time = positive(
+        ps.base_ejection_time,
+        d.base_ejection_time,
+        "baseEjectionTime",
+    )?;
+    Ok(PassiveHealthConfig {
+        consecutive_5xx: count(
+            ps.consecutive_5xx_errors,
+            d.consecutive_5xx,
+            "consecutive5XxErrors",
+        )?,
+        consecutive_gateway_errors: count(
+            ps.consecutive_gateway_errors,
+            d.consecutive_gateway_errors,
+            "consecutiveGatewayErrors",
+        )?,
+        consecutive_local_origin_failures: count(
+            ps.consecutive_local_origin_failures,
+            d.consecutive_local_origin_failures,
+            "consecutiveLocalOriginFailures",
+        )?,
+        split_external_local_origin_errors: ps
+            .split_external_local_origin_errors
+            .unwrap_or(d.split_external_local_origin_errors),
+        interval: positive(ps.interval, d.interval, "interval")?,
+        base_ejection_time,
+        max_ejection_percent,
+        always_eject_one_endpoint: ps
+            .always_eject_one_endpoint
+            .unwrap_or(d.always_eject_one_endpoint),
+        // Envoy: max_ejection_time defaults to 300 s or base_ejection_time, whichever is larger (D8);
+        // Envoy Gateway does not expose it.
+        max_ejection_time: d.max_ejection_time.max(base_ejection_time),
+    })
 }
 
 pub(super) fn percent(v: i64) -> Option<u32> {

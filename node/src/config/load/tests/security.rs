@@ -234,3 +234,25 @@ fn base64_decodes_like_kubernetes_data() {
         );
     }
 }
+
+/// Issue 18: a key holding CR/LF (or another byte a header cannot carry) fails the load — so `validate`
+/// and a reload both refuse it — naming the policy and Secret, never the key; a trailing newline alone
+/// is still trimmed.
+#[test]
+fn api_keys_a_header_cannot_carry_fail_naming_the_secret_not_the_key() {
+    // base64 of "sk-very-secret-4242\r\nX-Evil: 1", and of it with a DEL byte (0x7f) inside.
+    for data in [
+        "stringData:\n  apiKey: \"sk-very-secret-4242\\r\\nX-Evil: 1\"",
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mg0KWC1FdmlsOiAx",
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mn8=",
+    ] {
+        let err = load_err(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{data}\n"
+        )));
+        assert!(
+            err.contains("BackendSecurityPolicy/default/key: spec.apiKey.secretRef.name: Secret default/s key apiKey holds a character an HTTP header value cannot carry"),
+            "{data}: {err}"
+        );
+        assert!(!err.contains("sk-very"), "{data}: the key leaked: {err}");
+    }
+}

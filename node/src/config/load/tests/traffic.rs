@@ -111,3 +111,85 @@ spec:
         );
     }
 }
+
+fn with_traffic_policy(policy_spec: &str) -> String {
+    format!(
+        "{ROUTE}{BACKEND}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: p
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: r
+{policy_spec}"
+    )
+}
+
+/// Audit D5: Envoy Gateway keeps its default triggers (connect-failure, refused-stream,
+/// retriable-status-codes) when `retryOn` lists none, and its default code 503 only when `retryOn` sets
+/// nothing at all. One row per shape of `retryOn`.
+#[test]
+fn retry_on_without_triggers_keeps_envoy_gateways_defaults() {
+    use RetryTrigger::*;
+    let defaults = vec![ConnectFailure, RefusedStream, RetriableStatusCodes];
+    let rows: [(&str, &str, Vec<RetryTrigger>, Vec<u16>); 5] = [
+        ("absent", "", defaults.clone(), vec![503]),
+        ("empty", "    retryOn: {}\n", defaults.clone(), vec![503]),
+        (
+            "codes only",
+            "    retryOn:\n      httpStatusCodes: [500, 502]\n",
+            defaults.clone(),
+            vec![500, 502],
+        ),
+        (
+            "empty trigger list with codes",
+            "    retryOn:\n      triggers: []\n      httpStatusCodes: [429]\n",
+            defaults.clone(),
+            vec![429],
+        ),
+        (
+            "triggers only: no codes",
+            "    retryOn:\n      triggers: [5xx]\n",
+            vec![FiveXx],
+            vec![],
+        ),
+    ];
+    for (name, retry_on, triggers, codes) in rows {
+        let cfg = load_ok(&with_traffic_policy(&format!(
+            "  retry:\n    numRetries: 2\n{retry_on}"
+        )));
+        let r = cfg.routes[0].traffic.retry.as_ref().expect("retry");
+        assert_eq!(
+            (&r.triggers, &r.http_status_codes),
+            (&triggers, &codes),
+            "{name}"
+        );
+    }
+}
+
+/// Audit D8 and D9: Envoy's max ejection time is max(300 s, baseEjectionTime); `maxEjectionPercent: 0`
+/// is omitted by Envoy Gateway, so Envoy's 10 % applies.
+#[test]
+fn passive_health_limits_follow_envoy_and_envoy_gateway() {
+    let rows = [
+        ("base 30s", "baseEjectionTime: 30s", 300, 10),
+        ("base above 300s", "baseEjectionTime: 10m", 600, 10),
+        ("percent 0 is the default", "maxEjectionPercent: 0", 300, 10),
+        ("percent 100", "maxEjectionPercent: 100", 300, 100),
+    ];
+    for (name, field, max_secs, percent) in rows {
+        let cfg = load_ok(&with_traffic_policy(&format!(
+            "  healthCheck:\n    passive:\n      {field}\n"
+        )));
+        let p = cfg.routes[0].traffic.passive.as_ref().expect("passive");
+        assert_eq!(
+            (p.max_ejection_time, p.max_ejection_percent),
+            (Duration::from_secs(max_secs), percent),
+            "{name}"
+        );
+    }
+}
