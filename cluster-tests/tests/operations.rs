@@ -180,6 +180,8 @@ async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
 /// what Switchyard does instead, and fails only with `--strict`; a config without warnings passes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_strict_fails_on_warnings_only() {
+    // Built (if stale) before the clock starts: the bound is for the commands, not for cargo.
+    bin_path("switchyard");
     run_bounded(Duration::from_secs(30), async {
         let dir = tempfile::tempdir()?;
         let warned = dir.path().join("warned.yaml");

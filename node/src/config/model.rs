@@ -93,6 +93,9 @@ pub struct Rule {
     pub request_timeout: Duration,
     /// `modelsOwnedBy` (default "Envoy AI Gateway"), reported by `GET /v1/models`.
     pub models_owned_by: String,
+    /// `GET /v1/models` `created` (Unix seconds): `modelsCreatedAt`, else the route's
+    /// `metadata.creationTimestamp`, as Envoy AI Gateway does; `None` = when the node loaded the config.
+    pub models_created_at: Option<u64>,
 }
 
 /// One `matches[]` entry: every header condition must hold.

@@ -47,6 +47,8 @@ pub(crate) struct TypeMeta {
     pub(crate) name: Option<String>,
     /// `metadata.namespace`, or the default when missing or empty.
     pub(crate) namespace: String,
+    /// `metadata.creationTimestamp` (RFC 3339), as exported resources carry it.
+    pub(crate) creation_timestamp: Option<String>,
 }
 
 impl TypeMeta {
@@ -79,6 +81,7 @@ impl TypeMeta {
             namespace: field("namespace")
                 .filter(|ns| !ns.is_empty())
                 .unwrap_or_else(|| default_namespace.to_owned()),
+            creation_timestamp: field("creationTimestamp"),
         })
     }
 }

@@ -74,7 +74,10 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("Backend", "spec.fallback", Ignored("the AIGatewayRoute backendRefs[].priority decides fallback")),
     // --- BackendTLSPolicy -----------------------------------------------------------------------------
     ("BackendTLSPolicy", "spec.options", Ignored("no TLS options are implemented")),
+    ("BackendTLSPolicy", "spec.targetRefs[].sectionName", Ignored("the policy applies to every endpoint of the Backend")),
     // --- BackendTrafficPolicy -------------------------------------------------------------------------
+    ("BackendTrafficPolicy", "spec.targetRef.sectionName", Ignored("the policy applies to every rule of the route")),
+    ("BackendTrafficPolicy", "spec.targetRefs[].sectionName", Ignored("the policy applies to every rule of the route")),
     ("BackendTrafficPolicy", "spec.targetSelectors", Ignored("attach the policy by targetRefs (kind HTTPRoute, name = the AIGatewayRoute's name)")),
     ("BackendTrafficPolicy", "spec.loadBalancer", Ignored("Switchyard chooses by priority load, then weight at random")),
     ("BackendTrafficPolicy", "spec.rateLimit", Ignored("rate limiting is not implemented")),

@@ -101,6 +101,8 @@ fn collect_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 struct Loaded<T> {
     id: ResourceId,
     spec: T,
+    /// `metadata.creationTimestamp` as written (only a route's is read: `GET /v1/models` `created`).
+    created: Option<String>,
 }
 
 /// Every resource read so far, by kind, in load order.
@@ -156,7 +158,8 @@ impl Stored for SecretResource {
 }
 
 /// Types a document's body (what follows its header) and stores it.
-type Push = fn(&mut Store, ResourceId, Map<String, Value>) -> Result<(), ConfigError>;
+type Push =
+    fn(&mut Store, ResourceId, Option<String>, Map<String, Value>) -> Result<(), ConfigError>;
 
 /// How one kind is read: its API group, the versions accepted, and how its body is typed and stored.
 struct KindSpec {
@@ -233,6 +236,7 @@ const KINDS: &[KindSpec] = &[
 fn push_spec<S: Stored>(
     store: &mut Store,
     id: ResourceId,
+    created: Option<String>,
     mut body: Map<String, Value>,
 ) -> Result<(), ConfigError> {
     body.remove("status");
@@ -246,7 +250,7 @@ fn push_spec<S: Stored>(
         ));
     }
     let spec = typed::<S>(&id, "spec", spec)?;
-    S::bucket(store).push(Loaded { id, spec });
+    S::bucket(store).push(Loaded { id, spec, created });
     Ok(())
 }
 
@@ -254,10 +258,11 @@ fn push_spec<S: Stored>(
 fn push_body<T: Stored>(
     store: &mut Store,
     id: ResourceId,
+    created: Option<String>,
     body: Map<String, Value>,
 ) -> Result<(), ConfigError> {
     let spec = typed::<T>(&id, "", Value::Object(body))?;
-    T::bucket(store).push(Loaded { id, spec });
+    T::bucket(store).push(Loaded { id, spec, created });
     Ok(())
 }
 
@@ -311,6 +316,7 @@ fn parse_document(
         kind,
         name,
         namespace,
+        creation_timestamp,
     } = meta;
     let label = match &name {
         Some(n) => format!("{kind}/{namespace}/{n}"),
@@ -366,7 +372,7 @@ fn parse_document(
     }
     store.seen.insert(seen_key, file.to_path_buf());
     fields::check_spec(&kind, &id, &mut obj, &mut store.warnings)?;
-    (spec.push)(store, id, obj)
+    (spec.push)(store, id, creation_timestamp, obj)
 }
 
 fn expected_api_versions(group: &str, versions: &[&str]) -> String {

@@ -113,12 +113,17 @@ impl<'a> RouteCtx<'a> {
                     ));
                 }
             }
-            if rule.models_created_at.is_some() {
-                self.warnings.push(id.warning(
-                    format!("{field}.modelsCreatedAt"),
-                    "ignored: GET /v1/models reports the time the configuration was loaded",
-                ));
-            }
+            let models_created_at = match &rule.models_created_at {
+                Some(v) => Some(unix_seconds(id, &format!("{field}.modelsCreatedAt"), v)?),
+                None => match &route.created {
+                    Some(ts) => Some(unix_seconds(
+                        id,
+                        "metadata.creationTimestamp",
+                        &serde_json::Value::String(ts.clone()),
+                    )?),
+                    None => None,
+                },
+            };
             rules.push(Rule {
                 matches,
                 backend_refs,
@@ -127,6 +132,7 @@ impl<'a> RouteCtx<'a> {
                     .models_owned_by
                     .clone()
                     .unwrap_or_else(|| DEFAULT_MODELS_OWNED_BY.to_owned()),
+                models_created_at,
             });
         }
         Ok(Route {
@@ -379,6 +385,25 @@ impl<'a> RouteCtx<'a> {
 
 pub(super) fn auth_policy(a: &BackendAuth) -> &str {
     a.policy()
+}
+
+/// An RFC 3339 timestamp (`metav1.Time`, e.g. `2025-05-01T00:00:00Z`) → Unix seconds. YAML may hand it
+/// over as a string or, unquoted, already as a timestamp string; anything else is an error.
+pub(super) fn unix_seconds(
+    id: &ResourceId,
+    field: &str,
+    v: &serde_json::Value,
+) -> Result<u64, ConfigError> {
+    use time::format_description::well_known::Rfc3339;
+    let bad = || {
+        id.error(
+            field,
+            format!("{v} is not an RFC 3339 time (e.g. 2025-05-01T00:00:00Z)"),
+        )
+    };
+    let s = v.as_str().ok_or_else(bad)?;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| bad())?;
+    u64::try_from(t.unix_timestamp()).map_err(|_| bad())
 }
 
 pub(super) fn non_negative_u32(id: &ResourceId, field: &str, v: i64) -> Result<u32, ConfigError> {

@@ -60,3 +60,48 @@ fn provider_hosts_imply_schemas() {
         );
     }
 }
+
+/// Audit D11: `GET /v1/models` `created` is `modelsCreatedAt`, else the route's
+/// `metadata.creationTimestamp` (Envoy AI Gateway's controller does the same), else unset (the node
+/// then reports when it loaded the config); a malformed time is an error naming the field.
+#[test]
+fn models_created_at_then_creation_timestamp() {
+    let with_created = |meta: &str, rule: &str| {
+        ROUTE
+            .replace("  name: r\n", &format!("  name: r\n{meta}"))
+            .replace(
+                "      backendRefs:\n",
+                &format!("{rule}      backendRefs:\n"),
+            )
+            + BACKEND
+    };
+    let created = |yaml: &str| load_ok(yaml).routes[0].rules[0].models_created_at;
+    assert_eq!(created(&with_created("", "")), None);
+    assert_eq!(
+        created(&with_created(
+            "",
+            "      modelsCreatedAt: \"2025-05-01T00:00:00Z\"\n"
+        )),
+        Some(1_746_057_600)
+    );
+    assert_eq!(
+        created(&with_created(
+            "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+            ""
+        )),
+        Some(1_704_067_200)
+    );
+    assert_eq!(
+        created(&with_created(
+            "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+            "      modelsCreatedAt: 2025-05-01T02:00:00+02:00\n"
+        )),
+        Some(1_746_057_600),
+        "modelsCreatedAt wins, unquoted and with an offset"
+    );
+    let err = load_err(&with_created("", "      modelsCreatedAt: yesterday\n"));
+    assert!(
+        err.contains("spec.rules[0].modelsCreatedAt: \"yesterday\" is not an RFC 3339 time"),
+        "{err}"
+    );
+}
