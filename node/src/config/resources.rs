@@ -420,7 +420,6 @@ pub(crate) struct SecretRefHolder {
 /// `BackendSecurityPolicyAWSCredentials`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // modelled so typos fail now; read when AWSCredentials support lands
 pub(crate) struct AwsCredentials {
     /// `region`.
     pub(crate) region: String,
@@ -435,7 +434,6 @@ pub(crate) struct AwsCredentials {
 /// `AWSCredentialsFile`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // read when AWSCredentials support lands
 pub(crate) struct AwsCredentialsFile {
     /// `secretRef` (key `credentials`).
     pub(crate) secret_ref: SecretObjectRef,
@@ -776,10 +774,6 @@ pub(crate) struct GatewaySpec {
 pub(crate) struct Listener {
     /// `name`.
     pub(crate) name: String,
-    /// `hostname`.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted: every request reaching the node is served
-    pub(crate) hostname: Option<String>,
     /// `port`.
     pub(crate) port: i64,
     /// `protocol` (`HTTP`, `HTTPS`, …).

@@ -115,6 +115,7 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("BackendTrafficPolicy", "spec.timeout.http", Ignored("the route timeout is AIGatewayRoute rules[].timeouts.request and the per-attempt timeout retry.perRetry.timeout")),
     // --- Gateway --------------------------------------------------------------------------------------
     ("Gateway", "spec.addresses", Ignored("the node listens where --listen says")),
+    ("Gateway", "spec.listeners[].hostname", Ignored("every request reaching the node is served whatever its Host")),
     ("Gateway", "spec.backendTLS", Ignored("client certificates towards backends are not implemented")),
     ("Gateway", "spec.tls", Ignored("client certificates towards backends are not implemented")),
     ("Gateway", "spec.allowedListeners", Ignored("ListenerSets are not read; a node has one listener")),
