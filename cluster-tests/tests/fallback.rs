@@ -508,6 +508,16 @@ async fn h2c_clients_are_served_and_models_are_listed() {
             v["data"][0]["id"] == MODEL && v["data"][0]["owned_by"] == "Envoy AI Gateway",
             "{v}"
         );
+        // No modelsCreatedAt or creationTimestamp in this config: `created` is when the node loaded it
+        // (audit D11; it was 0), so within the last hour.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let created = v["data"][0]["created"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            created <= now && created + 3600 > now,
+            "created {created}, now {now}: {v}"
+        );
         let seen: Vec<String> = primary
             .requests()
             .await?

@@ -175,3 +175,68 @@ async fn the_drain_finishes_a_stream_in_flight_and_closes_idle_connections() {
     })
     .await;
 }
+
+/// `switchyard validate --strict` (issue 16): a config that loads with warnings prints them, each saying
+/// what Switchyard does instead, and fails only with `--strict`; a config without warnings passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_strict_fails_on_warnings_only() {
+    // Built (if stale) before the clock starts: the bound is for the commands, not for cargo.
+    bin_path("switchyard");
+    run_bounded(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir()?;
+        let warned = dir.path().join("warned.yaml");
+        let clean = dir.path().join("clean.yaml");
+        let route = "apiVersion: aigateway.envoyproxy.io/v1beta1
+kind: AIGatewayRoute
+metadata:
+  name: r
+spec:
+  rules:
+    - matches:
+        - headers:
+            - name: x-ai-eg-model
+              value: m
+      backendRefs:
+        - name: b
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: b
+spec:
+  endpoints:
+    - ip:
+        address: 127.0.0.1
+        port: 9
+";
+        std::fs::write(&clean, route)?;
+        std::fs::write(
+            &warned,
+            route.replace("  rules:\n", "  hostnames: [ai.example.com]\n  rules:\n"),
+        )?;
+        let (clean, warned) = (clean.display().to_string(), warned.display().to_string());
+
+        let out = switchyard(&["validate", "--config", &warned]).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.success(), "validate without --strict: {out:?}");
+        ensure!(
+            stdout.contains(
+                "spec.hostnames: ignored: every route is served whatever the request's Host"
+            ),
+            "the warning says what Switchyard does instead: {stdout}"
+        );
+        let out = switchyard(&["validate", "--config", &warned, "--strict"]).await?;
+        ensure!(
+            !out.status.success(),
+            "--strict with a warning succeeded: {out:?}"
+        );
+        ensure!(
+            String::from_utf8_lossy(&out.stderr).contains("1 warning(s) above and --strict"),
+            "{out:?}"
+        );
+        let out = switchyard(&["validate", "--config", &clean, "--strict"]).await?;
+        ensure!(out.status.success(), "--strict without warnings: {out:?}");
+        Ok(())
+    })
+    .await;
+}

@@ -28,6 +28,10 @@ pub enum Command {
         /// Config file or directory.
         #[arg(long, env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
+        /// Exit non-zero when the config loads with warnings (fields accepted but not acted on, skipped
+        /// kinds, unused resources), for CI.
+        #[arg(long, env = "SWITCHYARD_VALIDATE_STRICT")]
+        strict: bool,
     },
     /// Show a running node's status (routes, backends, health).
     Status {

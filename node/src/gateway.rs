@@ -168,6 +168,10 @@ impl Gateway {
 
     async fn apply(&self, cfg: Config) -> Result<(), LoadError> {
         let _serial = self.reload_lock.lock().await;
+        // `GET /v1/models` `created` for rules with no modelsCreatedAt / creationTimestamp (Unix seconds).
+        let loaded_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         // Names new to this config are resolved before it goes live; known ones wait for the refresh task.
         let wanted = fqdn_endpoints(&cfg);
         let known = self.resolved.load_full();
@@ -270,6 +274,7 @@ impl Gateway {
                     hosts,
                     request_timeout: rule.request_timeout,
                     models_owned_by: rule.models_owned_by.clone(),
+                    models_created: rule.models_created_at.unwrap_or(loaded_at),
                 });
             }
 

@@ -53,10 +53,10 @@ fn main() -> ExitCode {
                 switchyard::run::run(args).await?;
                 Ok(())
             }
-            Command::Validate { config } => {
+            Command::Validate { config, strict } => {
                 let cfg = switchyard::config::load(&config)?;
                 print!("{}", switchyard::config::render_routing_table(&cfg));
-                Ok(())
+                switchyard::config::strict_check(&cfg, strict).map_err(anyhow::Error::msg)
             }
             Command::Status { admin, json } => {
                 let v = switchyard::status::fetch(&admin).await?;

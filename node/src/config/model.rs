@@ -1,6 +1,6 @@
 //! The resolved, validated configuration: what the YAML resources mean once every reference is followed.
 //!
-//! The loader (`config::loader`) turns Envoy AI Gateway resources into these types; everything else in the
+//! The loader (`config::load`) turns Envoy AI Gateway resources into these types; everything else in the
 //! node (routing snapshot, health, proxy) reads only these, never the raw YAML structs. Field names follow the
 //! YAML names so a reader can grep from a YAML key to the code that honours it.
 
@@ -93,6 +93,9 @@ pub struct Rule {
     pub request_timeout: Duration,
     /// `modelsOwnedBy` (default "Envoy AI Gateway"), reported by `GET /v1/models`.
     pub models_owned_by: String,
+    /// `GET /v1/models` `created` (Unix seconds): `modelsCreatedAt`, else the route's
+    /// `metadata.creationTimestamp`, as Envoy AI Gateway does; `None` = when the node loaded the config.
+    pub models_created_at: Option<u64>,
 }
 
 /// One `matches[]` entry: every header condition must hold.

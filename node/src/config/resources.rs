@@ -2,12 +2,13 @@
 //! core Kubernetes spell them.
 //!
 //! Switchyard promises to read Envoy AI Gateway YAML unchanged, so these structs follow the upstream Go
-//! types field for field (`json:"…"` names, optionality), including fields this node does not act on:
-//! a config written for Envoy must load here, and the loader turns accepted-but-ignored fields into
-//! warnings instead of failing. Every struct we model denies unknown fields, so a typo inside a `spec`
-//! (`numRetry`, `prority`) is an error with its field path rather than a silently ignored setting. Sub-objects
-//! we never interpret (rate limits, filter config, OIDC settings…) are kept as opaque
-//! [`serde_json::Value`]s so any upstream shape is accepted.
+//! types (`json:"…"` names, optionality) for every field the loader reads. Fields upstream defines that
+//! Switchyard ignores or refuses are handled by `load/fields.rs` before these structs see the document
+//! (warned and dropped, or an error), and a test there proves that every other upstream field is modelled
+//! here. Every struct denies unknown fields as a second line behind that check, so a typo inside a `spec`
+//! (`numRetry`, `prority`) is an error with its field path. Sub-objects read but never interpreted (OIDC
+//! settings, Azure/GCP credentials…) are opaque [`serde_json::Value`]s so any upstream shape is accepted.
+//! A document's `apiVersion`/`kind`/`metadata` header is [`TypeMeta`], read before any of these.
 //!
 //! Nothing here is resolved or defaulted: numbers are read as `i64` so the loader can say "must be ≥ 0"
 //! with the field path instead of serde's "expected u32", and defaults live in the loader next to the
@@ -16,9 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, IgnoredAny, Visitor};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::duration::GoDuration;
 
@@ -32,39 +33,57 @@ pub(crate) const GROUP_GATEWAY_API: &str = "gateway.networking.k8s.io";
 // ---------------------------------------------------------------------------------------------------------
 // Envelope
 
-/// One whole YAML document of a kind with a `spec` (`apiVersion`, `kind`, `metadata`, `spec`, `status`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct Resource<S> {
-    /// `apiVersion`; checked by the loader before this struct is read.
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
+/// The header every document shares — `apiVersion`, `kind` and the part of `metadata` that identifies it —
+/// read once from the raw document before its body is typed, because every later error needs the
+/// identity. Other metadata (labels, annotations, uid, managedFields…) never changes routing and is
+/// dropped with the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeMeta {
+    /// `apiVersion`.
     pub(crate) api_version: String,
-    /// `kind`; likewise checked before.
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
+    /// `kind`.
     pub(crate) kind: String,
-    /// `metadata`.
-    #[allow(dead_code)]
-    // identity is taken from the raw document: errors need it before this parse
-    pub(crate) metadata: ObjectMeta,
-    /// `spec`.
-    pub(crate) spec: S,
-    /// `status`, written by controllers; accepted so `kubectl get -o yaml` output loads.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted so exported cluster state loads; never meaningful here
-    pub(crate) status: Option<IgnoredAny>,
+    /// `metadata.name`; `None` when missing (an error only for kinds Switchyard reads).
+    pub(crate) name: Option<String>,
+    /// `metadata.namespace`, or the default when missing or empty.
+    pub(crate) namespace: String,
+    /// `metadata.creationTimestamp` (RFC 3339), as exported resources carry it.
+    pub(crate) creation_timestamp: Option<String>,
 }
 
-/// The part of Kubernetes `ObjectMeta` this node uses. Other metadata (labels, annotations, uid,
-/// managedFields…) is accepted and ignored: it never changes routing.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ObjectMeta {
-    /// `metadata.name`.
-    pub(crate) name: String,
-    /// `metadata.namespace` (the loader defaults it to `default`).
-    #[serde(default)]
-    #[allow(dead_code)] // read from the raw document, like the name
-    pub(crate) namespace: Option<String>,
+impl TypeMeta {
+    /// Takes the header out of `doc`, leaving only the body; `Err((field, why))` when `kind` or
+    /// `apiVersion` is missing or not a string.
+    pub(crate) fn take(
+        doc: &mut Map<String, Value>,
+        default_namespace: &str,
+    ) -> Result<TypeMeta, (&'static str, &'static str)> {
+        const NOT_A_STRING: &str = "missing or not a string";
+        let kind = match doc.remove("kind") {
+            Some(Value::String(k)) => k,
+            _ => return Err(("kind", NOT_A_STRING)),
+        };
+        let api_version = match doc.remove("apiVersion") {
+            Some(Value::String(v)) => v,
+            _ => return Err(("apiVersion", NOT_A_STRING)),
+        };
+        let meta = doc.remove("metadata");
+        let field = |name: &str| {
+            meta.as_ref()
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(TypeMeta {
+            api_version,
+            kind,
+            name: field("name"),
+            namespace: field("namespace")
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| default_namespace.to_owned()),
+            creation_timestamp: field("creationTimestamp"),
+        })
+    }
 }
 
 /// A string that may also have been written as a YAML number or boolean (`version: 2024-10-21` is a
@@ -241,6 +260,9 @@ pub(crate) struct VersionedApiSchema {
     /// Optional API version (e.g. Azure `api-version`).
     #[serde(default)]
     pub(crate) version: Option<Stringish>,
+    /// `prefix` (AIServiceBackend only, v1.0+): the path prefix of an OpenAI- or Anthropic-compatible API.
+    #[serde(default)]
+    pub(crate) prefix: Option<String>,
 }
 
 /// `AIGatewayRouteSpec`.
@@ -261,12 +283,6 @@ pub(crate) struct AIGatewayRouteSpec {
     /// `rules`.
     #[serde(default)]
     pub(crate) rules: Vec<AIGatewayRouteRule>,
-    /// `filterConfig`: how Envoy deploys its external processor; nothing to configure here.
-    #[serde(default)]
-    pub(crate) filter_config: Option<Value>,
-    /// `llmRequestCosts`: token-cost metadata for rate limiting; not implemented.
-    #[serde(default)]
-    pub(crate) llm_request_costs: Option<Value>,
 }
 
 /// `AIGatewayRouteRule`.
@@ -348,12 +364,6 @@ pub(crate) struct AIGatewayRouteRuleBackendRef {
     /// `modelNameOverride`: not implemented yet.
     #[serde(default)]
     pub(crate) model_name_override: Option<String>,
-    /// `headerMutation`: not implemented.
-    #[serde(default)]
-    pub(crate) header_mutation: Option<Value>,
-    /// `bodyMutation`: not implemented.
-    #[serde(default)]
-    pub(crate) body_mutation: Option<Value>,
 }
 
 /// `AIServiceBackendSpec`.
@@ -410,7 +420,6 @@ pub(crate) struct SecretRefHolder {
 /// `BackendSecurityPolicyAWSCredentials`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // modelled so typos fail now; read when AWSCredentials support lands
 pub(crate) struct AwsCredentials {
     /// `region`.
     pub(crate) region: String,
@@ -425,7 +434,6 @@ pub(crate) struct AwsCredentials {
 /// `AWSCredentialsFile`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // read when AWSCredentials support lands
 pub(crate) struct AwsCredentialsFile {
     /// `secretRef` (key `credentials`).
     pub(crate) secret_ref: SecretObjectRef,
@@ -450,9 +458,6 @@ pub(crate) struct BackendSpec {
     /// `appProtocols` (`gateway.envoyproxy.io/h2c`, `ws`, `wss`).
     #[serde(default)]
     pub(crate) app_protocols: Option<Vec<String>>,
-    /// `fallback`: Envoy Gateway's own priority flag; AIGatewayRoute `priority` overrides it.
-    #[serde(default)]
-    pub(crate) fallback: Option<bool>,
     /// `tls`.
     #[serde(default)]
     pub(crate) tls: Option<BackendTlsSettings>,
@@ -462,9 +467,6 @@ pub(crate) struct BackendSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct BackendEndpoint {
-    /// `hostname` (newer): Host/SNI override for an IP endpoint.
-    #[serde(default)]
-    pub(crate) hostname: Option<String>,
     /// `fqdn`.
     #[serde(default)]
     pub(crate) fqdn: Option<FqdnEndpoint>,
@@ -474,9 +476,6 @@ pub(crate) struct BackendEndpoint {
     /// `unix`.
     #[serde(default)]
     pub(crate) unix: Option<UnixSocket>,
-    /// `zone`: zone-aware routing hint.
-    #[serde(default)]
-    pub(crate) zone: Option<String>,
 }
 
 /// `FQDNEndpoint`.
@@ -524,27 +523,6 @@ pub(crate) struct BackendTlsSettings {
     /// `sni`: the server name to send and verify.
     #[serde(default)]
     pub(crate) sni: Option<String>,
-    /// `clientCertificateRef` (mTLS to the backend): not implemented.
-    #[serde(default)]
-    pub(crate) client_certificate_ref: Option<Value>,
-    /// `minVersion`.
-    #[serde(default)]
-    pub(crate) min_version: Option<Value>,
-    /// `maxVersion`.
-    #[serde(default)]
-    pub(crate) max_version: Option<Value>,
-    /// `ciphers`.
-    #[serde(default)]
-    pub(crate) ciphers: Option<Value>,
-    /// `ecdhCurves`.
-    #[serde(default)]
-    pub(crate) ecdh_curves: Option<Value>,
-    /// `signatureAlgorithms`.
-    #[serde(default)]
-    pub(crate) signature_algorithms: Option<Value>,
-    /// `alpnProtocols`.
-    #[serde(default)]
-    pub(crate) alpn_protocols: Option<Value>,
 }
 
 /// `BackendTrafficPolicySpec` (`PolicyTargetReferences` and `ClusterSettings` inlined, as in Go).
@@ -557,9 +535,6 @@ pub(crate) struct BackendTrafficPolicySpec {
     /// `targetRefs`.
     #[serde(default)]
     pub(crate) target_refs: Option<Vec<PolicyTargetRef>>,
-    /// `targetSelectors`: label selection is meaningless without a cluster API.
-    #[serde(default)]
-    pub(crate) target_selectors: Option<Value>,
     /// `retry`.
     #[serde(default)]
     pub(crate) retry: Option<Retry>,
@@ -572,139 +547,6 @@ pub(crate) struct BackendTrafficPolicySpec {
     /// `timeout`.
     #[serde(default)]
     pub(crate) timeout: Option<Timeout>,
-    // Settings accepted and ignored; each present one becomes a warning (see `ignored_settings`).
-    /// `loadBalancer`: Switchyard picks by priority, then weight at random.
-    #[serde(default)]
-    pub(crate) load_balancer: Option<Value>,
-    /// `rateLimit`.
-    #[serde(default)]
-    pub(crate) rate_limit: Option<Value>,
-    /// `faultInjection`.
-    #[serde(default)]
-    pub(crate) fault_injection: Option<Value>,
-    /// `proxyProtocol`.
-    #[serde(default)]
-    pub(crate) proxy_protocol: Option<Value>,
-    /// `tcpKeepalive`.
-    #[serde(default)]
-    pub(crate) tcp_keepalive: Option<Value>,
-    /// `connection`.
-    #[serde(default)]
-    pub(crate) connection: Option<Value>,
-    /// `dns`.
-    #[serde(default)]
-    pub(crate) dns: Option<Value>,
-    /// `http2`.
-    #[serde(default)]
-    pub(crate) http2: Option<Value>,
-    /// `mergeType`.
-    #[serde(default)]
-    pub(crate) merge_type: Option<Value>,
-    /// `useClientProtocol`.
-    #[serde(default)]
-    pub(crate) use_client_protocol: Option<Value>,
-    /// `compression`.
-    #[serde(default)]
-    pub(crate) compression: Option<Value>,
-    /// `responseOverride`.
-    #[serde(default)]
-    pub(crate) response_override: Option<Value>,
-    /// `httpUpgrade`.
-    #[serde(default)]
-    pub(crate) http_upgrade: Option<Value>,
-    /// `requestBuffer`.
-    #[serde(default)]
-    pub(crate) request_buffer: Option<Value>,
-    /// `telemetry`.
-    #[serde(default)]
-    pub(crate) telemetry: Option<Value>,
-}
-
-impl BackendTrafficPolicySpec {
-    /// The YAML names of the settings that are present, with why they do not apply.
-    pub(crate) fn ignored_settings(&self) -> Vec<(&'static str, &'static str)> {
-        let all: [(&'static str, bool, &'static str); 15] = [
-            (
-                "loadBalancer",
-                self.load_balancer.is_some(),
-                "Switchyard chooses by priority load, then weight at random",
-            ),
-            (
-                "rateLimit",
-                self.rate_limit.is_some(),
-                "rate limiting is not implemented",
-            ),
-            (
-                "faultInjection",
-                self.fault_injection.is_some(),
-                "fault injection is not implemented",
-            ),
-            (
-                "proxyProtocol",
-                self.proxy_protocol.is_some(),
-                "PROXY protocol towards backends is not implemented",
-            ),
-            (
-                "tcpKeepalive",
-                self.tcp_keepalive.is_some(),
-                "the OS keep-alive defaults apply",
-            ),
-            (
-                "connection",
-                self.connection.is_some(),
-                "connection buffer settings do not apply",
-            ),
-            (
-                "dns",
-                self.dns.is_some(),
-                "DNS is re-resolved on Switchyard's own schedule",
-            ),
-            (
-                "http2",
-                self.http2.is_some(),
-                "HTTP/2 tuning does not apply",
-            ),
-            (
-                "mergeType",
-                self.merge_type.is_some(),
-                "policies are not merged; only route-level policies apply",
-            ),
-            (
-                "useClientProtocol",
-                self.use_client_protocol.is_some(),
-                "the upstream protocol follows the backend",
-            ),
-            (
-                "compression",
-                self.compression.is_some(),
-                "response compression is not implemented",
-            ),
-            (
-                "responseOverride",
-                self.response_override.is_some(),
-                "response overrides are not implemented",
-            ),
-            (
-                "httpUpgrade",
-                self.http_upgrade.is_some(),
-                "protocol upgrades are not used by the OpenAI API",
-            ),
-            (
-                "requestBuffer",
-                self.request_buffer.is_some(),
-                "requests are always buffered up to the body limit",
-            ),
-            (
-                "telemetry",
-                self.telemetry.is_some(),
-                "tracing settings do not apply",
-            ),
-        ];
-        all.into_iter()
-            .filter(|(_, present, _)| *present)
-            .map(|(name, _, why)| (name, why))
-            .collect()
-    }
 }
 
 /// `Retry`.
@@ -804,9 +646,6 @@ pub(crate) struct PassiveHealthCheck {
     /// `alwaysEjectOneEndpoint`.
     #[serde(default)]
     pub(crate) always_eject_one_endpoint: Option<bool>,
-    /// `failurePercentageThreshold`: success-rate style ejection, not implemented.
-    #[serde(default)]
-    pub(crate) failure_percentage_threshold: Option<i64>,
 }
 
 /// `ActiveHealthCheck`.
@@ -819,9 +658,6 @@ pub(crate) struct ActiveHealthCheck {
     /// `interval` (default 3 s).
     #[serde(default)]
     pub(crate) interval: Option<GoDuration>,
-    /// `initialJitter`.
-    #[serde(default)]
-    pub(crate) initial_jitter: Option<GoDuration>,
     /// `unhealthyThreshold` (default 3).
     #[serde(default)]
     pub(crate) unhealthy_threshold: Option<i64>,
@@ -856,36 +692,15 @@ pub(crate) struct HttpActiveHealthChecker {
     /// `expectedStatuses` (default [200]).
     #[serde(default)]
     pub(crate) expected_statuses: Option<Vec<i64>>,
-    /// `expectedResponse`: body matching, not implemented.
-    #[serde(default)]
-    pub(crate) expected_response: Option<Value>,
-    /// `hostname`: Host header for probes (newer).
-    #[serde(default)]
-    pub(crate) hostname: Option<String>,
 }
 
 /// `CircuitBreaker`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CircuitBreaker {
-    /// `maxConnections`.
-    #[serde(default)]
-    pub(crate) max_connections: Option<i64>,
-    /// `maxPendingRequests`.
-    #[serde(default)]
-    pub(crate) max_pending_requests: Option<i64>,
-    /// `maxParallelRequests`.
-    #[serde(default)]
-    pub(crate) max_parallel_requests: Option<i64>,
     /// `maxParallelRetries` (default 1024): honoured.
     #[serde(default)]
     pub(crate) max_parallel_retries: Option<i64>,
-    /// `maxRequestsPerConnection`.
-    #[serde(default)]
-    pub(crate) max_requests_per_connection: Option<i64>,
-    /// `perEndpoint`.
-    #[serde(default)]
-    pub(crate) per_endpoint: Option<Value>,
 }
 
 /// `Timeout`.
@@ -895,9 +710,6 @@ pub(crate) struct Timeout {
     /// `tcp`.
     #[serde(default)]
     pub(crate) tcp: Option<TcpTimeout>,
-    /// `http` (`connectionIdleTimeout`, `maxConnectionDuration`, `requestTimeout`, …): not implemented.
-    #[serde(default)]
-    pub(crate) http: Option<Value>,
 }
 
 /// `TCPTimeout`.
@@ -920,9 +732,6 @@ pub(crate) struct BackendTlsPolicySpec {
     pub(crate) target_refs: Vec<PolicyTargetRef>,
     /// `validation`.
     pub(crate) validation: BackendTlsPolicyValidation,
-    /// `options`: implementation-specific TLS options; none are implemented.
-    #[serde(default)]
-    pub(crate) options: Option<Value>,
 }
 
 /// `BackendTLSPolicyValidation`.
@@ -953,16 +762,10 @@ pub(crate) struct GatewaySpec {
     /// `listeners`.
     #[serde(default)]
     pub(crate) listeners: Vec<Listener>,
-    /// `addresses`: the node listens where `--listen` says.
-    #[serde(default)]
-    pub(crate) addresses: Option<Value>,
     /// `infrastructure`: Kubernetes deployment hints.
     #[serde(default)]
     #[allow(dead_code)] // accepted: deployment hints have no meaning outside Kubernetes
     pub(crate) infrastructure: Option<Value>,
-    /// `backendTLS` (client certificate for upstreams): not implemented.
-    #[serde(default, rename = "backendTLS")]
-    pub(crate) backend_tls: Option<Value>,
 }
 
 /// `Listener`.
@@ -971,10 +774,6 @@ pub(crate) struct GatewaySpec {
 pub(crate) struct Listener {
     /// `name`.
     pub(crate) name: String,
-    /// `hostname`.
-    #[serde(default)]
-    #[allow(dead_code)] // accepted: every request reaching the node is served
-    pub(crate) hostname: Option<String>,
     /// `port`.
     pub(crate) port: i64,
     /// `protocol` (`HTTP`, `HTTPS`, …).
@@ -991,18 +790,10 @@ pub(crate) struct Listener {
 // ---------------------------------------------------------------------------------------------------------
 // v1 (core)
 
-/// A core `v1` `Secret`. Values are only ever held as [`RawSecretValue`] (redacted `Debug`).
+/// The body of a core `v1` `Secret` (after its [`TypeMeta`] header). Values are only ever held as [`RawSecretValue`] (redacted `Debug`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct SecretResource {
-    /// `apiVersion` (`v1`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) api_version: String,
-    /// `kind` (`Secret`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) kind: String,
-    /// `metadata`.
-    pub(crate) metadata: ObjectMeta,
     /// `type` (`Opaque`, …).
     #[serde(default, rename = "type")]
     #[allow(dead_code)] // any type may carry an apiKey
@@ -1019,18 +810,10 @@ pub(crate) struct SecretResource {
     pub(crate) immutable: Option<bool>,
 }
 
-/// A core `v1` `ConfigMap` (CA bundles for `caCertificateRefs`).
+/// The body of a core `v1` `ConfigMap` (CA bundles for `caCertificateRefs`), after its header.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ConfigMapResource {
-    /// `apiVersion` (`v1`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) api_version: String,
-    /// `kind` (`ConfigMap`).
-    #[allow(dead_code)] // checked on the raw document before typed deserialisation
-    pub(crate) kind: String,
-    /// `metadata`.
-    pub(crate) metadata: ObjectMeta,
     /// `data`.
     #[serde(default)]
     pub(crate) data: BTreeMap<String, String>,

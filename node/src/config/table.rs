@@ -52,6 +52,18 @@ pub fn render_routing_table(cfg: &Config) -> String {
     out
 }
 
+/// `switchyard validate --strict`: a config that loads with warnings is refused, so CI catches a field
+/// Switchyard accepts but does not act on before it reaches a node. `Err` says how many and why.
+pub fn strict_check(cfg: &Config, strict: bool) -> Result<(), String> {
+    if strict && !cfg.warnings.is_empty() {
+        return Err(format!(
+            "{} warning(s) above and --strict: every field must be acted on (fix or remove what is listed)",
+            cfg.warnings.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The part of the routing table that says how requests are routed — listener port and routes, without
 /// the file names and warnings, which differ between nodes running the same routes from different paths.
 /// Nodes compare its hash in the cluster's Hello.

@@ -270,7 +270,7 @@ fn models(gw: &Gateway) -> Response<ProxyBody> {
             for m in exact_models(&rule.matches) {
                 if seen.insert(m.to_string()) {
                     data.push(serde_json::json!({
-                        "id": m, "object": "model", "created": 0, "owned_by": rule.models_owned_by
+                        "id": m, "object": "model", "created": rule.models_created, "owned_by": rule.models_owned_by
                     }));
                 }
             }

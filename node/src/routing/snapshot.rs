@@ -43,6 +43,9 @@ pub struct RuleSnap {
     pub request_timeout: Duration,
     /// `modelsOwnedBy`.
     pub models_owned_by: String,
+    /// `GET /v1/models` `created` (Unix seconds): `modelsCreatedAt`, the route's creationTimestamp, or
+    /// when this node loaded the config.
+    pub models_created: u64,
 }
 
 impl RuleSnap {

@@ -1,0 +1,258 @@
+//! BackendSecurityPolicy and Secrets: every credential type, and secret values never shown.
+
+use super::*;
+
+const SECRET_VALUE: &str = "sk-very-secret-4242";
+
+fn with_api_key(secret_doc: &str) -> String {
+    format!(
+        "{ROUTE}
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: b
+spec:
+  schema:
+    name: OpenAI
+  backendRef:
+    name: be
+    kind: Backend
+    group: gateway.envoyproxy.io
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: be
+spec:
+  endpoints:
+    - fqdn:
+        hostname: api.openai.com
+        port: 443
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata:
+  name: key
+spec:
+  type: APIKey
+  targetRefs:
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: b
+  apiKey:
+    secretRef:
+      name: s
+{secret_doc}"
+    )
+}
+
+#[test]
+fn api_keys_resolve_from_string_data_and_base64_data() {
+    // "c2stdmVyeS1zZWNyZXQtNDI0Mg==" is base64 of SECRET_VALUE; the second adds the newline `echo` leaves.
+    for data in [
+        format!("stringData:\n  apiKey: {SECRET_VALUE}"),
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mg==".to_owned(),
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mgo=".to_owned(),
+    ] {
+        let cfg = load_ok(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{data}\n"
+        )));
+        let be = &cfg.backends["default/be"];
+        match &be.auth {
+            Some(BackendAuth::ApiKey { key, policy }) => {
+                assert_eq!(key.expose(), SECRET_VALUE, "{data}");
+                assert_eq!(policy, "default/key");
+            }
+            other => panic!("{data}: expected an API key, got {other:?}"),
+        }
+        assert_eq!(
+            cfg.routes[0].rules[0].backend_refs[0].schema_source,
+            SchemaSource::AiServiceBackend
+        );
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains(SECRET_VALUE), "secret in Debug output");
+        assert!(
+            !render_routing_table_for_test(&cfg).contains(SECRET_VALUE),
+            "secret in the table"
+        );
+    }
+}
+
+#[test]
+fn missing_secret_is_an_error_naming_the_reference() {
+    let err = load_err(&with_api_key(""));
+    for f in [
+        "BackendSecurityPolicy/default/key",
+        "spec.apiKey.secretRef.name",
+        "no Secret named \"s\"",
+    ] {
+        assert!(err.contains(f), "{f:?} not in: {err}");
+    }
+    let err = load_err(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  token: {SECRET_VALUE}\n"
+        )));
+    assert!(
+        err.contains("has no key apiKey") && err.contains("token"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET_VALUE), "{err}");
+}
+
+#[test]
+fn secret_values_never_appear_in_errors() {
+    let secret =
+        |body: &str| format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{body}\n");
+    let cases = [
+        // wrong shapes and types inside the Secret
+        secret(&format!("stringData: {SECRET_VALUE}")),
+        secret(&format!("data: {SECRET_VALUE}")),
+        secret(&format!("stringData:\n  apiKey: [{SECRET_VALUE}]")),
+        secret("stringData:\n  apiKey: 4242424242"),
+        secret(&format!("data:\n  apiKey: \"{SECRET_VALUE}!!\"")),
+        secret(&format!(
+            "stringData:\n  apiKey: {SECRET_VALUE}\nextra: {SECRET_VALUE}"
+        )),
+        // a YAML syntax error inside the Secret
+        secret(&format!(
+            "stringData:\n  apiKey: \"{SECRET_VALUE}\n  other: ["
+        )),
+    ];
+    for yaml in cases {
+        let err = load_yaml(&with_api_key(&yaml)).expect_err("must fail");
+        let (shown, dbg) = (err.to_string(), format!("{err:?}"));
+        assert!(
+            !shown.contains(SECRET_VALUE) && !shown.contains("4242424242"),
+            "leak: {shown}"
+        );
+        assert!(
+            !dbg.contains(SECRET_VALUE) && !dbg.contains("4242424242"),
+            "leak in Debug: {dbg}"
+        );
+    }
+}
+
+fn with_policy(policy_spec: &str, secret_doc: &str) -> String {
+    with_api_key(secret_doc)
+        .replace(
+            "  type: APIKey\n  targetRefs:",
+            &format!("{policy_spec}  targetRefs:"),
+        )
+        .replace("  apiKey:\n    secretRef:\n      name: s\n", "")
+}
+
+#[test]
+fn aws_credentials_resolve_from_a_credentials_file_profile() {
+    let file = format!("# comment\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = nope\n\n[test]\naws_access_key_id=AKIDTEST\naws_secret_access_key = {SECRET_VALUE}\naws_session_token = tok\n");
+    let secret = format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\nstringData:\n  credentials: |\n{}",
+            file.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        );
+    let policy = "  type: AWSCredentials\n  awsCredentials:\n    region: eu-west-3\n    credentialsFile:\n      secretRef:\n        name: aws\n      profile: test\n";
+    let cfg = load_ok(&with_policy(policy, &secret));
+    match &cfg.backends["default/be"].auth {
+        Some(BackendAuth::AwsCredentials {
+            keys,
+            region,
+            policy,
+        }) => {
+            assert_eq!(keys.access_key_id.expose(), "AKIDTEST");
+            assert_eq!(keys.secret_access_key.expose(), SECRET_VALUE);
+            assert_eq!(
+                keys.session_token.as_ref().map(SecretString::expose),
+                Some("tok")
+            );
+            assert_eq!(region.as_deref(), Some("eu-west-3"));
+            assert_eq!(policy, "default/key");
+            assert!(!format!("{keys:?}").contains(SECRET_VALUE));
+        }
+        other => panic!("expected AwsCredentials, got {other:?}"),
+    }
+    // A profile the file lacks: 401 at request time, with a reason that names no value.
+    let cfg = load_ok(&with_policy(
+        &policy.replace("profile: test", "profile: other"),
+        &secret,
+    ));
+    match &cfg.backends["default/be"].auth {
+        Some(BackendAuth::Unavailable { reason, .. }) => {
+            assert!(reason.contains("no profile [other]"), "{reason}");
+            assert!(!reason.contains(SECRET_VALUE));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn azure_and_anthropic_keys_resolve() {
+    let secret = format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  apiKey: {SECRET_VALUE}\n");
+    let azure = "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: s\n";
+    match &load_ok(&with_policy(azure, &secret)).backends["default/be"].auth {
+        Some(BackendAuth::AzureApiKey { key, .. }) => assert_eq!(key.expose(), SECRET_VALUE),
+        other => panic!("expected AzureApiKey, got {other:?}"),
+    }
+    let anthropic = "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: s\n";
+    match &load_ok(&with_policy(anthropic, &secret)).backends["default/be"].auth {
+        Some(BackendAuth::AnthropicApiKey { key, .. }) => {
+            assert_eq!(key.expose(), SECRET_VALUE)
+        }
+        other => panic!("expected AnthropicApiKey, got {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_credential_types_are_unavailable_not_errors() {
+    for policy in [
+            "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    oidcExchangeToken:\n      oidc: {}\n",
+            "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n",
+        ] {
+            let cfg = load_ok(&with_policy(policy, ""));
+            match &cfg.backends["default/be"].auth {
+                Some(BackendAuth::Unavailable { reason, policy }) => {
+                    assert!(reason.contains("not supported yet"), "{reason}");
+                    assert_eq!(policy, "default/key");
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+}
+
+#[test]
+fn base64_decodes_like_kubernetes_data() {
+    let cases: [(&str, Option<&[u8]>); 6] = [
+        ("", Some(b"")),
+        ("YQ==", Some(b"a")),
+        ("YWI=", Some(b"ab")),
+        ("YWJj", Some(b"abc")),
+        ("YWJj\nZA==", Some(b"abcd")),
+        ("Y*==", None),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            crate::config::load::security::decode_base64(input).as_deref(),
+            want,
+            "{input}"
+        );
+    }
+}
+
+/// Issue 18: a key holding CR/LF (or another byte a header cannot carry) fails the load — so `validate`
+/// and a reload both refuse it — naming the policy and Secret, never the key; a trailing newline alone
+/// is still trimmed.
+#[test]
+fn api_keys_a_header_cannot_carry_fail_naming_the_secret_not_the_key() {
+    // base64 of "sk-very-secret-4242\r\nX-Evil: 1", and of it with a DEL byte (0x7f) inside.
+    for data in [
+        "stringData:\n  apiKey: \"sk-very-secret-4242\\r\\nX-Evil: 1\"",
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mg0KWC1FdmlsOiAx",
+        "data:\n  apiKey: c2stdmVyeS1zZWNyZXQtNDI0Mn8=",
+    ] {
+        let err = load_err(&with_api_key(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n{data}\n"
+        )));
+        assert!(
+            err.contains("BackendSecurityPolicy/default/key: spec.apiKey.secretRef.name: Secret default/s key apiKey holds a character an HTTP header value cannot carry"),
+            "{data}: {err}"
+        );
+        assert!(!err.contains("sk-very"), "{data}: the key leaked: {err}");
+    }
+}
