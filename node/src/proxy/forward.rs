@@ -357,6 +357,8 @@ fn pass_through(
         .keys()
         .any(|n| STRIPPED_RESPONSE_HEADERS.contains(&n.as_str()))
     {
+        // Headers the upstream named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        crate::proxy::hop::remove_connection_nominated(&mut parts.headers);
         for name in STRIPPED_RESPONSE_HEADERS {
             parts.headers.remove(*name);
         }

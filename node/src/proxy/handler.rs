@@ -26,6 +26,9 @@ pub async fn handle(
     gw: Arc<Gateway>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if let Some(e) = host_error(&req) {
+        return Ok(e.into_response());
+    }
     let path = req.uri().path();
     let resp = if path == "/v1/models" {
         if req.method() == Method::GET {
@@ -49,6 +52,21 @@ pub async fn handle(
         .into_response()
     };
     Ok(resp)
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is answered 400, as Envoy and nginx do
+/// (HTTP/1.0 had no `Host`; HTTP/2 names the authority in `:authority`).
+fn host_error<B>(req: &Request<B>) -> Option<GatewayError> {
+    if req.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let message = match (hosts.next(), hosts.next()) {
+        (Some(_), None) => return None,
+        (None, _) => "an HTTP/1.1 request needs a Host header",
+        (Some(_), Some(_)) => "an HTTP/1.1 request must have exactly one Host header",
+    };
+    Some(GatewayError::bad_request("invalid_host", message))
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
@@ -149,6 +167,38 @@ where
     })
 }
 
+/// Reads the probe's fields from a request body, which must be a JSON object in UTF-8 (RFC 8259 §8.1).
+/// serde_json checks UTF-8 only inside the strings it decodes, so invalid bytes in a member the probe skips
+/// (a message's content) would be forwarded: the body is validated once, whole, and then parsed as `str`,
+/// which spares serde_json its own per-string checks. serde also reads a struct from a JSON array
+/// (`["m", false]` as `{model, stream}`), so anything but an object is refused before it looks.
+fn probe_body(body: &[u8]) -> Result<BodyProbe<'_>, GatewayError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        GatewayError::bad_request(
+            "invalid_json",
+            format!(
+                "request body is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(b'{') {
+        return Err(GatewayError::bad_request(
+            "invalid_json",
+            "request body must be a JSON object",
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        GatewayError::bad_request(
+            "invalid_json",
+            format!("request body is not a valid JSON object: {e}"),
+        )
+    })
+}
+
 async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let received = std::time::Instant::now();
     let operation = match req.uri().path() {
@@ -175,7 +225,11 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Only a client that names extra hop-by-hop headers pays for the removal (RFC 9110 §7.6.1).
+    if parts.headers.contains_key(header::CONNECTION) {
+        crate::proxy::hop::remove_connection_nominated(&mut parts.headers);
+    }
     let body: Bytes = match read_body(body, limit).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
@@ -187,15 +241,9 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
             .into_response()
         }
     };
-    let probe: BodyProbe<'_> = match serde_json::from_slice(&body) {
+    let probe = match probe_body(&body) {
         Ok(p) => p,
-        Err(e) => {
-            return GatewayError::bad_request(
-                "invalid_json",
-                format!("request body is not a valid JSON object: {e}"),
-            )
-            .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let stream = probe.stream.unwrap_or(false);
     let include_usage = probe
@@ -310,6 +358,63 @@ mod tests {
 
     fn data(s: &'static str) -> Result<Frame<Bytes>, &'static str> {
         Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[test]
+    fn only_utf8_json_objects_pass_the_probe() {
+        // (body, model read, or the error message's start)
+        type Want = Result<Option<&'static str>, &'static str>;
+        let cases: [(&[u8], Want); 7] = [
+            (br#"{"model":"m","stream":true}"#, Ok(Some("m"))),
+            (b" \n{\"model\":\"m\"}", Ok(Some("m"))),
+            (br#"{"messages":[]}"#, Ok(None)),
+            (
+                br#"["m", false]"#,
+                Err("request body must be a JSON object"),
+            ),
+            (b"\"m\"", Err("request body must be a JSON object")),
+            (
+                b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\xff\"}]}",
+                Err("request body is not valid UTF-8 (invalid byte at offset 38)"),
+            ),
+            (
+                b"{\"model\":",
+                Err("request body is not a valid JSON object"),
+            ),
+        ];
+        for (body, want) in cases {
+            let got = probe_body(body);
+            match (got, want) {
+                (Ok(p), Ok(model)) => {
+                    assert_eq!(p.model.map(|m| m.0.into_owned()).as_deref(), model)
+                }
+                (Err(e), Err(msg)) => {
+                    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                    assert!(e.message.starts_with(msg), "{:?}: {}", body, e.message);
+                }
+                (got, want) => panic!(
+                    "{:?}: got {:?}, want {want:?}",
+                    String::from_utf8_lossy(body),
+                    got.map(|p| p.stream)
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn http11_requests_need_exactly_one_host() {
+        let req = |version, hosts: &[&'static str]| {
+            let mut b = Request::builder().version(version).uri("/v1/models");
+            for h in hosts {
+                b = b.header(header::HOST, *h);
+            }
+            b.body(()).expect("request")
+        };
+        assert!(host_error(&req(http::Version::HTTP_11, &["gw"])).is_none());
+        assert!(host_error(&req(http::Version::HTTP_11, &[])).is_some());
+        assert!(host_error(&req(http::Version::HTTP_11, &["a", "b"])).is_some());
+        assert!(host_error(&req(http::Version::HTTP_10, &[])).is_none());
+        assert!(host_error(&req(http::Version::HTTP_2, &[])).is_none());
     }
 
     #[tokio::test]

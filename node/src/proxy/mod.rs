@@ -5,6 +5,7 @@ pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod handler;
+pub mod hop;
 pub mod json_members;
 pub mod pool;
 pub mod server;
