@@ -203,7 +203,7 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let received = std::time::Instant::now();
     let operation = match req.uri().path() {
         "/v1/chat/completions" => "chat",
-        "/v1/completions" => "text_completion",
+        "/v1/completions" => "completion",
         _ => "embeddings",
     };
     let snapshot = gw.snapshot();
@@ -301,8 +301,19 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         include_usage,
         operation,
         received,
+        provider: Default::default(),
     };
     let resp = forward(route, rule, &proxied).await;
+    // Successes are recorded by the usage tap when their body ends; failures here, once.
+    if !resp.status().is_success() {
+        crate::proxy::usage::record_failure(
+            operation,
+            proxied.provider.get(),
+            &proxied.model,
+            crate::proxy::usage::error_type_of(resp.status()),
+            received.elapsed(),
+        );
+    }
     tracing::debug!(route = %route.key, model = %proxied.model, stream = proxied.stream,
         status = resp.status().as_u16(), elapsed_ms = received.elapsed().as_millis() as u64, "request");
     resp
