@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_request, read_raw_response, run_bounded, MockProvider,
-    SwitchyardNode,
+    http_get, http_post_json, http_request, poll_until, read_raw_response, run_bounded,
+    MockProvider, SwitchyardNode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -318,6 +318,288 @@ async fn malformed_requests_get_400_and_connection_nominated_headers_stay_on_the
             r.header("x-upstream-hop").is_none() && r.header("x-upstream-keep") == Some("1"),
             "returned headers: {:?}",
             r.headers
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// Short client timeouts so the slow connections below expire within the test.
+const SHORT_TIMEOUTS: [&str; 6] = [
+    "--client-header-timeout",
+    "2s",
+    "--client-body-timeout",
+    "2s",
+    "--client-keepalive-timeout",
+    "2s",
+];
+
+const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A complete HTTP/1.1 chat request, keep-alive.
+fn chat_request() -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{CHAT}",
+        CHAT.len()
+    )
+}
+
+/// The kinds of slow client the issue found holding connections for ever.
+#[derive(Debug, Clone, Copy)]
+enum Slow {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends half a request head and stops.
+    HalfHead,
+    /// Sends a request head one byte a second.
+    Trickle,
+    /// Sends a head and half the body it announced.
+    HalfBody,
+    /// Completes one request, reads the answer and stays connected.
+    IdleKeepAlive,
+}
+
+/// A slow connection the test holds open.
+enum Held {
+    /// The socket itself.
+    Stream(TcpStream),
+    /// A task trickling the request; it ends when the node closes the connection.
+    Trickling(tokio::task::JoinHandle<()>),
+}
+
+impl Held {
+    /// Whether the node has closed this connection (it reads end-of-file or an error, after any
+    /// answer the node sent first: the 408 of a stalled body).
+    async fn closed_by_node(&mut self) -> bool {
+        match self {
+            Held::Stream(conn) => {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(50), conn.read(&mut buf)).await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) => return true,
+                        Ok(Ok(_)) => continue,
+                        Err(_) => return false,
+                    }
+                }
+            }
+            Held::Trickling(task) => task.is_finished(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Held::Trickling(task) = self {
+            task.abort();
+        }
+    }
+}
+
+/// Opens one slow connection of `kind` to `addr`. `None` when the node did not take it (beyond the
+/// descriptors it has, or answered 503 beyond its cap).
+async fn open_slow(addr: SocketAddr, kind: Slow) -> Option<Held> {
+    let mut conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    match kind {
+        Slow::Silent => {}
+        Slow::HalfHead => conn
+            .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n")
+            .await
+            .ok()?,
+        Slow::Trickle => {
+            return Some(Held::Trickling(tokio::spawn(async move {
+                for b in chat_request().bytes() {
+                    if conn.write_all(&[b]).await.is_err() {
+                        return;
+                    }
+                    // A closed connection shows as end-of-file on the read side.
+                    let mut buf = [0u8; 1024];
+                    match tokio::time::timeout(Duration::from_secs(1), conn.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return,
+                        _ => {}
+                    }
+                }
+            })))
+        }
+        Slow::HalfBody => conn
+            .write_all(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":",
+            )
+            .await
+            .ok()?,
+        Slow::IdleKeepAlive => {
+            conn.write_all(chat_request().as_bytes()).await.ok()?;
+            let (status, _) = read_raw_response(&mut conn).await.ok()?;
+            if status != 200 {
+                return None;
+            }
+        }
+    }
+    Some(Held::Stream(conn))
+}
+
+/// `text` without its terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    out
+}
+
+/// One fresh connection, one chat request, answered within `within`: its status.
+async fn try_chat(addr: SocketAddr, within: Duration) -> Option<u16> {
+    let attempt = async {
+        let mut conn = TcpStream::connect(addr).await.ok()?;
+        conn.write_all(chat_request().as_bytes()).await.ok()?;
+        read_raw_response(&mut conn).await.ok().map(|(s, _)| s)
+    };
+    tokio::time::timeout(within, attempt).await.ok().flatten()
+}
+
+const KINDS: [Slow; 5] = [
+    Slow::Silent,
+    Slow::HalfHead,
+    Slow::Trickle,
+    Slow::HalfBody,
+    Slow::IdleKeepAlive,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_starved_node_recovers_once_slow_clients_time_out() {
+    run_bounded(TEST_TIMEOUT, async {
+        let upstream = MockProvider::start("upstream").await?;
+        let config = regex_route_config("m", upstream.data_addr);
+        // 128 descriptors and a cap above them: the slow clients exhaust the descriptors themselves.
+        let mut flags = SHORT_TIMEOUTS.to_vec();
+        flags.extend(["--max-client-connections", "1000"]);
+        let mut node =
+            SwitchyardNode::start_wrapped(&config, &flags, &["prlimit", "--nofile=128:128", "--"])
+                .await?;
+        let addr = node.listen;
+        // The idle keep-alive ones first: they need an answer while the node still has descriptors.
+        let mut held = Vec::new();
+        for kind in std::iter::repeat_n(Slow::IdleKeepAlive, 10) {
+            held.push((kind, open_slow(addr, kind).await.context("keep-alive connection")?));
+        }
+        for i in 0..160 {
+            let kind = KINDS[i % 4];
+            if let Some(h) = open_slow(addr, kind).await {
+                held.push((kind, h));
+            }
+        }
+        let starved_at = tokio::time::Instant::now();
+        anyhow::ensure!(
+            try_chat(addr, Duration::from_millis(500)).await.is_none(),
+            "the node should be out of descriptors with {} slow connections",
+            held.len()
+        );
+        // Recovery: as soon as the slow connections time out (2 s after their last byte; the trickle's
+        // head after 2 s of trickling), a plain request is served again.
+        let served = poll_until(Duration::from_secs(15), Duration::from_millis(100), || async {
+            (try_chat(addr, Duration::from_secs(1)).await == Some(200)).then_some(())
+        })
+        .await;
+        let recovered_after = starved_at.elapsed();
+        served.with_context(|| format!("never recovered:
+{}", node.logs()))?;
+        anyhow::ensure!(
+            recovered_after < Duration::from_secs(8),
+            "recovered only after {recovered_after:?}"
+        );
+        // Every slow connection was closed by the node, whatever its kind.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for (kind, h) in held.iter_mut() {
+            // Each look waits up to 50 ms for the end-of-file.
+            while !h.closed_by_node().await {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "a {kind:?} connection is still open"
+                );
+            }
+        }
+        let stderr = node.process().stderr();
+        let accept_errors = stderr.matches("accept failed").count();
+        anyhow::ensure!(
+            (1..=5).contains(&accept_errors),
+            "accept errors logged {accept_errors} times (one per 5 s at most):
+{stderr}"
+        );
+        println!(
+            "{} slow connections; served again {recovered_after:?} after starving; {accept_errors} accept-error lines",
+            held.len()
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_cap_clients_get_503_until_slow_ones_time_out() {
+    run_bounded(TEST_TIMEOUT, async {
+        let upstream = MockProvider::start("upstream").await?;
+        let config = regex_route_config("m", upstream.data_addr);
+        // 128 descriptors and the default cap: (128 - 64) / 2 = 32 client connections. Timeouts long
+        // enough that no slow connection expires while the cap is being checked.
+        let mut node = SwitchyardNode::start_wrapped(
+            &config,
+            &[
+                "--client-header-timeout",
+                "6s",
+                "--client-body-timeout",
+                "6s",
+                "--client-keepalive-timeout",
+                "6s",
+            ],
+            &["prlimit", "--nofile=128:128", "--"],
+        )
+        .await?;
+        anyhow::ensure!(
+            strip_ansi(&node.process().stderr()).contains("max_connections=32"),
+            "the default cap from 128 descriptors:\n{}",
+            node.logs()
+        );
+        let addr = node.listen;
+        let mut held = Vec::new();
+        for i in 0..32 {
+            let kind = KINDS[i % KINDS.len()];
+            held.push((kind, open_slow(addr, kind).await.context("below the cap")?));
+        }
+        let started = tokio::time::Instant::now();
+        for _ in 0..5 {
+            let mut conn = TcpStream::connect(addr).await?;
+            conn.write_all(chat_request().as_bytes()).await?;
+            let (status, body) = read_raw_response(&mut conn).await?;
+            anyhow::ensure!(
+                status == 503 && body.contains("too_many_connections"),
+                "beyond the cap: {status} {body}"
+            );
+        }
+        let served = poll_until(
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || async { (try_chat(addr, Duration::from_secs(1)).await == Some(200)).then_some(()) },
+        )
+        .await;
+        served.with_context(|| {
+            format!(
+                "never served again:
+{}",
+                node.logs()
+            )
+        })?;
+        println!(
+            "served again {:?} after the cap was reached",
+            started.elapsed()
         );
         Ok(())
     })

@@ -7,6 +7,7 @@ pub mod forward;
 pub mod handler;
 pub mod hop;
 pub mod json_members;
+pub mod limits;
 pub mod pool;
 pub mod server;
 pub mod upstream;
