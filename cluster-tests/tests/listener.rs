@@ -605,3 +605,100 @@ async fn beyond_the_connection_cap_clients_get_503_until_slow_ones_time_out() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_get_408_and_idle_h2c_connections_are_closed() {
+    run_bounded(TEST_TIMEOUT, async {
+        let upstream = MockProvider::start("upstream").await?;
+        let config = regex_route_config("m", upstream.data_addr);
+        let node = SwitchyardNode::start_with(
+            &config,
+            &[
+                "--client-header-timeout",
+                "1s",
+                "--client-body-timeout",
+                "1s",
+                "--client-keepalive-timeout",
+                "1s",
+                "--client-request-timeout",
+                "2s",
+            ],
+        )
+        .await?;
+        let addr = node.listen;
+        let head = |len: usize| {
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+            )
+        };
+
+        // Half a body, then silence: 408 after the body timeout, and the connection closed.
+        let mut conn = TcpStream::connect(addr).await?;
+        conn.write_all(format!("{}{{\"model\":", head(CHAT.len())).as_bytes())
+            .await?;
+        let started = tokio::time::Instant::now();
+        let (status, body) = read_raw_response(&mut conn).await?;
+        anyhow::ensure!(
+            status == 408 && body.contains("request_timeout"),
+            "{status} {body}"
+        );
+        let took = started.elapsed();
+        anyhow::ensure!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "408 after {took:?}"
+        );
+
+        // A body trickled without ever pausing for 1 s: the request timeout (2 s) ends it.
+        let mut conn = TcpStream::connect(addr).await?;
+        conn.write_all(head(CHAT.len()).as_bytes()).await?;
+        let started = tokio::time::Instant::now();
+        let trickle = async {
+            for b in CHAT.bytes() {
+                conn.write_all(&[b]).await?;
+                let mut buf = [0u8; 4096];
+                if let Ok(r) =
+                    tokio::time::timeout(Duration::from_millis(300), conn.peek(&mut buf)).await
+                {
+                    r?;
+                    break; // the node answered
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), trickle).await??;
+        let (status, body) = read_raw_response(&mut conn).await?;
+        let took = started.elapsed();
+        anyhow::ensure!(status == 408 && body.contains("within"), "{status} {body}");
+        anyhow::ensure!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+            "request timeout after {took:?}"
+        );
+
+        // h2c: served, then closed once idle for the keep-alive timeout.
+        let tcp = TcpStream::connect(addr).await?;
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await?;
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(CHAT.as_bytes())))?;
+        let resp = sender.send_request(req).await?;
+        anyhow::ensure!(resp.status() == 200, "h2c: {}", resp.status());
+        resp.into_body().collect().await?;
+        let idle_from = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .context("the idle h2c connection was never closed")??
+            .ok();
+        let took = idle_from.elapsed();
+        anyhow::ensure!(
+            took >= Duration::from_millis(900),
+            "h2c closed after only {took:?} idle"
+        );
+        Ok(())
+    })
+    .await;
+}
