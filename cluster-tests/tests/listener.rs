@@ -174,6 +174,29 @@ async fn ten_thousand_client_chosen_models_keep_labels_and_memory_bounded() {
             "RSS over 10k distinct models: {before} KiB -> {after} KiB; /metrics {} bytes",
             page.len()
         );
+
+        // Failures are recorded too, with a bounded error_type and the same bounded model label.
+        upstream
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let r = http_post_json(
+            &url,
+            &json!({"model": "client-failing", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await?;
+        anyhow::ensure!(r.status == 500, "{}", r.status);
+        let page = http_get(&node.admin_url("/metrics")).await?.text();
+        let failed = page.lines().find(|l| {
+            l.starts_with("gen_ai_server_request_duration_seconds_count")
+                && l.contains("error_type=\"500\"")
+        });
+        let failed = failed.with_context(|| format!("no failed request recorded:\n{page}"))?;
+        anyhow::ensure!(
+            failed.contains("gen_ai_request_model=\"other\"")
+                && failed.contains("gen_ai_provider_name=\"openai\"")
+                && failed.ends_with(" 1"),
+            "{failed}"
+        );
         Ok(())
     })
     .await;

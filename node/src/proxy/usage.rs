@@ -696,6 +696,18 @@ mod tests {
         }
         p.set("not-a-provider");
         assert_eq!(p.get(), "unknown");
+        // Every translator's provider name has its slot.
+        use crate::config::model::SchemaName;
+        for schema in [
+            SchemaName::OpenAI,
+            SchemaName::AwsBedrock,
+            SchemaName::AzureOpenAI,
+            SchemaName::Anthropic,
+        ] {
+            let name = crate::schema::translator(schema).provider_name();
+            p.set(name);
+            assert_eq!(p.get(), name, "{schema:?}");
+        }
     }
 
     #[test]
