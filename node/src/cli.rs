@@ -185,6 +185,25 @@ pub struct RunArgs {
     /// How often fqdn endpoints are re-resolved (each address is its own host with its own health).
     #[arg(long, env = "SWITCHYARD_DNS_REFRESH", default_value = "30s", value_parser = parse_duration)]
     pub dns_refresh: Duration,
+    /// Client listener: a request head must be complete this long after its first byte, and a new
+    /// connection must send one this long after it is accepted (nginx `client_header_timeout`).
+    #[arg(long, env = "SWITCHYARD_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub client_header_timeout: Duration,
+    /// Client listener: the longest pause inside a request body; 408 beyond it (nginx
+    /// `client_body_timeout`).
+    #[arg(long, env = "SWITCHYARD_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub client_body_timeout: Duration,
+    /// Client listener: how long a connection may sit idle after an answer (nginx `keepalive_timeout`).
+    #[arg(long, env = "SWITCHYARD_CLIENT_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = parse_positive_duration)]
+    pub client_keepalive_timeout: Duration,
+    /// Client listener: bound on receiving a whole request body, from its head on; 408 beyond it (Envoy
+    /// `request_timeout`) [default: none].
+    #[arg(long, env = "SWITCHYARD_CLIENT_REQUEST_TIMEOUT", value_parser = parse_positive_duration)]
+    pub client_request_timeout: Option<Duration>,
+    /// Client connections held at once; beyond it a client is answered 503 and closed [default: half the
+    /// descriptors left after 64, of the soft limit raised to the hard one].
+    #[arg(long, env = "SWITCHYARD_MAX_CLIENT_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_client_connections: Option<u32>,
     /// Log format.
     #[arg(
         long,
@@ -209,4 +228,12 @@ impl RunArgs {
 /// Parses a duration flag in the same Go syntax the YAML uses (`500ms`, `5s`, `1m30s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A duration flag that must not be zero (a zero timeout would close every connection at once).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be greater than zero".into()),
+        d => Ok(d),
+    }
 }

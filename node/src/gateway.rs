@@ -325,6 +325,14 @@ impl Gateway {
             kept
         });
 
+        // Published before the routes that can produce them, so a model of the new config is never
+        // counted as `other` for lack of its name. (`modelNameOverride` targets join this list when
+        // overrides are implemented: they are config-chosen names too.)
+        crate::proxy::usage::set_configured_models(route_snaps.iter().flat_map(|r| {
+            r.rules
+                .iter()
+                .flat_map(|rule| crate::routing::matcher::exact_models(&rule.matches))
+        }));
         self.snapshot.store(Arc::new(RoutingSnapshot {
             routes: route_snaps,
             max_body_bytes: self.settings.max_body_bytes,

@@ -100,8 +100,49 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: the library's errors already quote their
+/// source in their own message (they are read on their own in logs and `/status`), so a cause whose text
+/// the line already holds is left out instead of repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load config: {0}")]
+    struct Load(#[source] Read);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("/x.yaml: cannot read: {0}")]
+    struct Read(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let quoted = anyhow::Error::new(Load(Read(io())));
+        assert_eq!(
+            error_chain(&quoted),
+            "cannot load config: /x.yaml: cannot read: entity not found"
+        );
+        // A context that does not quote its cause still gets it appended.
+        let bare = anyhow::Error::new(io()).context("starting");
+        assert_eq!(error_chain(&bare), "starting: entity not found");
     }
 }

@@ -228,6 +228,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             gateway: gateway.clone(),
             shutdown: shutdown.clone(),
             drain_timeout: args.drain_timeout,
+            limits: client_limits(&args),
         },
     )
     .await
@@ -295,6 +296,28 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The client listener's limits from the flags; the connection cap defaults to a share of the descriptor
+/// limit, which is raised to its hard maximum first.
+fn client_limits(args: &RunArgs) -> crate::proxy::limits::ClientLimits {
+    use crate::proxy::limits::{default_max_connections, raise_nofile_limit};
+    let nofile = raise_nofile_limit();
+    let max_connections = match (args.max_client_connections, nofile) {
+        (Some(n), _) => n as usize,
+        (None, Some(nofile)) => default_max_connections(nofile),
+        (None, None) => crate::proxy::limits::ClientLimits::default().max_connections,
+    };
+    tracing::info!(max_connections, descriptors = ?nofile, header_timeout = ?args.client_header_timeout,
+        body_timeout = ?args.client_body_timeout, keepalive_timeout = ?args.client_keepalive_timeout,
+        request_timeout = ?args.client_request_timeout, "client listener limits");
+    crate::proxy::limits::ClientLimits {
+        header_timeout: args.client_header_timeout,
+        body_timeout: args.client_body_timeout,
+        keepalive_timeout: args.client_keepalive_timeout,
+        request_timeout: args.client_request_timeout,
+        max_connections,
+    }
 }
 
 fn hostname() -> String {

@@ -72,6 +72,28 @@ impl SwitchyardNode {
         .await
     }
 
+    /// Starts a node through `wrapper`, a command that execs the node's command line given after it
+    /// (e.g. `["prlimit", "--nofile=128:128", "--"]` to start it with few descriptors).
+    pub async fn start_wrapped(
+        config_yaml: &str,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> anyhow::Result<SwitchyardNode> {
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config_yaml).context("write config")?;
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        Self::launch(
+            config_path,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            extra,
+            dir,
+            &wrapper,
+        )
+        .await
+    }
+
     /// The private hosts file of a node started with [`SwitchyardNode::start_with_hosts`].
     pub fn hosts_path(&self) -> PathBuf {
         self._dir.path().join("hosts")

@@ -49,10 +49,12 @@ pub struct ProxiedRequest {
     pub stream: bool,
     /// `stream_options.include_usage` of the body (read by the handler's probe, not re-parsed).
     pub include_usage: bool,
-    /// `gen_ai_operation_name` of the endpoint (`chat`, `text_completion`, `embeddings`).
+    /// `gen_ai_operation_name` of the endpoint (`chat`, `completion`, `embeddings`).
     pub operation: &'static str,
     /// When the gateway received the request (GenAI duration metrics start here).
     pub received: std::time::Instant,
+    /// The provider of the latest attempt (labels a failed request's metrics).
+    pub provider: crate::proxy::usage::LastProvider,
 }
 
 /// Why an attempt did not produce a response to return.
@@ -160,6 +162,7 @@ pub async fn forward(
         first_priority.get_or_insert(choice.priority);
 
         let translator = schema::translator(host.backend.schema.name);
+        req.provider.set(translator.provider_name());
         let upstream_req = match build_upstream_request(host, req, translator) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
@@ -364,6 +367,8 @@ fn pass_through(
         .keys()
         .any(|n| STRIPPED_RESPONSE_HEADERS.contains(&n.as_str()))
     {
+        // Headers the upstream named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        crate::proxy::hop::remove_connection_nominated(&mut parts.headers);
         for name in STRIPPED_RESPONSE_HEADERS {
             parts.headers.remove(*name);
         }

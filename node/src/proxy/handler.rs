@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
@@ -15,6 +18,7 @@ use crate::gateway::Gateway;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::GatewayError;
 use crate::proxy::forward::{forward, ProxiedRequest};
+use crate::proxy::limits::BodyTimeouts;
 use crate::proxy::wake::poll_frame_quietly;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
 
@@ -25,7 +29,11 @@ const ROUTED: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embedd
 pub async fn handle(
     gw: Arc<Gateway>,
     req: Request<Incoming>,
+    timeouts: BodyTimeouts,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if let Some(e) = host_error(&req) {
+        return Ok(e.into_response());
+    }
     let path = req.uri().path();
     let resp = if path == "/v1/models" {
         if req.method() == Method::GET {
@@ -35,7 +43,7 @@ pub async fn handle(
         }
     } else if ROUTED.contains(&path) {
         if req.method() == Method::POST {
-            proxy(&gw, req).await
+            proxy(&gw, req, timeouts).await
         } else {
             method_not_allowed("POST")
         }
@@ -49,6 +57,21 @@ pub async fn handle(
         .into_response()
     };
     Ok(resp)
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is answered 400, as Envoy and nginx do
+/// (HTTP/1.0 had no `Host`; HTTP/2 names the authority in `:authority`).
+fn host_error<B>(req: &Request<B>) -> Option<GatewayError> {
+    if req.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let message = match (hosts.next(), hosts.next()) {
+        (Some(_), None) => return None,
+        (None, _) => "an HTTP/1.1 request needs a Host header",
+        (Some(_), Some(_)) => "an HTTP/1.1 request must have exactly one Host header",
+    };
+    Some(GatewayError::bad_request("invalid_host", message))
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
@@ -112,18 +135,47 @@ enum BodyError<E> {
     TooLarge,
     /// The client connection failed mid-body.
     Read(E),
+    /// The client paused longer than the body timeout.
+    Idle,
+    /// The whole body took longer than the request timeout.
+    Total,
 }
 
-/// The whole request body, at most `limit` bytes. A body that arrives in one frame, as small requests do,
-/// is kept as that frame (no copy, no list of frames); a longer one is gathered into one buffer.
-async fn read_body<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError<B::Error>>
+/// The whole request body, at most `limit` bytes, with no pause longer than `timeouts.idle` and done by
+/// `deadline` (the request timeout, from the head) if there is one. A body that arrives in one frame, as
+/// small requests do, is kept as that frame (no copy, no list of frames); a longer one is gathered into
+/// one buffer. The timers are armed only when a frame is not there yet, so a body that is already in
+/// costs none.
+async fn read_body<B>(
+    mut body: B,
+    limit: usize,
+    idle: Duration,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Bytes, BodyError<B::Error>>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
     let mut first: Option<Bytes> = None;
     let mut gathered: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| poll_frame_quietly(&mut body, cx)).await {
+    loop {
+        let mut next = std::pin::pin!(std::future::poll_fn(|cx| poll_frame_quietly(&mut body, cx)));
+        let ready = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                let pause_ends = tokio::time::Instant::now() + idle;
+                let (until, why) = match deadline {
+                    Some(d) if d <= pause_ends => (d, BodyError::Total),
+                    _ => (pause_ends, BodyError::Idle),
+                };
+                match tokio::time::timeout_at(until, next).await {
+                    Ok(frame) => frame,
+                    Err(_) => return Err(why),
+                }
+            }
+        };
+        let Some(frame) = frame else { break };
         // Trailers carry nothing the gateway forwards.
         let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
             continue;
@@ -149,11 +201,61 @@ where
     })
 }
 
-async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
+/// 408 for a body that stalled, with the connection closed: the rest of that body may still be coming.
+fn body_timeout(message: String) -> Response<ProxyBody> {
+    let mut r = GatewayError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request_error",
+        "request_timeout",
+        message,
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Reads the probe's fields from a request body, which must be a JSON object in UTF-8 (RFC 8259 §8.1).
+/// serde_json checks UTF-8 only inside the strings it decodes, so invalid bytes in a member the probe skips
+/// (a message's content) would be forwarded: the body is validated once, whole, and then parsed as `str`,
+/// which spares serde_json its own per-string checks. serde also reads a struct from a JSON array
+/// (`["m", false]` as `{model, stream}`), so anything but an object is refused before it looks.
+fn probe_body(body: &[u8]) -> Result<BodyProbe<'_>, GatewayError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        GatewayError::bad_request(
+            "invalid_json",
+            format!(
+                "request body is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(b'{') {
+        return Err(GatewayError::bad_request(
+            "invalid_json",
+            "request body must be a JSON object",
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        GatewayError::bad_request(
+            "invalid_json",
+            format!("request body is not a valid JSON object: {e}"),
+        )
+    })
+}
+
+async fn proxy(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    timeouts: BodyTimeouts,
+) -> Response<ProxyBody> {
     let received = std::time::Instant::now();
     let operation = match req.uri().path() {
         "/v1/chat/completions" => "chat",
-        "/v1/completions" => "text_completion",
+        "/v1/completions" => "completion",
         _ => "embeddings",
     };
     let snapshot = gw.snapshot();
@@ -175,10 +277,32 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let (parts, body) = req.into_parts();
-    let body: Bytes = match read_body(body, limit).await {
+    let (mut parts, body) = req.into_parts();
+    // Only a client that names extra hop-by-hop headers pays for the removal (RFC 9110 §7.6.1).
+    if parts.headers.contains_key(header::CONNECTION) {
+        crate::proxy::hop::remove_connection_nominated(&mut parts.headers);
+    }
+    let deadline = timeouts
+        .total
+        .map(|t| tokio::time::Instant::from_std(received) + t);
+    let body: Bytes = match read_body(body, limit, timeouts.idle, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Idle) => {
+            metrics::counter!("switchyard_client_timeouts_total", "timeout" => "body").increment(1);
+            return body_timeout(format!(
+                "request body paused longer than {:?}",
+                timeouts.idle
+            ));
+        }
+        Err(BodyError::Total) => {
+            metrics::counter!("switchyard_client_timeouts_total", "timeout" => "request")
+                .increment(1);
+            return body_timeout(format!(
+                "request body not received within {:?}",
+                timeouts.total.unwrap_or_default()
+            ));
+        }
         Err(BodyError::Read(e)) => {
             return GatewayError::bad_request(
                 "body_read_error",
@@ -187,15 +311,9 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
             .into_response()
         }
     };
-    let probe: BodyProbe<'_> = match serde_json::from_slice(&body) {
+    let probe = match probe_body(&body) {
         Ok(p) => p,
-        Err(e) => {
-            return GatewayError::bad_request(
-                "invalid_json",
-                format!("request body is not a valid JSON object: {e}"),
-            )
-            .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let stream = probe.stream.unwrap_or(false);
     let include_usage = probe
@@ -253,8 +371,19 @@ async fn proxy(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
         include_usage,
         operation,
         received,
+        provider: Default::default(),
     };
     let resp = forward(route, rule, &proxied).await;
+    // Successes are recorded by the usage tap when their body ends; failures here, once.
+    if !resp.status().is_success() {
+        crate::proxy::usage::record_failure(
+            operation,
+            proxied.provider.get(),
+            &proxied.model,
+            crate::proxy::usage::error_type_of(resp.status()),
+            received.elapsed(),
+        );
+    }
     tracing::debug!(route = %route.key, model = %proxied.model, stream = proxied.stream,
         status = resp.status().as_u16(), elapsed_ms = received.elapsed().as_millis() as u64, "request");
     resp
@@ -312,9 +441,108 @@ mod tests {
         Ok(Frame::data(Bytes::from_static(s.as_bytes())))
     }
 
+    const IDLE: Duration = Duration::from_secs(60);
+
+    /// A body that yields its first frame, then never anything again.
+    struct Stalls(Option<Bytes>);
+
+    impl http_body::Body for Stalls {
+        type Data = Bytes;
+        type Error = &'static str;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_ends_at_the_idle_or_the_total_timeout() {
+        let half = || Stalls(Some(Bytes::from_static(b"{\"model\"")));
+        let start = tokio::time::Instant::now();
+        let idle = read_body(half(), 64, Duration::from_millis(200), None).await;
+        assert!(matches!(idle, Err(BodyError::Idle)));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        // The request timeout wins when it comes first.
+        let start = tokio::time::Instant::now();
+        let deadline = Some(start + Duration::from_millis(100));
+        let total = read_body(half(), 64, IDLE, deadline).await;
+        assert!(matches!(total, Err(BodyError::Total)));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn only_utf8_json_objects_pass_the_probe() {
+        // (body, model read, or the error message's start)
+        type Want = Result<Option<&'static str>, &'static str>;
+        let cases: [(&[u8], Want); 7] = [
+            (br#"{"model":"m","stream":true}"#, Ok(Some("m"))),
+            (b" \n{\"model\":\"m\"}", Ok(Some("m"))),
+            (br#"{"messages":[]}"#, Ok(None)),
+            (
+                br#"["m", false]"#,
+                Err("request body must be a JSON object"),
+            ),
+            (b"\"m\"", Err("request body must be a JSON object")),
+            (
+                b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\xff\"}]}",
+                Err("request body is not valid UTF-8 (invalid byte at offset 38)"),
+            ),
+            (
+                b"{\"model\":",
+                Err("request body is not a valid JSON object"),
+            ),
+        ];
+        for (body, want) in cases {
+            let got = probe_body(body);
+            match (got, want) {
+                (Ok(p), Ok(model)) => {
+                    assert_eq!(p.model.map(|m| m.0.into_owned()).as_deref(), model)
+                }
+                (Err(e), Err(msg)) => {
+                    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                    assert!(e.message.starts_with(msg), "{:?}: {}", body, e.message);
+                }
+                (got, want) => panic!(
+                    "{:?}: got {:?}, want {want:?}",
+                    String::from_utf8_lossy(body),
+                    got.map(|p| p.stream)
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn http11_requests_need_exactly_one_host() {
+        let req = |version, hosts: &[&'static str]| {
+            let mut b = Request::builder().version(version).uri("/v1/models");
+            for h in hosts {
+                b = b.header(header::HOST, *h);
+            }
+            b.body(()).expect("request")
+        };
+        assert!(host_error(&req(http::Version::HTTP_11, &["gw"])).is_none());
+        assert!(host_error(&req(http::Version::HTTP_11, &[])).is_some());
+        assert!(host_error(&req(http::Version::HTTP_11, &["a", "b"])).is_some());
+        assert!(host_error(&req(http::Version::HTTP_10, &[])).is_none());
+        assert!(host_error(&req(http::Version::HTTP_2, &[])).is_none());
+    }
+
     #[tokio::test]
     async fn bodies_are_read_whole_in_one_frame_or_many() {
-        let one = read_body(Frames([data("{\"a\":1}")].into()), 64).await;
+        let one = read_body(Frames([data("{\"a\":1}")].into()), 64, IDLE, None).await;
         assert_eq!(one.expect("read"), "{\"a\":1}");
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-t", http::HeaderValue::from_static("1"));
@@ -327,20 +555,29 @@ mod tests {
             ]
             .into(),
         );
-        assert_eq!(read_body(many, 64).await.expect("read"), "{\"a\":1}");
-        let none = read_body(Frames(VecDeque::new()), 64).await;
+        assert_eq!(
+            read_body(many, 64, IDLE, None).await.expect("read"),
+            "{\"a\":1}"
+        );
+        let none = read_body(Frames(VecDeque::new()), 64, IDLE, None).await;
         assert_eq!(none.expect("read"), "");
     }
 
     #[tokio::test]
     async fn the_limit_holds_without_a_content_length_and_errors_pass_through() {
         let long = Frames([data("12345"), data("67890")].into());
-        assert!(matches!(read_body(long, 9).await, Err(BodyError::TooLarge)));
+        assert!(matches!(
+            read_body(long, 9, IDLE, None).await,
+            Err(BodyError::TooLarge)
+        ));
         let exact = Frames([data("12345"), data("6789")].into());
-        assert_eq!(read_body(exact, 9).await.expect("read"), "123456789");
+        assert_eq!(
+            read_body(exact, 9, IDLE, None).await.expect("read"),
+            "123456789"
+        );
         let broken = Frames([data("12"), Err("reset")].into());
         assert!(matches!(
-            read_body(broken, 9).await,
+            read_body(broken, 9, IDLE, None).await,
             Err(BodyError::Read("reset"))
         ));
     }

@@ -8,12 +8,23 @@
 //! (building a key of five labels and looking it up, five times per answer): the histograms of one label
 //! set are registered once and kept in [`HANDLES`]; a non-streaming body is kept as the frames it arrived
 //! in (shared, not copied) and parsed in place when it is one frame, as small answers are.
+//!
+//! Label values a client chooses are bounded by the config (DESIGN §7): a request or response model is its
+//! own label value only when the config names it (an Exact model match), every other name is `other`.
+//! Without that, a regex route and an upstream that answers any model let each new name become a series
+//! that lives forever (issue 18: 228k names took a node to 1.1 GB). The set of configured names is
+//! published on every config swap ([`set_configured_models`]); the request path consults it only when its
+//! per-thread cache misses.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use metrics::{Histogram, Label};
@@ -27,11 +38,12 @@ const MAX_BUFFERED: usize = 1 << 20;
 /// Metric labels of one request.
 #[derive(Debug, Clone)]
 pub struct GenAiLabels {
-    /// `gen_ai_operation_name`: `chat`, `text_completion`, `embeddings`.
+    /// `gen_ai_operation_name`: `chat`, `completion`, `embeddings` (OTel GenAI semantic conventions).
     pub operation: &'static str,
-    /// `gen_ai_provider_name`: `openai`, `aws.bedrock`, `azure.ai.openai`, `anthropic`.
+    /// `gen_ai_provider_name`: `openai`, `aws.bedrock`, `azure.openai`, `anthropic`.
     pub provider: &'static str,
-    /// `gen_ai_request_model`.
+    /// The request's model as the client sent it; recorded as `gen_ai_request_model` when the config names
+    /// it, as [`OTHER_MODEL`] otherwise.
     pub request_model: Arc<str>,
 }
 
@@ -108,34 +120,171 @@ impl GenAiHandles {
     }
 }
 
-/// Label sets cached at most; past that (a client sending ever new model names through a regex route)
-/// handles are registered per answer, as the registry would anyway.
+/// Label sets cached at most. The label values are bounded by the config, so this is only reached by a
+/// config naming thousands of models; past it handles are registered per answer, as the registry would.
 const MAX_CACHED_LABEL_SETS: usize = 4096;
+
+/// The model label value of every name the config does not list.
+pub const OTHER_MODEL: &str = "other";
 
 /// Registered GenAI histograms by a hash of their label set (collisions kept side by side). Handles stay
 /// valid for the life of the process's recorder, which `run` installs before serving.
 static HANDLES: LazyLock<RwLock<HashMap<u64, Vec<Arc<GenAiHandles>>>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
+/// The model names the config in force lists: the only model label values besides [`OTHER_MODEL`].
+static CONFIGURED_MODELS: LazyLock<ArcSwap<HashSet<Box<str>>>> =
+    LazyLock::new(|| ArcSwap::from_pointee(HashSet::new()));
+
+/// Bumped on every [`set_configured_models`], so per-thread caches of raw names notice a config swap.
+static MODELS_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Publishes the model names the config in force lists (its Exact model matches and the models it
+/// rewrites requests to): the only model label values besides [`OTHER_MODEL`]. One process has one
+/// metrics recorder, so this is process-wide, like the recorder; the gateway calls it on every swap.
+pub fn set_configured_models<I, S>(names: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let set: HashSet<Box<str>> = names.into_iter().map(|n| n.as_ref().into()).collect();
+    CONFIGURED_MODELS.store(Arc::new(set));
+    MODELS_GENERATION.fetch_add(1, Ordering::Release);
+}
+
+/// `model` as a label value: itself when the config lists it, [`OTHER_MODEL`] otherwise.
+fn model_label<'a>(configured: &HashSet<Box<str>>, model: &'a str) -> &'a str {
+    if configured.contains(model) {
+        model
+    } else {
+        OTHER_MODEL
+    }
+}
+
+/// The handles a thread used last, with the raw names (as sent and answered) they were chosen for.
+struct LastUsed {
+    generation: u64,
+    operation: &'static str,
+    provider: &'static str,
+    request_model: Box<str>,
+    response_model: Box<str>,
+    handles: Arc<GenAiHandles>,
+}
+
 thread_local! {
     /// The label set this thread recorded last: most answers of a thread repeat it, and comparing four
-    /// short strings is cheaper than hashing them and taking the map's lock.
-    static LAST: std::cell::RefCell<Option<Arc<GenAiHandles>>> = const { std::cell::RefCell::new(None) };
+    /// short strings and a counter is cheaper than hashing them, bounding them and taking the map's lock.
+    static LAST: std::cell::RefCell<Option<LastUsed>> = const { std::cell::RefCell::new(None) };
 }
 
 fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
+    let generation = MODELS_GENERATION.load(Ordering::Acquire);
     let last = LAST.with(|l| {
         l.borrow()
             .as_ref()
-            .filter(|h| h.is(op, provider, req, resp))
-            .cloned()
+            .filter(|u| {
+                u.generation == generation
+                    && u.operation == op
+                    && u.provider == provider
+                    && &*u.request_model == req
+                    && &*u.response_model == resp
+            })
+            .map(|u| u.handles.clone())
     });
     if let Some(h) = last {
         return h;
     }
-    let found = lookup(op, provider, req, resp);
-    LAST.with(|l| *l.borrow_mut() = Some(found.clone()));
+    let configured = CONFIGURED_MODELS.load();
+    let found = lookup(
+        op,
+        provider,
+        model_label(&configured, req),
+        model_label(&configured, resp),
+    );
+    LAST.with(|l| {
+        *l.borrow_mut() = Some(LastUsed {
+            generation,
+            operation: op,
+            provider,
+            request_model: req.into(),
+            response_model: resp.into(),
+            handles: found.clone(),
+        })
+    });
     found
+}
+
+/// Records a routed request that failed (a non-2xx answer, the gateway's own 503/504, ...):
+/// `gen_ai_server_request_duration_seconds` with `error_type` (OTel's `error.type`), as Envoy AI Gateway
+/// records failed requests. `error_type` must come from a bounded set ([`error_type_of`]); the model is
+/// bounded like every other model label.
+pub fn record_failure(
+    operation: &'static str,
+    provider: &'static str,
+    request_model: &str,
+    error_type: &'static str,
+    elapsed: Duration,
+) {
+    let configured = CONFIGURED_MODELS.load();
+    let model: Arc<str> = Arc::from(model_label(&configured, request_model));
+    metrics::histogram!("gen_ai_server_request_duration_seconds",
+        "gen_ai_operation_name" => operation,
+        "gen_ai_provider_name" => provider,
+        "gen_ai_request_model" => model.clone(),
+        "gen_ai_response_model" => model,
+        "error_type" => error_type)
+    .record(elapsed.as_secs_f64());
+}
+
+/// `gen_ai_provider_name` values of the translators (OTel GenAI semantic conventions, as Envoy AI Gateway
+/// spells them); index 0 is for a request that never reached a backend.
+const PROVIDERS: [&str; 9] = [
+    "unknown",
+    "openai",
+    "aws.bedrock",
+    "azure.openai",
+    "anthropic",
+    "aws.anthropic",
+    "gcp.vertex_ai",
+    "gcp.anthropic",
+    "cohere",
+];
+
+/// The provider of a request's latest attempt, set by the attempt loop and read once the answer is known
+/// (to label a failure). An index into a fixed table: a request shares it across awaits by reference,
+/// and it costs no allocation.
+#[derive(Debug, Default)]
+pub struct LastProvider(std::sync::atomic::AtomicU8);
+
+impl LastProvider {
+    /// Notes the provider an attempt goes to (a translator's `provider_name`).
+    pub fn set(&self, provider: &'static str) {
+        let i = PROVIDERS.iter().position(|p| *p == provider).unwrap_or(0);
+        self.0.store(i as u8, Ordering::Relaxed);
+    }
+
+    /// The provider noted last, `unknown` before any attempt.
+    pub fn get(&self) -> &'static str {
+        PROVIDERS
+            .get(usize::from(self.0.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or(PROVIDERS[0])
+    }
+}
+
+/// `error_type` of a failed answer: its status code for the statuses gateways and providers answer,
+/// OTel's fallback `_OTHER` for the rest, so the label cannot grow with whatever an upstream sends.
+pub fn error_type_of(status: http::StatusCode) -> &'static str {
+    const KNOWN: [&str; 17] = [
+        "400", "401", "403", "404", "408", "409", "413", "415", "422", "429", "500", "501", "502",
+        "503", "504", "520", "529",
+    ];
+    let code = status.as_str();
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("_OTHER")
 }
 
 fn lookup(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
@@ -490,6 +639,74 @@ mod tests {
         assert_eq!(json_string(br#""\u00e9""#).as_deref(), Some("\u{e9}"));
         for not_a_string in [&b"null"[..], b"42", b"\"", b"\"\xff\""] {
             assert_eq!(json_string(not_a_string), None);
+        }
+    }
+
+    /// The only test that publishes configured models (they are process-wide), under its own operation
+    /// name so the label sets it counts are its own.
+    #[test]
+    fn client_chosen_models_share_one_label_set_unless_configured() {
+        const OP: &str = "test-bounded";
+        set_configured_models(["m", "n"]);
+        for i in 0..10_000 {
+            let name = format!("client-{i}");
+            handles(OP, "openai", &name, &name);
+            // A configured request answered under any name the upstream likes.
+            handles(OP, "openai", "m", &name);
+        }
+        handles(OP, "openai", "m", "m");
+        handles(OP, "openai", "n", "m");
+        let mut sets: Vec<(String, String)> = HANDLES
+            .read()
+            .expect("lock")
+            .values()
+            .flatten()
+            .filter(|h| h.operation == OP)
+            .map(|h| (h.request_model.to_string(), h.response_model.to_string()))
+            .collect();
+        sets.sort();
+        let want = [("m", "m"), ("m", "other"), ("n", "m"), ("other", "other")];
+        assert_eq!(
+            sets,
+            want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+        );
+        // A reload that stops listing `n` moves it to `other`, even on a thread that cached it.
+        set_configured_models(["m"]);
+        let h = handles(OP, "openai", "n", "n");
+        assert_eq!(&*h.request_model, OTHER_MODEL);
+    }
+
+    #[test]
+    fn failures_are_labelled_from_bounded_sets() {
+        let cases = [
+            (http::StatusCode::INTERNAL_SERVER_ERROR, "500"),
+            (http::StatusCode::GATEWAY_TIMEOUT, "504"),
+            (http::StatusCode::TOO_MANY_REQUESTS, "429"),
+            (http::StatusCode::from_u16(599).expect("status"), "_OTHER"),
+            (http::StatusCode::from_u16(302).expect("status"), "_OTHER"),
+        ];
+        for (status, want) in cases {
+            assert_eq!(error_type_of(status), want, "{status}");
+        }
+        let p = LastProvider::default();
+        assert_eq!(p.get(), "unknown");
+        for name in ["openai", "aws.bedrock", "azure.openai", "anthropic"] {
+            p.set(name);
+            assert_eq!(p.get(), name);
+        }
+        p.set("not-a-provider");
+        assert_eq!(p.get(), "unknown");
+        // Every translator's provider name has its slot.
+        use crate::config::model::SchemaName;
+        for schema in [
+            SchemaName::OpenAI,
+            SchemaName::AwsBedrock,
+            SchemaName::AzureOpenAI,
+            SchemaName::Anthropic,
+        ] {
+            let name = crate::schema::translator(schema).provider_name();
+            p.set(name);
+            assert_eq!(p.get(), name, "{schema:?}");
         }
     }
 

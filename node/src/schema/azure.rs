@@ -59,7 +59,7 @@ pub fn error(status: u16, body: &[u8]) -> Bytes {
 
 impl Translator for Azure {
     fn provider_name(&self) -> &'static str {
-        "azure.ai.openai"
+        "azure.openai"
     }
 
     fn request(

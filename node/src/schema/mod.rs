@@ -87,7 +87,7 @@ impl Operation {
     pub fn from_name(name: &str) -> Operation {
         match name {
             "chat" => Operation::Chat,
-            "text_completion" => Operation::Completions,
+            "completion" => Operation::Completions,
             _ => Operation::Embeddings,
         }
     }
