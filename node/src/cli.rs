@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin_access::Secret;
+
 /// Switchyard: a clustered AI/LLM gateway.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
@@ -41,6 +43,12 @@ pub enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Bearer token of the node's admin listener (as its `--admin-token`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+        admin_token: Option<Secret>,
+        /// File holding the bearer token (wins over `--admin-token`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Run the whole cluster on this machine: mock providers (one failing), a 3-node cluster with fresh
     /// certificates on 127.0.0.1-3, traffic, and the status table as the cluster fails over. Needs the
@@ -189,6 +197,21 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Accept a reload whose config has no route (by default it is refused: it would answer every
+    /// request with 404).
+    #[arg(long, env = "SWITCHYARD_ALLOW_EMPTY_CONFIG")]
+    pub allow_empty_config: bool,
+    /// Bearer token for the admin listener: every endpoint but `/healthz` and `/readyz` then needs
+    /// `Authorization: Bearer TOKEN`. Without one, `POST /reload` is refused unless `--admin` is on loopback.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_token: Option<Secret>,
+    /// File holding the admin token (wins over `--admin-token`; keeps it out of the process list).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Extra `Host` names the admin listener answers to (besides its IP literals and `localhost`),
+    /// comma-separated.
+    #[arg(long, env = "SWITCHYARD_ADMIN_HOSTS", value_delimiter = ',')]
+    pub admin_hosts: Vec<String>,
 }
 
 impl RunArgs {
@@ -205,4 +228,9 @@ impl RunArgs {
 /// Parses a duration flag in the same Go syntax the YAML uses (`500ms`, `5s`, `1m30s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Wraps a secret flag so that `Debug` output of the parsed flags never shows it.
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
 }

@@ -146,6 +146,17 @@ impl Gateway {
     /// Re-reads the config file and swaps it in; on error the running config is kept.
     pub async fn reload(&self) -> Result<(), LoadError> {
         let cfg = config::load(&self.config_path)?;
+        self.install(cfg).await
+    }
+
+    /// The config file or directory the gateway was started from (and reloads read).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Swaps in a config that the reload entry point (`crate::reload`) has already loaded and checked; on
+    /// error the running config is kept.
+    pub async fn install(&self, cfg: Config) -> Result<(), LoadError> {
         self.apply(cfg).await?;
         metrics::counter!("switchyard_config_reloads_total", "result" => "ok").increment(1);
         Ok(())

@@ -58,8 +58,17 @@ fn main() -> ExitCode {
                 print!("{}", switchyard::config::render_routing_table(&cfg));
                 Ok(())
             }
-            Command::Status { admin, json } => {
-                let v = switchyard::status::fetch(&admin).await?;
+            Command::Status {
+                admin,
+                json,
+                admin_token,
+                admin_token_file,
+            } => {
+                let token = switchyard::admin_access::read_token(
+                    admin_token.as_ref().map(|t| t.expose()),
+                    admin_token_file.as_deref(),
+                )?;
+                let v = switchyard::status::fetch_with_token(&admin, token.as_ref()).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
