@@ -80,6 +80,9 @@ pub enum CertsCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Days the CA is valid (from an hour ago).
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        validity_days: u32,
     },
     /// Create a node certificate signed by the CA: `OUT/ID.crt` and `OUT/ID.key` (mode 0600).
     Node {
@@ -98,6 +101,9 @@ pub enum CertsCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Days the certificate is valid (from an hour ago; never past the CA's expiry).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        validity_days: u32,
     },
 }
 

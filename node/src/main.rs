@@ -22,6 +22,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn days(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(n) * 86_400)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One request thread means the single-threaded scheduler: the work-stealing one only adds
@@ -86,17 +90,29 @@ fn main() -> ExitCode {
                         out,
                         cluster,
                         force,
-                    } => switchyard::cluster::certs::write_ca(&out, &cluster, force)?,
+                        validity_days,
+                    } => switchyard::cluster::certs::write_ca_valid_for(
+                        &out,
+                        &cluster,
+                        force,
+                        days(validity_days),
+                    )?,
                     CertsCommand::Node {
                         ca_dir,
                         node_id,
                         out,
                         ips,
                         force,
+                        validity_days,
                     } => {
                         let out = out.unwrap_or_else(|| ca_dir.clone());
-                        switchyard::cluster::certs::write_node(
-                            &ca_dir, &node_id, &out, &ips, force,
+                        switchyard::cluster::certs::write_node_valid_for(
+                            &ca_dir,
+                            &node_id,
+                            &out,
+                            &ips,
+                            force,
+                            days(validity_days),
                         )?
                     }
                 };
