@@ -218,6 +218,12 @@ pub struct RunArgs {
     /// comma-separated.
     #[arg(long, env = "SWITCHYARD_ADMIN_HOSTS", value_delimiter = ',')]
     pub admin_hosts: Vec<String>,
+    /// Node ids refused by the cluster transport (their state is dropped), comma-separated.
+    #[arg(long, env = "SWITCHYARD_DENY_NODES", value_delimiter = ',')]
+    pub deny_nodes: Vec<String>,
+    /// File of node ids to refuse (one per line, `#` comments), re-read on SIGHUP and `POST /reload`.
+    #[arg(long, env = "SWITCHYARD_DENY_NODES_FILE")]
+    pub deny_nodes_file: Option<PathBuf>,
 }
 
 impl RunArgs {

@@ -11,6 +11,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ractor::ActorRef;
+
+use crate::cluster::deny::{DenyListError, DenySource};
+use crate::cluster::gossip::GossipMsg;
 use crate::config::model::Config;
 use crate::gateway::{Gateway, LoadError};
 
@@ -29,6 +33,9 @@ pub enum ReloadError {
         /// The config file or directory.
         path: PathBuf,
     },
+    /// The deny list did not read.
+    #[error(transparent)]
+    DenyList(#[from] DenyListError),
 }
 
 /// Refuses a config without routes unless allowed. Pure, so the rule is table-tested.
@@ -45,14 +52,22 @@ pub fn check_routes(cfg: &Config, path: &Path, allow_empty: bool) -> Result<(), 
 pub struct Reloader {
     gateway: Arc<Gateway>,
     allow_empty: bool,
+    /// The deny list's source and the Gossip actor it goes to, on a clustered node.
+    deny: Option<(DenySource, ActorRef<GossipMsg>)>,
 }
 
 impl Reloader {
-    /// A reloader for `gateway`; `allow_empty` is `--allow-empty-config`.
-    pub fn new(gateway: Arc<Gateway>, allow_empty: bool) -> Self {
+    /// A reloader for `gateway`; `allow_empty` is `--allow-empty-config`; `deny` is the deny list's source
+    /// and the Gossip actor, when the node is in a cluster.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        allow_empty: bool,
+        deny: Option<(DenySource, ActorRef<GossipMsg>)>,
+    ) -> Self {
         Reloader {
             gateway,
             allow_empty,
+            deny,
         }
     }
 
@@ -75,7 +90,19 @@ impl Reloader {
         let path = self.gateway.config_path();
         let cfg = crate::config::load(path).map_err(LoadError::from)?;
         check_routes(&cfg, path, self.allow_empty)?;
+        // Read before anything is applied, so a bad deny list keeps the running config too.
+        let denied = match &self.deny {
+            Some((source, gossip)) => Some((source.read()?, gossip)),
+            None => None,
+        };
         self.gateway.install(cfg).await?;
+        if let Some((denied, gossip)) = denied {
+            if !denied.is_empty() {
+                tracing::info!(nodes = ?denied, "cluster deny list in force");
+            }
+            // The actor lives as long as the node; if it is gone there is no cluster to deny anyone.
+            let _ = gossip.cast(GossipMsg::Deny(denied));
+        }
         Ok(())
     }
 }

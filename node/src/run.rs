@@ -94,6 +94,13 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
         listen, node_id, ca_pem, cert_pem, key_pem,
     ))
     .map_err(|e| RunError::Cluster(e.to_string()))?;
+    // The deny list is in force before the first peer can connect.
+    let denied = deny_source(args)
+        .read()
+        .map_err(|e| RunError::Cluster(e.to_string()))?;
+    transport.set_denied(denied.iter().cloned().collect());
+    let mut core = core;
+    core.set_denied(denied, Instant::now());
     // Our Hello goes first on every connection, before any handshake can complete (no await since the
     // bind); the Gossip actor refreshes it with the config's hash once the gateway is attached.
     let hello = crate::cluster::gossip::hello_frame(&core, &cluster, 0)
@@ -117,6 +124,13 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     tracing::info!(cluster = %cluster, gossip = %listen, advertise = %advertise, seeds = ?args.seeds,
         share_ejections = args.share_ejections == OnOff::On, "gossip started");
     Ok(gossip)
+}
+
+fn deny_source(args: &RunArgs) -> crate::cluster::deny::DenySource {
+    crate::cluster::deny::DenySource {
+        ids: args.deny_nodes.clone(),
+        file: args.deny_nodes_file.clone(),
+    }
 }
 
 /// How often pending histogram samples are folded into the Prometheus histograms.
@@ -193,6 +207,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let reloader = Arc::new(crate::reload::Reloader::new(
         gateway.clone(),
         args.allow_empty_config,
+        gossip.clone().map(|g| (deny_source(&args), g)),
     ));
     if gateway.snapshot().routes.is_empty() {
         tracing::warn!(config = %args.config.display(), "the config has no route: /readyz answers 503 until a config with routes is loaded");
