@@ -653,3 +653,33 @@ async fn denied_nodes_are_disconnected_refused_and_not_dialled() {
         .unwrap();
     a.expect("back", is_frame("node-b", b"back")).await;
 }
+
+#[tokio::test]
+async fn a_ca_bundle_accepts_peers_of_either_ca_during_rotation() {
+    let old = Ca::new("old");
+    let new = Ca::new("new");
+    let bundle = format!("{}{}", old.ca.cert_pem, new.ca.cert_pem);
+    let with_bundle = |mut cfg: TransportConfig| {
+        cfg.ca_pem = bundle.clone();
+        cfg
+    };
+    let mut a = Node::bind(with_bundle(old.config("127.0.0.1", "node-a")));
+    let mut b = Node::bind(with_bundle(new.config("127.0.0.17", "node-b")));
+    let c = Node::bind(with_bundle(old.config("127.0.0.18", "node-c")));
+    // New-CA certificate to an old-CA node, and old to new, both ways of dialling.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"new to old"))
+        .unwrap();
+    a.expect("new to old", is_frame("node-b", b"new to old"))
+        .await;
+    c.t.send(&b.peer_addr(), Bytes::from_static(b"old to new"))
+        .unwrap();
+    b.expect("old to new", is_frame("node-c", b"old to new"))
+        .await;
+    // A node that trusts only the new CA refuses the old certificate.
+    let mut d = Node::bind(new.config("127.0.0.19", "node-d"));
+    c.t.send(&d.peer_addr(), Bytes::from_static(b"x")).unwrap();
+    d.expect("refusal", |ev| {
+        matches!(ev, TransportEvent::Rejected { .. })
+    })
+    .await;
+}

@@ -90,7 +90,7 @@
 //! `result` of the connections counter is `established`, `failed` (outbound), `duplicate` (tie-break or
 //! replacement) or `rejected` (inbound); `reason` of the rejected counter is [`RejectReason::label`];
 //! dropped-frame reasons are `queue_full`, `too_large` (refused by `send`), `oversized` (received),
-//! `conn_lost`, `unreachable` and `closed`:
+//! `conn_lost`, `unreachable`, `closed` and `denied`:
 //! `switchyard_quic_connections_total{direction,result}`, `switchyard_quic_rejected_total{reason}`,
 //! `switchyard_gossip_frames_total{direction}`, `switchyard_gossip_frames_dropped_total{reason}` (metrics
 //! crate), mirrored in [`Transport::stats`].
@@ -1246,7 +1246,10 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
             match dir {
                 Direction::Inbound => reject(&inner, addr, reason).await,
                 Direction::Outbound => {
-                    tracing::warn!(%addr, %reason, "gossip dial refused");
+                    // Our own dial (a seed address) reached the node by another of its addresses, or a
+                    // copy of it: either way the live connection stays, and no alarm is raised for what
+                    // is most likely a multi-homed peer.
+                    tracing::debug!(%addr, %reason, "dialled address answers for a peer connected elsewhere; keeping the live connection");
                     inner.counters.connection(dir, "failed");
                 }
             }
