@@ -146,7 +146,9 @@ impl Gateway {
     /// Re-reads the config file and swaps it in; on error the running config is kept.
     pub async fn reload(&self) -> Result<(), LoadError> {
         let cfg = config::load(&self.config_path)?;
-        self.install(cfg).await
+        self.apply(cfg).await?;
+        metrics::counter!("switchyard_config_reloads_total", "result" => "ok").increment(1);
+        Ok(())
     }
 
     /// The config file or directory the gateway was started from (and reloads read).
