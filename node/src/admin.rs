@@ -1,5 +1,6 @@
 //! The admin listener (default loopback): `/healthz`, `/readyz` (what the L4 load balancer checks),
-//! `/status` (JSON for `switchyard status`), `/metrics` (Prometheus text) and `POST /reload`.
+//! `/status` (JSON for `switchyard status`), `/metrics` (Prometheus text) and `POST /reload`. Who may call
+//! which endpoint is decided by [`crate::admin_access`] before anything is served.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use ractor::rpc::CallResult;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::admin_access::AdminAccess;
 use crate::cluster::gossip::{BackendClusterStatus, ClusterStatus, GossipMsg};
 use crate::gateway::Gateway;
 use crate::health::actor::HostStatus;
 use crate::proxy::body::ProxyBody;
+use crate::reload::Reloader;
 use crate::routing::actor::{RouteLoad, RouteMsg};
 use crate::shutdown::Shutdown;
 
@@ -38,6 +41,10 @@ pub struct AdminState {
     pub listen: String,
     /// The Gossip actor, when the node is in a cluster.
     pub gossip: Option<ractor::ActorRef<GossipMsg>>,
+    /// Token, Host and form-post rules.
+    pub access: AdminAccess,
+    /// The reload entry point (`POST /reload`, shared with SIGHUP).
+    pub reloader: Arc<Reloader>,
 }
 
 /// `/status` JSON.
@@ -110,11 +117,35 @@ async fn route(
     st: Arc<AdminState>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if let Err(refusal) = st
+        .access
+        .check(req.method(), req.uri().path(), host, req.headers())
+    {
+        tracing::debug!(path = req.uri().path(), status = %refusal.status, reason = refusal.message,
+            "admin request refused");
+        let mut r = text(refusal.status, format!("{}\n", refusal.message));
+        if refusal.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
+            );
+        }
+        return Ok(r);
+    }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => {
             if st.shutdown.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if !has_routes(&st) {
+                // A node without routes would answer every request with 404: keep it out of the load
+                // balancer until a config with routes is loaded.
+                text(StatusCode::SERVICE_UNAVAILABLE, "no routes\n")
             } else {
                 text(StatusCode::OK, "ready\n")
             }
@@ -128,12 +159,10 @@ async fn route(
             r
         }
         (&Method::GET, "/status") => json(StatusCode::OK, &status(&st).await),
-        (&Method::POST, "/reload") => match st.gateway.reload().await {
+        (&Method::POST, "/reload") => match st.reloader.reload().await {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({"reloaded": true})),
             Err(e) => {
-                metrics::counter!("switchyard_config_reloads_total", "result" => "error")
-                    .increment(1);
-                tracing::error!(error = %e, "reload failed; keeping the running config");
+                // Counted and logged by the reloader.
                 json(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({"reloaded": false, "error": e.to_string()}),
@@ -203,11 +232,16 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
-        ready: !st.shutdown.is_draining(),
+        ready: !st.shutdown.is_draining() && has_routes(st),
         routes,
         backends,
         cluster,
     }
+}
+
+/// Whether the routing snapshot in force has any route (lock-free read).
+fn has_routes(st: &AdminState) -> bool {
+    !st.gateway.snapshot().routes.is_empty()
 }
 
 fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::admin_access::Secret;
+
 /// Switchyard: a clustered AI/LLM gateway.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, about)]
@@ -45,6 +47,12 @@ pub enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Bearer token of the node's admin listener (as its `--admin-token`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+        admin_token: Option<Secret>,
+        /// File holding the bearer token (wins over `--admin-token`).
+        #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Run the whole cluster on this machine: mock providers (one failing), a 3-node cluster with fresh
     /// certificates on 127.0.0.1-3, traffic, and the status table as the cluster fails over. Needs the
@@ -76,6 +84,9 @@ pub enum CertsCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Days the CA is valid (from an hour ago).
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        validity_days: u32,
     },
     /// Create a node certificate signed by the CA: `OUT/ID.crt` and `OUT/ID.key` (mode 0600).
     Node {
@@ -94,6 +105,9 @@ pub enum CertsCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Days the certificate is valid (from an hour ago; never past the CA's expiry).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        validity_days: u32,
     },
 }
 
@@ -212,6 +226,27 @@ pub struct RunArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Accept a reload whose config has no route (by default it is refused: it would answer every
+    /// request with 404).
+    #[arg(long, env = "SWITCHYARD_ALLOW_EMPTY_CONFIG")]
+    pub allow_empty_config: bool,
+    /// Bearer token for the admin listener: every endpoint but `/healthz` and `/readyz` then needs
+    /// `Authorization: Bearer TOKEN`. Without one, `POST /reload` is refused unless `--admin` is on loopback.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_token: Option<Secret>,
+    /// File holding the admin token (wins over `--admin-token`; keeps it out of the process list).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Extra `Host` names the admin listener answers to (besides its IP literals and `localhost`),
+    /// comma-separated.
+    #[arg(long, env = "SWITCHYARD_ADMIN_HOSTS", value_delimiter = ',')]
+    pub admin_hosts: Vec<String>,
+    /// Node ids refused by the cluster transport (their state is dropped), comma-separated.
+    #[arg(long, env = "SWITCHYARD_DENY_NODES", value_delimiter = ',')]
+    pub deny_nodes: Vec<String>,
+    /// File of node ids to refuse (one per line, `#` comments), re-read on SIGHUP and `POST /reload`.
+    #[arg(long, env = "SWITCHYARD_DENY_NODES_FILE")]
+    pub deny_nodes_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -236,4 +271,9 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be greater than zero".into()),
         d => Ok(d),
     }
+}
+
+/// Wraps a secret flag so that `Debug` output of the parsed flags never shows it.
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
 }

@@ -152,6 +152,19 @@ impl Gateway {
         Ok(())
     }
 
+    /// The config file or directory the gateway was started from (and reloads read).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Swaps in a config that the reload entry point (`crate::reload`) has already loaded and checked; on
+    /// error the running config is kept.
+    pub async fn install(&self, cfg: Config) -> Result<(), LoadError> {
+        self.apply(cfg).await?;
+        metrics::counter!("switchyard_config_reloads_total", "result" => "ok").increment(1);
+        Ok(())
+    }
+
     /// Re-resolves every fqdn endpoint and rebuilds the snapshot if an address set changed; health of hosts
     /// whose address is still there is kept.
     pub async fn refresh_dns(&self) -> Result<bool, LoadError> {

@@ -7,6 +7,7 @@
 //! [`run::run`] wires them together in one place.
 
 pub mod admin;
+pub mod admin_access;
 pub mod child;
 pub mod cli;
 pub mod cluster;
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod gateway;
 pub mod health;
 pub mod proxy;
+pub mod reload;
 pub mod retry;
 pub mod routing;
 pub mod run;

@@ -22,6 +22,10 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn days(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(n) * 86_400)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One request thread means the single-threaded scheduler: the work-stealing one only adds
@@ -58,8 +62,17 @@ fn main() -> ExitCode {
                 print!("{}", switchyard::config::render_routing_table(&cfg));
                 switchyard::config::strict_check(&cfg, strict).map_err(anyhow::Error::msg)
             }
-            Command::Status { admin, json } => {
-                let v = switchyard::status::fetch(&admin).await?;
+            Command::Status {
+                admin,
+                json,
+                admin_token,
+                admin_token_file,
+            } => {
+                let token = switchyard::admin_access::read_token(
+                    admin_token.as_ref().map(|t| t.expose()),
+                    admin_token_file.as_deref(),
+                )?;
+                let v = switchyard::status::fetch_with_token(&admin, token.as_ref()).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
@@ -77,17 +90,29 @@ fn main() -> ExitCode {
                         out,
                         cluster,
                         force,
-                    } => switchyard::cluster::certs::write_ca(&out, &cluster, force)?,
+                        validity_days,
+                    } => switchyard::cluster::certs::write_ca_valid_for(
+                        &out,
+                        &cluster,
+                        force,
+                        days(validity_days),
+                    )?,
                     CertsCommand::Node {
                         ca_dir,
                         node_id,
                         out,
                         ips,
                         force,
+                        validity_days,
                     } => {
                         let out = out.unwrap_or_else(|| ca_dir.clone());
-                        switchyard::cluster::certs::write_node(
-                            &ca_dir, &node_id, &out, &ips, force,
+                        switchyard::cluster::certs::write_node_valid_for(
+                            &ca_dir,
+                            &node_id,
+                            &out,
+                            &ips,
+                            force,
+                            days(validity_days),
                         )?
                     }
                 };

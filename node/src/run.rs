@@ -53,6 +53,9 @@ pub enum RunError {
     /// An actor could not be started.
     #[error("cannot start the listener actor: {0}")]
     Actor(String),
+    /// The admin listener's settings are unusable.
+    #[error("admin: {0}")]
+    Admin(String),
     /// The cluster could not be joined or configured.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -109,6 +112,13 @@ async fn start_gossip(
         listen, node_id, ca_pem, cert_pem, key_pem,
     ))
     .map_err(|e| RunError::Cluster(e.to_string()))?;
+    // The deny list is in force before the first peer can connect.
+    let denied = deny_source(args)
+        .read()
+        .map_err(|e| RunError::Cluster(e.to_string()))?;
+    transport.set_denied(denied.iter().cloned().collect());
+    let mut core = core;
+    core.set_denied(denied, Instant::now());
     // Our Hello goes first on every connection, before any handshake can complete (no await since the
     // bind); the Gossip actor refreshes it whenever a reload changes the config's hash.
     let hello =
@@ -136,6 +146,13 @@ async fn start_gossip(
     tracing::info!(cluster = %cluster, gossip = %listen, advertise = %advertise, seeds = ?args.seeds,
         share_ejections = args.share_ejections == OnOff::On, "gossip started");
     Ok(gossip)
+}
+
+fn deny_source(args: &RunArgs) -> crate::cluster::deny::DenySource {
+    crate::cluster::deny::DenySource {
+        ids: args.deny_nodes.clone(),
+        file: args.deny_nodes_file.clone(),
+    }
 }
 
 /// How often pending histogram samples are folded into the Prometheus histograms.
@@ -218,6 +235,23 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         })?;
     let listen_addr = client.local_addr().unwrap_or(listen);
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin);
+    let token = crate::admin_access::read_token(
+        args.admin_token.as_ref().map(|t| t.expose()),
+        args.admin_token_file.as_deref(),
+    )
+    .map_err(|e| RunError::Admin(e.to_string()))?;
+    let access = crate::admin_access::AdminAccess::new(admin_addr, token, &args.admin_hosts);
+    if access.posts_need_token() {
+        tracing::warn!(admin = %admin_addr, "the admin listener is not on loopback and has no --admin-token: POST /reload is refused (SIGHUP still reloads)");
+    }
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        gateway.clone(),
+        args.allow_empty_config,
+        gossip.clone().map(|g| (deny_source(&args), g)),
+    ));
+    if gateway.snapshot().routes.is_empty() {
+        tracing::warn!(config = %args.config.display(), "the config has no route: /readyz answers 503 until a config with routes is loaded");
+    }
 
     let shutdown = Shutdown::new();
     let (listener, _join) = Actor::spawn(
@@ -243,6 +277,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             started,
             listen: listen_addr.to_string(),
             gossip: gossip.clone(),
+            access,
+            reloader: reloader.clone(),
         }),
     ));
     let refresher = gateway.clone();
@@ -267,13 +303,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match gateway.reload().await {
-                Ok(()) => tracing::info!("config reloaded"),
-                Err(e) => {
-                    metrics::counter!("switchyard_config_reloads_total", "result" => "error").increment(1);
-                    tracing::error!(error = %e, "reload failed; keeping the running config");
-                }
-            },
+            // Counted and logged by the reloader.
+            _ = hup.recv() => { let _ = reloader.reload().await; }
         }
     }
 

@@ -9,6 +9,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use crate::admin_access::Secret;
+
 /// Why the node could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -30,21 +32,42 @@ pub enum StatusError {
 
 /// Fetches `/status` from an admin URL.
 pub async fn fetch(admin: &str) -> Result<Value, StatusError> {
+    fetch_with_token(admin, None).await
+}
+
+/// Fetches `/status` from an admin URL, sending `token` as `Authorization: Bearer` when given (the node's
+/// `--admin-token`).
+pub async fn fetch_with_token(admin: &str, token: Option<&Secret>) -> Result<Value, StatusError> {
     let url = format!("{}/status", admin.trim_end_matches('/'));
     let uri: http::Uri = url
         .parse()
+        .map_err(|_| StatusError::Url(admin.to_string()))?;
+    let mut req = http::Request::get(uri);
+    if let Some(token) = token {
+        req = req.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose()),
+        );
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
         .map_err(|_| StatusError::Url(admin.to_string()))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let unreachable = |reason: String| StatusError::Unreachable {
         url: url.clone(),
         reason,
     };
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
         .await
         .map_err(|_| unreachable("timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
     if !resp.status().is_success() {
-        return Err(unreachable(format!("HTTP {}", resp.status())));
+        let hint = if resp.status() == http::StatusCode::UNAUTHORIZED {
+            " (the node needs its admin token: --admin-token or SWITCHYARD_ADMIN_TOKEN)"
+        } else {
+            ""
+        };
+        return Err(unreachable(format!("HTTP {}{hint}", resp.status())));
     }
     let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
         .await

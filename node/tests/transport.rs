@@ -1,6 +1,6 @@
 //! The cluster transport over real QUIC and real mTLS on 127.0.0.x: frames, identities, the
 //! simultaneous-dial tie-break, refusal of foreign certificates, garbage datagrams, oversized frames and
-//! peer loss.
+//! peer loss; a second holder of a live node's certificate and denied node ids are refused.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchyard::cluster::certs::{self, CertAndKey};
 use switchyard::cluster::transport::{
-    DownReason, PeerAddr, RejectReason, Transport, TransportConfig, TransportError, TransportEvent,
+    DownReason, PeerAddr, RejectReason, SendError, Transport, TransportConfig, TransportError,
+    TransportEvent, SIMULTANEOUS_DIAL_WINDOW,
 };
 use tokio::sync::mpsc;
 
@@ -531,4 +532,154 @@ async fn disconnect_drops_a_peer_that_failed_its_hello() {
     })
     .await;
     assert!(a.t.peers().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_holder_of_a_live_nodes_certificate_is_refused_until_the_node_is_gone() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let b_cert = ca.node("node-b");
+    let b_config = |ip: &str| {
+        TransportConfig::new(
+            format!("{ip}:0").parse().unwrap(),
+            "node-b",
+            ca.ca.cert_pem.clone(),
+            b_cert.cert_pem.clone(),
+            b_cert.key_pem.clone(),
+        )
+    };
+    let b = Node::bind(b_config("127.0.0.14"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"hi")).unwrap();
+    a.expect("hi", is_frame("node-b", b"hi")).await;
+    // Past the simultaneous-dial window a new connection would be taken for a restart.
+    tokio::time::sleep(SIMULTANEOUS_DIAL_WINDOW + Duration::from_millis(100)).await;
+
+    // Another process with node-b's certificate, from another address, while node-b is alive: refused.
+    let mut copy = Node::bind(b_config("127.0.0.15"));
+    copy.t
+        .send(&a.peer_addr(), Bytes::from_static(b"I am node-b"))
+        .unwrap();
+    let ev = a
+        .expect("refusal", |ev| {
+            matches!(ev, TransportEvent::Rejected { .. })
+        })
+        .await;
+    match ev {
+        TransportEvent::Rejected { addr, reason } => {
+            assert_eq!(addr, copy.addr());
+            assert_eq!(
+                reason,
+                RejectReason::IdentityInUse {
+                    node: "node-b".into(),
+                    live_addr: b.addr()
+                }
+            );
+        }
+        _ => unreachable!(),
+    }
+    copy.expect("dial failed", |ev| {
+        matches!(
+            ev,
+            TransportEvent::DialFailed { .. } | TransportEvent::PeerDown { .. }
+        )
+    })
+    .await;
+    // The original keeps its connection and is still heard; the copy delivered nothing.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"still here"))
+        .unwrap();
+    let ev = a.expect("a frame", is_any_frame).await;
+    assert!(
+        matches!(&ev, TransportEvent::Frame { frame, addr, .. } if frame.as_ref() == b"still here" && *addr == b.addr()),
+        "{ev:?}"
+    );
+    assert_eq!(a.t.peers().len(), 1);
+    assert_eq!(a.t.peers()[0].addr, b.addr());
+
+    // Once node-b is gone, the same certificate from the other address is a restart and gets in.
+    b.t.close_all(Duration::from_secs(2)).await;
+    a.expect(
+        "PeerDown b",
+        |ev| matches!(ev, TransportEvent::PeerDown { node_id, .. } if node_id == "node-b"),
+    )
+    .await;
+    copy.t
+        .send(&a.peer_addr(), Bytes::from_static(b"back"))
+        .unwrap();
+    a.expect("back", is_frame("node-b", b"back")).await;
+    assert_eq!(a.t.peers()[0].addr, copy.addr());
+}
+
+#[tokio::test]
+async fn denied_nodes_are_disconnected_refused_and_not_dialled() {
+    let ca = Ca::new("c");
+    let mut a = Node::bind(ca.config("127.0.0.1", "node-a"));
+    let mut b = Node::bind(ca.config("127.0.0.16", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"hi")).unwrap();
+    a.expect("hi", is_frame("node-b", b"hi")).await;
+
+    a.t.set_denied(["node-b".to_string()].into());
+    a.expect(
+        "PeerDown b",
+        |ev| matches!(ev, TransportEvent::PeerDown { node_id, .. } if node_id == "node-b"),
+    )
+    .await;
+    b.expect("PeerDown a", |ev| {
+        matches!(ev, TransportEvent::PeerDown { .. })
+    })
+    .await;
+    assert_eq!(
+        a.t.send(&b.peer_addr(), Bytes::from_static(b"x")),
+        Err(SendError::Denied("node-b".into()))
+    );
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"again"))
+        .unwrap();
+    let ev = a
+        .expect("refusal", |ev| {
+            matches!(
+                ev,
+                TransportEvent::Rejected { .. } | TransportEvent::Frame { .. }
+            )
+        })
+        .await;
+    assert!(
+        matches!(&ev, TransportEvent::Rejected { reason: RejectReason::Denied(id), .. } if id == "node-b"),
+        "{ev:?}"
+    );
+
+    // Lifted: it connects again.
+    a.t.set_denied(Default::default());
+    eventually("b's dial to end", || b.t.peers().is_empty()).await;
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"back"))
+        .unwrap();
+    a.expect("back", is_frame("node-b", b"back")).await;
+}
+
+#[tokio::test]
+async fn a_ca_bundle_accepts_peers_of_either_ca_during_rotation() {
+    let old = Ca::new("old");
+    let new = Ca::new("new");
+    let bundle = format!("{}{}", old.ca.cert_pem, new.ca.cert_pem);
+    let with_bundle = |mut cfg: TransportConfig| {
+        cfg.ca_pem = bundle.clone();
+        cfg
+    };
+    let mut a = Node::bind(with_bundle(old.config("127.0.0.1", "node-a")));
+    let mut b = Node::bind(with_bundle(new.config("127.0.0.17", "node-b")));
+    let c = Node::bind(with_bundle(old.config("127.0.0.18", "node-c")));
+    // New-CA certificate to an old-CA node, and old to new, both ways of dialling.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"new to old"))
+        .unwrap();
+    a.expect("new to old", is_frame("node-b", b"new to old"))
+        .await;
+    c.t.send(&b.peer_addr(), Bytes::from_static(b"old to new"))
+        .unwrap();
+    b.expect("old to new", is_frame("node-c", b"old to new"))
+        .await;
+    // A node that trusts only the new CA refuses the old certificate.
+    let mut d = Node::bind(new.config("127.0.0.19", "node-d"));
+    c.t.send(&d.peer_addr(), Bytes::from_static(b"x")).unwrap();
+    d.expect("refusal", |ev| {
+        matches!(ev, TransportEvent::Rejected { .. })
+    })
+    .await;
 }

@@ -9,11 +9,17 @@
 //! (`ca.crt`, `ca.key`) and node certificates signed by it (`<id>.crt`, `<id>.key`) carrying both the
 //! server and client auth extended key usages, since every node both dials and accepts. Keys are written
 //! with mode 0600 and existing files are never overwritten unless asked to.
+//!
+//! Validity is bounded (issue 18): node certificates default to [`DEFAULT_NODE_VALIDITY`] (one year) and
+//! never outlive their CA, CAs to [`DEFAULT_CA_VALIDITY`] (ten years); both start an hour in the past so a
+//! peer whose clock runs a little behind accepts a certificate issued just now. A stolen node key is then
+//! useful for a bounded time, and rotation (docs/operations.md "Rotating certificates") is routine.
 
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -28,6 +34,12 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 /// The cluster name used when none is given.
 pub const DEFAULT_CLUSTER: &str = "switchyard";
+/// How long a node certificate is valid unless `--validity-days` says otherwise.
+pub const DEFAULT_NODE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// How long a cluster CA is valid unless `--validity-days` says otherwise.
+pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(3650 * 86_400);
+/// How far in the past validity starts, for peers whose clocks lag.
+const BACKDATE: Duration = Duration::from_secs(3600);
 
 /// Errors of certificate generation, loading and identity extraction.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +82,9 @@ pub enum CertError {
         /// The file.
         path: PathBuf,
     },
+    /// A validity period of zero, or one the certificate format cannot express.
+    #[error("invalid validity period: {0}")]
+    Validity(String),
     /// A CA certificate or key could not be parsed.
     #[error("{} is not a usable CA {what}: {reason}", path.display())]
     BadCa {
@@ -124,6 +139,11 @@ fn generate_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertErr
 /// Generates a self-signed cluster CA (ECDSA P-256, CA basic constraints with path length 0, key usages
 /// certificate signing and CRL signing). The cluster name goes into the subject.
 pub fn generate_ca(cluster: &str) -> Result<CertAndKey, CertError> {
+    generate_ca_valid_for(cluster, DEFAULT_CA_VALIDITY)
+}
+
+/// [`generate_ca`] valid for `validity` from now (backdated by an hour).
+pub fn generate_ca_valid_for(cluster: &str, validity: Duration) -> Result<CertAndKey, CertError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_err("CA key"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -133,6 +153,7 @@ pub fn generate_ca(cluster: &str) -> Result<CertAndKey, CertError> {
         format!("Switchyard cluster CA: {cluster}"),
     );
     params.distinguished_name = dn;
+    set_validity(&mut params, validity, None)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -158,7 +179,24 @@ pub fn generate_node(
     node_id: &str,
     ips: &[IpAddr],
 ) -> Result<CertAndKey, CertError> {
+    generate_node_valid_for(ca, ca_source, node_id, ips, DEFAULT_NODE_VALIDITY)
+}
+
+/// [`generate_node`] valid for `validity` from now (backdated by an hour), and never past the CA's own
+/// expiry: a node certificate cannot be verified once its CA has expired anyway.
+pub fn generate_node_valid_for(
+    ca: &CertAndKey,
+    ca_source: &Path,
+    node_id: &str,
+    ips: &[IpAddr],
+    validity: Duration,
+) -> Result<CertAndKey, CertError> {
     validate_node_id(node_id)?;
+    let ca_not_after = ca_expiry(&ca.cert_pem).map_err(|reason| CertError::BadCa {
+        path: ca_source.join(CA_CERT_FILE),
+        what: "certificate",
+        reason,
+    })?;
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|e| CertError::BadCa {
         path: ca_source.join(CA_KEY_FILE),
         what: "key",
@@ -183,6 +221,7 @@ pub fn generate_node(
     params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
         .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
         .collect();
+    set_validity(&mut params, validity, Some(ca_not_after))?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
@@ -197,6 +236,44 @@ pub fn generate_node(
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Sets `not_before` an hour back and `not_after` `validity` from now, capped at `cap` (Unix seconds).
+fn set_validity(
+    params: &mut CertificateParams,
+    validity: Duration,
+    cap: Option<i64>,
+) -> Result<(), CertError> {
+    if validity.is_zero() {
+        return Err(CertError::Validity("it must be at least one day".into()));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| CertError::Validity("the system clock is before 1970".into()))?;
+    let mut not_after = now
+        .checked_add(validity)
+        .ok_or_else(|| CertError::Validity(format!("{validity:?} is too long")))?;
+    if let Some(cap) = cap.and_then(|c| u64::try_from(c).ok()) {
+        not_after = not_after.min(Duration::from_secs(cap));
+    }
+    // X.509 GeneralizedTime ends at 9999; rcgen would otherwise write an unreadable date.
+    const YEAR_9999: Duration = Duration::from_secs(253_402_300_799);
+    if not_after > YEAR_9999 {
+        return Err(CertError::Validity(format!("{validity:?} is too long")));
+    }
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now.saturating_sub(BACKDATE);
+    params.not_after = epoch + not_after;
+    Ok(())
+}
+
+/// The CA certificate's `notAfter`, in Unix seconds.
+fn ca_expiry(ca_pem: &str) -> Result<i64, String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    Ok(parsed.validity().not_after.timestamp())
 }
 
 /// Reads the node id out of a certificate: its single DNS subject alternative name.
@@ -234,12 +311,22 @@ pub struct WrittenFiles {
 
 /// `switchyard certs ca`: creates `out/ca.crt` and `out/ca.key` (0600).
 pub fn write_ca(out: &Path, cluster: &str, force: bool) -> Result<WrittenFiles, CertError> {
+    write_ca_valid_for(out, cluster, force, DEFAULT_CA_VALIDITY)
+}
+
+/// [`write_ca`] with a validity period (`--validity-days`).
+pub fn write_ca_valid_for(
+    out: &Path,
+    cluster: &str,
+    force: bool,
+    validity: Duration,
+) -> Result<WrittenFiles, CertError> {
     let files = WrittenFiles {
         cert: out.join(CA_CERT_FILE),
         key: out.join(CA_KEY_FILE),
     };
     check_absent(&files, force)?;
-    let ca = generate_ca(cluster)?;
+    let ca = generate_ca_valid_for(cluster, validity)?;
     write_pair(out, &files, &ca, force)?;
     Ok(files)
 }
@@ -265,6 +352,18 @@ pub fn write_node(
     ips: &[IpAddr],
     force: bool,
 ) -> Result<WrittenFiles, CertError> {
+    write_node_valid_for(ca_dir, node_id, out, ips, force, DEFAULT_NODE_VALIDITY)
+}
+
+/// [`write_node`] with a validity period (`--validity-days`).
+pub fn write_node_valid_for(
+    ca_dir: &Path,
+    node_id: &str,
+    out: &Path,
+    ips: &[IpAddr],
+    force: bool,
+    validity: Duration,
+) -> Result<WrittenFiles, CertError> {
     validate_node_id(node_id)?;
     let files = WrittenFiles {
         cert: out.join(format!("{node_id}.crt")),
@@ -272,7 +371,7 @@ pub fn write_node(
     };
     check_absent(&files, force)?;
     let ca = read_ca(ca_dir)?;
-    let node = generate_node(&ca, ca_dir, node_id, ips)?;
+    let node = generate_node_valid_for(&ca, ca_dir, node_id, ips, validity)?;
     write_pair(out, &files, &node, force)?;
     Ok(files)
 }
@@ -390,6 +489,58 @@ mod tests {
         assert!(verifier
             .verify_server_cert(&node_der, &[], &name, &[], now)
             .is_err());
+    }
+
+    fn validity_of(pem: &str) -> (i64, i64) {
+        let der = der(pem);
+        let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        (
+            c.validity().not_before.timestamp(),
+            c.validity().not_after.timestamp(),
+        )
+    }
+
+    #[test]
+    fn validity_is_bounded() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let day = 86_400;
+        let near = |got: i64, want: i64| (got - want).abs() < 120;
+        let ca = generate_ca("v").unwrap();
+        let (nb, na) = validity_of(&ca.cert_pem);
+        assert!(
+            near(nb, now - 3600) && near(na, now + 3650 * day),
+            "CA {nb} {na}"
+        );
+        // (name, validity days, expected days from now)
+        let rows = [
+            ("default: one year", None, 365),
+            ("30 days", Some(30), 30),
+            ("past the CA: capped", Some(5000), 3650),
+        ];
+        for (name, days, want) in rows {
+            let node = match days {
+                None => generate_node(&ca, Path::new("mem"), "n1", &[]),
+                Some(d) => generate_node_valid_for(
+                    &ca,
+                    Path::new("mem"),
+                    "n1",
+                    &[],
+                    Duration::from_secs(d * 86_400),
+                ),
+            }
+            .unwrap();
+            let (nb, na) = validity_of(&node.cert_pem);
+            assert!(near(nb, now - 3600), "{name}: not before {nb}");
+            assert!(
+                near(na, now + want * day),
+                "{name}: not after {na}, want {want} days"
+            );
+        }
+        assert!(generate_node_valid_for(&ca, Path::new("mem"), "n1", &[], Duration::ZERO).is_err());
+        assert!(generate_ca_valid_for("v", Duration::from_secs(9000 * 365 * 86_400)).is_err());
     }
 
     #[test]

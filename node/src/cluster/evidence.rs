@@ -305,6 +305,11 @@ impl EvidenceStore {
         })
     }
 
+    /// Drops everything `owner` said (it was denied); this node's own state is never dropped.
+    pub fn forget(&mut self, owner: &str) -> bool {
+        owner != self.me && self.states.remove(owner).is_some()
+    }
+
     /// Forgets states of owners that are no longer live once everything they said has expired and nothing
     /// changed for a max ejection time (DESIGN §6: "A node's observations outlive its death only until they
     /// expire"). Live owners are kept: their state is bounded by the cluster size.

@@ -49,6 +49,8 @@ pub struct GossipSettings {
 
 /// Messages to the Gossip actor.
 pub enum GossipMsg {
+    /// A new deny list (start and every reload): denied peers are disconnected and forgotten.
+    Deny(BTreeSet<String>),
     /// Something happened on the transport.
     Transport(TransportEvent),
     /// A host's record changed on this node (an ejection, a trial's verdict, a return).
@@ -690,6 +692,14 @@ impl Actor for Gossip {
                 // address stops answering (dial failures drop the entry).
                 state.resolved.insert(name, sa);
                 let _ = state.transport.connect_addr(sa);
+            }
+            GossipMsg::Deny(denied) => {
+                state.transport.set_denied(denied.iter().cloned().collect());
+                for id in &denied {
+                    state.verified.remove(id);
+                }
+                state.core.set_denied(denied, now);
+                state.publish(now);
             }
             GossipMsg::Status(reply) => {
                 let _ = reply.send(state.status(now));

@@ -239,6 +239,8 @@ pub struct Membership {
     outbox: Vec<Outgoing>,
     events: Vec<MembershipEvent>,
     rng: StdRng,
+    /// Node ids on the deny list: never members, whoever vouches for them.
+    denied: BTreeSet<NodeId>,
 }
 
 impl Membership {
@@ -283,6 +285,7 @@ impl Membership {
             outbox: Vec::new(),
             events: Vec::new(),
             rng: StdRng::seed_from_u64(rng_seed),
+            denied: BTreeSet::new(),
         }
     }
 
@@ -593,8 +596,30 @@ impl Membership {
         }
     }
 
+    /// Replaces the deny list and forgets every denied member at once (no Dead/Left record is kept or
+    /// gossiped: the node is simply not a member any more, and hearsay about it is ignored).
+    pub fn set_denied(&mut self, denied: BTreeSet<NodeId>) {
+        for node in &denied {
+            self.members.remove(node);
+            self.suspects.remove(node);
+            self.gossip.remove(node);
+            self.sync.remove(node);
+            self.probe_order.retain(|n| n != node);
+            self.relays
+                .retain(|_, r| r.target != *node && r.requester != *node);
+            if self.probe.as_ref().is_some_and(|p| p.target == *node) {
+                self.probe = None;
+            }
+        }
+        self.probe_pos = self.probe_pos.min(self.probe_order.len());
+        self.denied = denied;
+    }
+
     /// Applies one membership fact; returns whether it changed anything.
     fn apply(&mut self, u: MemberUpdate, now: Instant) -> bool {
+        if self.denied.contains(&u.node) {
+            return false;
+        }
         if u.node == self.me.node {
             // Refutation (SWIM §4.2): someone believes we are suspect/dead at our incarnation or later.
             if u.generation == self.me.generation

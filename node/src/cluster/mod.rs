@@ -41,6 +41,7 @@
 
 pub mod apply;
 pub mod certs;
+pub mod deny;
 pub mod evidence;
 pub mod gossip;
 pub mod membership;
@@ -189,6 +190,8 @@ pub struct ClusterCore {
     outbox: Vec<Outgoing>,
     events: Vec<ClusterEvent>,
     stats: ClusterStats,
+    /// `--deny-nodes`: ignored as senders, members and owners of evidence.
+    denied: BTreeSet<NodeId>,
 }
 
 impl ClusterCore {
@@ -219,8 +222,22 @@ impl ClusterCore {
             outbox: Vec::new(),
             events: Vec::new(),
             stats: ClusterStats::default(),
+            denied: BTreeSet::new(),
             cfg,
         }
+    }
+
+    /// Replaces the deny list (issue 18): denied nodes are dropped from membership and their evidence
+    /// forgotten at once, so their ejections stop applying; from then on their messages, records about
+    /// them and states they own are ignored. This node itself cannot be denied.
+    pub fn set_denied(&mut self, mut denied: BTreeSet<NodeId>, now: Instant) {
+        denied.remove(&self.cfg.node_id);
+        for node in &denied {
+            self.evidence.forget(node);
+        }
+        self.membership.set_denied(denied.clone());
+        self.denied = denied;
+        self.collect(now);
     }
 
     /// This node's id.
@@ -302,6 +319,9 @@ impl ClusterCore {
     /// One decoded message from `from` — the node id the transport authenticated (certificate + Hello).
     /// Hello itself is the transport's business and is ignored here.
     pub fn handle_message(&mut self, from: &NodeId, msg: Message, now: Instant) {
+        if self.denied.contains(from) {
+            return;
+        }
         self.stats.messages_in += 1;
         if self.membership.handle(from, &msg, now) {
             self.collect(now);
@@ -324,6 +344,9 @@ impl ClusterCore {
 
     fn merge_states(&mut self, from: &NodeId, states: Vec<NodeStateV2>, now: Instant) {
         for state in states {
+            if self.denied.contains(&state.node) {
+                continue;
+            }
             let old_versions: BTreeMap<String, u64> = self
                 .evidence
                 .state(&state.node)

@@ -235,3 +235,41 @@ fn healed_partition_converges_and_expired_ejections_stay_gone() {
         }
     }
 }
+
+#[test]
+fn denied_node_is_forgotten_and_stays_out() {
+    let mut net = Net::new(3);
+    net.run(Duration::from_secs(5));
+    let now = net.now;
+    net.core("n2").local_ejection(
+        "p",
+        "consecutive_5xx",
+        C::Provider,
+        Duration::from_secs(60),
+        1,
+        now,
+    );
+    net.flush();
+    assert!(net.adopted("n0", "p"));
+
+    net.core("n0")
+        .set_denied(["n2".to_string(), "n0".to_string()].into(), now);
+    assert_eq!(net.state_of("n0", "n2"), None, "membership dropped at once");
+    assert!(!net.adopted("n0", "p"), "its evidence dropped at once");
+
+    // n2 keeps talking to n0 and n1 keeps vouching for n2 and relaying its state: n0 ignores all of it,
+    // while n1 (which did not deny it) keeps n2 as a member. Denying itself is ignored.
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.state_of("n0", "n2"), None);
+    assert!(!net.adopted("n0", "p"));
+    assert_eq!(net.state_of("n1", "n2"), Some(MemberState::Alive));
+    assert_eq!(net.state_of("n0", "n1"), Some(MemberState::Alive));
+    assert!(net.adopted("n1", "p"));
+
+    // Lifting the denial lets it back in.
+    let now = net.now;
+    net.core("n0").set_denied(Default::default(), now);
+    net.run(Duration::from_secs(5));
+    assert_eq!(net.state_of("n0", "n2"), Some(MemberState::Alive));
+    assert!(net.adopted("n0", "p"));
+}

@@ -28,6 +28,24 @@
 //! wins, which both sides agree on too. A replaced connection does not produce `PeerDown`; its replacement
 //! produces a new `PeerUp` (so the owner says Hello again on it).
 //!
+//! # One live holder per identity
+//!
+//! A certificate is an identity, so a second process presenting it (a copied key) must not be taken for
+//! the node restarting. When a connection arrives for a peer that already has one from **another
+//! address**, older than the simultaneous-dial window, the old connection is watched for up to
+//! [`LIVENESS_WINDOW`] (a little more than the keep-alive interval, so a live peer's keep-alive or its
+//! answer to ours arrives within it): if it receives anything, its holder is alive and answering, and the
+//! newcomer is refused ([`RejectReason::IdentityInUse`], logged as a warning). If the old connection stays
+//! silent or closes, its holder is gone and the newcomer replaces it — a real restart from another
+//! address, delayed by at most the window. A restart from the same address is recognised at once (its
+//! stateless reset closes the old connection) and is not delayed.
+//!
+//! # Deny list
+//!
+//! [`Transport::set_denied`] names node ids that may not connect, whatever their certificate: their
+//! connections are closed ([`close_code::DENIED`]), new ones refused ([`RejectReason::Denied`]) and dials
+//! to them not made. It is the revocation path for one node's certificate without a new CA.
+//!
 //! # Framing: one long-lived unidirectional stream per direction
 //!
 //! Each side opens exactly one unidirectional stream per connection, writes a 4-byte preamble, then
@@ -72,7 +90,7 @@
 //! `result` of the connections counter is `established`, `failed` (outbound), `duplicate` (tie-break or
 //! replacement) or `rejected` (inbound); `reason` of the rejected counter is [`RejectReason::label`];
 //! dropped-frame reasons are `queue_full`, `too_large` (refused by `send`), `oversized` (received),
-//! `conn_lost`, `unreachable` and `closed`:
+//! `conn_lost`, `unreachable`, `closed` and `denied`:
 //! `switchyard_quic_connections_total{direction,result}`, `switchyard_quic_rejected_total{reason}`,
 //! `switchyard_gossip_frames_total{direction}`, `switchyard_gossip_frames_dropped_total{reason}` (metrics
 //! crate), mirrored in [`Transport::stats`].
@@ -109,6 +127,9 @@ const STREAM_PREAMBLE: &[u8; 4] = b"SYG1";
 const SEED_SERVER_NAME: &str = "seed.switchyard.invalid";
 /// How long a connection counts as "just opened" for the simultaneous-dial tie-break.
 pub const SIMULTANEOUS_DIAL_WINDOW: Duration = Duration::from_secs(5);
+/// How long an existing connection is watched for a sign of life before a connection claiming the same
+/// identity from another address may replace it (keep-alive 3 s plus a margin for its answer).
+pub const LIVENESS_WINDOW: Duration = Duration::from_secs(4);
 
 /// A node id: the single DNS SAN of the node's certificate.
 pub type NodeId = String;
@@ -128,6 +149,10 @@ pub mod close_code {
     /// We hold the peer dead: whatever is still queued or unacknowledged on the connection is stale and
     /// must not be delivered late ([`super::Transport::drop_stale`]).
     pub const STALE: u32 = 5;
+    /// The peer's node id is on this node's deny list.
+    pub const DENIED: u32 = 6;
+    /// Another process holding the same certificate is alive and connected.
+    pub const IDENTITY_IN_USE: u32 = 7;
 }
 
 /// Where to reach a peer: its node id (the TLS server name, checked against its certificate) and address.
@@ -302,6 +327,18 @@ pub enum RejectReason {
     /// The peer broke the stream protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The peer's node id is on the deny list.
+    #[error("node {0} is denied")]
+    Denied(NodeId),
+    /// The certificate's node is alive and connected from another address: a second process holds the
+    /// same certificate.
+    #[error("node {node} is alive at {live_addr}; a second process presents its certificate")]
+    IdentityInUse {
+        /// The node id in both certificates.
+        node: NodeId,
+        /// Where the live holder is connected from.
+        live_addr: SocketAddr,
+    },
 }
 
 impl RejectReason {
@@ -313,6 +350,8 @@ impl RejectReason {
             RejectReason::SelfConnection => "self",
             RejectReason::Timeout => "timeout",
             RejectReason::Protocol(_) => "protocol",
+            RejectReason::Denied(_) => "denied",
+            RejectReason::IdentityInUse { .. } => "identity_in_use",
         }
     }
 }
@@ -376,6 +415,9 @@ pub enum SendError {
     /// The transport is shut down.
     #[error("transport closed")]
     Closed,
+    /// The peer is on the deny list.
+    #[error("node {0} is denied")]
+    Denied(NodeId),
 }
 
 /// A snapshot of the transport counters (the same as the metrics, for tests and `/status`).
@@ -524,6 +566,7 @@ struct State {
     closed: bool,
     peers: HashMap<NodeId, PeerSlot>,
     addr_dials: HashSet<SocketAddr>,
+    denied: HashSet<NodeId>,
 }
 
 struct Inner {
@@ -656,6 +699,9 @@ impl Transport {
                 inner.counters.dropped("closed", 1);
                 return Err(SendError::Closed);
             }
+            if st.denied.contains(&peer.node_id) {
+                return Err(SendError::Denied(peer.node_id.clone()));
+            }
             let slot = slot(&mut st, &peer.node_id, inner.peer_queue);
             if slot.tx.try_send(frame).is_err() {
                 inner.counters.dropped("queue_full", 1);
@@ -679,6 +725,9 @@ impl Transport {
             let mut st = lock(&self.inner.state);
             if st.closed {
                 return Err(SendError::Closed);
+            }
+            if st.denied.contains(&peer.node_id) {
+                return Err(SendError::Denied(peer.node_id.clone()));
             }
             start_dial(slot(&mut st, &peer.node_id, self.inner.peer_queue))
         };
@@ -756,6 +805,26 @@ impl Transport {
             a.conn
                 .close(VarInt::from_u32(close_code::STALE), b"peer held dead");
         }
+    }
+
+    /// Replaces the deny list: connections to newly denied nodes are closed and what is queued for them
+    /// dropped; their future connections are refused and dials to them not made.
+    pub fn set_denied(&self, denied: HashSet<NodeId>) {
+        let mut st = lock(&self.inner.state);
+        let mut dropped = 0;
+        for id in &denied {
+            if let Some(slot) = st.peers.get_mut(id) {
+                if let Some(a) = &slot.active {
+                    tracing::warn!(peer = %id, addr = %a.addr, "closing the gossip connection of a denied node");
+                    a.conn
+                        .close(VarInt::from_u32(close_code::DENIED), b"denied");
+                }
+                dropped += drain(slot);
+            }
+        }
+        st.denied = denied;
+        drop(st);
+        self.inner.counters.dropped("denied", dropped);
     }
 
     /// QUIC connections open on the endpoint (including ones being closed or still handshaking).
@@ -1009,6 +1078,10 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
             conn.close(VarInt::from_u32(close_code::IDENTITY), b"self");
             reject(&inner, addr, RejectReason::SelfConnection).await;
         }
+        Ok(id) if lock(&inner.state).denied.contains(&id) => {
+            conn.close(VarInt::from_u32(close_code::DENIED), b"denied");
+            reject(&inner, addr, RejectReason::Denied(id)).await;
+        }
         Ok(id) => run_connection(inner, conn, id, Direction::Inbound).await,
         Err(e) => {
             conn.close(VarInt::from_u32(close_code::IDENTITY), b"identity");
@@ -1018,7 +1091,13 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
 }
 
 async fn reject(inner: &Inner, addr: SocketAddr, reason: RejectReason) {
-    tracing::debug!(%addr, %reason, "gossip connection refused");
+    match &reason {
+        // Someone holds a certificate of this cluster and is refused: operators must hear of it.
+        RejectReason::Denied(_) | RejectReason::IdentityInUse { .. } => {
+            tracing::warn!(%addr, %reason, "gossip connection refused");
+        }
+        _ => tracing::debug!(%addr, %reason, "gossip connection refused"),
+    }
     inner.counters.rejected(&reason);
     emit(inner, TransportEvent::Rejected { addr, reason }).await;
 }
@@ -1098,12 +1177,44 @@ async fn dial(
         conn.close(VarInt::from_u32(close_code::IDENTITY), b"self");
         return Err("the address is this node itself".into());
     }
+    if lock(&inner.state).denied.contains(&id) {
+        conn.close(VarInt::from_u32(close_code::DENIED), b"denied");
+        return Err(format!("node {id} is denied"));
+    }
     if node_id.is_some_and(|n| n != id) {
         // Unreachable in practice: the verifier already required the name to match.
         conn.close(VarInt::from_u32(close_code::IDENTITY), b"identity");
         return Err(format!("peer certificate names {id:?}"));
     }
     Ok((conn, id))
+}
+
+/// The existing connection of `peer` when a new one from `addr` needs the liveness check: it comes from
+/// another address and the existing one is past the simultaneous-dial window (see the module comment).
+fn settled_elsewhere(inner: &Inner, peer: &str, addr: SocketAddr) -> Option<quinn::Connection> {
+    let st = lock(&inner.state);
+    let active = st.peers.get(peer)?.active.as_ref()?;
+    (active.addr != addr && active.since.elapsed() >= SIMULTANEOUS_DIAL_WINDOW)
+        .then(|| active.conn.clone())
+}
+
+/// Whether `conn` receives anything (a frame, a keep-alive, an acknowledgement) within `window`. A closed
+/// connection does not answer.
+async fn answers_within(conn: &quinn::Connection, window: Duration) -> bool {
+    let before = conn.stats().udp_rx.datagrams;
+    let watch = async {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            if conn.stats().udp_rx.datagrams > before {
+                return true;
+            }
+        }
+    };
+    tokio::select! {
+        answered = tokio::time::timeout(window, watch) => answered.unwrap_or(false),
+        _ = conn.closed() => false,
+    }
 }
 
 /// Whether an existing connection survives a new one to the same peer (see the module comment).
@@ -1121,6 +1232,32 @@ async fn run_connection(inner: Arc<Inner>, conn: quinn::Connection, peer: NodeId
         Direction::Outbound => inner.node_id < peer,
         Direction::Inbound => peer < inner.node_id,
     };
+    if let Some(old) = settled_elsewhere(&inner, &peer, addr) {
+        let live_addr = old.remote_address();
+        if answers_within(&old, LIVENESS_WINDOW).await {
+            conn.close(
+                VarInt::from_u32(close_code::IDENTITY_IN_USE),
+                b"identity in use",
+            );
+            let reason = RejectReason::IdentityInUse {
+                node: peer.clone(),
+                live_addr,
+            };
+            match dir {
+                Direction::Inbound => reject(&inner, addr, reason).await,
+                Direction::Outbound => {
+                    // Our own dial (a seed address) reached the node by another of its addresses, or a
+                    // copy of it: either way the live connection stays, and no alarm is raised for what
+                    // is most likely a multi-homed peer.
+                    tracing::debug!(%addr, %reason, "dialled address answers for a peer connected elsewhere; keeping the live connection");
+                    inner.counters.connection(dir, "failed");
+                }
+            }
+            return;
+        }
+        tracing::info!(peer = %peer, old = %live_addr, new = %addr,
+            "the old connection of a peer stayed silent: taking the new one (restart from another address)");
+    }
     let queue = {
         let mut st = lock(&inner.state);
         if st.closed {
