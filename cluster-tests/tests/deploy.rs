@@ -565,3 +565,78 @@ fn flag_scan_finds_flags_and_variables() {
         ["SWITCHYARD_NODE_ID", "SWITCHYARD_LOG"]
     );
 }
+
+/// The ports, user, entrypoint and command an image description names: (`EXPOSE`/`--port` values,
+/// user, entrypoint JSON, cmd JSON).
+fn image_settings(text: &str, expose: &str, user: &str, entry: &str, cmd: &str) -> [String; 4] {
+    // `EXPOSE a b c` names every port after it; `--port a --port b` one port after each.
+    let mut ports: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w == expose.trim() {
+                if expose.starts_with("--") {
+                    ports.extend(words.get(i + 1));
+                } else if i == 0 {
+                    ports.extend(&words[1..]);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    let value = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches('\\')
+                    .trim()
+                    .trim_matches('\'')
+                    .to_owned()
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+    [ports.join(" "), value(user), value(entry), value(cmd)]
+}
+
+#[test]
+fn dockerfile_and_image_script_agree_with_the_statefulset() -> anyhow::Result<()> {
+    let root = repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?;
+    let script = std::fs::read_to_string(root.join("scripts/build-image.sh"))?;
+    let from_dockerfile = image_settings(&dockerfile, "EXPOSE ", "USER ", "ENTRYPOINT ", "CMD ");
+    let from_script = image_settings(&script, "--port ", "--user ", "--entrypoint ", "--cmd ");
+    ensure!(
+        from_dockerfile == from_script,
+        "Dockerfile {from_dockerfile:?} and build-image.sh {from_script:?} build different images"
+    );
+    let [ports, user, entrypoint, cmd] = &from_dockerfile;
+    ensure!(entrypoint == r#"["/usr/local/bin/switchyard"]"# && cmd == r#"["run"]"#);
+
+    let sts = one("statefulset.yaml", "StatefulSet")?;
+    let pod = &sts["spec"]["template"]["spec"];
+    let mut want: Vec<String> = pod["containers"][0]["ports"]
+        .as_array()
+        .context("ports")?
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["containerPort"],
+                p["protocol"].as_str().unwrap_or("TCP").to_ascii_lowercase()
+            )
+        })
+        .collect();
+    want.sort_unstable();
+    ensure!(
+        *ports == want.join(" "),
+        "image exposes {ports}, the StatefulSet uses {want:?}"
+    );
+    let run_as = format!(
+        "{}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    ensure!(*user == run_as, "image user {user}, pod runs as {run_as}");
+    Ok(())
+}
