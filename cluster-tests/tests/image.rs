@@ -66,7 +66,9 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 /// Builds the image into `work` and returns (image config, unpacked root filesystem).
 fn build_and_unpack(binary: &Path, work: &Path) -> anyhow::Result<(Value, PathBuf)> {
     let oci = work.join("oci");
-    let out = Command::new("bash")
+    // Bounded by itself too: a build still running when the test gives up would write into a removed dir.
+    let out = Command::new("timeout")
+        .args(["120", "bash"])
         .arg(repo_root().join("scripts/build-image.sh"))
         .arg("--binary")
         .arg(binary)
