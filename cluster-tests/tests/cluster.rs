@@ -180,6 +180,110 @@ async fn consistent_failover_other_nodes_never_hit_the_primary() {
     .await;
 }
 
+/// One timeline under continuous load (DESIGN §6 "One timeline", "Single trial"): three nodes send a
+/// closed loop of requests at once while the primary always answers 500. After the first burst (requests
+/// in flight on several nodes before the first ejection reached them), the whole cluster sends the primary
+/// exactly one request per expiry, at `base × n` intervals, whichever node runs each trial; every client
+/// gets 200 from the fallback; and every node ends holding the host out under the same ejection number
+/// until the same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_timeline_under_load_one_trial_per_expiry_from_the_whole_cluster() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let policy = SEED_POLICY
+            .replace("baseEjectionTime: 5s", "baseEjectionTime: 1s")
+            .replace("interval: 2s", "interval: 500ms");
+        let yaml = fallback_config(MODEL, primary.data_addr, fallback.data_addr, &policy);
+        let cluster = TestCluster::start(3, &yaml, &[]).await?;
+        primary
+            .set_mode(json!({"mode":"status","status":500}))
+            .await?;
+        primary.clear().await?;
+
+        // Three workers per node, each sending one request after another for the run.
+        let run = Duration::from_millis(7_600);
+        let until = Instant::now() + run;
+        let mut workers = Vec::new();
+        for i in 0..3 {
+            for w in 0..3 {
+                let url = cluster.node(i).url("/v1/chat/completions");
+                workers.push(tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0u32, Vec::new());
+                    let mut k = 0;
+                    while Instant::now() < until {
+                        k += 1;
+                        match http_post_json(&url, &chat(10_000 * (i * 3 + w) + k)).await {
+                            Ok(r) if r.status == 200 => ok += 1,
+                            Ok(r) => failed.push(format!("{} {}", r.status, r.text())),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (ok, failed)
+                }));
+            }
+        }
+        let (mut ok, mut failed) = (0, Vec::new());
+        for w in workers {
+            let (o, f) = w.await?;
+            ok += o;
+            failed.extend(f);
+        }
+        anyhow::ensure!(failed.is_empty(), "client errors: {failed:?}");
+
+        let reqs = primary.requests().await?;
+        let first = reqs.first().map(|r| r.at_ms).unwrap_or_default();
+        let burst = reqs.iter().filter(|r| r.at_ms < first + 500).count();
+        let trials: Vec<(u64, IpAddr)> = reqs
+            .iter()
+            .filter(|r| r.at_ms >= first + 500)
+            .map(|r| (r.at_ms - first, source_ip(r)))
+            .collect();
+        eprintln!(
+            "{ok} requests answered; the primary saw {burst} in the first burst, then trials at {trials:?}"
+        );
+        // Ejection n lasts n s: trials at about 1 s, 1+2 = 3 s and 3+3 = 6 s after the first failure.
+        anyhow::ensure!(
+            trials.len() == 3,
+            "one request per expiry from the whole cluster: {trials:?}"
+        );
+        for (n, pair) in trials.windows(2).enumerate() {
+            let gap = pair[1].0 - pair[0].0;
+            let length = 1_000 * (n as u64 + 2);
+            anyhow::ensure!(
+                gap + 100 >= length && gap < length + 700,
+                "trial {} came {gap} ms after the one before; ejection {} lasts {length} ms: {trials:?}",
+                n + 2,
+                n + 2
+            );
+        }
+        // Per node: the same ejection number, held until the same instant (statuses read together; the
+        // spread includes the time between the three reads).
+        let (cluster, addr) = (&cluster, primary.data_addr);
+        let reads = futures_util::future::join_all((0..3).map(|i| async move {
+            let st = primary_status(cluster, i, addr).await;
+            (Instant::now(), st)
+        }))
+        .await;
+        let mut ends = Vec::new();
+        for (i, (at, st)) in reads.into_iter().enumerate() {
+            let b = st?;
+            anyhow::ensure!(b["ejected"] == true, "n{} holds the primary out: {b}", i + 1);
+            anyhow::ensure!(b["ejection_count"] == 4, "n{}: ejection 4 after three failed trials: {b}", i + 1);
+            let left = b["time_left_ms"].as_u64().unwrap_or_default();
+            ends.push(at + Duration::from_millis(left));
+        }
+        let spread = ends.iter().max().copied().zip(ends.iter().min().copied()).map(|(a, b)| a - b);
+        eprintln!("the nodes' ejection ends differ by {spread:?} (including the reads' own spread)");
+        anyhow::ensure!(
+            spread.is_some_and(|s| s < Duration::from_millis(100)),
+            "ends {spread:?} apart"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 /// Baseline: with `--share-ejections off` every node has to find out for itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_ejections_off_every_node_hits_the_primary_itself() {

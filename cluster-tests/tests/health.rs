@@ -569,3 +569,75 @@ async fn active_checks_eject_without_traffic_and_a_passing_probe_returns_a_host_
     })
     .await;
 }
+
+/// Health is per route rule (DESIGN §5 "Scope"): two rules name the same primary Backend; the primary fails
+/// while one model is asked, that rule ejects it, and the other model keeps being served by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_models_failures_eject_the_provider_for_that_rule_only() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let mut yaml = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY);
+        // A second rule, for another model, naming the same two Backends.
+        yaml = yaml.replacen(
+            "      backendRefs:\n        - name: primary\n          priority: 0\n        - name: fallback\n          priority: 1\n",
+            "      backendRefs:\n        - name: primary\n          priority: 0\n        - name: fallback\n          priority: 1\n    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: other-model\n      backendRefs:\n        - name: primary\n          priority: 0\n        - name: fallback\n          priority: 1\n",
+            1,
+        );
+        let node = SwitchyardNode::start(&yaml).await?;
+        let status = node.status().await?;
+        let primaries: Vec<&Value> = status["backends"]
+            .as_array()
+            .map(|b| b.iter().filter(|h| h["backend"] == "default/primary").collect())
+            .unwrap_or_default();
+        let rules: Vec<&str> = primaries.iter().filter_map(|h| h["rule"].as_str()).collect();
+        anyhow::ensure!(
+            rules == ["default/provider-fallback#0", "default/provider-fallback#1"],
+            "one primary host per rule: {rules:?}"
+        );
+
+        // The primary breaks while MODEL is asked: rule 0 ejects it (the retry lands on the fallback).
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        anyhow::ensure!(answer(&node, 1).await?.contains("fallback"));
+        // It recovers; rule 0 still holds it out, rule 1 never saw a failure and keeps using it.
+        primary.set_mode(json!({"mode": "ok"})).await?;
+        primary.clear().await?;
+        for id in 0..5 {
+            let other = json!({"model": "other-model", "messages": [{"role": "user", "content": format!("o-{id}")}]});
+            let r = http_post_json(&node.url("/v1/chat/completions"), &other).await?;
+            anyhow::ensure!(r.status == 200, "{}", r.text());
+            anyhow::ensure!(r.text().contains("primary"), "rule 1 is served by the primary: {}", r.text());
+            anyhow::ensure!(answer(&node, 10 + id).await?.contains("fallback"), "rule 0 still ejects it");
+        }
+        let bodies: Vec<String> = primary
+            .requests()
+            .await?
+            .iter()
+            .filter_map(|r| r.json().and_then(|j| j["model"].as_str().map(String::from)))
+            .collect();
+        anyhow::ensure!(
+            bodies.iter().all(|m| m == "other-model") && bodies.len() == 5,
+            "only the other model reached the primary while rule 0 held it out: {bodies:?}"
+        );
+        let status = node.status().await?;
+        let states: Vec<(String, bool)> = status["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["backend"] == "default/primary")
+            .map(|h| (h["rule"].as_str().unwrap_or_default().to_string(), h["ejected"] == true))
+            .collect();
+        anyhow::ensure!(
+            states
+                == [
+                    ("default/provider-fallback#0".to_string(), true),
+                    ("default/provider-fallback#1".to_string(), false)
+                ],
+            "{states:?}"
+        );
+        Ok(())
+    })
+    .await;
+}

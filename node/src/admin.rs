@@ -66,8 +66,10 @@ pub struct NodeStatus {
 /// One backend host in `/status`.
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
-    /// Host key.
+    /// Host key (route rule, backend, address).
     pub host: String,
+    /// The route rule (`namespace/route#index`): the health scope.
+    pub rule: String,
     /// Backend key.
     pub backend: String,
     /// Endpoint `host:port`.
@@ -184,7 +186,8 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             .map(|h| h.priority)
             .min();
         backends.push(BackendStatus {
-            host: host.key.clone(),
+            host: host.key.to_string(),
+            rule: host.key.rule().to_string(),
             backend: host.backend.clone(),
             endpoint: host.endpoint.authority(),
             address: host.address.clone(),
@@ -193,7 +196,7 @@ pub async fn status(st: &AdminState) -> NodeStatus {
             cluster_ejected: host.view.is_cluster_ejected(),
             cluster: cluster
                 .as_ref()
-                .and_then(|c| c.backends.get(&host.key).cloned()),
+                .and_then(|c| c.backends.get(host.key.as_str()).cloned()),
         });
     }
     NodeStatus {

@@ -406,10 +406,11 @@ fn primary_state(status: &Value, primary: SocketAddr) -> (String, Option<String>
             .collect::<Vec<_>>()
             .join(",")
     });
-    if b["ejected"].as_bool().unwrap_or(false) {
-        ("ejected".into(), who)
-    } else if b["cluster_ejected"].as_bool().unwrap_or(false) {
+    // `ejected` is any hold on this node; `cluster_ejected` says the hold came from another node's verdict.
+    if b["cluster_ejected"].as_bool().unwrap_or(false) {
         ("cluster-ejected".into(), who)
+    } else if b["ejected"].as_bool().unwrap_or(false) {
+        ("ejected".into(), who)
     } else {
         ("healthy".into(), who)
     }

@@ -13,15 +13,18 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
-use crate::config::model::{Config, Endpoint, UpstreamTls};
+use crate::config::model::Config;
 use crate::config::{self, ConfigError};
 use crate::health::active::ActiveProbe;
 use crate::health::actor::HostPolicy;
-use crate::health::registry::{HealthRegistry, HostEntry, RegistryError};
+use crate::health::key::HostKey;
+use crate::health::registry::{HealthRegistry, HealthSettings, HostEntry, RegistryError};
+use crate::health::table::{HostTable, HostTableHandle, RuleGroup};
 use crate::health::view::EjectionGroup;
 use crate::proxy::upstream::{build_client, HttpClient, UpstreamError};
 use crate::routing::actor::{RouteActor, RouteMsg};
-use crate::routing::resolve::{fqdn_endpoints, hosts_of, resolve_all, Dial, Resolved};
+use crate::routing::build::{self, ClientKey};
+use crate::routing::resolve::{fqdn_endpoints, resolve_all, Resolved};
 use crate::routing::snapshot::{
     BackendRuntime, RouteSnap, RoutingSnapshot, RuleSnap, UpstreamHost,
 };
@@ -55,8 +58,8 @@ pub struct GatewaySettings {
     pub max_body_bytes: usize,
     /// `--upstream-bind`: source address of upstream connections.
     pub upstream_bind: Option<std::net::IpAddr>,
-    /// The Gossip actor, when the node is in a cluster.
-    pub gossip: Option<ActorRef<crate::cluster::gossip::GossipMsg>>,
+    /// How hosts eject and return, and whom they tell.
+    pub health: HealthSettings,
 }
 
 /// The live gateway state shared by the listener, the admin server and the reload path.
@@ -71,20 +74,12 @@ pub struct Gateway {
     resolved: ArcSwap<Resolved>,
     /// Pooled clients per endpoint, kept across reloads so connections survive them.
     clients: Mutex<HashMap<ClientKey, HttpClient>>,
+    /// Every host of the running config, for the cluster side.
+    hosts: HostTableHandle,
 }
 
 /// How long one DNS lookup may take during a (re)load or refresh.
 const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// What makes two endpoint clients interchangeable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    backend: String,
-    dial: Dial,
-    endpoint: Endpoint,
-    tls: Option<UpstreamTls>,
-    connect_timeout: std::time::Duration,
-}
 
 struct RouteHandle {
     actor: ActorRef<RouteMsg>,
@@ -106,11 +101,12 @@ impl Gateway {
                 max_body_bytes: settings.max_body_bytes,
             }),
             config: ArcSwap::from_pointee(cfg.clone()),
-            registry: HealthRegistry::new(settings.gossip.clone()),
+            registry: HealthRegistry::new(settings.health.clone()),
             routes: Mutex::new(HashMap::new()),
             reload_lock: Mutex::new(()),
             resolved: ArcSwap::from_pointee(Resolved::new()),
             clients: Mutex::new(HashMap::new()),
+            hosts: Arc::new(ArcSwap::from_pointee(HostTable::default())),
         });
         gw.apply(cfg).await?;
         Ok(gw)
@@ -125,6 +121,11 @@ impl Gateway {
     /// The config in force now.
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// Every host of the running config, republished on each (re)load.
+    pub fn host_table(&self) -> HostTableHandle {
+        self.hosts.clone()
     }
 
     /// The health registry.
@@ -174,36 +175,28 @@ impl Gateway {
             let fresh = resolve_all(&cfg, DNS_TIMEOUT).await;
             self.resolved.store(Arc::new(fresh));
         }
-        let resolved = self.resolved.load_full();
+        let plan = build::plan(&cfg, &self.resolved.load_full());
 
-        // Backends: connect timeout from the first route that uses each.
-        let mut connect_timeouts = HashMap::new();
-        for route in &cfg.routes {
-            for rule in &route.rules {
-                for r in &rule.backend_refs {
-                    connect_timeouts
-                        .entry(r.backend.clone())
-                        .or_insert(route.traffic.connect_timeout);
-                }
-            }
-        }
-        let mut backends: BTreeMap<String, Arc<BackendRuntime>> = BTreeMap::new();
         let mut clients = self.clients.lock().await;
         let mut used_clients = HashSet::new();
-
-        // Hosts, their policy (first route wins) and the rule groups they belong to.
-        let mut host_policy: HashMap<String, HostPolicy> = HashMap::new();
-        let mut entries: HashMap<String, Arc<HostEntry>> = HashMap::new();
+        let mut backends: BTreeMap<String, Arc<BackendRuntime>> = BTreeMap::new();
+        let mut entries: HashMap<HostKey, Arc<HostEntry>> = HashMap::new();
+        let mut policies: Vec<(Arc<HostEntry>, HostPolicy)> = Vec::new();
+        let mut groups = Vec::new();
         let mut route_snaps = Vec::new();
         let mut routes = self.routes.lock().await;
         let mut live_routes = HashSet::new();
 
-        for route in &cfg.routes {
-            let key = format!("{}/{}", route.namespace, route.name);
+        for (route, route_plan) in cfg.routes.iter().zip(&plan.routes) {
+            let key = route_plan.key.clone();
             let mut rules = Vec::new();
-            for rule in &route.rules {
+            for (rule, rule_plan) in route.rules.iter().zip(&route_plan.rules) {
                 let mut hosts = Vec::new();
-                for r in &rule.backend_refs {
+                for (h, r) in rule_plan
+                    .hosts
+                    .iter()
+                    .map(|h| (h, &rule.backend_refs[h.backend_ref]))
+                {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
@@ -222,104 +215,55 @@ impl Gateway {
                             })
                         })
                         .clone();
-                    let timeout = connect_timeouts
-                        .get(&r.backend)
-                        .copied()
-                        .unwrap_or(route.traffic.connect_timeout);
-                    for endpoint in &backend.endpoints {
-                        for (suffix, dial) in hosts_of(endpoint, &resolved) {
-                            let client_key = ClientKey {
-                                backend: backend.key.clone(),
-                                dial: dial.clone(),
-                                endpoint: endpoint.clone(),
-                                tls: backend.tls.clone(),
-                                connect_timeout: timeout,
-                            };
-                            let client = match clients.get(&client_key) {
-                                Some(c) => c.clone(),
-                                None => {
-                                    let c = build_client(
-                                        &backend.key,
-                                        &endpoint.host(),
-                                        &dial,
-                                        backend.tls.as_ref(),
-                                        timeout,
-                                        self.settings.upstream_bind,
-                                    )?;
-                                    clients.insert(client_key.clone(), c.clone());
-                                    c
-                                }
-                            };
-                            used_clients.insert(client_key);
-                            let host_key = format!("{}|{}", backend.key, suffix);
-                            let entry = match entries.get(&host_key) {
-                                Some(e) => e.clone(),
-                                None => {
-                                    let e = self
-                                        .registry
-                                        .ensure(
-                                            &host_key,
-                                            &backend.key,
-                                            endpoint,
-                                            &dial.authority(),
-                                        )
-                                        .await?;
-                                    entries.insert(host_key.clone(), e.clone());
-                                    e
-                                }
-                            };
-                            let mut host = UpstreamHost {
-                                priority: r.priority,
-                                weight: r.weight,
-                                backend: runtime.clone(),
-                                endpoint: endpoint.clone(),
-                                dial,
-                                client,
-                                metric_backend: Arc::from(entry.key.as_str()),
-                                ok_counter: metrics::counter!("switchyard_upstream_requests_total",
-                                    "backend" => entry.key.clone(), "outcome" => "200"),
-                                health: entry,
-                                base_url: String::new(),
-                                request_parts: None,
-                                endpoint_host: String::new(),
-                            };
-                            host.derive_request_parts();
-                            host_policy.entry(host_key).or_insert_with(|| HostPolicy {
-                                passive: route.traffic.passive.clone(),
-                                groups: Vec::new(),
-                                active: route.traffic.active.clone().map(|config| ActiveProbe {
-                                    config,
-                                    client: host.client.clone(),
-                                    base_url: host.base_url.clone(),
-                                    // The credential requests get (API keys; probes are not signed).
-                                    auth: host.backend.static_auth.clone(),
-                                }),
-                            });
-                            hosts.push(host);
+                    let client = match clients.get(&h.client) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = build_client(
+                                &backend.key,
+                                &h.client.endpoint.host(),
+                                &h.client.dial,
+                                backend.tls.as_ref(),
+                                h.client.connect_timeout,
+                                self.settings.upstream_bind,
+                            )?;
+                            clients.insert(h.client.clone(), c.clone());
+                            c
                         }
-                    }
+                    };
+                    used_clients.insert(h.client.clone());
+                    let entry = self
+                        .registry
+                        .ensure(&h.key, &backend.key, &h.client.endpoint, &h.address())
+                        .await?;
+                    entries.insert(h.key.clone(), entry.clone());
+                    hosts.push(UpstreamHost::new(h, runtime, client, entry));
                 }
-                // maxEjectionPercent counts over every distinct host of the rule, all priorities.
-                if let Some(passive) = &route.traffic.passive {
-                    let distinct: HashSet<&str> =
-                        hosts.iter().map(|h| h.health.key.as_str()).collect();
-                    let ejected = hosts
-                        .iter()
-                        .filter(|h| h.health.view.is_locally_ejected())
-                        .map(|h| h.health.key.as_str())
-                        .collect::<HashSet<_>>()
-                        .len();
-                    let group = Arc::new(EjectionGroup::new(
-                        distinct.len(),
-                        ejected,
-                        passive.max_ejection_percent,
-                        passive.always_eject_one_endpoint,
+                // Every rule is its own health scope (DESIGN §5), with its own budget over its hosts.
+                let budget = build::rule_budget(route.traffic.passive.as_ref());
+                let group = budget.map(|(max, always)| {
+                    let ejected = hosts.iter().filter(|h| h.health.view.is_ejected()).count();
+                    Arc::new(EjectionGroup::new(hosts.len(), ejected, max, always))
+                });
+                groups.push(RuleGroup {
+                    hosts: hosts.iter().map(|h| h.health.key.to_string()).collect(),
+                    max_ejection_percent: budget.map_or(100, |b| b.0),
+                    always_eject_one_endpoint: budget.is_some_and(|b| b.1),
+                });
+                for host in &hosts {
+                    policies.push((
+                        host.health.clone(),
+                        HostPolicy {
+                            passive: route.traffic.passive.clone(),
+                            groups: group.iter().cloned().collect(),
+                            active: route.traffic.active.clone().map(|config| ActiveProbe {
+                                config,
+                                client: host.client.clone(),
+                                base_url: host.base_url.clone(),
+                                // The credential requests get (API keys; probes are not signed).
+                                auth: host.backend.static_auth.clone(),
+                            }),
+                        },
                     ));
-                    for k in distinct {
-                        if let Some(policy) = host_policy.get_mut(k) {
-                            policy.groups.push(group.clone());
-                        }
-                    }
                 }
                 rules.push(RuleSnap {
                     matches: rule.matches.clone(),
@@ -362,13 +306,11 @@ impl Gateway {
             route_snaps.push(snap);
         }
 
-        for (key, policy) in host_policy {
-            if let Some(e) = entries.get(&key) {
-                e.configure(policy);
-            }
+        for (entry, policy) in policies {
+            entry.configure(policy);
         }
         clients.retain(|k, _| used_clients.contains(k));
-        let keep: HashSet<String> = entries.keys().cloned().collect();
+        let keep: HashSet<HostKey> = entries.keys().cloned().collect();
         self.registry.retain(&keep).await;
         routes.retain(|k, h| {
             let kept = live_routes.contains(k);
@@ -382,10 +324,27 @@ impl Gateway {
             routes: route_snaps,
             max_body_bytes: self.settings.max_body_bytes,
         }));
+        let mut hosts: Vec<Arc<HostEntry>> = entries.into_values().collect();
+        hosts.sort_by(|a, b| a.key.cmp(&b.key));
+        self.hosts.store(Arc::new(HostTable {
+            hosts,
+            groups,
+            config_hash: config_hash(&cfg),
+        }));
         for w in &cfg.warnings {
             tracing::warn!("config: {w}");
         }
         self.config.store(Arc::new(cfg));
         Ok(())
     }
+}
+
+/// FNV-1a of the routing table: equal on nodes that run the same routes, rules and backends, so their
+/// host keys mean the same thing (DESIGN §6; not a security measure).
+pub fn config_hash(cfg: &Config) -> u64 {
+    crate::config::routing_fingerprint(cfg)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }

@@ -19,8 +19,14 @@ use crate::cluster::gossip::{Gossip, GossipArgs, GossipMsg, GossipSettings};
 use crate::cluster::transport::{Transport, TransportConfig};
 use crate::cluster::{ClusterConfig, ClusterCore};
 use crate::gateway::{Gateway, GatewaySettings, LoadError};
+use crate::health::actor::HealthMode;
+use crate::health::events::{HostEvent, LiveSet, LiveSetHandle};
+use crate::health::registry::HealthSettings;
+use crate::health::table::HostTableHandle;
 use crate::proxy::server::{Listener, ListenerArgs, ListenerMsg};
 use crate::shutdown::Shutdown;
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +58,20 @@ pub enum RunError {
     Cluster(String),
 }
 
+/// What the Gossip actor is handed from the rest of the node: the health layer's events, the gateway's
+/// host table, and where to publish the live set.
+struct GossipWiring {
+    host_events: mpsc::UnboundedReceiver<HostEvent>,
+    hosts: HostTableHandle,
+    live: LiveSetHandle,
+}
+
 /// Starts the QUIC transport and the Gossip actor (DESIGN §6).
-async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMsg>, RunError> {
+async fn start_gossip(
+    args: &RunArgs,
+    node_id: &str,
+    wiring: GossipWiring,
+) -> Result<ActorRef<GossipMsg>, RunError> {
     let (Some(ca), Some(cert), Some(key)) =
         (&args.cluster_ca, &args.cluster_cert, &args.cluster_key)
     else {
@@ -92,9 +110,10 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
     ))
     .map_err(|e| RunError::Cluster(e.to_string()))?;
     // Our Hello goes first on every connection, before any handshake can complete (no await since the
-    // bind); the Gossip actor refreshes it with the config's hash once the gateway is attached.
-    let hello = crate::cluster::gossip::hello_frame(&core, &cluster, 0)
-        .map_err(|e| RunError::Cluster(format!("cannot encode Hello: {e}")))?;
+    // bind); the Gossip actor refreshes it whenever a reload changes the config's hash.
+    let hello =
+        crate::cluster::gossip::hello_frame(&core, &cluster, wiring.hosts.load().config_hash)
+            .map_err(|e| RunError::Cluster(format!("cannot encode Hello: {e}")))?;
     transport.set_greeting(hello);
     let (gossip, _join) = Actor::spawn(
         None,
@@ -107,6 +126,9 @@ async fn start_gossip(args: &RunArgs, node_id: &str) -> Result<ActorRef<GossipMs
                 cluster: cluster.clone(),
                 share_ejections: args.share_ejections == OnOff::On,
             },
+            host_events: wiring.host_events,
+            hosts: wiring.hosts,
+            live: wiring.live,
         },
     )
     .await
@@ -139,24 +161,42 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         });
     }
     let node_id = args.node_id.clone().unwrap_or_else(hostname);
-    let gossip = if args.cluster_requested() {
-        Some(start_gossip(&args, &node_id).await?)
+    // Events flow down: the health layer writes its hosts' record changes into a channel this function
+    // owns, and the Gossip actor (started after the gateway, from the host table it publishes) reads it.
+    let clustered = args.cluster_requested();
+    let (host_events, host_events_rx) = mpsc::unbounded_channel();
+    let live: LiveSetHandle = Arc::new(ArcSwap::from_pointee(LiveSet {
+        me: node_id.clone(),
+        live: [node_id.clone()].into(),
+    }));
+    let mode = if args.share_ejections == OnOff::On {
+        HealthMode::Timeline
     } else {
-        None
+        HealthMode::Envoy
     };
-
     let gateway = Gateway::start(
         &args.config,
         GatewaySettings {
             max_body_bytes: args.max_body_bytes,
             upstream_bind: args.upstream_bind,
-            gossip: gossip.clone(),
+            health: HealthSettings {
+                mode: Some(mode),
+                events: clustered.then_some(host_events),
+                live: clustered.then(|| live.clone()),
+            },
         },
     )
     .await?;
-    if let Some(g) = &gossip {
-        let _ = g.cast(GossipMsg::Attach(gateway.clone()));
-    }
+    let gossip = if clustered {
+        let wiring = GossipWiring {
+            host_events: host_events_rx,
+            hosts: gateway.host_table(),
+            live,
+        };
+        Some(start_gossip(&args, &node_id, wiring).await?)
+    } else {
+        None
+    };
 
     let listen = args.listen.unwrap_or_else(|| {
         let port = gateway.config().gateway_port.unwrap_or(8080);

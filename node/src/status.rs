@@ -139,10 +139,15 @@ pub fn render(v: &Value) -> String {
         "HOST", "PRIO", "STATE", "REASON", "LEFT", "EJECT", "5XX", "GW", "LOCAL"
     );
     for b in v["backends"].as_array().into_iter().flatten() {
-        let state = if b["ejected"].as_bool().unwrap_or(false) {
-            "ejected"
+        // `ejected` is any hold on this node; `cluster_ejected` says another node's verdict holds it; `trial`
+        // is the single trial at the end of an ejection (DESIGN §6).
+        let trial = b.get("trial").filter(|t| !t.is_null());
+        let state = if trial.is_some() {
+            "trial"
         } else if b["cluster_ejected"].as_bool().unwrap_or(false) {
             "cluster"
+        } else if b["ejected"].as_bool().unwrap_or(false) {
+            "ejected"
         } else {
             "healthy"
         };
@@ -168,6 +173,19 @@ pub fn render(v: &Value) -> String {
                 };
                 format!("{verdict} by {}", who.join(", "))
             }
+        };
+        let cluster = match trial {
+            Some(t) => format!(
+                "trial by {} for {:.1}s{}; {cluster}",
+                s(&t["node"]),
+                t["since_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                if t["sent"].as_bool().unwrap_or(false) {
+                    ", request sent"
+                } else {
+                    ""
+                }
+            ),
+            None => cluster,
         };
         let left = b["time_left_ms"]
             .as_u64()

@@ -24,8 +24,12 @@ const TTFT_BUCKETS: &[f64] = &[
 const TPOT_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
-/// Any other histogram (`switchyard_ejection_propagation_seconds`): 1 ms to 30 s, gossip's range from
-/// one round on loopback to a slow suspicion timeout.
+/// `switchyard_ejection_propagation_seconds`: from the owner's decision to a peer's merge. The goal is
+/// 1 RTT + 2 ms (DESIGN §6), so the fine buckets sit below 5 ms; the coarse ones catch anti-entropy repairs.
+const PROPAGATION_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.001_5, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0,
+];
+/// Any other histogram: 1 ms to 30 s.
 const DEFAULT_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -47,6 +51,10 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
         .set_buckets_for_metric(
             full("gen_ai_server_time_per_output_token_seconds"),
             TPOT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            full("switchyard_ejection_propagation_seconds"),
+            PROPAGATION_BUCKETS,
         )
 }
 
@@ -91,7 +99,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("switchyard_ejection_propagation_seconds_bucket{le=\"0.005\"} 1"),
+            text.contains("switchyard_ejection_propagation_seconds_bucket{le=\"0.003\"} 1"),
             "{text}"
         );
         assert!(!text.contains("quantile"), "{text}");

@@ -37,6 +37,10 @@ pub enum Kind {
     Delta = 8,
     /// [`crate::Leave`].
     Leave = 9,
+    /// [`crate::NodeStateV2`].
+    NodeStateV2 = 10,
+    /// [`crate::DeltaV2`].
+    DeltaV2 = 11,
 }
 
 impl Kind {
@@ -52,6 +56,8 @@ impl Kind {
             7 => Kind::Digest,
             8 => Kind::Delta,
             9 => Kind::Leave,
+            10 => Kind::NodeStateV2,
+            11 => Kind::DeltaV2,
             _ => return None,
         })
     }
@@ -68,6 +74,8 @@ impl Kind {
             Message::Digest(_) => Kind::Digest,
             Message::Delta(_) => Kind::Delta,
             Message::Leave(_) => Kind::Leave,
+            Message::NodeStateV2(_) => Kind::NodeStateV2,
+            Message::DeltaV2(_) => Kind::DeltaV2,
         }
     }
 }
@@ -171,6 +179,8 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
         Message::Digest(m) => to_vec(m)?,
         Message::Delta(m) => to_vec(m)?,
         Message::Leave(m) => to_vec(m)?,
+        Message::NodeStateV2(m) => to_vec(m)?,
+        Message::DeltaV2(m) => to_vec(m)?,
     };
     let kind = Kind::of(msg);
     let bytes = to_vec(&Envelope {
@@ -236,6 +246,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         Kind::Digest => Message::Digest(payload(kind, p)?),
         Kind::Delta => Message::Delta(payload(kind, p)?),
         Kind::Leave => Message::Leave(payload(kind, p)?),
+        Kind::NodeStateV2 => Message::NodeStateV2(payload(kind, p)?),
+        Kind::DeltaV2 => Message::DeltaV2(payload(kind, p)?),
     };
     Ok(Decoded::Message(msg))
 }

@@ -20,8 +20,9 @@ pub mod messages;
 pub use codec::{Codec, CodecError};
 pub use envelope::{decode, encode, DecodeError, Decoded, EncodeError, Envelope, Kind, SkipReason};
 pub use messages::{
-    Ack, Delta, Digest, DigestEntry, Hello, HelloError, IndirectAck, Leave, MemberState,
-    MemberUpdate, Message, NodeId, NodeState, Observation, ObservationClass, Ping, PingReq,
+    Ack, Delta, DeltaV2, Digest, DigestEntry, Hello, HelloError, HostReport, IndirectAck, Leave,
+    MemberState, MemberUpdate, Message, NodeId, NodeState, NodeStateV2, Observation,
+    ObservationClass, Ping, PingReq, Verdict,
 };
 
 /// The ALPN protocol id of the gossip endpoint (DESIGN §6 "Transport"). Peers offering anything else are

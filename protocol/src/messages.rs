@@ -233,6 +233,90 @@ pub struct NodeState {
     pub observations: Vec<Observation>,
 }
 
+/// What a [`HostReport`] says about a host (DESIGN §6 "One timeline", "Single trial").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The owner holds the host out for `remaining_ms` more, as ejection number `ejection_count`.
+    Ejected,
+    /// The owner ran the single trial of ejection number `ejection_count` at its expiry and the host
+    /// answered: every node returns it. Kept for `remaining_ms`, then forgotten.
+    Returned,
+}
+
+/// One host in a [`NodeStateV2`]: an ejection, or the verdict of a trial (protocol version 1, kind 10).
+/// Times are durations relative to the moment of sending, never wall-clock instants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostReport {
+    /// The host key (route, rule, backend, resolved address), as the owner's config names it.
+    pub host: String,
+    /// Ejected, or returned by a trial.
+    pub verdict: Verdict,
+    /// Why it was ejected (`EjectionReason::as_str`, e.g. `consecutive_5xx`).
+    pub reason: String,
+    /// Provider or network class.
+    pub class: ObservationClass,
+    /// Time left of the record when the message was sent; the receiver re-bases it on its own monotonic
+    /// clock and clamps it to the max ejection time.
+    pub remaining_ms: u64,
+    /// The ejection number (Envoy's back-off multiplier) this record is about.
+    pub ejection_count: u32,
+    /// The owner's state version at which this record last changed.
+    pub version: u64,
+    /// Time since the owner made the record, as of sending, in microseconds (for the propagation-delay
+    /// metric: a direct push carries well under a millisecond).
+    pub age_us: u64,
+}
+
+/// Everything one node currently reports about hosts, under the config it runs; only the owner writes it.
+/// Supersedes [`NodeState`] (kind 6), which older nodes still send: a receiver reads one as this with
+/// `config_hash` 0 (unknown, so never applied) and every record `Ejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStateV2 {
+    /// The owner.
+    pub node: NodeId,
+    /// The owner's process generation.
+    pub generation: u64,
+    /// Bumped by the owner on every change; merge keeps the higher `(generation, version)`.
+    pub version: u64,
+    /// Hash of the owner's routing config: host keys mean the same thing only between nodes whose hashes
+    /// are equal, so records under another hash are held and relayed but never applied.
+    pub config_hash: u64,
+    /// The owner's records, one per host.
+    pub hosts: Vec<HostReport>,
+}
+
+impl From<NodeState> for NodeStateV2 {
+    fn from(s: NodeState) -> Self {
+        NodeStateV2 {
+            node: s.node,
+            generation: s.generation,
+            version: s.version,
+            config_hash: 0,
+            hosts: s
+                .observations
+                .into_iter()
+                .map(|o| HostReport {
+                    host: o.backend,
+                    verdict: Verdict::Ejected,
+                    reason: o.reason,
+                    class: o.class,
+                    remaining_ms: o.remaining_ms,
+                    ejection_count: o.ejection_count,
+                    version: o.version,
+                    age_us: o.age_ms.saturating_mul(1000),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// [`Delta`] carrying [`NodeStateV2`]s (kind 11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaV2 {
+    /// Whole owner states, each to be merged.
+    pub states: Vec<NodeStateV2>,
+}
+
 /// One line of a [`Digest`]: which version of an owner's state the sender holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
@@ -283,6 +367,10 @@ pub enum Message {
     Delta(Delta),
     /// Graceful departure.
     Leave(Leave),
+    /// Eager push of one owner's state, with its config hash and trial verdicts.
+    NodeStateV2(NodeStateV2),
+    /// Anti-entropy answer / batched push of [`NodeStateV2`]s.
+    DeltaV2(DeltaV2),
 }
 
 impl Message {
@@ -298,6 +386,8 @@ impl Message {
             Message::Digest(_) => "digest",
             Message::Delta(_) => "delta",
             Message::Leave(_) => "leave",
+            Message::NodeStateV2(_) => "node_state_v2",
+            Message::DeltaV2(_) => "delta_v2",
         }
     }
 }

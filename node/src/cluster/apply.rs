@@ -10,17 +10,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::health::outlier::ejection_allowed;
-
-/// One route rule's hosts and its budget.
-#[derive(Debug, Clone)]
-pub struct RuleGroup {
-    /// Distinct host keys of the rule.
-    pub hosts: BTreeSet<String>,
-    /// `maxEjectionPercent` (100 when the route has no passive health block).
-    pub max_ejection_percent: u32,
-    /// `alwaysEjectOneEndpoint`.
-    pub always_eject_one_endpoint: bool,
-}
+pub use crate::health::table::RuleGroup;
 
 /// The cluster ejections to apply: a subset of `adopted`, never a host that is ejected locally (it is
 /// ejected anyway).

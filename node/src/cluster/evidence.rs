@@ -7,7 +7,7 @@
 //! `(generation, version)`" — a join-semilattice: commutative, associative, idempotent (property tests
 //! below), so nodes agree whatever order gossip delivers states in.
 //!
-//! Time (DESIGN §6 "Time"): an observation arrives with `remaining_ms` and `age_ms`, durations as of
+//! Time (DESIGN §6 "Time"): an observation arrives with `remaining_ms` and `age_us`, durations as of
 //! sending. On receipt they are re-based on this node's monotonic clock — `expires_at = now + remaining`
 //! (clamped to the max ejection time), `observed_at = now − age` — and when relayed they are converted
 //! back from those instants, so wall clocks never matter and relays do not freeze time.
@@ -17,11 +17,17 @@ use std::time::{Duration, Instant};
 
 use rand::seq::IndexedRandom;
 use rand::Rng;
-use switchyard_protocol::{DigestEntry, NodeId, NodeState, Observation, ObservationClass};
+use switchyard_protocol::{
+    DigestEntry, HostReport, NodeId, NodeStateV2, ObservationClass, Verdict,
+};
 
-/// One owner's observation of one backend, re-based on this node's clock.
+use crate::health::events::LocalRecord;
+
+/// One owner's record of one host, re-based on this node's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObservation {
+    /// Ejected, or returned by a trial.
+    pub verdict: Verdict,
     /// Ejection reason (`EjectionReason::as_str`).
     pub reason: String,
     /// Provider or network class.
@@ -55,6 +61,9 @@ pub struct OwnerState {
     pub generation: u64,
     /// The owner's version.
     pub version: u64,
+    /// The owner's routing-config hash (0: unknown, an older node): its host keys are applied only where
+    /// the hash equals ours.
+    pub config_hash: u64,
     /// Its observations, by backend.
     pub observations: BTreeMap<String, StoredObservation>,
     /// When this node last took a newer version of it.
@@ -90,6 +99,7 @@ impl EvidenceStore {
             OwnerState {
                 generation,
                 version: 0,
+                config_hash: 0,
                 observations: BTreeMap::new(),
                 changed_at: now,
             },
@@ -113,32 +123,44 @@ impl EvidenceStore {
             .or_insert_with(|| OwnerState {
                 generation: 0,
                 version: 0,
+                config_hash: 0,
                 observations: BTreeMap::new(),
                 changed_at: now,
             })
     }
 
-    /// Records (or replaces) this node's own ejection of `backend`; bumps the own version.
-    pub fn set_local(
-        &mut self,
-        backend: &str,
-        reason: &str,
-        class: ObservationClass,
-        remaining: Duration,
-        ejection_count: u32,
-        now: Instant,
-    ) {
-        let remaining = remaining.min(self.max_ejection_time);
+    /// The routing-config hash this node runs (after a reload); a new version when it changed, since the
+    /// meaning of the own records changed with it.
+    pub fn set_config_hash(&mut self, hash: u64, now: Instant) -> bool {
+        let own = self.own_mut(now);
+        if own.config_hash == hash {
+            return false;
+        }
+        own.config_hash = hash;
+        own.version += 1;
+        own.changed_at = now;
+        true
+    }
+
+    /// The routing-config hash of this node.
+    pub fn config_hash(&self) -> u64 {
+        self.states.get(&self.me).map_or(0, |s| s.config_hash)
+    }
+
+    /// Records (or replaces) this node's own record of `host`; bumps the own version.
+    pub fn set_local(&mut self, host: &str, record: &LocalRecord, now: Instant) {
+        let remaining = record.remaining.min(self.max_ejection_time);
         let own = self.own_mut(now);
         own.version += 1;
         own.changed_at = now;
         let version = own.version;
         own.observations.insert(
-            backend.to_owned(),
+            host.to_owned(),
             StoredObservation {
-                reason: reason.to_owned(),
-                class,
-                ejection_count,
+                verdict: record.verdict,
+                reason: record.reason.clone(),
+                class: record.class,
+                ejection_count: record.ejection_count,
                 version,
                 expires_at: now + remaining,
                 observed_at: now,
@@ -159,7 +181,7 @@ impl EvidenceStore {
     }
 
     /// Merges a received state (DESIGN §6: "Merge keeps the higher `(generation, version)` per owner").
-    pub fn merge(&mut self, state: &NodeState, now: Instant) -> MergeOutcome {
+    pub fn merge(&mut self, state: &NodeStateV2, now: Instant) -> MergeOutcome {
         if state.node == self.me {
             return MergeOutcome::Ours;
         }
@@ -169,15 +191,16 @@ impl EvidenceStore {
             }
         }
         let observations = state
-            .observations
+            .hosts
             .iter()
-            .map(|o| (o.backend.clone(), self.rebase(o, now)))
+            .map(|o| (o.host.clone(), self.rebase(o, now)))
             .collect();
         self.states.insert(
             state.node.clone(),
             OwnerState {
                 generation: state.generation,
                 version: state.version,
+                config_hash: state.config_hash,
                 observations,
                 changed_at: now,
             },
@@ -186,38 +209,42 @@ impl EvidenceStore {
     }
 
     /// DESIGN §6 "Time": re-base durations on our monotonic clock, clamping `remaining_ms`.
-    fn rebase(&self, o: &Observation, now: Instant) -> StoredObservation {
+    fn rebase(&self, o: &HostReport, now: Instant) -> StoredObservation {
         let remaining = Duration::from_millis(o.remaining_ms).min(self.max_ejection_time);
         StoredObservation {
+            verdict: o.verdict,
             reason: o.reason.clone(),
             class: o.class,
             ejection_count: o.ejection_count,
             version: o.version,
             expires_at: now + remaining,
             observed_at: now
-                .checked_sub(Duration::from_millis(o.age_ms))
+                .checked_sub(Duration::from_micros(o.age_us))
                 .unwrap_or(now),
         }
     }
 
     /// One owner's state as it goes on the wire at `now` (durations recomputed from our instants).
-    pub fn wire_state(&self, owner: &str, now: Instant) -> Option<NodeState> {
+    pub fn wire_state(&self, owner: &str, now: Instant) -> Option<NodeStateV2> {
         let s = self.states.get(owner)?;
-        Some(NodeState {
+        Some(NodeStateV2 {
             node: owner.to_owned(),
             generation: s.generation,
             version: s.version,
-            observations: s
+            config_hash: s.config_hash,
+            hosts: s
                 .observations
                 .iter()
-                .map(|(backend, o)| Observation {
-                    backend: backend.clone(),
+                .map(|(host, o)| HostReport {
+                    host: host.clone(),
+                    verdict: o.verdict,
                     reason: o.reason.clone(),
                     class: o.class,
                     remaining_ms: millis(o.time_left(now)),
                     ejection_count: o.ejection_count,
                     version: o.version,
-                    age_ms: millis(now.saturating_duration_since(o.observed_at)),
+                    age_us: u64::try_from(now.saturating_duration_since(o.observed_at).as_micros())
+                        .unwrap_or(u64::MAX),
                 })
                 .collect(),
         })

@@ -2,10 +2,13 @@
 //! and publishes the cluster's verdicts into the hosts' lock-free health views (DESIGN §1, §6).
 //!
 //! It owns the core and the transport. Inputs are mailbox messages: transport events (forwarded from the
-//! transport's channel), local ejections and returns from BackendHealth actors, a periodic tick, status
-//! queries and the shutdown `Leave`. After each input it sends what the core queued and, on ticks, applies
-//! the cluster view to every host (`maxEjectionPercent` over the combined view via [`apply`]). Nothing on the
-//! request path waits for it.
+//! transport's channel), the hosts' record changes (forwarded from the health layer's [`HostEvent`]
+//! channel, which `run.rs` owns), a periodic tick, status queries and the shutdown `Leave`. After each input
+//! it sends what the core queued; whenever new evidence merged (and on ticks, for expiries) it hands every
+//! host whose cluster verdict changed a [`ClusterFact`] (`maxEjectionPercent` over the combined view via
+//! [`apply`]), and publishes the live member set the hosts' trials are chosen from. It reads the hosts from
+//! the [`HostTable`] the gateway publishes; it never reaches into the gateway. Nothing on the request path
+//! waits for it.
 //!
 //! Peers must say `Hello` first: cluster name, node id equal to the certificate identity and a common
 //! protocol version; anything else from a peer that has not done so is dropped and counted, and a bad Hello
@@ -23,13 +26,13 @@ use switchyard_protocol::{decode, encode, Decoded, MemberState, Message, Observa
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::cluster::apply::{applied_cluster_ejections, RuleGroup};
+use crate::cluster::apply::applied_cluster_ejections;
 use crate::cluster::membership::{MembershipEvent, Peer};
 use crate::cluster::transport::{PeerAddr, Transport, TransportEvent};
 use crate::cluster::{ClusterCore, ClusterEvent};
-use crate::config::model::Config;
-use crate::config::routing_fingerprint;
-use crate::gateway::Gateway;
+use crate::health::events::{ClusterEjection, ClusterFact, HostEvent, LiveSet, LiveSetHandle};
+use crate::health::key::HostKey;
+use crate::health::table::{HostTable, HostTableHandle};
 
 /// How often the actor ticks the core and re-applies the view (expiries happen between messages).
 const TICK: Duration = Duration::from_millis(50);
@@ -48,28 +51,10 @@ pub struct GossipSettings {
 pub enum GossipMsg {
     /// Something happened on the transport.
     Transport(TransportEvent),
-    /// A BackendHealth actor ejected its host.
-    LocalEjection {
-        /// Host key.
-        host: String,
-        /// `EjectionReason::as_str` (or `active_health_check`).
-        reason: &'static str,
-        /// Provider (HTTP status) or network (local-origin) evidence.
-        class: ObservationClass,
-        /// Time left of the local ejection.
-        remaining: Duration,
-        /// The detector's ejection count.
-        ejection_count: u32,
-    },
-    /// A BackendHealth actor's host returned.
-    LocalReturn {
-        /// Host key.
-        host: String,
-    },
+    /// A host's record changed on this node (an ejection, a trial's verdict, a return).
+    Host(HostEvent),
     /// Periodic tick.
     Tick,
-    /// The gateway to publish verdicts into (sent once it exists; it needs this actor to start).
-    Attach(Arc<Gateway>),
     /// A gossip address name resolved.
     SeedResolved(String, SocketAddr),
     /// `/status`.
@@ -197,6 +182,12 @@ pub struct GossipArgs {
     pub events: mpsc::Receiver<TransportEvent>,
     /// Settings.
     pub settings: GossipSettings,
+    /// The health layer's record changes.
+    pub host_events: mpsc::UnboundedReceiver<HostEvent>,
+    /// The hosts the gateway runs (republished on reload).
+    pub hosts: HostTableHandle,
+    /// Where the live member set goes, for the hosts' trials.
+    pub live: LiveSetHandle,
 }
 
 /// The actor's state.
@@ -204,10 +195,12 @@ pub struct GossipState {
     core: ClusterCore,
     transport: Transport,
     settings: GossipSettings,
-    gateway: Option<Arc<Gateway>>,
-    /// Hash of the routing config in force, carried in Hello (a mismatch is logged, not refused: rolling
-    /// config changes are normal), with the config it was computed from so a reload recomputes it.
-    config_hash: (u64, Option<Arc<Config>>),
+    hosts: HostTableHandle,
+    live: LiveSetHandle,
+    /// The table the last publish used (a reload swaps in another).
+    table: Arc<HostTable>,
+    /// What each host was last told.
+    facts: HashMap<HostKey, ClusterFact>,
     /// The config hash of the Hello the transport sends first on every new connection.
     greeting_hash: Option<u64>,
     /// Peers whose Hello was accepted.
@@ -235,38 +228,22 @@ pub(crate) fn hello_frame(
     encode(&Message::Hello(core.hello(cluster, config_hash))).map(Bytes::from)
 }
 
-/// FNV-1a: a stable hash of the routing table for Hello's `config_hash` (not a security measure).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl GossipState {
-    /// The hash of the config the gateway runs now; recomputed only when a (re)load swapped the config.
-    fn config_hash(&mut self) -> u64 {
-        if let Some(gw) = &self.gateway {
-            let cfg = gw.config();
-            if !self
-                .config_hash
-                .1
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &cfg))
-            {
-                let hash = fnv1a(routing_fingerprint(&cfg).as_bytes());
-                self.config_hash = (hash, Some(cfg));
-            }
-        }
-        self.config_hash.0
+    /// The hash of the config the gateway runs now (carried in Hello: a mismatch is logged, not refused,
+    /// since rolling config changes are normal; and in the node's state, so records under another config are
+    /// never applied).
+    fn config_hash(&self) -> u64 {
+        self.hosts.load().config_hash
     }
 
     /// Keeps the transport's greeting — our Hello, written first on every new connection — in step with
     /// the config in force (cheap when nothing was reloaded).
-    fn refresh_greeting(&mut self) {
+    fn refresh_greeting(&mut self, now: Instant) {
         let hash = self.config_hash();
         if self.greeting_hash == Some(hash) {
             return;
         }
+        self.core.set_config_hash(hash, now);
         match hello_frame(&self.core, &self.settings.cluster, hash) {
             Ok(frame) => {
                 self.transport.set_greeting(frame);
@@ -340,9 +317,13 @@ impl GossipState {
                     backend,
                     ..
                 } => {
+                    // The owner's decision to here: how long it held the record before sending (carried in
+                    // the record) plus the one-way trip, half the connection's RTT (no clocks compared).
+                    let trip = self.transport.rtt(&owner).map_or(Duration::ZERO, |r| r / 2);
+                    let delay = age + trip;
                     metrics::histogram!("switchyard_ejection_propagation_seconds")
-                        .record(age.as_secs_f64());
-                    tracing::info!(owner = %owner, host = %backend, age_ms = age.as_millis() as u64, "cluster observation learned");
+                        .record(delay.as_secs_f64());
+                    tracing::info!(owner = %owner, host = %backend, delay_us = delay.as_micros() as u64, "cluster observation learned");
                 }
                 ClusterEvent::Member(m) => {
                     let (what, node) = match &m {
@@ -454,68 +435,67 @@ impl GossipState {
         }
     }
 
-    /// Applies the cluster view to every host's health flag.
+    /// Hands every host whose cluster verdict changed its new [`ClusterFact`], and publishes the live set.
     fn publish(&mut self, now: Instant) {
-        let Some(gw) = self.gateway.clone() else {
-            return;
+        let live = LiveSet {
+            me: self.core.node_id().clone(),
+            live: self.core.live_nodes(),
         };
-        let view = self.core.cluster_view(now);
-        let adopted: BTreeSet<String> = if self.settings.share_ejections {
-            view.iter()
-                .filter(|(_, v)| v.adopted)
-                .map(|(k, _)| k.clone())
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
-        let snapshot = gw.snapshot();
-        let mut groups = Vec::new();
-        let mut local = HashSet::new();
-        let mut hosts = HashMap::new();
-        for route in &snapshot.routes {
-            let (max, always) = route.traffic.passive.as_ref().map_or((100, false), |p| {
-                (p.max_ejection_percent, p.always_eject_one_endpoint)
-            });
-            for rule in &route.rules {
-                let mut keys = BTreeSet::new();
-                for h in &rule.hosts {
-                    keys.insert(h.health.key.clone());
-                    if h.health.view.is_locally_ejected() {
-                        local.insert(h.health.key.clone());
-                    }
-                    hosts.insert(h.health.key.clone(), h.health.clone());
-                }
-                groups.push(RuleGroup {
-                    hosts: keys,
-                    max_ejection_percent: max,
-                    always_eject_one_endpoint: always,
-                });
-            }
+        if **self.live.load() != live {
+            self.live.store(Arc::new(live));
         }
-        let applied = applied_cluster_ejections(&groups, &local, &adopted);
-        for (key, entry) in &hosts {
-            let count = if self.settings.share_ejections {
-                view.get(key).map_or(0, |v| v.ejection_count)
-            } else {
-                0
+        let table = self.hosts.load_full();
+        if !Arc::ptr_eq(&table, &self.table) {
+            self.facts
+                .retain(|k, _| table.hosts.iter().any(|h| h.key == *k));
+            self.table = table.clone();
+        }
+        if !self.settings.share_ejections {
+            return;
+        }
+        let view = self.core.cluster_view(now);
+        let adopted: BTreeSet<String> = view
+            .iter()
+            .filter(|(_, v)| v.adopted)
+            .map(|(k, _)| k.clone())
+            .collect();
+        // This node's own ejections already hold their slots of each rule's budget.
+        let me = self.core.node_id();
+        let local: HashSet<String> = view
+            .iter()
+            .filter(|(_, v)| v.observers.iter().any(|o| o.node == *me))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let applied = applied_cluster_ejections(&table.groups, &local, &adopted);
+        for entry in &table.hosts {
+            let key = entry.key.as_str();
+            let v = view.get(key);
+            let fact = ClusterFact {
+                ejected: v
+                    .filter(|_| applied.contains(key) || local.contains(key))
+                    .and_then(|v| {
+                        Some(ClusterEjection {
+                            count: v.ejection_count,
+                            until: now + v.time_left?,
+                            reason: v.reasons.first().cloned().unwrap_or_default(),
+                            class: v.adopted_class?,
+                        })
+                    }),
+                returned: v.and_then(|v| v.returned),
             };
-            let on = applied.contains(key);
-            if entry.view.set_cluster(on, count) {
-                metrics::gauge!("switchyard_backend_cluster_ejected", "backend" => key.clone())
-                    .set(if on { 1.0 } else { 0.0 });
-                if on {
-                    let reason = view
-                        .get(key)
-                        .and_then(|v| v.reasons.first().cloned())
-                        .unwrap_or_default();
-                    metrics::counter!("switchyard_ejections_total", "backend" => key.clone(),
-                        "reason" => reason.clone(), "source" => "cluster")
-                    .increment(1);
-                    tracing::warn!(host = %key, reason = %reason, "backend host ejected by the cluster view");
-                } else {
-                    tracing::info!(host = %key, "cluster ejection of backend host ended");
-                }
+            let unchanged = self.facts.get(&entry.key) == Some(&fact);
+            let empty = fact.ejected.is_none() && fact.returned.is_none();
+            if unchanged || empty && !self.facts.contains_key(&entry.key) {
+                continue;
             }
+            entry.cluster(fact.clone());
+            if empty {
+                self.facts.remove(&entry.key);
+            } else {
+                self.facts.insert(entry.key.clone(), fact);
+            }
+            metrics::gauge!("switchyard_backend_cluster_ejected", "backend" => entry.key.shared())
+                .set(if applied.contains(key) { 1.0 } else { 0.0 });
         }
         self.applied = applied;
     }
@@ -618,6 +598,9 @@ impl Actor for Gossip {
             transport,
             mut events,
             settings,
+            mut host_events,
+            hosts,
+            live,
         } = args;
         let me = myself.clone();
         let forward = tokio::spawn(async move {
@@ -627,20 +610,31 @@ impl Actor for Gossip {
                 }
             }
         });
+        let me = myself.clone();
+        let forward_hosts = tokio::spawn(async move {
+            while let Some(ev) = host_events.recv().await {
+                if me.cast(GossipMsg::Host(ev)).is_err() {
+                    return;
+                }
+            }
+        });
         let ticker = myself.send_interval(TICK, || GossipMsg::Tick);
+        let table = hosts.load_full();
         Ok(GossipState {
             core,
             transport,
             settings,
-            gateway: None,
-            config_hash: (0, None),
+            hosts,
+            live,
+            table,
+            facts: HashMap::new(),
             greeting_hash: None,
             verified: HashSet::new(),
             addr_ids: HashMap::new(),
             resolved: HashMap::new(),
             applied: BTreeSet::new(),
             counters: GossipCounters::default(),
-            tasks: vec![forward, ticker],
+            tasks: vec![forward, forward_hosts, ticker],
         })
     }
 
@@ -672,28 +666,24 @@ impl Actor for Gossip {
                     state.publish(now);
                 }
             }
-            GossipMsg::LocalEjection {
-                host,
-                reason,
-                class,
-                remaining,
-                ejection_count,
-            } => state
-                .core
-                .local_ejection(&host, reason, class, remaining, ejection_count, now),
-            GossipMsg::LocalReturn { host } => state.core.local_return(&host, now),
+            GossipMsg::Host(HostEvent::Record(host, record)) => {
+                state.core.local_record(host.as_str(), &record, now);
+                // Sent before anything else: peers hold the host out within one hop (DESIGN §6).
+                state.flush(&myself);
+                state.publish(now);
+            }
+            GossipMsg::Host(HostEvent::Cleared(host)) => {
+                state.core.local_clear(host.as_str(), now);
+                state.flush(&myself);
+                state.publish(now);
+            }
             GossipMsg::Tick => {
-                state.refresh_greeting();
+                state.refresh_greeting(now);
                 if now >= state.core.next_deadline() {
                     state.core.tick(now);
                 }
                 state.publish(now);
                 state.export_gauges();
-            }
-            GossipMsg::Attach(gw) => {
-                state.gateway = Some(gw);
-                state.refresh_greeting();
-                state.publish(now);
             }
             GossipMsg::SeedResolved(name, sa) => {
                 // Kept until the next restart; names are re-resolved by restarting resolution when the

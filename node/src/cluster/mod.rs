@@ -19,9 +19,9 @@
 //!         // (Hello::check: cluster, certificate identity, protocol range):
 //!         (from, Decoded::Message(m)) => core.handle_message(&from, m, Instant::now()),
 //!         (_, Decoded::Skipped{..})   => count it,
-//!         // the BackendHealth actors report local ejections and returns:
-//!         Ejected{..}  => core.local_ejection(backend, reason, class, time_left, count, now),
-//!         Returned{..} => core.local_return(backend, now),
+//!         // the BackendHealth actors report their hosts' records (ejections, trial verdicts) and clears:
+//!         Record{..}   => core.local_record(host, &record, now),
+//!         Cleared{..}  => core.local_clear(host, now),
 //!         sleep_until(core.next_deadline()) => core.tick(Instant::now()),
 //!         shutdown => { core.leave(now); flush the outbox; exit }
 //!     }
@@ -35,8 +35,9 @@
 //! }
 //! ```
 //!
-//! Before a local ejection the health actor should ask [`ClusterCore::next_local_ejection_count`] so its
-//! detector's multiplier continues from the cluster's count (DESIGN §6: "`max + 1`").
+//! The ejection number itself lives with each host's timeline (`health::timeline`): every node adopts the
+//! number of the ejection it applies, so the next local ejection continues from the cluster's, and the
+//! number decays from the same return instant everywhere.
 
 pub mod apply;
 pub mod certs;
@@ -53,17 +54,17 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use switchyard_protocol::{
-    Delta, Digest, DigestEntry, Hello, MemberState, MemberUpdate, Message, NodeId, NodeState,
+    DeltaV2, Digest, DigestEntry, Hello, MemberState, MemberUpdate, Message, NodeId, NodeStateV2,
     ObservationClass,
 };
 
+pub use crate::health::events::LocalRecord;
 pub use evidence::{DisseminationConfig, MergeOutcome};
 pub use membership::{MembershipConfig, MembershipEvent, Outgoing, Peer};
 pub use view::BackendView;
 
 use evidence::{Disseminator, EvidenceStore};
 use membership::Membership;
-use view::CountMemory;
 
 /// Everything the core needs to know; [`ClusterConfig::new`] fills in DESIGN §6 defaults.
 #[derive(Debug, Clone)]
@@ -80,8 +81,6 @@ pub struct ClusterConfig {
     pub network_quorum: usize,
     /// Clamp for received `remaining_ms` (DESIGN §5: 300 s).
     pub max_ejection_time: Duration,
-    /// Decay step of the remembered cluster ejection count (Envoy's `interval`, default 3 s).
-    pub ejection_count_decay: Duration,
     /// SWIM settings.
     pub membership: MembershipConfig,
     /// Push settings.
@@ -114,7 +113,6 @@ impl ClusterConfig {
             seeds: Vec::new(),
             network_quorum: 2,
             max_ejection_time: Duration::from_secs(300),
-            ejection_count_decay: Duration::from_secs(3),
             membership: MembershipConfig::default(),
             dissemination: DisseminationConfig::default(),
             gossip_interval: Duration::from_millis(200),
@@ -185,7 +183,6 @@ pub struct ClusterCore {
     membership: Membership,
     evidence: EvidenceStore,
     dissemination: Disseminator,
-    counts: CountMemory,
     rng: StdRng,
     next_gossip: Instant,
     next_anti_entropy: Instant,
@@ -216,7 +213,6 @@ impl ClusterCore {
             membership,
             evidence,
             dissemination: Disseminator::new(cfg.dissemination.clone()),
-            counts: CountMemory::default(),
             rng: StdRng::seed_from_u64(cfg.rng_seed.rotate_left(17)),
             next_gossip: now + cfg.gossip_interval,
             next_anti_entropy: now + cfg.anti_entropy_interval,
@@ -237,29 +233,59 @@ impl ClusterCore {
         Hello::new(cluster, &self.cfg.node_id, self.cfg.generation, config_hash)
     }
 
-    /// This node ejected `backend` locally (DESIGN §6 "State"): records it in the own `NodeState` (new
-    /// version) and pushes it — to every live peer at once in a small cluster, to `fanout` random peers
-    /// per round otherwise. `remaining` is the ejection's time left; `reason` is `EjectionReason::as_str`;
-    /// `class` is Network when the failures were local-origin (connect/TLS/reset/timeout), else Provider.
+    /// This node's health layer recorded something about `host` (DESIGN §6 "State"): an ejection or a
+    /// trial's verdict. Records it in the own state (new version) and pushes it — to every live peer at once
+    /// in a small cluster, to `fanout` random peers per round otherwise.
+    pub fn local_record(&mut self, host: &str, record: &LocalRecord, now: Instant) {
+        self.evidence.set_local(host, record, now);
+        self.own_changed(now);
+    }
+
+    /// [`ClusterCore::local_record`] of an ejection, spelled out (the simulator and tests eject this way).
     pub fn local_ejection(
         &mut self,
-        backend: &str,
+        host: &str,
         reason: &str,
         class: ObservationClass,
         remaining: Duration,
         ejection_count: u32,
         now: Instant,
     ) {
-        self.evidence
-            .set_local(backend, reason, class, remaining, ejection_count, now);
-        self.own_changed(now);
+        let record = LocalRecord {
+            verdict: switchyard_protocol::Verdict::Ejected,
+            reason: reason.to_owned(),
+            class,
+            remaining,
+            ejection_count,
+        };
+        self.local_record(host, &record, now);
     }
 
-    /// `backend` returned locally: removes it from the own state (new version) and pushes that.
-    pub fn local_return(&mut self, backend: &str, now: Instant) {
-        if self.evidence.clear_local(backend, now) {
+    /// [`ClusterCore::local_clear`] under the name the simulator and tests use.
+    pub fn local_return(&mut self, host: &str, now: Instant) {
+        self.local_clear(host, now);
+    }
+
+    /// `host` is back in service here with nothing to tell: removes the own record (new version) and pushes
+    /// that.
+    pub fn local_clear(&mut self, host: &str, now: Instant) {
+        if self.evidence.clear_local(host, now) {
             self.own_changed(now);
         }
+    }
+
+    /// The routing-config hash this node runs (after a load or reload): records under another hash are
+    /// never applied (their host keys may mean something else there).
+    pub fn set_config_hash(&mut self, hash: u64, now: Instant) {
+        if self.evidence.set_config_hash(hash, now) {
+            self.own_changed(now);
+        }
+    }
+
+    /// The node that runs the trial when ejection number `count` of `host` ends: deterministic over the
+    /// live set, this node included (DESIGN §6 "Single trial").
+    pub fn trial_node(&self, host: &str, count: u32) -> Option<NodeId> {
+        crate::health::timeline::trial_node(host, count, &self.live_set()).cloned()
     }
 
     fn own_changed(&mut self, now: Instant) {
@@ -268,7 +294,7 @@ impl ClusterCore {
         let to = self.dissemination.changed(&me, true, &peers, &mut self.rng);
         if let Some(state) = self.evidence.wire_state(&me, now) {
             for peer in to {
-                self.send(Peer::Node(peer), Message::NodeState(state.clone()));
+                self.send(Peer::Node(peer), Message::NodeStateV2(state.clone()));
             }
         }
     }
@@ -282,15 +308,21 @@ impl ClusterCore {
             return;
         }
         match msg {
-            Message::NodeState(state) => self.merge_states(from, vec![state], now),
-            Message::Delta(delta) => self.merge_states(from, delta.states, now),
+            Message::NodeStateV2(state) => self.merge_states(from, vec![state], now),
+            Message::DeltaV2(delta) => self.merge_states(from, delta.states, now),
+            // Older nodes: their records carry no config hash, so they are held and relayed, never applied.
+            Message::NodeState(state) => self.merge_states(from, vec![state.into()], now),
+            Message::Delta(delta) => {
+                let states = delta.states.into_iter().map(Into::into).collect();
+                self.merge_states(from, states, now)
+            }
             Message::Digest(digest) => self.answer_digest(from, &digest, now),
             _ => {}
         }
         self.collect(now);
     }
 
-    fn merge_states(&mut self, _from: &NodeId, states: Vec<NodeState>, now: Instant) {
+    fn merge_states(&mut self, _from: &NodeId, states: Vec<NodeStateV2>, now: Instant) {
         for state in states {
             let old_versions: BTreeMap<String, u64> = self
                 .evidence
@@ -305,13 +337,13 @@ impl ClusterCore {
             match self.evidence.merge(&state, now) {
                 MergeOutcome::Newer => {
                     self.stats.states_merged += 1;
-                    for o in &state.observations {
-                        if old_versions.get(&o.backend) != Some(&o.version) {
+                    for o in &state.hosts {
+                        if old_versions.get(&o.host) != Some(&o.version) {
                             self.events.push(ClusterEvent::ObservationLearned {
                                 owner: state.node.clone(),
-                                backend: o.backend.clone(),
+                                backend: o.host.clone(),
                                 class: o.class,
-                                age: Duration::from_millis(o.age_ms),
+                                age: Duration::from_micros(o.age_us),
                             });
                         }
                     }
@@ -341,7 +373,7 @@ impl ClusterCore {
     }
 
     fn send_states(&mut self, to: &NodeId, owners: &[NodeId], now: Instant) {
-        let mut chunk: Vec<NodeState> = Vec::new();
+        let mut chunk: Vec<NodeStateV2> = Vec::new();
         let mut size = 0;
         for owner in owners {
             let Some(state) = self.evidence.wire_state(owner, now) else {
@@ -350,13 +382,13 @@ impl ClusterCore {
             let est = 32
                 + state.node.len()
                 + state
-                    .observations
+                    .hosts
                     .iter()
-                    .map(|o| 48 + o.backend.len() + o.reason.len())
+                    .map(|o| 56 + o.host.len() + o.reason.len())
                     .sum::<usize>();
             if !chunk.is_empty() && size + est > CHUNK_BYTES {
                 let states = std::mem::take(&mut chunk);
-                self.send(Peer::Node(to.clone()), Message::Delta(Delta { states }));
+                self.send(Peer::Node(to.clone()), Message::DeltaV2(DeltaV2 { states }));
                 size = 0;
             }
             size += est;
@@ -365,7 +397,7 @@ impl ClusterCore {
         if !chunk.is_empty() {
             self.send(
                 Peer::Node(to.clone()),
-                Message::Delta(Delta { states: chunk }),
+                Message::DeltaV2(DeltaV2 { states: chunk }),
             );
         }
     }
@@ -413,10 +445,6 @@ impl ClusterCore {
             if let Some(peer) = peers.choose(&mut self.rng).cloned() {
                 self.send_digest(&peer, true);
             }
-            let view = self.cluster_view(now);
-            self.counts
-                .record(&view, self.cfg.ejection_count_decay, now);
-            self.counts.prune(self.cfg.ejection_count_decay, now);
             let membership = &self.membership;
             self.evidence.prune(now, |n| membership.is_live(n));
         }
@@ -476,6 +504,11 @@ impl ClusterCore {
         std::mem::take(&mut self.events)
     }
 
+    /// The live nodes, this one included (Alive or Suspect): whom trials and quorums are counted over.
+    pub fn live_nodes(&self) -> BTreeSet<NodeId> {
+        self.live_set()
+    }
+
     /// The live set for adoption: this node plus Alive/Suspect members.
     fn live_set(&self) -> BTreeSet<NodeId> {
         let mut live: BTreeSet<NodeId> = self.membership.live_peers().into_iter().collect();
@@ -489,6 +522,7 @@ impl ClusterCore {
             self.evidence.states(),
             &self.live_set(),
             self.cfg.network_quorum,
+            self.evidence.config_hash(),
             now,
         )
     }
@@ -496,19 +530,6 @@ impl ClusterCore {
     /// The verdict for one backend (`None`: no unexpired observation anywhere).
     pub fn backend_view(&self, backend: &str, now: Instant) -> Option<BackendView> {
         self.cluster_view(now).remove(backend)
-    }
-
-    /// The ejection count the local detector's next ejection of `backend` should reach: `max(cluster,
-    /// local) + 1`, where the cluster count is the max of current observations and the decayed memory of
-    /// recent ones (DESIGN §6: "a node's next local ejection uses `max + 1`").
-    pub fn next_local_ejection_count(&self, backend: &str, local_count: u32, now: Instant) -> u32 {
-        let current = self
-            .backend_view(backend, now)
-            .map_or(0, |v| v.ejection_count);
-        let remembered = self
-            .counts
-            .count(backend, self.cfg.ejection_count_decay, now);
-        view::next_ejection_count(current.max(remembered), local_count)
     }
 
     /// Every known member other than this node, in node-id order.

@@ -14,13 +14,17 @@
 //! - an adopted ejection lasts as long as the evidence that adopts it: the longest remaining provider
 //!   observation, or for the network class the time until fewer than the quorum of observations remain
 //!   (which is the longest one when the quorum is 1); `time_left` is the later of the two;
-//! - the cluster ejection count is the max count of any unexpired observation; a node's next local ejection
-//!   uses `max + 1` ([`next_ejection_count`]) so lengths grow the same on every node.
+//! - the cluster ejection count is the max count of any unexpired observation (the ejection number every node
+//!   holds the host out under, DESIGN §6 "One timeline");
+//! - only owners running the same routing config (equal config hash) count: host keys name a route rule,
+//!   backend and address, and mean the same thing only under the same config;
+//! - `Returned` records (a trial's success) are not evidence of failure; the view reports the highest
+//!   ejection number a trial returned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use switchyard_protocol::{NodeId, ObservationClass};
+use switchyard_protocol::{NodeId, ObservationClass, Verdict};
 
 use crate::cluster::evidence::OwnerState;
 
@@ -58,6 +62,8 @@ pub struct BackendView {
     pub ejection_count: u32,
     /// Live network-class observers needed for adoption, given the live set.
     pub network_quorum_needed: usize,
+    /// The highest ejection number whose trial returned the host (an unexpired `Returned` record).
+    pub returned: Option<u32>,
 }
 
 /// The network quorum in force: `network_quorum`, or all live nodes if fewer (at least 1).
@@ -65,27 +71,33 @@ pub fn quorum_needed(network_quorum: usize, live_nodes: usize) -> usize {
     network_quorum.min(live_nodes).max(1)
 }
 
-/// The count a node's next local ejection of a backend should reach: one more than both its own and the
-/// cluster's (DESIGN §6: "a node's next local ejection uses `max + 1`"). The shell raises the local
-/// detector's multiplier to `result − 1` before ejecting (the detector adds the 1).
-pub fn next_ejection_count(cluster_count: u32, local_count: u32) -> u32 {
-    cluster_count.max(local_count).saturating_add(1)
-}
-
-/// Computes the verdict for every backend with at least one unexpired observation.
+/// Computes the verdict for every backend with at least one unexpired record.
 ///
-/// `live` holds the live nodes, this node included; `states` every owner's state (owner → state).
+/// `live` holds the live nodes, this node included; `states` every owner's state (owner → state);
+/// `config_hash` this node's routing-config hash (owners under another hash are left out).
 pub fn compute<'a>(
     states: impl IntoIterator<Item = (&'a NodeId, &'a OwnerState)>,
     live: &BTreeSet<NodeId>,
     network_quorum: usize,
+    config_hash: u64,
     now: Instant,
 ) -> BTreeMap<String, BackendView> {
     let needed = quorum_needed(network_quorum, live.len());
     let mut by_backend: BTreeMap<String, Vec<ObserverView>> = BTreeMap::new();
+    let mut returned: BTreeMap<String, u32> = BTreeMap::new();
     for (node, state) in states {
+        if state.config_hash != config_hash {
+            continue;
+        }
         for (backend, o) in &state.observations {
             if o.is_expired(now) {
+                continue;
+            }
+            if o.verdict == Verdict::Returned {
+                let r = returned.entry(backend.clone()).or_default();
+                *r = (*r).max(o.ejection_count);
+                // A verdict still names the host, so it has a view even with no ejection left.
+                by_backend.entry(backend.clone()).or_default();
                 continue;
             }
             by_backend
@@ -105,7 +117,8 @@ pub fn compute<'a>(
         .into_iter()
         .map(|(backend, mut observers)| {
             observers.sort_by(|a, b| a.node.cmp(&b.node));
-            let view = verdict(observers, needed);
+            let mut view = verdict(observers, needed);
+            view.returned = returned.get(&backend).copied();
             (backend, view)
         })
         .collect()
@@ -146,60 +159,7 @@ fn verdict(observers: Vec<ObserverView>, needed: usize) -> BackendView {
         time_left,
         observers,
         network_quorum_needed: needed,
-    }
-}
-
-/// Remembers the highest cluster ejection count per backend after its observations expire, decaying it by
-/// one per `decay_interval` spent without any observation — Envoy's "−1 per interval sweep spent healthy"
-/// (DESIGN §5) applied to the cluster count, so a backend that failed on another node a minute ago still
-/// gets a longer ejection here, and one that has been healthy long enough starts again from 1.
-#[derive(Debug, Clone, Default)]
-pub struct CountMemory {
-    seen: BTreeMap<String, (u32, Instant)>,
-}
-
-impl CountMemory {
-    /// Records the counts of a freshly computed view at `now`: while a backend has observations, the
-    /// remembered count is the max of theirs and the decayed memory, and the decay clock restarts.
-    pub fn record(
-        &mut self,
-        view: &BTreeMap<String, BackendView>,
-        decay_interval: Duration,
-        now: Instant,
-    ) {
-        for (backend, v) in view {
-            if v.observers.is_empty() {
-                continue;
-            }
-            let remembered = self.count(backend, decay_interval, now);
-            self.seen
-                .insert(backend.clone(), (v.ejection_count.max(remembered), now));
-        }
-    }
-
-    /// The remembered count for `backend` at `now`, decayed.
-    pub fn count(&self, backend: &str, decay_interval: Duration, now: Instant) -> u32 {
-        let Some((count, at)) = self.seen.get(backend) else {
-            return 0;
-        };
-        let elapsed = now.saturating_duration_since(*at);
-        let steps = if decay_interval.is_zero() {
-            u128::from(u32::MAX)
-        } else {
-            elapsed.as_millis() / decay_interval.as_millis().max(1)
-        };
-        count.saturating_sub(u32::try_from(steps).unwrap_or(u32::MAX))
-    }
-
-    /// Drops entries that have decayed to zero.
-    pub fn prune(&mut self, decay_interval: Duration, now: Instant) {
-        let keep: BTreeSet<String> = self
-            .seen
-            .keys()
-            .filter(|b| self.count(b, decay_interval, now) > 0)
-            .cloned()
-            .collect();
-        self.seen.retain(|b, _| keep.contains(b));
+        returned: None,
     }
 }
 

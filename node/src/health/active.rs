@@ -10,11 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
-use ractor::ActorRef;
 use tokio::task::JoinHandle;
 
 use crate::config::model::ActiveHealthConfig;
-use crate::health::actor::HealthMsg;
 use crate::proxy::upstream::HttpClient;
 
 /// Everything one host's probe needs.
@@ -71,8 +69,9 @@ impl ActiveProbe {
         )
     }
 
-    /// Starts the probe loop; each result is sent to `actor`.
-    pub fn spawn(self, actor: ActorRef<HealthMsg>) -> JoinHandle<()> {
+    /// Starts the probe loop; each result goes to `report`, and the loop ends when it returns false (the
+    /// host's actor is gone).
+    pub fn spawn(self, report: impl Fn(bool) -> bool + Send + 'static) -> JoinHandle<()> {
         tokio::spawn(async move {
             let every = self.config.interval.max(Duration::from_millis(10));
             let mut ticker = tokio::time::interval(every);
@@ -80,7 +79,7 @@ impl ActiveProbe {
             loop {
                 ticker.tick().await;
                 let passed = self.probe_once().await;
-                if actor.cast(HealthMsg::Probe(passed)).is_err() {
+                if !report(passed) {
                     return;
                 }
             }

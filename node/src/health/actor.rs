@@ -1,29 +1,54 @@
-//! The BackendHealth actor: one per backend host, owning its outlier detector and sweep timer.
+//! The BackendHealth actor: one per host of a route rule, owning its outlier detector, its ejection
+//! timeline and their timers.
 //!
-//! It is the only writer of the host's [`HostHealth`] flag. Successes arrive fire-and-forget; a failed attempt
-//! is sent with a reply port and acknowledged only after the detector has run (and the flag is set), so a
-//! retry's host choice already sees the ejection the failure caused (DESIGN §1, §4).
+//! It is the only writer of the host's [`HostHealth`] gate. Successes arrive fire-and-forget; a failed
+//! attempt is sent with a reply port and acknowledged only after the detector has run (and the gate is set),
+//! so a retry's host choice already sees the ejection the failure caused (DESIGN §1, §4).
+//!
+//! Two modes, chosen per node:
+//! - [`HealthMode::Timeline`] (the default; a standalone node too): the detector only counts; ejections and
+//!   returns follow the host's [`Timeline`] — one timeline across the cluster and a single trial at each
+//!   expiry (DESIGN §6). The Gossip actor hands it the cluster's verdicts ([`HealthMsg::Cluster`]).
+//! - [`HealthMode::Envoy`] (`--share-ejections off`): Envoy's outlier detection on this node alone, returns at
+//!   the interval sweep; records still go to the cluster for `/status`, nothing comes back.
+//!
+//! Either way every change of what this node says about the host goes down the [`HostEvents`] channel.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
-use switchyard_protocol::ObservationClass;
+use switchyard_protocol::{ObservationClass, Verdict};
 use tokio::task::JoinHandle;
 
-use crate::cluster::gossip::GossipMsg;
 use crate::config::model::PassiveHealthConfig;
 use crate::health::active::{ActiveProbe, ActiveState};
+use crate::health::events::{ClusterFact, HostEvent, HostEvents, LiveSetHandle, LocalRecord};
+use crate::health::key::HostKey;
 use crate::health::outlier::{Observation, OutlierDetector, SweepOutcome};
+use crate::health::timeline::{trial_node, Gate, Step, Timeline, TimelineConfig};
 use crate::health::view::{EjectionGroup, HostHealth};
 
-/// What a host is told on (re)configuration: its passive policy and the rule groups it belongs to.
+/// How the node's hosts eject and return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    /// One timeline across the cluster, a single trial at each expiry.
+    Timeline,
+    /// Envoy's per-node outlier detection, exactly.
+    Envoy,
+}
+
+/// While another node runs a trial, how often this one checks that the trial node is still live (so the
+/// role moves on if it died).
+const TRIAL_RECHECK: Duration = Duration::from_millis(100);
+
+/// What a host is told on (re)configuration: its passive policy and its rule's ejection budget.
 #[derive(Debug, Clone)]
 pub struct HostPolicy {
     /// `healthCheck.passive`; `None` disables ejection (Envoy Gateway configures no outlier detection).
     pub passive: Option<PassiveHealthConfig>,
-    /// Every route rule this host serves in, for `maxEjectionPercent`.
+    /// The route rule's budget for `maxEjectionPercent`.
     pub groups: Vec<Arc<EjectionGroup>>,
     /// `healthCheck.active`: the probe to run, if configured.
     pub active: Option<ActiveProbe>,
@@ -34,10 +59,15 @@ pub struct HostPolicy {
 pub enum HealthMsg {
     /// An attempt outcome, fire-and-forget.
     Observe(Observation),
-    /// A failed attempt's outcome; the reply (true when the host is now ejected) comes after the detector ran.
+    /// A failed attempt's outcome; the reply (true when the host is now held out) comes after the detector
+    /// ran.
     ObserveAck(Observation, RpcReplyPort<bool>),
-    /// The interval timer fired.
+    /// The interval timer fired (Envoy mode).
     Sweep,
+    /// The timeline's timer fired (timeline mode).
+    Tick,
+    /// The cluster's verdict on this host changed (timeline mode, sharing on).
+    Cluster(ClusterFact),
     /// New policy after a config (re)load; counters and ejection survive. Boxed: reloads are rare, outcomes
     /// are not, and the mailbox slot is sized by the largest variant.
     Configure(Box<HostPolicy>),
@@ -50,13 +80,13 @@ pub enum HealthMsg {
 /// One host's health as shown by `/status` and `switchyard status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
-    /// Whether the host is ejected locally.
+    /// Whether the host is held out on this node (ejected, or at its trial).
     pub ejected: bool,
     /// Why it was last ejected (`consecutive_5xx`, …).
-    pub reason: Option<&'static str>,
-    /// Milliseconds until the ejection time is up (the host returns at the next sweep after that).
+    pub reason: Option<String>,
+    /// Milliseconds until the ejection time is up.
     pub time_left_ms: Option<u64>,
-    /// Envoy's ejection multiplier k.
+    /// The ejection number (Envoy's multiplier k).
     pub ejection_count: u32,
     /// Consecutive 5xx counter.
     pub consecutive_5xx: u32,
@@ -70,47 +100,93 @@ pub struct HostStatus {
     pub active_health_check: bool,
     /// The host is failing its active health check.
     pub active_check_failed: bool,
+    /// The trial at the end of the ejection, while it runs: which node runs it and for how long it has.
+    pub trial: Option<TrialStatus>,
+}
+
+/// A trial in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialStatus {
+    /// The node that sends the one trial request.
+    pub node: String,
+    /// Milliseconds since the trial began.
+    pub since_ms: u64,
+    /// Whether the trial request has been sent (on this node).
+    pub sent: bool,
 }
 
 /// Spawn arguments.
 pub struct HealthArgs {
-    /// The host's key (`namespace/backend|host:port`), for logs and metrics.
-    pub key: String,
-    /// The published flag.
+    /// The host.
+    pub key: HostKey,
+    /// The published gate.
     pub view: Arc<HostHealth>,
     /// Initial policy.
     pub policy: HostPolicy,
-    /// The Gossip actor, when the node is in a cluster: told about local ejections and returns.
-    pub gossip: Option<ActorRef<GossipMsg>>,
+    /// Timeline or Envoy.
+    pub mode: HealthMode,
+    /// Where changes of this node's record of the host go (the Gossip actor reads them).
+    pub events: Option<HostEvents>,
+    /// The cluster's live set (`None`: a standalone node, which runs every trial itself).
+    pub live: Option<LiveSetHandle>,
 }
 
 /// The actor's state.
 pub struct HealthState {
-    key: String,
+    key: HostKey,
     view: Arc<HostHealth>,
     policy: HostPolicy,
+    mode: HealthMode,
     detector: Option<OutlierDetector>,
-    /// Groups whose slot this host holds while ejected (released on return, even after a reload).
+    timeline: Option<Timeline>,
+    /// Whether the timeline's current hold comes from the cluster (for `/status`).
+    by_cluster: bool,
+    /// Groups whose slot this host holds while held out (released on return, even after a reload).
     held: Vec<Arc<EjectionGroup>>,
     timer: Option<(Duration, JoinHandle<()>)>,
+    tick: Option<(Instant, TickHandle)>,
     active: ActiveState,
     probe: Option<(ActiveProbe, JoinHandle<()>)>,
-    gossip: Option<ActorRef<GossipMsg>>,
+    events: Option<HostEvents>,
+    live: Option<LiveSetHandle>,
 }
 
 /// The BackendHealth actor.
 pub struct BackendHealth;
 
+/// The pending timeline timer.
+type TickHandle = JoinHandle<Result<(), ractor::MessagingErr<HealthMsg>>>;
+
+fn timeline_config(p: &PassiveHealthConfig) -> TimelineConfig {
+    TimelineConfig {
+        base: p.base_ejection_time,
+        max: p.max_ejection_time,
+        interval: p.interval.max(Duration::from_millis(10)),
+    }
+}
+
 impl HealthState {
-    fn apply(&mut self, myself: &ActorRef<HealthMsg>, policy: HostPolicy) {
+    fn configure(&mut self, myself: &ActorRef<HealthMsg>, policy: HostPolicy) {
         match (&mut self.detector, &policy.passive) {
             (Some(d), Some(cfg)) => d.set_config(cfg.clone()),
             (None, Some(cfg)) => self.detector = Some(OutlierDetector::new(cfg.clone())),
             (_, None) => {
-                if self.detector.take().is_some_and(|d| d.is_ejected()) {
-                    self.release_slots();
+                self.detector = None;
+            }
+        }
+        match (self.mode, &mut self.timeline, &policy.passive) {
+            (HealthMode::Timeline, Some(t), Some(cfg)) => t.set_config(timeline_config(cfg)),
+            (HealthMode::Timeline, None, Some(cfg)) => {
+                self.timeline = Some(Timeline::new(timeline_config(cfg)))
+            }
+            _ => {
+                if self.timeline.take().is_some_and(|t| !t.is_healthy()) {
+                    self.emit(HostEvent::Cleared(self.key.clone()));
                 }
             }
+        }
+        if policy.passive.is_none() {
+            self.release_slots();
         }
         let keep_probe = matches!((&self.probe, &policy.active), (Some((cur, _)), Some(new)) if cur.same_as(new));
         if !keep_probe {
@@ -121,11 +197,19 @@ impl HealthState {
                 self.active = ActiveState::default();
             }
             if let Some(probe) = policy.active.clone() {
-                let handle = probe.clone().spawn(myself.clone());
+                let me = myself.clone();
+                let handle = probe
+                    .clone()
+                    .spawn(move |passed| me.cast(HealthMsg::Probe(passed)).is_ok());
                 self.probe = Some((probe, handle));
             }
         }
-        let interval = policy.passive.as_ref().map(|p| p.interval);
+        // Envoy's interval sweep runs in Envoy mode only; the timeline keeps its own deadlines.
+        let interval = policy
+            .passive
+            .as_ref()
+            .filter(|_| self.mode == HealthMode::Envoy)
+            .map(|p| p.interval);
         let keep = matches!((&self.timer, interval), (Some((cur, _)), Some(new)) if *cur == new);
         if !keep {
             if let Some((_, h)) = self.timer.take() {
@@ -137,20 +221,105 @@ impl HealthState {
             }
         }
         self.policy = policy;
-        self.publish();
+        self.publish(myself, Instant::now());
     }
 
-    /// The published flag: ejected by the outlier detector or failing active checks.
-    fn publish(&self) {
-        let ejected = self.detector.as_ref().is_some_and(|d| d.is_ejected()) || self.active.failed;
-        if ejected != self.view.is_locally_ejected() {
-            self.view.set_local_ejected(ejected);
-            metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.clone())
-                .set(if ejected { 1.0 } else { 0.0 });
+    fn emit(&self, event: HostEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
         }
     }
 
-    fn on_probe(&mut self, passed: bool) {
+    fn apply_step(&mut self, step: Step) {
+        match step {
+            Step::Quiet => {}
+            Step::Publish(record) => self.emit(HostEvent::Record(self.key.clone(), record)),
+            Step::Clear => self.emit(HostEvent::Cleared(self.key.clone())),
+        }
+    }
+
+    /// Whether this node runs the trial of the timeline's current ejection.
+    fn trial_mine(&self) -> bool {
+        let Some(live) = &self.live else {
+            return true;
+        };
+        let count = self.timeline.as_ref().map_or(0, |t| t.ejection_count());
+        let live = live.load();
+        trial_node(self.key.as_str(), count, &live.live).is_none_or(|n| *n == live.me)
+    }
+
+    fn trial_status(&self, now: Instant) -> Option<TrialStatus> {
+        let (since, _) = self.timeline.as_ref()?.trial()?;
+        let count = self.timeline.as_ref().map_or(0, |t| t.ejection_count());
+        let node = match &self.live {
+            None => "this node".to_string(),
+            Some(live) => {
+                let live = live.load();
+                trial_node(self.key.as_str(), count, &live.live)
+                    .cloned()
+                    .unwrap_or_else(|| live.me.clone())
+            }
+        };
+        Some(TrialStatus {
+            node,
+            since_ms: now.saturating_duration_since(since).as_millis() as u64,
+            sent: self.view.trial_taken(),
+        })
+    }
+
+    /// Publishes the gate (and the ejection budget's slots) from the detector or timeline, the active
+    /// check, and re-arms the timeline's timer.
+    fn publish(&mut self, myself: &ActorRef<HealthMsg>, now: Instant) {
+        let (held, trial) = match (&self.timeline, &self.detector) {
+            (Some(t), _) => (t.gate() != Gate::Open, t.gate() == Gate::Trial),
+            (None, Some(d)) => (d.is_ejected(), false),
+            (None, None) => (false, false),
+        };
+        if held && self.held.is_empty() {
+            // Held out: the rule's budget counts this host (a local firing reserved already).
+            for g in &self.policy.groups {
+                g.force_reserve();
+            }
+            self.held = self.policy.groups.clone();
+        } else if !held {
+            self.release_slots();
+        }
+        let out = held || self.active.failed;
+        let trial = trial && !self.active.failed;
+        if self
+            .view
+            .set_gate(out, trial, self.by_cluster && self.timeline.is_some())
+        {
+            metrics::gauge!("switchyard_backend_ejected", "backend" => self.key.shared())
+                .set(if out { 1.0 } else { 0.0 });
+        }
+        self.arm_tick(myself, now);
+    }
+
+    fn arm_tick(&mut self, myself: &ActorRef<HealthMsg>, now: Instant) {
+        let Some(t) = &self.timeline else {
+            return;
+        };
+        let Some(mut at) = t.next_deadline() else {
+            if let Some((_, h)) = self.tick.take() {
+                h.abort();
+            }
+            return;
+        };
+        if t.trial().is_some_and(|(_, mine)| !mine) && self.live.is_some() {
+            at = at.min(now + TRIAL_RECHECK);
+        }
+        if self.tick.as_ref().is_some_and(|(cur, _)| *cur == at) {
+            return;
+        }
+        if let Some((_, h)) = self.tick.take() {
+            h.abort();
+        }
+        let wait = at.saturating_duration_since(now);
+        self.tick = Some((at, myself.send_after(wait, || HealthMsg::Tick)));
+    }
+
+    fn on_probe(&mut self, myself: &ActorRef<HealthMsg>, passed: bool, now: Instant) {
         let Some((probe, _)) = &self.probe else {
             return;
         };
@@ -158,7 +327,7 @@ impl HealthState {
         if self.active.record(passed, &cfg) {
             if self.active.failed {
                 tracing::warn!(host = %self.key, "backend host failed its active health check");
-                metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
+                metrics::counter!("switchyard_ejections_total", "backend" => self.key.shared(),
                     "reason" => "active_health_check", "source" => "local")
                 .increment(1);
             } else {
@@ -167,29 +336,25 @@ impl HealthState {
         }
         // DESIGN §5: a passing probe returns an outlier-ejected host immediately.
         if passed {
-            if let Some(d) = self.detector.as_mut().filter(|d| d.is_ejected()) {
+            if let Some(t) = self.timeline.as_mut().filter(|t| !t.is_healthy()) {
+                let step = t.probe_passed(now);
+                self.by_cluster = false;
+                self.apply_step(step);
+                if let Some(d) = self.detector.as_mut() {
+                    d.reset_counters();
+                }
+                tracing::info!(host = %self.key, "active health check passed: ejected host returned");
+            } else if let Some(d) = self.detector.as_mut().filter(|d| d.is_ejected()) {
                 d.unejected_by_probe();
-                self.release_slots();
+                self.emit(HostEvent::Cleared(self.key.clone()));
                 tracing::info!(host = %self.key, "active health check passed: ejected host returned");
             }
         }
-        self.publish();
+        self.publish(myself, now);
     }
 
-    fn observe(&mut self, obs: Observation, now: Instant) {
-        let Some(detector) = self.detector.as_mut() else {
-            return;
-        };
-        // DESIGN §6: HTTP answers are the provider's evidence; local-origin failures may be this node's
-        // network, so the cluster needs a quorum of observers for them.
-        let class = match obs {
-            Observation::LocalOriginFailure(_) => ObservationClass::Network,
-            Observation::Status(_) | Observation::ConnectSucceeded => ObservationClass::Provider,
-        };
-        let Some(reason) = detector.observe(obs) else {
-            return;
-        };
-        // Every group the host belongs to must have room (DESIGN §5: over all hosts of the rule).
+    /// Whether every rule group has room for one more ejection; takes the slots if so.
+    fn reserve(&mut self, reason: &str) -> bool {
         let mut taken: Vec<Arc<EjectionGroup>> = Vec::new();
         for g in &self.policy.groups {
             if g.try_reserve() {
@@ -198,92 +363,219 @@ impl HealthState {
                 for t in &taken {
                     t.release();
                 }
-                tracing::info!(host = %self.key, reason = reason.as_str(), "ejection refused by maxEjectionPercent");
+                tracing::info!(host = %self.key, reason, "ejection refused by maxEjectionPercent");
+                return false;
+            }
+        }
+        self.held = taken;
+        true
+    }
+
+    fn observe(&mut self, myself: &ActorRef<HealthMsg>, obs: Observation, now: Instant) {
+        // DESIGN §6: HTTP answers are the provider's evidence; local-origin failures may be this node's
+        // network, so the cluster needs a quorum of observers for them.
+        let class = match obs {
+            Observation::LocalOriginFailure(_) => ObservationClass::Network,
+            Observation::Status(_) | Observation::ConnectSucceeded => ObservationClass::Provider,
+        };
+        // This node's trial request answered: its outcome is the verdict, whatever the thresholds.
+        if self.view.trial_taken() && !matches!(obs, Observation::ConnectSucceeded) {
+            if let Some(t) = self.timeline.as_mut() {
+                let success = obs.is_success();
+                let step = t.trial_outcome(success, "trial_failed", class, now);
+                if success {
+                    if let Some(d) = self.detector.as_mut() {
+                        d.reset_counters();
+                    }
+                    tracing::info!(host = %self.key, "trial request succeeded: host returned across the cluster");
+                } else {
+                    self.ejected_log("trial_failed", now);
+                }
+                self.apply_step(step);
+                self.by_cluster = false;
+                self.publish(myself, now);
                 return;
             }
         }
-        // Continue from the cluster's count so ejection lengths grow alike on every node (`max + 1`).
-        detector.raise_ejection_count(self.view.cluster_ejection_count());
-        detector.eject(reason, now);
-        self.held = taken;
-        let left = detector.time_left(now).unwrap_or_default();
-        if let Some(g) = &self.gossip {
-            let _ = g.cast(GossipMsg::LocalEjection {
-                host: self.key.clone(),
-                reason: reason.as_str(),
-                class,
-                remaining: left,
-                ejection_count: detector.ejection_count(),
-            });
+        let Some(detector) = self.detector.as_mut() else {
+            return;
+        };
+        let Some(reason) = detector.observe(obs) else {
+            return;
+        };
+        let reason = reason.as_str();
+        match self.mode {
+            HealthMode::Timeline => {
+                if !self.timeline.as_ref().is_some_and(|t| t.is_healthy()) {
+                    return;
+                }
+                if !self.reserve(reason) {
+                    return;
+                }
+                let Some(t) = self.timeline.as_mut() else {
+                    return;
+                };
+                let step = t.fire(reason, class, now);
+                self.by_cluster = false;
+                self.apply_step(step);
+            }
+            HealthMode::Envoy => {
+                if !self.reserve(reason) {
+                    return;
+                }
+                let Some(detector) = self.detector.as_mut() else {
+                    return;
+                };
+                detector.eject(reason_of(reason), now);
+                let left = detector.time_left(now).unwrap_or_default();
+                let count = detector.ejection_count();
+                self.emit(HostEvent::Record(
+                    self.key.clone(),
+                    LocalRecord {
+                        verdict: Verdict::Ejected,
+                        reason: reason.to_owned(),
+                        class,
+                        remaining: left,
+                        ejection_count: count,
+                    },
+                ));
+            }
         }
-        tracing::warn!(host = %self.key, reason = reason.as_str(), ejection_count = detector.ejection_count(),
-            ejection_ms = left.as_millis() as u64, "backend host ejected");
-        metrics::counter!("switchyard_ejections_total", "backend" => self.key.clone(),
-            "reason" => reason.as_str(), "source" => "local")
+        self.ejected_log(reason, now);
+        self.publish(myself, now);
+    }
+
+    fn ejected_log(&self, reason: &str, now: Instant) {
+        let (count, left) = match (&self.timeline, &self.detector) {
+            (Some(t), _) => (t.ejection_count(), t.time_left(now)),
+            (None, Some(d)) => (d.ejection_count(), d.time_left(now)),
+            (None, None) => (0, None),
+        };
+        let ejection_ms = left.unwrap_or_default().as_millis() as u64;
+        tracing::warn!(host = %self.key, reason, ejection_count = count, ejection_ms, "backend host ejected");
+        metrics::counter!("switchyard_ejections_total", "backend" => self.key.shared(),
+            "reason" => reason.to_owned(), "source" => "local")
         .increment(1);
-        self.publish();
+    }
+
+    fn on_cluster(&mut self, myself: &ActorRef<HealthMsg>, fact: ClusterFact, now: Instant) {
+        let Some(t) = self.timeline.as_mut() else {
+            return;
+        };
+        let was_healthy = t.is_healthy();
+        if let Some(count) = fact.returned {
+            let step = t.returned(count, now);
+            if !was_healthy && t.is_healthy() {
+                if let Some(d) = self.detector.as_mut() {
+                    d.reset_counters();
+                }
+                tracing::info!(host = %self.key, "backend host returned by the cluster's trial");
+            }
+            self.apply_step(step);
+        }
+        if let Some(e) = &fact.ejected {
+            let Some(t) = self.timeline.as_mut() else {
+                return;
+            };
+            let count_before = t.ejection_count();
+            t.adopt(e.count, e.until, &e.reason, e.class, now);
+            if t.ejection_count() != count_before || was_healthy && !t.is_healthy() {
+                self.by_cluster = true;
+                tracing::warn!(host = %self.key, reason = %e.reason, ejection_count = e.count,
+                    "backend host ejected by the cluster view");
+                metrics::counter!("switchyard_ejections_total", "backend" => self.key.shared(),
+                    "reason" => e.reason.clone(), "source" => "cluster")
+                .increment(1);
+            }
+        }
+        self.publish(myself, now);
+    }
+
+    fn on_tick(&mut self, myself: &ActorRef<HealthMsg>, now: Instant) {
+        self.tick = None;
+        let mine = self.trial_mine();
+        let taken = self.view.trial_taken();
+        let Some(t) = self.timeline.as_mut() else {
+            return;
+        };
+        if t.in_trial() {
+            t.set_trial_mine(mine);
+        }
+        let was_healthy = t.is_healthy();
+        let step = t.tick(now, mine, taken);
+        if !was_healthy && t.is_healthy() {
+            if let Some(d) = self.detector.as_mut() {
+                d.reset_counters();
+            }
+            self.by_cluster = false;
+            tracing::info!(host = %self.key, "no trial verdict within an interval: backend host returned");
+        }
+        self.apply_step(step);
+        self.publish(myself, now);
     }
 
     fn release_slots(&mut self) {
         for g in self.held.drain(..) {
             g.release();
         }
-        if let Some(g) = &self.gossip {
-            let _ = g.cast(GossipMsg::LocalReturn {
-                host: self.key.clone(),
-            });
-        }
     }
 
     fn status(&self, now: Instant) -> HostStatus {
-        let active_health_check = self.probe.is_some();
-        let active_check_failed = self.active.failed;
         let mut status = self.outlier_status(now);
-        status.active_health_check = active_health_check;
-        status.active_check_failed = active_check_failed;
-        if active_check_failed {
+        status.active_health_check = self.probe.is_some();
+        status.active_check_failed = self.active.failed;
+        status.trial = self.trial_status(now);
+        if self.active.failed {
             status.ejected = true;
             if status.reason.is_none() || status.time_left_ms.is_none() {
-                status.reason = Some("active_health_check");
+                status.reason = Some("active_health_check".into());
             }
         }
         status
     }
 
     fn outlier_status(&self, now: Instant) -> HostStatus {
-        match &self.detector {
-            Some(d) => {
-                let c = d.counters();
-                HostStatus {
-                    ejected: d.is_ejected(),
-                    reason: d
-                        .last_reason()
-                        .filter(|_| d.is_ejected())
-                        .map(|r| r.as_str()),
-                    time_left_ms: d.time_left(now).map(|t| t.as_millis() as u64),
-                    ejection_count: d.ejection_count(),
-                    consecutive_5xx: c.consecutive_5xx,
-                    consecutive_gateway_errors: c.consecutive_gateway,
-                    consecutive_local_origin_failures: c.consecutive_local_origin,
-                    outlier_detection: true,
-                    active_health_check: false,
-                    active_check_failed: false,
-                }
-            }
-            None => HostStatus {
-                ejected: false,
-                reason: None,
-                time_left_ms: None,
-                ejection_count: 0,
-                consecutive_5xx: 0,
-                consecutive_gateway_errors: 0,
-                consecutive_local_origin_failures: 0,
-                outlier_detection: false,
-                active_health_check: false,
-                active_check_failed: false,
-            },
+        let c = self
+            .detector
+            .as_ref()
+            .map(|d| d.counters())
+            .unwrap_or_default();
+        let (ejected, reason, time_left, count) = match (&self.timeline, &self.detector) {
+            (Some(t), _) => (
+                !t.is_healthy(),
+                (!t.is_healthy()).then(|| t.reason().to_owned()),
+                t.time_left(now),
+                t.decayed_count(now),
+            ),
+            (None, Some(d)) => (
+                d.is_ejected(),
+                d.last_reason()
+                    .filter(|_| d.is_ejected())
+                    .map(|r| r.as_str().to_owned()),
+                d.time_left(now),
+                d.ejection_count(),
+            ),
+            (None, None) => (false, None, None, 0),
+        };
+        HostStatus {
+            ejected,
+            reason,
+            time_left_ms: time_left.map(|t| t.as_millis() as u64),
+            ejection_count: count,
+            consecutive_5xx: c.consecutive_5xx,
+            consecutive_gateway_errors: c.consecutive_gateway,
+            consecutive_local_origin_failures: c.consecutive_local_origin,
+            outlier_detection: self.detector.is_some(),
+            active_health_check: false,
+            active_check_failed: false,
+            trial: None,
         }
     }
+}
+
+fn reason_of(s: &str) -> crate::health::outlier::EjectionReason {
+    crate::health::outlier::EjectionReason::parse(s)
+        .unwrap_or(crate::health::outlier::EjectionReason::Consecutive5xx)
 }
 
 impl Actor for BackendHealth {
@@ -304,14 +596,19 @@ impl Actor for BackendHealth {
                 groups: Vec::new(),
                 active: None,
             },
+            mode: args.mode,
             detector: None,
+            timeline: None,
+            by_cluster: false,
             held: Vec::new(),
             timer: None,
+            tick: None,
             active: ActiveState::default(),
             probe: None,
-            gossip: args.gossip,
+            events: args.events,
+            live: args.live,
         };
-        state.apply(&myself, args.policy);
+        state.configure(&myself, args.policy);
         state.publish_quiet();
         Ok(state)
     }
@@ -321,12 +618,19 @@ impl Actor for BackendHealth {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((_, h)) = state.timer.take() {
+        for h in [
+            state.timer.take().map(|t| t.1),
+            state.probe.take().map(|p| p.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
             h.abort();
         }
-        if let Some((_, h)) = state.probe.take() {
+        if let Some((_, h)) = state.tick.take() {
             h.abort();
         }
+        state.release_slots();
         Ok(())
     }
 
@@ -347,21 +651,23 @@ impl Actor for BackendHealth {
 }
 
 impl HealthState {
-    /// Publishes whether a success would be a no-op (every consecutive counter 0), for
+    /// Publishes whether a success would be a no-op: every consecutive counter 0 and the host in service
+    /// (a held-out host's successes matter: one may be its trial's verdict), for
     /// [`crate::health::registry::HostEntry::report`].
     fn publish_quiet(&self) {
-        let quiet = self.detector.as_ref().is_none_or(|d| {
+        let counters_zero = self.detector.as_ref().is_none_or(|d| {
             let c = d.counters();
             c.consecutive_5xx == 0 && c.consecutive_gateway == 0 && c.consecutive_local_origin == 0
         });
-        self.view.set_quiet(quiet);
+        let in_service = self.timeline.as_ref().is_none_or(|t| t.is_healthy());
+        self.view.set_quiet(counters_zero && in_service);
     }
 
     fn handle(&mut self, myself: &ActorRef<HealthMsg>, message: HealthMsg, now: Instant) {
         match message {
-            HealthMsg::Observe(obs) => self.observe(obs, now),
+            HealthMsg::Observe(obs) => self.observe(myself, obs, now),
             HealthMsg::ObserveAck(obs, reply) => {
-                self.observe(obs, now);
+                self.observe(myself, obs, now);
                 let _ = reply.send(self.view.is_ejected());
             }
             HealthMsg::Sweep => {
@@ -370,16 +676,18 @@ impl HealthState {
                     .as_mut()
                     .is_some_and(|d| matches!(d.sweep(now), SweepOutcome::Returned));
                 if returned {
-                    self.release_slots();
+                    self.emit(HostEvent::Cleared(self.key.clone()));
                     tracing::info!(host = %self.key, "backend host returned");
-                    self.publish();
+                    self.publish(myself, now);
                 }
             }
-            HealthMsg::Configure(policy) => self.apply(myself, *policy),
+            HealthMsg::Tick => self.on_tick(myself, now),
+            HealthMsg::Cluster(fact) => self.on_cluster(myself, fact, now),
+            HealthMsg::Configure(policy) => self.configure(myself, *policy),
             HealthMsg::Status(reply) => {
                 let _ = reply.send(self.status(now));
             }
-            HealthMsg::Probe(passed) => self.on_probe(passed),
+            HealthMsg::Probe(passed) => self.on_probe(myself, passed, now),
         }
     }
 }
@@ -395,14 +703,16 @@ mod tests {
             None,
             BackendHealth,
             HealthArgs {
-                key: "default/b|127.0.0.1:1".into(),
+                key: HostKey::new("default/r", 0, "default/b", "127.0.0.1:1"),
                 view: view.clone(),
                 policy: HostPolicy {
                     passive,
                     groups: vec![Arc::new(EjectionGroup::new(1, 0, 100, false))],
                     active: None,
                 },
-                gossip: None,
+                mode: HealthMode::Envoy,
+                events: None,
+                live: None,
             },
         )
         .await

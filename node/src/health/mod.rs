@@ -3,6 +3,10 @@
 
 pub mod active;
 pub mod actor;
+pub mod events;
+pub mod key;
 pub mod outlier;
 pub mod registry;
+pub mod table;
+pub mod timeline;
 pub mod view;

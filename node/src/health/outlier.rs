@@ -325,6 +325,12 @@ impl OutlierDetector {
         }
     }
 
+    /// Resets the consecutive counters, as a return does: the timeline (DESIGN §6) returned the host, and a
+    /// few old errors must not re-eject it at once.
+    pub fn reset_counters(&mut self) {
+        self.counters = Counters::default();
+    }
+
     fn return_host(&mut self, how: LastReturn) {
         self.ejected_at = None;
         self.counters = Counters::default();

@@ -1,8 +1,8 @@
 //! The set of live BackendHealth actors, keyed by host, kept across config reloads.
 //!
-//! A reload rebuilds routes but must keep the health of backends that still exist (DESIGN §2), so hosts are
-//! looked up by a stable key (`namespace/backend|host:port`) and only new hosts get new actors; hosts that
-//! disappeared are stopped.
+//! A reload rebuilds routes but must keep the health of hosts that still exist (DESIGN §2), so hosts are
+//! looked up by their stable [`HostKey`] (route rule, backend, address) and only new hosts get new actors;
+//! hosts that disappeared are stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +12,12 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
-use crate::cluster::gossip::GossipMsg;
 use crate::config::model::Endpoint;
-use crate::health::actor::{BackendHealth, HealthArgs, HealthMsg, HostPolicy, HostStatus};
+use crate::health::actor::{
+    BackendHealth, HealthArgs, HealthMode, HealthMsg, HostPolicy, HostStatus,
+};
+use crate::health::events::{ClusterFact, HostEvents, LiveSetHandle};
+use crate::health::key::HostKey;
 use crate::health::outlier::Observation;
 use crate::health::view::HostHealth;
 
@@ -24,8 +27,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// One backend host as the request path sees it: its health flag and the way to report outcomes.
 #[derive(Debug)]
 pub struct HostEntry {
-    /// `namespace/backend|host:port`.
-    pub key: String,
+    /// Route rule, backend and address.
+    pub key: HostKey,
     /// The `Backend` key (`namespace/name`).
     pub backend: String,
     /// The endpoint this host stands for.
@@ -76,6 +79,11 @@ impl HostEntry {
     pub(crate) fn configure(&self, policy: HostPolicy) {
         let _ = self.actor.cast(HealthMsg::Configure(Box::new(policy)));
     }
+
+    /// Hands the host the cluster's verdict on it (the Gossip actor, when it changed).
+    pub fn cluster(&self, fact: ClusterFact) {
+        let _ = self.actor.cast(HealthMsg::Cluster(fact));
+    }
 }
 
 /// Errors from the registry.
@@ -91,19 +99,30 @@ pub enum RegistryError {
     },
 }
 
+/// How the registry's hosts behave and whom they tell.
+#[derive(Clone, Default)]
+pub struct HealthSettings {
+    /// Timeline (default) or Envoy-exact.
+    pub mode: Option<HealthMode>,
+    /// Where the hosts' record changes go.
+    pub events: Option<HostEvents>,
+    /// The cluster's live set (`None` on a standalone node).
+    pub live: Option<LiveSetHandle>,
+}
+
 /// Live hosts by key.
 #[derive(Default)]
 pub struct HealthRegistry {
-    hosts: Mutex<HashMap<String, Arc<HostEntry>>>,
-    gossip: Option<ActorRef<GossipMsg>>,
+    hosts: Mutex<HashMap<HostKey, Arc<HostEntry>>>,
+    settings: HealthSettings,
 }
 
 impl HealthRegistry {
-    /// A registry whose hosts report to `gossip` when the node is in a cluster.
-    pub fn new(gossip: Option<ActorRef<GossipMsg>>) -> Self {
+    /// A registry whose hosts behave as `settings` say.
+    pub fn new(settings: HealthSettings) -> Self {
         HealthRegistry {
             hosts: Mutex::new(HashMap::new()),
-            gossip,
+            settings,
         }
     }
 
@@ -111,7 +130,7 @@ impl HealthRegistry {
     /// caller sends one with [`HostEntry::configure`] once the rule groups are known.
     pub async fn ensure(
         &self,
-        key: &str,
+        key: &HostKey,
         backend: &str,
         endpoint: &Endpoint,
         address: &str,
@@ -125,14 +144,16 @@ impl HealthRegistry {
             None,
             BackendHealth,
             HealthArgs {
-                key: key.to_string(),
+                key: key.clone(),
                 view: view.clone(),
                 policy: HostPolicy {
                     passive: None,
                     groups: Vec::new(),
                     active: None,
                 },
-                gossip: self.gossip.clone(),
+                mode: self.settings.mode.unwrap_or(HealthMode::Timeline),
+                events: self.settings.events.clone(),
+                live: self.settings.live.clone(),
             },
         )
         .await
@@ -141,19 +162,19 @@ impl HealthRegistry {
             source,
         })?;
         let entry = Arc::new(HostEntry {
-            key: key.to_string(),
+            key: key.clone(),
             backend: backend.to_string(),
             endpoint: endpoint.clone(),
             address: address.to_string(),
             view,
             actor,
         });
-        hosts.insert(key.to_string(), entry.clone());
+        hosts.insert(key.clone(), entry.clone());
         Ok(entry)
     }
 
     /// Stops every host not in `keep` (backends removed by a reload).
-    pub async fn retain(&self, keep: &std::collections::HashSet<String>) {
+    pub async fn retain(&self, keep: &std::collections::HashSet<HostKey>) {
         let mut hosts = self.hosts.lock().await;
         hosts.retain(|k, e| {
             let kept = keep.contains(k);

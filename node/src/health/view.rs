@@ -5,45 +5,59 @@
 //! `maxEjectionPercent`: hosts of one route rule reserve a slot atomically before ejecting, so two hosts
 //! failing at the same instant cannot both take the last slot.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::health::outlier::ejection_allowed;
 
-/// The lock-free health of one backend host: the local verdict (its BackendHealth actor) and the cluster's
-/// (the Gossip actor), each written by one actor only. The request path treats the host as ejected when
-/// either says so (DESIGN §6: every node routes away once any node's ejection is adopted).
+/// The lock-free health of one backend host, written by its BackendHealth actor only: a gate (open,
+/// closed, or open for exactly one trial request) and whether a success would change anything.
 #[derive(Debug, Default)]
 pub struct HostHealth {
-    local: AtomicBool,
+    gate: AtomicU8,
+    /// Whether the gate is closed because of the cluster's verdict (for `/status`).
     cluster: AtomicBool,
-    cluster_count: AtomicU32,
-    /// Every consecutive-failure counter of the host's detector is 0 (or it has none): a success would
-    /// change nothing, so the request path need not report it (DESIGN §1: no mailbox in the common case).
+    /// Every consecutive-failure counter of the host's detector is 0 (or it has none) and the host is in
+    /// service: a success would change nothing, so the request path need not report it (DESIGN §1: no
+    /// mailbox in the common case).
     quiet: AtomicBool,
 }
 
+const OPEN: u8 = 0;
+const CLOSED: u8 = 1;
+/// Held out, but this node runs the trial and no request has taken it yet.
+const TRIAL_OPEN: u8 = 2;
+/// Held out; the one trial request has been sent.
+const TRIAL_TAKEN: u8 = 3;
+
 impl HostHealth {
-    /// True while the host is ejected, locally or by the cluster view.
+    /// True while the host is held out (ejected, or at a trial): selection does not count it as healthy.
     pub fn is_ejected(&self) -> bool {
-        self.local.load(Ordering::Acquire) || self.cluster.load(Ordering::Acquire)
+        self.gate.load(Ordering::Acquire) != OPEN
     }
 
-    /// True while this node's own detector (or active check) ejects it.
-    pub fn is_locally_ejected(&self) -> bool {
-        self.local.load(Ordering::Acquire)
+    /// True while the host waits for its one trial request, which this node sends.
+    pub fn trial_open(&self) -> bool {
+        self.gate.load(Ordering::Acquire) == TRIAL_OPEN
     }
 
-    /// True while the cluster view ejects it on this node.
+    /// Takes the trial: true for exactly one caller per trial (DESIGN §6 "Single trial").
+    pub fn try_take_trial(&self) -> bool {
+        self.gate
+            .compare_exchange(TRIAL_OPEN, TRIAL_TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// True once the trial request has been sent and its outcome not yet judged.
+    pub fn trial_taken(&self) -> bool {
+        self.gate.load(Ordering::Acquire) == TRIAL_TAKEN
+    }
+
+    /// True while the cluster's verdict holds the host out on this node.
     pub fn is_cluster_ejected(&self) -> bool {
         self.cluster.load(Ordering::Acquire)
     }
 
-    /// The cluster's ejection count for this host (0 without a cluster).
-    pub fn cluster_ejection_count(&self) -> u32 {
-        self.cluster_count.load(Ordering::Acquire)
-    }
-
-    /// True when reporting a success would change nothing: the detector's consecutive counters are all 0.
+    /// True when reporting a success would change nothing.
     pub fn success_is_noop(&self) -> bool {
         self.quiet.load(Ordering::Acquire)
     }
@@ -52,14 +66,26 @@ impl HostHealth {
         self.quiet.store(quiet, Ordering::Release);
     }
 
-    pub(crate) fn set_local_ejected(&self, ejected: bool) {
-        self.local.store(ejected, Ordering::Release);
-    }
-
-    /// Publishes the cluster's verdict; returns true when the ejected bit changed.
-    pub(crate) fn set_cluster(&self, ejected: bool, count: u32) -> bool {
-        self.cluster_count.store(count, Ordering::Release);
-        self.cluster.swap(ejected, Ordering::AcqRel) != ejected
+    /// Publishes the gate: `held` closes it, `trial` opens it for one request (keeping a trial already
+    /// taken as taken). Returns whether the host went in or out of service.
+    pub(crate) fn set_gate(&self, held: bool, trial: bool, by_cluster: bool) -> bool {
+        self.cluster.store(held && by_cluster, Ordering::Release);
+        let want = match (held, trial) {
+            (false, _) => OPEN,
+            (true, false) => CLOSED,
+            (true, true) => TRIAL_OPEN,
+        };
+        let old = self
+            .gate
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                if want == TRIAL_OPEN && cur == TRIAL_TAKEN {
+                    None
+                } else {
+                    Some(want)
+                }
+            })
+            .unwrap_or(TRIAL_TAKEN);
+        (old == OPEN) != (want == OPEN)
     }
 }
 
@@ -103,6 +129,12 @@ impl EjectionGroup {
             .is_ok()
     }
 
+    /// Takes a slot whatever the budget says: the cluster's deterministic choice (`cluster::apply`) already
+    /// rationed the ejections it hands down, and local ejections must see them.
+    pub fn force_reserve(&self) {
+        self.ejected.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Gives a slot back when a host returns.
     pub fn release(&self) {
         let _ = self
@@ -124,6 +156,25 @@ impl EjectionGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exactly_one_caller_takes_a_trial() {
+        let h = HostHealth::default();
+        assert!(!h.is_ejected());
+        assert!(h.set_gate(true, true, false), "out of service");
+        assert!(
+            h.is_ejected(),
+            "a trial host counts as ejected for the load"
+        );
+        assert!(h.trial_open());
+        assert!(h.try_take_trial());
+        assert!(!h.try_take_trial());
+        assert!(h.trial_taken());
+        assert!(!h.set_gate(true, true, false));
+        assert!(h.trial_taken(), "re-publishing the trial keeps it taken");
+        assert!(h.set_gate(false, false, false));
+        assert!(!h.is_ejected());
+    }
 
     #[test]
     fn max_ejection_percent_50_of_two_allows_only_one() {

@@ -27,7 +27,7 @@ use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
 use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
 use crate::routing::matcher::{MODEL_HEADER, MODEL_HEADER_NAME};
-use crate::routing::select::{select, AttemptHistory};
+use crate::routing::select::{select, AttemptHistory, Selection};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
 use crate::schema::auth::{self, AuthError};
 use crate::schema::{self, Operation, RequestCtx, ResponseCtx, Translator};
@@ -123,14 +123,21 @@ pub async fn forward(
     };
 
     loop {
-        let candidates = rule.candidates();
-        let Some(choice) = select(
-            &candidates,
-            route.traffic.panic_threshold,
-            retry.and_then(|r| r.num_attempts_per_priority),
-            &history,
-            &mut rng,
-        ) else {
+        // A host at its trial on this node takes one request, ahead of the load (DESIGN §6 "Single trial").
+        let trial = rule.take_trial(|i| history.tried(i)).map(|i| Selection {
+            host: i,
+            priority: rule.hosts[i].priority,
+            panic: false,
+        });
+        let Some(choice) = trial.or_else(|| {
+            select(
+                &rule.candidates(),
+                route.traffic.panic_threshold,
+                retry.and_then(|r| r.num_attempts_per_priority),
+                &history,
+                &mut rng,
+            )
+        }) else {
             return match last {
                 Some(f) => failure_response(f, idle_timeout(per_try, rule), &rctx),
                 None => GatewayError::new(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::model::{BackendAuth, Endpoint, RuleMatch, Schema, TrafficPolicy};
 use crate::health::registry::HostEntry;
 use crate::proxy::upstream::HttpClient;
+use crate::routing::build::HostPlan;
 use crate::routing::resolve::Dial;
 use crate::routing::select::{Candidate, Candidates};
 
@@ -45,6 +46,19 @@ pub struct RuleSnap {
 }
 
 impl RuleSnap {
+    /// A host at its trial that this node runs and that this request has not tried yet, taken for this
+    /// attempt (DESIGN §6 "Single trial": exactly one request per trial). Reads one atomic per host; the
+    /// common case (no trial anywhere) takes nothing.
+    pub fn take_trial(&self, tried: impl Fn(usize) -> bool) -> Option<usize> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .find(|(i, h)| {
+                h.health.view.trial_open() && !tried(*i) && h.health.view.try_take_trial()
+            })
+            .map(|(i, _)| i)
+    }
+
     /// The hosts as selection candidates, health read from the lock-free view.
     pub fn candidates(&self) -> Candidates {
         self.hosts
@@ -60,6 +74,8 @@ impl RuleSnap {
 
 /// One backend host within a rule.
 pub struct UpstreamHost {
+    /// Index of its backendRef in the rule.
+    pub backend_ref: usize,
     /// `backendRefs[].priority`.
     pub priority: u32,
     /// `backendRefs[].weight`.
@@ -101,10 +117,38 @@ pub struct RequestParts {
 }
 
 impl UpstreamHost {
+    /// The host `plan` describes, sending through `client`, reporting to `health`; everything attempts
+    /// reuse (URL parts, metric labels) is derived here, once per snapshot.
+    pub fn new(
+        plan: &HostPlan,
+        backend: Arc<BackendRuntime>,
+        client: HttpClient,
+        health: Arc<HostEntry>,
+    ) -> Self {
+        let mut host = UpstreamHost {
+            backend_ref: plan.backend_ref,
+            priority: plan.priority,
+            weight: plan.weight,
+            backend,
+            endpoint: plan.client.endpoint.clone(),
+            dial: plan.client.dial.clone(),
+            client,
+            metric_backend: health.key.shared(),
+            ok_counter: metrics::counter!("switchyard_upstream_requests_total",
+                "backend" => health.key.shared(), "outcome" => "200"),
+            health,
+            base_url: String::new(),
+            request_parts: None,
+            endpoint_host: String::new(),
+        };
+        host.derive_request_parts();
+        host
+    }
+
     /// Fills `base_url`, `request_parts` and `endpoint_host` from the endpoint (once, when the snapshot is
     /// built). `request_parts` stays `None` only if the URL does not parse; attempts then build the URI
     /// from `base_url` and fail with its parse error.
-    pub fn derive_request_parts(&mut self) {
+    fn derive_request_parts(&mut self) {
         self.base_url = self.compute_base_url();
         self.endpoint_host = self.endpoint.host();
         self.request_parts = self.base_url.parse::<http::Uri>().ok().and_then(|uri| {

@@ -50,6 +50,37 @@ fn node_state() -> NodeState {
     }
 }
 
+fn node_state_v2() -> NodeStateV2 {
+    NodeStateV2 {
+        node: "node-a".into(),
+        generation: 1_700_000_000_000,
+        version: 18,
+        config_hash: 0x0123_4567_89ab_cdef,
+        hosts: vec![
+            HostReport {
+                host: "default/chat#0|default/openai|api.openai.com:443@10.1.2.3".into(),
+                verdict: Verdict::Ejected,
+                reason: "consecutive_5xx".into(),
+                class: ObservationClass::Provider,
+                remaining_ms: 29_500,
+                ejection_count: 2,
+                version: 18,
+                age_us: 500_250,
+            },
+            HostReport {
+                host: "default/chat#1|default/mock|127.0.0.1:8000".into(),
+                verdict: Verdict::Returned,
+                reason: "consecutive_local_origin_failure".into(),
+                class: ObservationClass::Network,
+                remaining_ms: 3_000,
+                ejection_count: 1,
+                version: 15,
+                age_us: 0,
+            },
+        ],
+    }
+}
+
 /// `(fixture name, message)` for every kind.
 pub fn all() -> Vec<(&'static str, Message)> {
     vec![
@@ -123,6 +154,22 @@ pub fn all() -> Vec<(&'static str, Message)> {
                         generation: 42,
                         version: 2,
                         observations: vec![],
+                    },
+                ],
+            }),
+        ),
+        ("node_state_v2", Message::NodeStateV2(node_state_v2())),
+        (
+            "delta_v2",
+            Message::DeltaV2(DeltaV2 {
+                states: vec![
+                    node_state_v2(),
+                    NodeStateV2 {
+                        node: "node-b".into(),
+                        generation: 42,
+                        version: 2,
+                        config_hash: 7,
+                        hosts: vec![],
                     },
                 ],
             }),

@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use switchyard_protocol::{NodeState, Observation, ObservationClass};
+use switchyard_protocol::{
+    HostReport, NodeState, NodeStateV2, Observation, ObservationClass, Verdict,
+};
+
+use crate::health::events::LocalRecord;
 
 use super::*;
 
@@ -13,7 +17,7 @@ const MAX: Duration = Duration::from_secs(300);
 
 /// A state whose content is a function of `(owner, generation, version)` — as it is in reality, since
 /// each owner is the single writer of its versions.
-fn state(owner: u8, generation: u64, version: u64) -> NodeState {
+fn state(owner: u8, generation: u64, version: u64) -> NodeStateV2 {
     let n = (u64::from(owner) * 31 + generation * 7 + version) % 5;
     NodeState {
         node: format!("n{owner}"),
@@ -35,9 +39,10 @@ fn state(owner: u8, generation: u64, version: u64) -> NodeState {
             })
             .collect(),
     }
+    .into()
 }
 
-fn random_states(rng: &mut StdRng) -> Vec<NodeState> {
+fn random_states(rng: &mut StdRng) -> Vec<NodeStateV2> {
     (0..rng.random_range(0..12))
         .map(|_| {
             state(
@@ -49,7 +54,7 @@ fn random_states(rng: &mut StdRng) -> Vec<NodeState> {
         .collect()
 }
 
-fn store_of(states: &[NodeState], now: Instant) -> EvidenceStore {
+fn store_of(states: &[NodeStateV2], now: Instant) -> EvidenceStore {
     let mut s = EvidenceStore::new("me".into(), 1, MAX, now);
     for st in states {
         s.merge(st, now);
@@ -152,21 +157,22 @@ fn relaying_rebases_remaining_and_age_on_the_relays_clock() {
     let t0 = Instant::now();
     let mut s = EvidenceStore::new("me".into(), 1, MAX, t0);
     let mut st = state(1, 1, 1);
-    st.observations = vec![Observation {
-        backend: "b".into(),
+    st.hosts = vec![HostReport {
+        host: "b".into(),
+        verdict: Verdict::Ejected,
         reason: "r".into(),
         class: ObservationClass::Provider,
         remaining_ms: 10_000,
         ejection_count: 1,
         version: 1,
-        age_ms: 250,
+        age_us: 250_000,
     }];
     s.merge(&st, t0);
     let relayed = s
         .wire_state("n1", t0 + Duration::from_secs(4))
         .expect("held");
-    assert_eq!(relayed.observations[0].remaining_ms, 6_000);
-    assert_eq!(relayed.observations[0].age_ms, 4_250);
+    assert_eq!(relayed.hosts[0].remaining_ms, 6_000);
+    assert_eq!(relayed.hosts[0].age_us, 4_250_000);
 }
 
 #[test]
@@ -175,16 +181,19 @@ fn local_changes_bump_the_version() {
     let mut s = EvidenceStore::new("me".into(), 1, MAX, now);
     s.set_local(
         "b",
-        "r",
-        ObservationClass::Provider,
-        Duration::from_secs(999),
-        1,
+        &LocalRecord {
+            verdict: Verdict::Ejected,
+            reason: "r".into(),
+            class: ObservationClass::Provider,
+            remaining: Duration::from_secs(999),
+            ejection_count: 1,
+        },
         now,
     );
     assert_eq!(s.state("me").map(|s| s.version), Some(1));
     // Own remaining is clamped too.
     assert_eq!(
-        s.wire_state("me", now).expect("own").observations[0].remaining_ms,
+        s.wire_state("me", now).expect("own").hosts[0].remaining_ms,
         300_000
     );
     assert!(s.clear_local("b", now));
