@@ -20,10 +20,13 @@ lint:
 validate config="deploy/examples/provider-fallback.yaml":
     cargo run -q -p switchyard -- validate --config {{config}}
 
-# Install test prerequisites (what .ci/run does before testing).
+# Install test prerequisites (what .ci/run does before testing; root, Debian).
 setup:
-    ./scripts/openai-venv.sh
-    test -x /usr/sbin/haproxy || apt-get install -y haproxy
+    ./scripts/setup.sh
+
+# The container image, offline with buildah (localhost/switchyard:VERSION and target/image/oci).
+image:
+    ./scripts/build-image.sh
 
 # N nodes on loopback behind a real HAProxy with mock providers (needs `haproxy`; Ctrl-C stops everything).
 cluster n="3":

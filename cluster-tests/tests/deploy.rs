@@ -2,7 +2,9 @@
 //! the Kubernetes manifests parse as YAML and wire probes, ports, seeds, certificates and the drain grace
 //! period consistently; the ConfigMap's routes are the local example and `switchyard validate` accepts them;
 //! the systemd unit passes `systemd-analyze verify` and stops within its drain; the HAProxy template renders
-//! for N loopback nodes and `haproxy -c` accepts it, with a detection time below the default drain delay.
+//! for N loopback nodes and `haproxy -c` accepts it, with a detection time below the default drain delay;
+//! `kubectl kustomize deploy/kubernetes` renders them with the image `scripts/build-image.sh` produces; and
+//! every `SWITCHYARD_*` variable and every flag these files name exists in `switchyard run --help` (issue 19).
 
 use std::path::Path;
 use std::process::Command;
@@ -357,5 +359,284 @@ fn haproxy_template_renders_for_n_loopback_nodes() -> anyhow::Result<()> {
         detect < Duration::from_secs(5),
         "HAProxy detection {detect:?} ≥ default drain delay"
     );
+    Ok(())
+}
+
+/// `name` on `PATH`, or an error saying how to install it. Tests that need a tool fail (never skip) on this.
+fn tool(name: &str, package: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "`{name}` is not installed: Debian's {package} package has it \
+                 (scripts/setup.sh installs it; .ci/run calls that)"
+            )
+        })
+}
+
+#[test]
+fn kustomize_renders_the_manifests_with_the_scripts_image() -> anyhow::Result<()> {
+    let kubectl = tool("kubectl", "kubernetes-client")?;
+    let out = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(repo_root().join("deploy/kubernetes"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl kustomize deploy/kubernetes: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout)?)
+        .context("parsing kubectl kustomize's output")?;
+    let mut kinds: Vec<&str> = rendered.iter().filter_map(|d| d["kind"].as_str()).collect();
+    kinds.sort_unstable();
+    ensure!(
+        kinds
+            == [
+                "ConfigMap",
+                "Namespace",
+                "PodDisruptionBudget",
+                "Secret",
+                "Service",
+                "Service",
+                "StatefulSet"
+            ],
+        "rendered kinds: {kinds:?}"
+    );
+    for d in &rendered {
+        if d["kind"] != "Namespace" {
+            ensure!(
+                d["metadata"]["namespace"] == "switchyard",
+                "{} {} is not in namespace switchyard",
+                d["kind"],
+                d["metadata"]["name"]
+            );
+        }
+    }
+
+    // The StatefulSet runs the image the build script produces, tagged with the workspace version.
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/build-image.sh"))
+        .arg("--print-ref")
+        .output()?;
+    ensure!(out.status.success(), "build-image.sh --print-ref: {out:?}");
+    let reference = String::from_utf8(out.stdout)?.trim().to_owned();
+    ensure!(
+        reference.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))),
+        "the script's image {reference} is not tagged with the workspace version"
+    );
+    let sts = rendered
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .context("StatefulSet")?;
+    let image = &sts["spec"]["template"]["spec"]["containers"][0]["image"];
+    ensure!(
+        *image == reference.as_str(),
+        "the StatefulSet runs {image}, scripts/build-image.sh builds {reference}"
+    );
+    Ok(())
+}
+
+/// Flags of other programs that the deployment files mention: (file, flag, whose).
+const OTHER_PROGRAMS_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "deploy/kubernetes/secret.yaml",
+        "--from-file",
+        "kubectl create secret",
+    ),
+    (
+        "deploy/kubernetes/secret.yaml",
+        "--dry-run",
+        "kubectl create secret",
+    ),
+    (
+        "deploy/systemd/switchyard.service",
+        "--now",
+        "systemctl enable",
+    ),
+    ("Dockerfile", "--mount", "the RUN instruction"),
+    ("Dockerfile", "--from", "the COPY instruction"),
+    ("Dockerfile", "--locked", "cargo build"),
+    ("Dockerfile", "--release", "cargo build"),
+    ("Dockerfile", "--strip-debug", "objcopy"),
+];
+
+/// Words in `text` that start with `prefix` and go on with characters `more` accepts.
+fn words<'a>(text: &'a str, prefix: &str, more: impl Fn(char) -> bool) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let tail = &rest[at + prefix.len()..];
+        let len = if tail.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            tail.find(|c: char| !more(c)).unwrap_or(tail.len())
+        } else {
+            0
+        };
+        // A flag is `--` at a word start followed by a letter (not `---`, not `a--b`).
+        let starts_word =
+            at == 0 || !rest[..at].ends_with(|c: char| c.is_alphanumeric() || c == '-');
+        if len > 0 && starts_word {
+            found.push(&rest[at..at + prefix.len() + len]);
+        }
+        rest = &rest[at + prefix.len() + len.max(1).min(tail.len())..];
+    }
+    found
+}
+
+fn help(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(bin_path("switchyard")).args(args).output()?;
+    ensure!(out.status.success(), "switchyard {args:?}: {out:?}");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn deployment_files_name_only_flags_and_variables_the_binary_has() -> anyhow::Result<()> {
+    let run = help(&["run", "--help"])?;
+    let env_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    let flag_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let known_vars: Vec<&str> = words(&run, "SWITCHYARD_", env_char);
+    ensure!(
+        known_vars.contains(&"SWITCHYARD_CONFIG") && known_vars.contains(&"SWITCHYARD_LOG"),
+        "`switchyard run --help` lists no SWITCHYARD_CONFIG/SWITCHYARD_LOG:\n{run}"
+    );
+    // `switchyard certs ca|node` flags appear in the certificate how-tos.
+    let certs = help(&["certs", "ca", "--help"])? + &help(&["certs", "node", "--help"])?;
+    let mut known_flags: Vec<&str> = words(&run, "--", flag_char);
+    known_flags.extend(words(&certs, "--", flag_char));
+
+    let root = repo_root();
+    let mut files: Vec<std::path::PathBuf> = vec![
+        root.join("deploy/haproxy/haproxy.cfg.in"),
+        root.join("deploy/systemd/switchyard.service"),
+        root.join("deploy/systemd/switchyard.env"),
+        root.join("Dockerfile"),
+    ];
+    for entry in std::fs::read_dir(root.join("deploy/kubernetes"))? {
+        files.push(entry?.path());
+    }
+    let mut problems = Vec::new();
+    let mut vars_seen = 0;
+    for file in &files {
+        let rel = file.strip_prefix(&root)?.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| rel.clone())?;
+        for var in words(&text, "SWITCHYARD_", env_char) {
+            vars_seen += 1;
+            if !known_vars.contains(&var) {
+                problems.push(format!("{rel}: {var} is not in `switchyard run --help`"));
+            }
+        }
+        for flag in words(&text, "--", flag_char) {
+            let other = OTHER_PROGRAMS_FLAGS
+                .iter()
+                .any(|(f, name, _)| *f == rel && *name == flag);
+            if !other && !known_flags.contains(&flag) {
+                problems.push(format!(
+                    "{rel}: {flag} is not a `switchyard run` (or `certs`) flag"
+                ));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    // The scan itself works: the StatefulSet and the env file set a dozen variables between them.
+    ensure!(
+        vars_seen > 20,
+        "only {vars_seen} SWITCHYARD_* mentions found"
+    );
+    Ok(())
+}
+
+#[test]
+fn flag_scan_finds_flags_and_variables() {
+    let flag_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    assert_eq!(
+        words("run --listen x --drain-delay=5s a--b ---", "--", flag_char),
+        ["--listen", "--drain-delay"]
+    );
+    let env_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    assert_eq!(
+        words(
+            "#SWITCHYARD_NODE_ID=x $SWITCHYARD_LOG",
+            "SWITCHYARD_",
+            env_char
+        ),
+        ["SWITCHYARD_NODE_ID", "SWITCHYARD_LOG"]
+    );
+}
+
+/// The ports, user, entrypoint and command an image description names: (`EXPOSE`/`--port` values,
+/// user, entrypoint JSON, cmd JSON).
+fn image_settings(text: &str, expose: &str, user: &str, entry: &str, cmd: &str) -> [String; 4] {
+    // `EXPOSE a b c` names every port after it; `--port a --port b` one port after each.
+    let mut ports: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w == expose.trim() {
+                if expose.starts_with("--") {
+                    ports.extend(words.get(i + 1));
+                } else if i == 0 {
+                    ports.extend(&words[1..]);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    let value = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches('\\')
+                    .trim()
+                    .trim_matches('\'')
+                    .to_owned()
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+    [ports.join(" "), value(user), value(entry), value(cmd)]
+}
+
+#[test]
+fn dockerfile_and_image_script_agree_with_the_statefulset() -> anyhow::Result<()> {
+    let root = repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?;
+    let script = std::fs::read_to_string(root.join("scripts/build-image.sh"))?;
+    let from_dockerfile = image_settings(&dockerfile, "EXPOSE ", "USER ", "ENTRYPOINT ", "CMD ");
+    let from_script = image_settings(&script, "--port ", "--user ", "--entrypoint ", "--cmd ");
+    ensure!(
+        from_dockerfile == from_script,
+        "Dockerfile {from_dockerfile:?} and build-image.sh {from_script:?} build different images"
+    );
+    let [ports, user, entrypoint, cmd] = &from_dockerfile;
+    ensure!(entrypoint == r#"["/usr/local/bin/switchyard"]"# && cmd == r#"["run"]"#);
+
+    let sts = one("statefulset.yaml", "StatefulSet")?;
+    let pod = &sts["spec"]["template"]["spec"];
+    let mut want: Vec<String> = pod["containers"][0]["ports"]
+        .as_array()
+        .context("ports")?
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["containerPort"],
+                p["protocol"].as_str().unwrap_or("TCP").to_ascii_lowercase()
+            )
+        })
+        .collect();
+    want.sort_unstable();
+    ensure!(
+        *ports == want.join(" "),
+        "image exposes {ports}, the StatefulSet uses {want:?}"
+    );
+    let run_as = format!(
+        "{}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    ensure!(*user == run_as, "image user {user}, pod runs as {run_as}");
     Ok(())
 }

@@ -151,6 +151,13 @@ async fn route(
             }
         }
         (&Method::GET, "/metrics") => {
+            // /readyz as a series, so that alerts see a node stuck out of rotation (a draining node still
+            // serves /metrics). Set at scrape time: nothing on the request path pays for it.
+            metrics::gauge!("switchyard_ready").set(if st.shutdown.is_draining() {
+                0.0
+            } else {
+                1.0
+            });
             let mut r = text(StatusCode::OK, st.metrics.render());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

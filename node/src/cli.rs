@@ -24,6 +24,10 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a gateway node.
+    #[command(
+        after_help = "Environment: SWITCHYARD_LOG=FILTER sets the log verbosity (tracing filter \
+                           syntax, e.g. `info` or `info,switchyard=debug`; default `info`)."
+    )]
     Run(RunArgs),
     /// Load and validate a config, print the effective routing table; exit 1 on error.
     Validate {
