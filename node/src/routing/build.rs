@@ -190,6 +190,7 @@ mod tests {
             backend_refs: refs,
             request_timeout: Duration::from_secs(60),
             models_owned_by: "Envoy AI Gateway".into(),
+            models_created_at: None,
         }
     }
 
