@@ -28,8 +28,8 @@ use super::resources::{
     AIGatewayRouteRuleBackendRef, AIGatewayRouteSpec, AIServiceBackendSpec,
     BackendSecurityPolicySpec, BackendSpec, BackendTlsPolicySpec, BackendTrafficPolicySpec,
     ConfigMapResource, GatewaySpec, HttpHeaderMatch, LocalObjectRef, PolicyTargetRef, Resource,
-    SecretObjectRef, SecretResource, VersionedApiSchema, GROUP_AI_GATEWAY, GROUP_ENVOY_GATEWAY,
-    GROUP_GATEWAY_API,
+    SecretObjectRef, SecretResource, VersionedApiSchema, FIRST_TOKEN_TIMEOUT_ANNOTATION,
+    GROUP_AI_GATEWAY, GROUP_ENVOY_GATEWAY, GROUP_GATEWAY_API,
 };
 
 /// Namespace of resources that do not say (as `kubectl apply` would do with no context namespace).
@@ -306,7 +306,10 @@ fn parse_document(
             store.backends.push(Loaded { id, spec: r.spec });
         }
         Kind::BackendTrafficPolicy => {
-            let r: Resource<BackendTrafficPolicySpec> = typed(&id, doc, false)?;
+            let mut r: Resource<BackendTrafficPolicySpec> = typed(&id, doc, false)?;
+            r.spec.first_token_timeout = (r.metadata.annotations)
+                .remove(FIRST_TOKEN_TIMEOUT_ANNOTATION)
+                .map(|v| v.0);
             store.traffic_policies.push(Loaded { id, spec: r.spec });
         }
         Kind::BackendTLSPolicy => {
@@ -674,10 +677,20 @@ impl<'a> RouteCtx<'a> {
                     "ignored: GET /v1/models reports the time the configuration was loaded",
                 ));
             }
+            let stream_idle_timeout = match rule.stream_idle_timeout {
+                Some(d) if d.0.is_zero() => {
+                    return Err(id.error(
+                        format!("{field}.streamIdleTimeout"),
+                        "must be greater than 0",
+                    ))
+                }
+                d => d.map(|d| d.0),
+            };
             rules.push(Rule {
                 matches,
                 backend_refs,
                 request_timeout,
+                stream_idle_timeout,
                 models_owned_by: rule
                     .models_owned_by
                     .clone()
@@ -1571,6 +1584,14 @@ fn resolve_traffic_policy(
     let id = &p.id;
     let spec = &p.spec;
     let mut out = TrafficPolicy::default();
+    if let Some(text) = &spec.first_token_timeout {
+        let field = format!("metadata.annotations[{FIRST_TOKEN_TIMEOUT_ANNOTATION}]");
+        match crate::config::duration::parse_duration(text) {
+            Ok(d) if !d.is_zero() => out.first_token_timeout = Some(d),
+            Ok(_) => return Err(id.error(field, "must be greater than 0")),
+            Err(e) => return Err(id.error(field, e.to_string())),
+        }
+    }
     for (name, why) in spec.ignored_settings() {
         warnings.push(id.warning(format!("spec.{name}"), format!("ignored: {why}")));
     }

@@ -93,6 +93,9 @@ pub struct Rule {
     pub request_timeout: Duration,
     /// `modelsOwnedBy` (default "Envoy AI Gateway"), reported by `GET /v1/models`.
     pub models_owned_by: String,
+    /// `streamIdleTimeout`: an attempt silent this long, before or after its headers, is cut (Envoy's
+    /// `per_try_idle_timeout`).
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 /// One `matches[]` entry: every header condition must hold.
@@ -542,6 +545,9 @@ pub struct TrafficPolicy {
     pub max_parallel_retries: u32,
     /// `timeout.tcp.connectTimeout` (default 10 s).
     pub connect_timeout: Duration,
+    /// `switchyard.io/first-token-timeout` (extension): bounds each attempt until its first content (a
+    /// non-streamed answer: its headers); on expiry the attempt is retried like a reset.
+    pub first_token_timeout: Option<Duration>,
 }
 
 impl Default for TrafficPolicy {
@@ -553,6 +559,7 @@ impl Default for TrafficPolicy {
             panic_threshold: 50,
             max_parallel_retries: 1024,
             connect_timeout: Duration::from_secs(10),
+            first_token_timeout: None,
         }
     }
 }

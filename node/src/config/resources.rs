@@ -54,7 +54,7 @@ pub(crate) struct Resource<S> {
     pub(crate) status: Option<IgnoredAny>,
 }
 
-/// The part of Kubernetes `ObjectMeta` this node uses. Other metadata (labels, annotations, uid,
+/// The part of Kubernetes `ObjectMeta` this node uses. Other metadata (labels, other annotations, uid,
 /// managedFields…) is accepted and ignored: it never changes routing.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -65,7 +65,13 @@ pub(crate) struct ObjectMeta {
     #[serde(default)]
     #[allow(dead_code)] // read from the raw document, like the name
     pub(crate) namespace: Option<String>,
+    /// `metadata.annotations`: where Switchyard's extensions live, so the YAML stays valid upstream.
+    #[serde(default)]
+    pub(crate) annotations: std::collections::BTreeMap<String, Stringish>,
 }
+
+/// The annotation (on a `BackendTrafficPolicy`) that sets the first-token timeout, a Switchyard extension.
+pub(crate) const FIRST_TOKEN_TIMEOUT_ANNOTATION: &str = "switchyard.io/first-token-timeout";
 
 /// A string that may also have been written as a YAML number or boolean (`version: 2024-10-21` is a
 /// string, but `version: 1` is not). Only for non-secret fields.
@@ -288,6 +294,9 @@ pub(crate) struct AIGatewayRouteRule {
     /// `modelsCreatedAt` (RFC 3339); kept opaque because YAML may type it as a timestamp.
     #[serde(default)]
     pub(crate) models_created_at: Option<Value>,
+    /// `streamIdleTimeout` (Envoy AI Gateway v1.1; Envoy's `per_try_idle_timeout`).
+    #[serde(default)]
+    pub(crate) stream_idle_timeout: Option<GoDuration>,
 }
 
 /// `AIGatewayRouteRuleMatch`.
@@ -572,6 +581,9 @@ pub(crate) struct BackendTrafficPolicySpec {
     /// `timeout`.
     #[serde(default)]
     pub(crate) timeout: Option<Timeout>,
+    /// The [`FIRST_TOKEN_TIMEOUT_ANNOTATION`] of the resource's metadata, copied here by the loader.
+    #[serde(skip)]
+    pub(crate) first_token_timeout: Option<String>,
     // Settings accepted and ignored; each present one becomes a warning (see `ignored_settings`).
     /// `loadBalancer`: Switchyard picks by priority, then weight at random.
     #[serde(default)]

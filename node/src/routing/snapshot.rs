@@ -40,6 +40,8 @@ pub struct RuleSnap {
     pub hosts: Vec<UpstreamHost>,
     /// `timeouts.request`.
     pub request_timeout: Duration,
+    /// `streamIdleTimeout`.
+    pub stream_idle_timeout: Option<Duration>,
     /// `modelsOwnedBy`.
     pub models_owned_by: String,
 }
