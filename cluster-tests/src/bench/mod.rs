@@ -62,6 +62,10 @@ pub struct Args {
     /// `perRetry.timeout` of the policy; the seed page's value is 30s (it bounds the `hang` scenario).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub per_try_timeout: Duration,
+    /// `switchyard.io/first-token-timeout` on the policy (the extension that fails a hung primary over);
+    /// unset, the seed page's policy is used as it is.
+    #[arg(long, value_parser = parse_duration)]
+    pub first_token_timeout: Option<Duration>,
     /// Failover scenarios to run.
     #[arg(long, value_delimiter = ',', default_value = "500,refuse,hang")]
     pub scenarios: Vec<String>,
