@@ -18,7 +18,7 @@ use switchyard_cluster_tests::harness::{
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
 const MODEL: &str = "stream-model";
-const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) {
     run_bounded(TEST_TIMEOUT, f).await
@@ -692,6 +692,68 @@ async fn stream_idle_timeout_cuts_a_stream_that_stalls_after_content() {
             "{:?}",
             outcomes(&node, "primary").await?
         );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_hangs_under_load_costs_no_client_errors_with_a_first_token_timeout() {
+    bounded(async {
+        // `just bench`'s hang scenario in small: clients keep sending while the primary starts hanging.
+        // Under the seed page's policy alone each request the primary holds would wait 30 s and get a 504;
+        // with the annotation every one of them is answered by the fallback.
+        let (primary, fallback, node) = start(
+            Schema::OpenAi,
+            json!({"mode": "ok"}),
+            "",
+            SEED_POLICY,
+            &first_token_annotation("1s"),
+        )
+        .await?;
+        let url = node.url("/v1/chat/completions");
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Instant::now() + Duration::from_secs(5);
+        let mut clients = Vec::new();
+        for c in 0..8 {
+            let (url, ok) = (url.clone(), ok.clone());
+            clients.push(tokio::spawn(async move {
+                let mut failed = Vec::new();
+                let mut i = 0;
+                while Instant::now() < stop {
+                    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": format!("c{c}-{i}")}]});
+                    match http_post_json(&url, &body).await {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(r) => failed.push(format!("{} {}", r.status, r.text())),
+                        Err(e) => failed.push(format!("{e:#}")),
+                    }
+                    i += 1;
+                }
+                failed
+            }));
+        }
+        // The switch happens once traffic flows (a poll with a deadline, not a sleep).
+        let switch_by = Instant::now() + Duration::from_secs(3);
+        while ok.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+            anyhow::ensure!(Instant::now() < switch_by, "no traffic before the switch");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        primary.set_mode(json!({"mode": "hang"})).await?;
+        let mut failed = Vec::new();
+        for c in clients {
+            failed.extend(c.await?);
+        }
+        anyhow::ensure!(failed.is_empty(), "client errors: {failed:?}");
+        let held = outcomes(&node, "primary").await?;
+        anyhow::ensure!(
+            held.iter()
+                .any(|(o, n)| o == "first_token_timeout" && *n >= 1.0),
+            "the hung primary held no request: {held:?}"
+        );
+        anyhow::ensure!(fallback.request_count().await? >= 1);
         Ok(())
     })
     .await;

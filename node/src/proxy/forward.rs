@@ -379,7 +379,7 @@ fn failure_response(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
             "upstream_timeout",
-            "upstream request timeout (per-try timeout)",
+            "upstream request timeout (per-try, stream idle or first-token timeout)",
         )
         .into_response(),
         Failure::Local(f) => GatewayError::new(
