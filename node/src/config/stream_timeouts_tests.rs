@@ -75,6 +75,18 @@ fn stream_idle_timeout_and_first_token_annotation_are_read() {
 }
 
 #[test]
+fn validate_shows_both() {
+    let cfg = load_yaml(&config(
+        "      streamIdleTimeout: 5s\n",
+        "  annotations:\n    switchyard.io/first-token-timeout: 2s\n",
+    ))
+    .expect("loads");
+    let table = super::render_routing_table(&cfg);
+    assert!(table.contains("stream idle timeout 5s"), "{table}");
+    assert!(table.contains("First-token timeout"), "{table}");
+}
+
+#[test]
 fn both_are_off_unless_set() {
     let cfg = load_yaml(&config("", "")).expect("loads");
     assert_eq!(cfg.routes[0].rules[0].stream_idle_timeout, None);
