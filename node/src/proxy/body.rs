@@ -237,6 +237,10 @@ pub struct UpstreamBody {
     state: State,
 }
 
+/// Most a stream's output held before its first content. An upstream that sends this much without content
+/// (keep-alive comments, empty deltas) is committed to, so a hold never grows without bound.
+const MAX_HELD: usize = 256 << 10;
+
 /// The SSE event that tells the client a stream was cut.
 pub fn sse_error_event(message: &str) -> Bytes {
     let event = serde_json::json!({
@@ -316,7 +320,9 @@ impl UpstreamBody {
                         failure.outcome = AttemptOutcome::Status(status);
                         break Err(failure);
                     }
-                    if self.watch.as_ref().is_none_or(StreamWatch::has_content) {
+                    if held.len() > MAX_HELD
+                        || self.watch.as_ref().is_none_or(StreamWatch::has_content)
+                    {
                         break Ok(());
                     }
                 }
