@@ -32,13 +32,14 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, Sleep};
 
-use crate::health::outlier::{LocalOriginFailure, Observation};
+use crate::health::outlier::Observation;
 use crate::health::registry::HostEntry;
 use crate::proxy::pool::UpstreamResponseBody;
+pub use crate::proxy::stream_end::{StartFailure, TruncatedStream};
 use crate::proxy::usage::UsageTap;
 use crate::retry::policy::AttemptOutcome;
 use crate::schema::openai::{StreamSignal, StreamWatch};
-use crate::schema::{stream_error_status, BodyTransform, TranslateError};
+use crate::schema::{BodyTransform, TranslateError};
 
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,102 +80,6 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         self.0.size_hint()
-    }
-}
-
-/// Why an upstream body ended early.
-#[derive(Debug, thiserror::Error)]
-pub enum TruncatedStream {
-    /// The upstream connection broke.
-    #[error("upstream stream broke mid-way: {0}")]
-    Broken(String),
-    /// No frame arrived within the idle timeout (`streamIdleTimeout`).
-    #[error("upstream stream idle for longer than {0:?}")]
-    Idle(Duration),
-    /// The route timeout (`timeouts.request`) ran out before the response was complete.
-    #[error("upstream response not complete within the route timeout of {0:?}")]
-    RouteTimeout(Duration),
-    /// No content within the first-token timeout (`switchyard.io/first-token-timeout`).
-    #[error("no content from upstream within the first-token timeout of {0:?}")]
-    FirstToken(Duration),
-    /// The provider's body could not be translated, reported an error mid-stream, or ended without its
-    /// end marker.
-    #[error("{0}")]
-    Translation(TranslateError),
-}
-
-impl TruncatedStream {
-    /// How passive health counts it: a broken or early-ended stream as a reset, a stall as a timeout
-    /// (Envoy's local-origin results), a provider error event as the status it stands for.
-    fn observation(&self) -> Observation {
-        match self {
-            TruncatedStream::Broken(_) => {
-                Observation::LocalOriginFailure(LocalOriginFailure::Reset)
-            }
-            TruncatedStream::Idle(_)
-            | TruncatedStream::RouteTimeout(_)
-            | TruncatedStream::FirstToken(_) => {
-                Observation::LocalOriginFailure(LocalOriginFailure::Timeout)
-            }
-            TruncatedStream::Translation(e) => match stream_error_status(e) {
-                Some(status) => Observation::Status(status),
-                None => Observation::LocalOriginFailure(LocalOriginFailure::Reset),
-            },
-        }
-    }
-
-    /// The retry policy's name for it, when it happens before the first content.
-    fn attempt_outcome(&self) -> AttemptOutcome {
-        match self.observation() {
-            Observation::Status(s) => AttemptOutcome::Status(s),
-            Observation::LocalOriginFailure(LocalOriginFailure::Timeout) => {
-                AttemptOutcome::PerTryTimeout
-            }
-            _ => AttemptOutcome::Reset,
-        }
-    }
-
-    /// The `outcome` label of `switchyard_upstream_requests_total` for an answer that ended so.
-    fn outcome_label(&self) -> &'static str {
-        match self {
-            TruncatedStream::Broken(_) => "stream_reset",
-            TruncatedStream::Idle(_) => "stream_idle",
-            TruncatedStream::RouteTimeout(_) => "route_timeout",
-            TruncatedStream::FirstToken(_) => "first_token_timeout",
-            TruncatedStream::Translation(TranslateError::Incomplete(_)) => "stream_incomplete",
-            TruncatedStream::Translation(TranslateError::StreamError { .. }) => "stream_error",
-            TruncatedStream::Translation(_) => "stream_malformed",
-        }
-    }
-}
-
-/// Why a held stream failed before its first content: what the attempt loop classifies and reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartFailure {
-    /// For passive health.
-    pub observation: Observation,
-    /// For the retry policy.
-    pub outcome: AttemptOutcome,
-    /// `outcome` label of the attempt's metric.
-    pub label: &'static str,
-    /// The route timeout ran out: never retried (DESIGN §4).
-    pub route_timeout: bool,
-    /// The first-token timeout ran out: retried whatever `retryOn` says (the extension's point).
-    pub first_token_timeout: bool,
-    /// For logs.
-    pub message: String,
-}
-
-impl StartFailure {
-    fn of(why: &TruncatedStream) -> StartFailure {
-        StartFailure {
-            observation: why.observation(),
-            outcome: why.attempt_outcome(),
-            label: why.outcome_label(),
-            route_timeout: matches!(why, TruncatedStream::RouteTimeout(_)),
-            first_token_timeout: matches!(why, TruncatedStream::FirstToken(_)),
-            message: why.to_string(),
-        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod handler;
 pub mod json_members;
 pub mod pool;
 pub mod server;
+pub mod stream_end;
 pub mod upstream;
 pub mod usage;
 pub mod wake;
