@@ -540,3 +540,35 @@ async fn tls_data_port_with_alpn() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn stream_error_and_truncate_end_streams_in_the_providers_own_format() -> anyhow::Result<()> {
+    bounded(async {
+        let p = MockProvider::start("lambda").await?;
+        // OpenAI: one chunk, then the in-stream error chunk, then a clean end.
+        p.set_mode(json!({"mode": "stream_error", "after_chunks": 1, "status": 429}))
+            .await?;
+        let s = http_post_json_stream(&chat_url(&p), &chat(true)).await?;
+        let (chunks, err) = s.collect_chunks().await;
+        assert!(err.is_none(), "{err:?}");
+        let events = sse_events(&chunks);
+        assert_eq!(events.len(), 2, "{events:#?}");
+        let e: Value = serde_json::from_str(&events[1])?;
+        assert_eq!(e["error"]["code"], "rate_limit_exceeded", "{e}");
+
+        // (Anthropic's `error` event and Bedrock's exception message go through the gateway in
+        // stream_failover.rs.)
+
+        // Truncate: K chunks, then a clean end without [DONE].
+        p.set_mode(json!({"mode": "truncate", "after_chunks": 2}))
+            .await?;
+        let s = http_post_json_stream(&chat_url(&p), &chat(true)).await?;
+        let (chunks, err) = s.collect_chunks().await;
+        assert!(err.is_none(), "{err:?}");
+        let events = sse_events(&chunks);
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert!(!events.iter().any(|e| e == "[DONE]"));
+        Ok(())
+    })
+    .await
+}

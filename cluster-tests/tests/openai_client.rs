@@ -166,3 +166,51 @@ async fn official_openai_python_client_reads_bedrock_and_anthropic_answers() {
         Err(_) => panic!("test exceeded its time bound"),
     }
 }
+
+/// Issue 18.4: a stream the upstream ends cleanly but without `[DONE]` or a finish reason makes the
+/// official client raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_client_raises_on_a_stream_ended_without_its_end_marker() {
+    let python = tokio::task::spawn_blocking(python)
+        .await
+        .expect("venv task");
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        // Role chunk and two content chunks, then a clean end.
+        primary
+            .set_mode(serde_json::json!({"mode": "truncate", "after_chunks": 3}))
+            .await?;
+        let node = SwitchyardNode::start(&fallback_config(
+            MODEL,
+            primary.data_addr,
+            fallback.data_addr,
+            SEED_POLICY,
+        ))
+        .await?;
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_truncated.py");
+        let out = tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(node.url("/v1"))
+            .arg(MODEL)
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "python client did not raise:\n{stdout}\n{}\n--- gateway ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.logs()
+        );
+        anyhow::ensure!(stdout.contains("raised: "), "{stdout}");
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded its time bound"),
+    }
+}

@@ -286,6 +286,7 @@ impl Gateway {
                     matches: rule.matches.clone(),
                     hosts,
                     request_timeout: rule.request_timeout,
+                    stream_idle_timeout: rule.stream_idle_timeout,
                     models_owned_by: rule.models_owned_by.clone(),
                     models_created: rule.models_created_at.unwrap_or(loaded_at),
                 });

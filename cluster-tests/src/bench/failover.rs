@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::load::{oha_args, Load};
 use super::targets::{seed_policy, start_mock, BenchNode};
 use super::{request_body, Args, MODEL};
-use crate::harness::{fallback_config, http_get, MockProvider, TestCluster};
+use crate::harness::{annotate_policy, fallback_config, http_get, MockProvider, TestCluster};
 
 /// How many nodes, and whether they share ejections: `1`, `3:on`, `3:off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +277,13 @@ pub async fn run(
     let fallback = start_mock("fallback", "ok").await?;
     let policy = seed_policy(Some(args.per_try_timeout));
     let config = fallback_config(MODEL, primary.data_addr, fallback.data_addr, &policy);
+    let config = match args.first_token_timeout {
+        Some(t) => annotate_policy(
+            &config,
+            &format!("switchyard.io/first-token-timeout: {}ms", t.as_millis()),
+        ),
+        None => config,
+    };
     let topo = Topology::start(spec, &config).await?;
     let nodes = topo.nodes();
 
@@ -285,9 +292,10 @@ pub async fn run(
     } else {
         (Duration::from_secs(5), Duration::from_secs(3))
     };
-    // A hanging primary holds each request it got for the per-try timeout: the window must cover it.
+    // A hanging primary holds each request it got for the per-try (or first-token) timeout: the window
+    // must cover it.
     let window = if scenario == "hang" {
-        window + args.per_try_timeout
+        window + args.first_token_timeout.unwrap_or(args.per_try_timeout)
     } else {
         window
     };

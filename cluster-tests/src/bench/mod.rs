@@ -9,6 +9,7 @@ pub mod failover;
 pub mod load;
 pub mod report;
 pub mod targets;
+pub mod ttft;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +63,14 @@ pub struct Args {
     /// `perRetry.timeout` of the policy; the seed page's value is 30s (it bounds the `hang` scenario).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub per_try_timeout: Duration,
+    /// `switchyard.io/first-token-timeout` on the policy (the extension that fails a hung primary over);
+    /// unset, the seed page's policy is used as it is.
+    #[arg(long, value_parser = parse_duration)]
+    pub first_token_timeout: Option<Duration>,
+    /// First-token latency: this many sequential streamed requests, direct and through Switchyard, with
+    /// the mock's chunks 0 and 20 ms apart (0: skipped). Needs no `oha`.
+    #[arg(long, default_value_t = 0)]
+    pub ttft: usize,
     /// Failover scenarios to run.
     #[arg(long, value_delimiter = ',', default_value = "500,refuse,hang")]
     pub scenarios: Vec<String>,
@@ -118,6 +127,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let args = args.effective();
     if let Some(p) = &args.switchyard {
         targets::set_switchyard_binary(p.clone());
+    }
+    if args.ttft > 0 {
+        for delay in [0, 20] {
+            for r in ttft::run(args.ttft, delay).await? {
+                println!("{}", r.line());
+            }
+        }
+        if args.no_load && args.no_failover {
+            return Ok(());
+        }
     }
     let oha = load::ensure_oha()?;
     std::fs::create_dir_all(&args.out)

@@ -241,9 +241,13 @@ pub fn markdown_load(s: &Summary) -> String {
 /// The failover figures as markdown.
 pub fn markdown_failover(results: &[FailoverResult], args: &Args) -> String {
     let mut out = format!(
-        "### Failover ({} req/s in all, spread over the nodes; perRetry.timeout {} ms)\n\n",
+        "### Failover ({} req/s in all, spread over the nodes; perRetry.timeout {} ms{})\n\n",
         args.failover_rate,
-        args.per_try_timeout.as_millis()
+        args.per_try_timeout.as_millis(),
+        args.first_token_timeout.map_or(String::new(), |t| format!(
+            "; first-token timeout {} ms",
+            t.as_millis()
+        ))
     );
     out.push_str("| primary | nodes | sharing | requests | client errors | primary received | attempts to primary that failed (per node) | p99 steady ms | p99 failure window ms | max in window ms | failure → first node routes away (ms) | failure → last node routes away (ms) |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n");
     let ms = |v: Option<f64>| v.map_or("not within the run".to_string(), |ms| format!("{ms:.0}"));

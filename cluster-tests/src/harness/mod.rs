@@ -43,7 +43,7 @@ pub use lb::{
     haproxy_path, parse_stats_csv, render_haproxy_config, repo_root, Haproxy, LbServer, LoadClient,
     Outcome, ServerStat, HAPROXY,
 };
-pub use node::{fallback_config, SwitchyardNode, SEED_POLICY};
+pub use node::{annotate_policy, fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
 pub use tls::TlsFiles;

@@ -331,6 +331,16 @@ spec:
     yaml
 }
 
+/// `config` (from [`fallback_config`] with a policy) with `annotation` (`key: value`) on its
+/// `BackendTrafficPolicy`: how tests and benchmarks set Switchyard's extensions.
+pub fn annotate_policy(config: &str, annotation: &str) -> String {
+    config.replacen(
+        "  name: passive-health-check\n  namespace: default\n",
+        &format!("  name: passive-health-check\n  namespace: default\n  annotations:\n    {annotation}\n"),
+        1,
+    )
+}
+
 /// The seed page's `BackendTrafficPolicy` spec (retry + passive health), verbatim values.
 pub const SEED_POLICY: &str = r#"  retry:
     numRetries: 5

@@ -236,6 +236,29 @@ pub fn event_frame(event_type: &str, payload: &Value) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Encodes one event-stream exception message (`:message-type: exception`), as ConverseStream sends a
+/// throttling or service error after its 200.
+pub fn exception_frame(exception_type: &str, payload: &Value) -> Bytes {
+    let msg = Message::new(Bytes::from(payload.to_string()))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("exception".into()),
+        ))
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String(exception_type.to_owned().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ));
+    let mut buf = Vec::new();
+    if let Err(e) = aws_smithy_eventstream::frame::write_message_to(&msg, &mut buf) {
+        tracing::error!(error = %e, "encoding an event-stream frame");
+    }
+    Bytes::from(buf)
+}
+
 /// Answers a Bedrock runtime request whose signature has been checked (`verdict`).
 pub fn handle(
     method: &Method,

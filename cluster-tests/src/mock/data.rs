@@ -334,16 +334,50 @@ async fn handle(
             delay,
             Some((after_chunks, End::Cut)),
         ),
+        Mode::StreamError {
+            after_chunks,
+            status,
+        } => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let msg = format!(
+                "mock-provider {}: injected stream error {status}",
+                shared.name
+            );
+            match answer() {
+                Reply::Stream { .. } => respond(
+                    &shared,
+                    seq,
+                    answer(),
+                    delay,
+                    Some((
+                        after_chunks,
+                        End::Append(format.stream_error_event(code, &msg)),
+                    )),
+                ),
+                Reply::Full { .. } => full_response(&shared, seq, format.error_reply(code, &msg)),
+            }
+        }
+        Mode::Truncate { after_chunks } => respond(
+            &shared,
+            seq,
+            answer(),
+            delay,
+            Some((after_chunks, End::Finish)),
+        ),
     })
 }
 
 /// How a truncated body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum End {
     /// Never send anything more.
     Stall,
     /// Abort the stream (the connection, for HTTP/1.1).
     Cut,
+    /// End the body cleanly (a stream: without its end marker).
+    Finish,
+    /// Send these bytes (an in-stream error event), then end cleanly.
+    Append(Bytes),
 }
 
 fn base_response(
@@ -432,9 +466,16 @@ fn respond(
             },
             truncate,
         ) => {
-            let end = truncate.map(|(k, end)| {
+            let end = truncate.and_then(|(k, end)| {
                 chunks.truncate(k);
-                end
+                match end {
+                    End::Finish => None,
+                    End::Append(last) => {
+                        chunks.push(last);
+                        None
+                    }
+                    other => Some(other),
+                }
             });
             base_response(shared, seq, StatusCode::OK, content_type)
                 .header(CACHE_CONTROL, "no-cache")
@@ -476,7 +517,7 @@ impl ChunkBody {
                 }
             }
             match end {
-                None => {}
+                None | Some(End::Finish) | Some(End::Append(_)) => {}
                 Some(End::Stall) => tx.closed().await,
                 Some(End::Cut) => {
                     let _ = tx.send(Msg::Cut).await;

@@ -62,6 +62,30 @@ impl Format {
         }
     }
 
+    /// The in-stream error event of this format for `status`: an OpenAI error chunk, an Anthropic `error`
+    /// event, a Bedrock exception message.
+    pub fn stream_error_event(self, status: hyper::StatusCode, message: &str) -> bytes::Bytes {
+        match self {
+            Format::OpenAi | Format::Azure => {
+                let (kind, code) = match status.as_u16() {
+                    429 => ("requests", "rate_limit_exceeded"),
+                    503 | 529 => ("server_error", "overloaded"),
+                    _ => ("server_error", "server_error"),
+                };
+                let v = serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": null}});
+                bytes::Bytes::from(format!("data: {v}\n\n"))
+            }
+            Format::Anthropic => {
+                let v = serde_json::json!({"type": "error", "error": {"type": anthropic::error_type_for(status), "message": message}});
+                bytes::Bytes::from(format!("event: error\ndata: {v}\n\n"))
+            }
+            Format::Bedrock => bedrock::exception_frame(
+                bedrock::error_type_for(status),
+                &serde_json::json!({"message": message}),
+            ),
+        }
+    }
+
     /// An error reply in this format's shape.
     pub fn error_reply(self, status: hyper::StatusCode, message: &str) -> openai::Reply {
         match self {

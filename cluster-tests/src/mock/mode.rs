@@ -18,12 +18,14 @@
 //! {"mode":"delay","ms":250}
 //! {"mode":"stall","after_chunks":2}
 //! {"mode":"cut","after_chunks":2}
+//! {"mode":"stream_error","after_chunks":1,"status":529}  // then the format's in-stream error event
+//! {"mode":"truncate","after_chunks":2}                  // then a clean end without the end marker
 //! {"mode":"fail_after","k":3,"then":{"mode":"status","status":500}}
 //! ```
 //!
 //! Command-line grammar (words separated by spaces, or the JSON above when it starts with `{`):
 //! `ok`, `status N [RETRY_AFTER_SECS]`, `refuse`, `reset`, `hang`, `delay MS`, `stall K`, `cut K`,
-//! `fail-after K MODE...`.
+//! `stream-error K N`, `truncate K`, `fail-after K MODE...`.
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -81,6 +83,21 @@ pub enum Mode {
     /// Send the response head and the first `after_chunks` body chunks, then abort the connection.
     Cut {
         /// Number of body chunks (SSE events) sent before cutting.
+        after_chunks: usize,
+    },
+    /// Streams: send the head and the first `after_chunks` chunks, then the provider's own in-stream error
+    /// event for `status` (OpenAI error chunk, Anthropic `error` event, Bedrock exception message), then
+    /// end. Non-streamed answers get the error reply for `status`.
+    StreamError {
+        /// Number of body chunks sent before the error event.
+        after_chunks: usize,
+        /// The status the error stands for (429 throttled, 503/529 overloaded, 500 server error).
+        status: u16,
+    },
+    /// Send the head and the first `after_chunks` chunks, then end the body cleanly, without the stream's
+    /// end marker (`[DONE]`, `message_stop`, `messageStop`).
+    Truncate {
+        /// Number of body chunks sent before the end.
         after_chunks: usize,
     },
     /// The first `k` requests are answered normally, the following ones per `then`.
@@ -172,6 +189,19 @@ impl Mode {
                 },
                 &words[2..],
             ),
+            "stream-error" => (
+                Mode::StreamError {
+                    after_chunks: num(words, 1, "chunk count")?,
+                    status: num(words, 2, "status code")?,
+                },
+                &words[3..],
+            ),
+            "truncate" => (
+                Mode::Truncate {
+                    after_chunks: num(words, 1, "chunk count")?,
+                },
+                &words[2..],
+            ),
             "fail-after" => {
                 let k = num(words, 1, "request count")?;
                 let (then, rest) = Self::parse_words(&words[2..])?;
@@ -203,6 +233,14 @@ mod tests {
         assert_eq!(
             Mode::parse("delay 20").expect("parse"),
             Mode::Delay { ms: 20 }
+        );
+        assert_eq!(
+            Mode::parse("stream-error 1 529").expect("parse"),
+            Mode::parse(r#"{"mode":"stream_error","after_chunks":1,"status":529}"#).expect("parse")
+        );
+        assert_eq!(
+            Mode::parse("truncate 2").expect("parse"),
+            Mode::Truncate { after_chunks: 2 }
         );
         assert!(Mode::parse("status").is_err());
         assert!(Mode::parse("ok extra").is_err());

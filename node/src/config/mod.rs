@@ -9,6 +9,8 @@ mod error;
 mod load;
 pub mod model;
 mod resources;
+#[cfg(test)]
+mod stream_timeouts_tests;
 mod table;
 
 pub use error::ConfigError;

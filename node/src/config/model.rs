@@ -96,6 +96,9 @@ pub struct Rule {
     /// `GET /v1/models` `created` (Unix seconds): `modelsCreatedAt`, else the route's
     /// `metadata.creationTimestamp`, as Envoy AI Gateway does; `None` = when the node loaded the config.
     pub models_created_at: Option<u64>,
+    /// `streamIdleTimeout`: an attempt silent this long, before or after its headers, is cut (Envoy's
+    /// `per_try_idle_timeout`).
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 /// One `matches[]` entry: every header condition must hold.
@@ -545,6 +548,9 @@ pub struct TrafficPolicy {
     pub max_parallel_retries: u32,
     /// `timeout.tcp.connectTimeout` (default 10 s).
     pub connect_timeout: Duration,
+    /// `switchyard.io/first-token-timeout` (extension): bounds each attempt until its first content (a
+    /// non-streamed answer: its headers); on expiry the attempt is retried like a reset.
+    pub first_token_timeout: Option<Duration>,
 }
 
 impl Default for TrafficPolicy {
@@ -556,6 +562,7 @@ impl Default for TrafficPolicy {
             panic_threshold: 50,
             max_parallel_retries: 1024,
             connect_timeout: Duration::from_secs(10),
+            first_token_timeout: None,
         }
     }
 }

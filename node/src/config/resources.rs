@@ -49,7 +49,14 @@ pub(crate) struct TypeMeta {
     pub(crate) namespace: String,
     /// `metadata.creationTimestamp` (RFC 3339), as exported resources carry it.
     pub(crate) creation_timestamp: Option<String>,
+    /// `metadata.annotations` with string values: where Switchyard's extensions live, so the YAML stays
+    /// valid upstream (e.g. [`FIRST_TOKEN_TIMEOUT_ANNOTATION`]).
+    pub(crate) annotations: std::collections::BTreeMap<String, String>,
 }
+
+/// The BackendTrafficPolicy annotation that bounds each attempt until its first content (a documented
+/// extension; Envoy has no such timeout).
+pub(crate) const FIRST_TOKEN_TIMEOUT_ANNOTATION: &str = "switchyard.io/first-token-timeout";
 
 impl TypeMeta {
     /// Takes the header out of `doc`, leaving only the body; `Err((field, why))` when `kind` or
@@ -82,6 +89,16 @@ impl TypeMeta {
                 .filter(|ns| !ns.is_empty())
                 .unwrap_or_else(|| default_namespace.to_owned()),
             creation_timestamp: field("creationTimestamp"),
+            annotations: meta
+                .as_ref()
+                .and_then(|m| m.get("annotations"))
+                .and_then(Value::as_object)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -304,6 +321,9 @@ pub(crate) struct AIGatewayRouteRule {
     /// `modelsCreatedAt` (RFC 3339); kept opaque because YAML may type it as a timestamp.
     #[serde(default)]
     pub(crate) models_created_at: Option<Value>,
+    /// `streamIdleTimeout` (v1.1): an attempt silent this long is cut (Envoy's `per_try_idle_timeout`).
+    #[serde(default)]
+    pub(crate) stream_idle_timeout: Option<GoDuration>,
 }
 
 /// `AIGatewayRouteRuleMatch`.

@@ -96,8 +96,12 @@ fn render_route(out: &mut String, cfg: &Config, route: &Route) {
     for (i, rule) in route.rules.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  Rule {i}: request timeout {}, models owned by {:?}",
+            "  Rule {i}: request timeout {}{}, models owned by {:?}",
             format_duration(rule.request_timeout),
+            rule.stream_idle_timeout.map_or(String::new(), |d| format!(
+                ", stream idle timeout {}",
+                format_duration(d)
+            )),
             rule.models_owned_by
         );
         if rule.matches.is_empty() {
@@ -228,6 +232,13 @@ fn render_traffic(out: &mut String, t: &TrafficPolicy) {
                 per_prio
             );
         }
+    }
+    if let Some(d) = t.first_token_timeout {
+        let _ = writeln!(
+            out,
+            "  First-token timeout (switchyard.io/first-token-timeout, extension): {}; its expiry is retried",
+            format_duration(d)
+        );
     }
     match &t.passive {
         None => {

@@ -2,9 +2,16 @@
 //!
 //! Envoy semantics (DESIGN §4): attempts ≤ numRetries + 1; only outcomes the `retryOn` triggers name are
 //! retried; a retry backs off with full jitter (or a shorter `Retry-After`); `perRetry.timeout` bounds one
-//! attempt until response headers and the route timeout bounds everything, never retried. A failed attempt
-//! is acknowledged by the host's health actor before the retry chooses, so the retry sees the ejection.
-//! Once response headers go to the client there is no retry.
+//! attempt until response headers and the route timeout bounds everything, the response body included,
+//! never retried. `streamIdleTimeout` cuts an attempt silent that long, before or after its headers. A
+//! failed attempt is acknowledged by the host's health actor before the retry chooses, so the retry sees
+//! the ejection.
+//!
+//! A streamed answer is held until its first content (DESIGN §3.6): an error event, an end or silence
+//! before it fails the attempt like the equivalent status or reset, and it is retried per the policy; the
+//! client's headers go out with the first content. Once content has gone to the client there is no retry.
+//! Extension: `switchyard.io/first-token-timeout` bounds each attempt until its first content (a
+//! non-streamed answer: its headers), and its expiry is retried whatever `retryOn` says.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
-use crate::proxy::body::ProxyBody;
+use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::error::GatewayError;
 use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
@@ -64,6 +71,17 @@ enum Failure {
     Response(Response<UpstreamResponseBody>, &'static dyn Translator),
     /// No response at all.
     Local(LocalFailure),
+    /// A streamed answer that failed before its first content, held (nothing sent); returned as it is
+    /// (what was held, then the SSE error event) if it is the last attempt.
+    Held(Response<ProxyBody>, StartFailure),
+}
+
+/// How long an upstream body may take: its idle cut and the route's deadline.
+#[derive(Clone, Copy)]
+struct BodyTiming {
+    idle: Duration,
+    deadline: Instant,
+    route_timeout: Duration,
 }
 
 /// Request headers never forwarded upstream: hop-by-hop (RFC 9110 §7.6.1), those the gateway sets itself,
@@ -107,6 +125,14 @@ pub async fn forward(
     let retry = route.traffic.retry.as_ref();
     let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
     let per_try = retry.and_then(|r| r.per_try_timeout);
+    let first_token = route.traffic.first_token_timeout;
+    // Envoy: `perRetry.timeout` ends once the response has started; after that only the stream's idle cut
+    // and the route timeout bound the body.
+    let timing = BodyTiming {
+        idle: rule.stream_idle_timeout.unwrap_or(rule.request_timeout),
+        deadline,
+        route_timeout: rule.request_timeout,
+    };
     let mut history = AttemptHistory::default();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(rand::rng().random());
     let mut last: Option<Failure> = None;
@@ -141,7 +167,7 @@ pub async fn forward(
             )
         }) else {
             return match last {
-                Some(f) => failure_response(f, idle_timeout(per_try, rule), &rctx),
+                Some(f) => failure_response(f, timing, &rctx),
                 None => GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
@@ -171,15 +197,26 @@ pub async fn forward(
         drop(last.take());
 
         let now = Instant::now();
-        let attempt_deadline = per_try.map_or(deadline, |t| (now + t).min(deadline));
+        let first_token_at = first_token.map(|t| (now + t, t));
+        let attempt_deadline = [
+            per_try.map(|t| now + t),
+            // Envoy's `per_try_idle_timeout`: a silent upstream before its headers too.
+            rule.stream_idle_timeout.map(|t| now + t),
+            first_token_at.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(deadline, Instant::min);
         let sent =
             tokio::time::timeout_at(attempt_deadline, host.client.request(upstream_req)).await;
+        let mut first_token_expired = false;
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
-                if status == 200 {
-                    host.ok_counter.increment(1);
-                } else {
+                // A streamed 200 is held until its first content; its outcome (count and health) is
+                // known only when it ends, so the body reports it.
+                let held = req.stream && status == 200;
+                if status != 200 {
                     record_upstream(host, status_label(status));
                 }
                 host.health.report(Observation::ConnectSucceeded);
@@ -189,17 +226,45 @@ pub async fn forward(
                     host.health
                         .report_failure(Observation::Status(status))
                         .await;
-                } else {
+                } else if !held {
                     host.health.report(Observation::Status(status));
                 }
-                if !retriable || history.attempts() >= max_attempts {
-                    let tap = resp
-                        .status()
-                        .is_success()
-                        .then(|| usage_tap(translator, req));
-                    return pass_through(resp, idle_timeout(per_try, rule), tap, translator, &rctx);
+                let report = (status == 200).then(|| EndReport {
+                    health: host.health.clone(),
+                    backend: host.metric_backend.clone(),
+                    ok: host.ok_counter.clone(),
+                    success_to_health: held,
+                });
+                let tap = resp
+                    .status()
+                    .is_success()
+                    .then(|| usage_tap(translator, req));
+                if held {
+                    let (parts, mut body, sse) =
+                        upstream_body(resp, timing, tap, translator, &rctx, report, true);
+                    if !sse {
+                        // Not a stream after all: nothing to hold.
+                        return Response::from_parts(parts, ProxyBody::upstream(body));
+                    }
+                    match body.hold_until_content(first_token_at).await {
+                        Ok(()) => return Response::from_parts(parts, ProxyBody::upstream(body)),
+                        Err(f) => {
+                            tracing::debug!(host = %host.health.key, failure = %f.message, "stream failed before its first content");
+                            record_upstream(host, SharedString::const_str(f.label));
+                            if f.route_timeout {
+                                host.health.report(f.observation);
+                                return route_timeout(rule);
+                            }
+                            host.health.report_failure(f.observation).await;
+                            first_token_expired = f.first_token_timeout;
+                            Failure::Held(Response::from_parts(parts, ProxyBody::upstream(body)), f)
+                        }
+                    }
+                } else if !retriable || history.attempts() >= max_attempts {
+                    return pass_through(resp, timing, tap, translator, &rctx, report);
+                } else {
+                    Failure::Response(resp, translator)
                 }
-                Failure::Response(resp, translator)
             }
             Ok(Err(e)) => {
                 let f = LocalFailure::classify(&e);
@@ -215,7 +280,15 @@ pub async fn forward(
                 return route_timeout(rule);
             }
             Err(_) => {
-                record_upstream(host, SharedString::const_str("timeout"));
+                first_token_expired = first_token_at.is_some_and(|(at, _)| at == attempt_deadline);
+                record_upstream(
+                    host,
+                    SharedString::const_str(if first_token_expired {
+                        "first_token_timeout"
+                    } else {
+                        "timeout"
+                    }),
+                );
                 host.health
                     .report_failure(LocalFailure::Timeout.observation())
                     .await;
@@ -226,19 +299,22 @@ pub async fn forward(
         let outcome = match &failure {
             Failure::Response(r, _) => AttemptOutcome::Status(r.status().as_u16()),
             Failure::Local(f) => f.attempt_outcome(),
+            Failure::Held(_, f) => f.outcome,
         };
-        let Some(policy) = retry.filter(|r| is_retriable(r, &outcome)) else {
-            return failure_response(failure, idle_timeout(per_try, rule), &rctx);
+        // The first-token timeout exists to fail over: its expiry is retried whatever `retryOn` says.
+        let Some(policy) = retry.filter(|r| first_token_expired || is_retriable(r, &outcome))
+        else {
+            return failure_response(failure, timing, &rctx);
         };
         if history.attempts() >= max_attempts {
-            return failure_response(failure, idle_timeout(per_try, rule), &rctx);
+            return failure_response(failure, timing, &rctx);
         }
         if retry_slot.is_none() {
             match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
                 Some(slot) => retry_slot = Some(slot),
                 None => {
                     metrics::counter!("switchyard_retry_overflow_total").increment(1);
-                    return failure_response(failure, idle_timeout(per_try, rule), &rctx);
+                    return failure_response(failure, timing, &rctx);
                 }
             }
         }
@@ -254,7 +330,7 @@ pub async fn forward(
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
             ),
-            Failure::Local(_) => None,
+            Failure::Local(_) | Failure::Held(..) => None,
         };
         let wait = hinted.unwrap_or_else(|| backoff(policy, history.attempts(), &mut rng));
         if Instant::now() + wait >= deadline {
@@ -264,10 +340,6 @@ pub async fn forward(
         tokio::time::sleep(wait).await;
         last = Some(failure);
     }
-}
-
-fn idle_timeout(per_try: Option<Duration>, rule: &RuleSnap) -> Duration {
-    per_try.unwrap_or(rule.request_timeout)
 }
 
 /// Counts one attempt. The labels are shared strings (the host's precomputed backend label, static
@@ -303,14 +375,21 @@ fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
     .into_response()
 }
 
-fn failure_response(failure: Failure, idle: Duration, rctx: &ResponseCtx) -> Response<ProxyBody> {
+fn failure_response(
+    failure: Failure,
+    timing: BodyTiming,
+    rctx: &ResponseCtx,
+) -> Response<ProxyBody> {
     match failure {
-        Failure::Response(resp, translator) => pass_through(resp, idle, None, translator, rctx),
+        Failure::Response(resp, translator) => {
+            pass_through(resp, timing, None, translator, rctx, None)
+        }
+        Failure::Held(resp, _) => resp,
         Failure::Local(LocalFailure::Timeout) => GatewayError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
             "upstream_timeout",
-            "upstream request timeout (per-try timeout)",
+            "upstream request timeout (per-try, stream idle or first-token timeout)",
         )
         .into_response(),
         Failure::Local(f) => GatewayError::new(
@@ -350,11 +429,27 @@ fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest) -> UsageTap {
 /// Returns an upstream response to the client, translated by `translator` (frame by frame).
 fn pass_through(
     resp: Response<UpstreamResponseBody>,
-    idle: Duration,
+    timing: BodyTiming,
     tap: Option<UsageTap>,
     translator: &dyn Translator,
     rctx: &ResponseCtx,
+    report: Option<EndReport>,
 ) -> Response<ProxyBody> {
+    let (parts, body, _) = upstream_body(resp, timing, tap, translator, rctx, report, false);
+    Response::from_parts(parts, ProxyBody::upstream(body))
+}
+
+/// The client's response head and body for an upstream response, translated by `translator`; `watch`
+/// reads a stream for its first content and end marker. Also says whether the body is SSE.
+fn upstream_body(
+    resp: Response<UpstreamResponseBody>,
+    timing: BodyTiming,
+    tap: Option<UsageTap>,
+    translator: &dyn Translator,
+    rctx: &ResponseCtx,
+    report: Option<EndReport>,
+    watch: bool,
+) -> (http::response::Parts, UpstreamBody, bool) {
     let transform = translator.response(rctx, resp.status(), resp.headers());
     let sse = match &transform {
         Some(t) => t.is_sse(),
@@ -386,7 +481,18 @@ fn pass_through(
     if sse {
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, sse, idle, tap, transform))
+    let body = UpstreamBody::new(
+        body,
+        sse,
+        watch && sse,
+        timing.idle,
+        timing.deadline,
+        timing.route_timeout,
+        tap,
+        transform,
+        report,
+    );
+    (parts, body, sse)
 }
 
 fn translation_error(backend: &str, e: &schema::TranslateError) -> GatewayError {

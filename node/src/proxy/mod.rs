@@ -10,6 +10,7 @@ pub mod json_members;
 pub mod limits;
 pub mod pool;
 pub mod server;
+pub mod stream_end;
 pub mod upstream;
 pub mod usage;
 pub mod wake;

@@ -191,6 +191,7 @@ mod tests {
             request_timeout: Duration::from_secs(60),
             models_owned_by: "Envoy AI Gateway".into(),
             models_created_at: None,
+            stream_idle_timeout: None,
         }
     }
 

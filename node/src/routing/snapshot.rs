@@ -41,6 +41,8 @@ pub struct RuleSnap {
     pub hosts: Vec<UpstreamHost>,
     /// `timeouts.request`.
     pub request_timeout: Duration,
+    /// `streamIdleTimeout`.
+    pub stream_idle_timeout: Option<Duration>,
     /// `modelsOwnedBy`.
     pub models_owned_by: String,
     /// `GET /v1/models` `created` (Unix seconds): `modelsCreatedAt`, the route's creationTimestamp, or

@@ -121,6 +121,23 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
     ))
 }
 
+/// The HTTP status Anthropic answers an error `type` with (its "Errors" page): what an in-stream `error`
+/// event stands for when the attempt is classified (an `overloaded_error` event is a 529).
+pub fn error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
 /// Anthropic error body → OpenAI error JSON (the Anthropic `error.type` becomes the `code`).
 pub fn error_body(status: u16, body: &[u8]) -> Bytes {
     let v: Option<Value> = serde_json::from_slice(body).ok();

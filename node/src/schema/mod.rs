@@ -179,6 +179,25 @@ impl From<&str> for CompletionId {
     }
 }
 
+/// The HTTP status a provider's in-stream error stands for, so that an attempt failed by one is classified
+/// like the equivalent answer (DESIGN §3.6): Bedrock exception names and Anthropic error types by their
+/// documented statuses, a body that breaks the provider's wire format as 502. `None` for a stream that
+/// merely ended early, which is a reset.
+pub fn stream_error_status(err: &TranslateError) -> Option<u16> {
+    match err {
+        TranslateError::StreamError { provider, kind, .. } => Some(match *provider {
+            "aws.bedrock" => bedrock::exception_status(kind),
+            "anthropic" => anthropic::error_status(kind),
+            _ => 500,
+        }),
+        TranslateError::Incomplete(_) => None,
+        TranslateError::BadUpstream { .. }
+        | TranslateError::TooLarge
+        | TranslateError::BadRequest(_)
+        | TranslateError::Unsupported(_) => Some(502),
+    }
+}
+
 /// Rewrites a response body frame by frame.
 pub trait BodyTransform: Send {
     /// The `Content-Type` of the rewritten body.

@@ -255,14 +255,15 @@ fn stream_idle_timeout_loads_both_rules_and_its_retry_policy() {
     );
     assert_eq!(retry.http_status_codes, vec![502, 503, 504]);
     assert_eq!(retry.max_interval, Duration::from_secs(1));
-    // Until the rule field is implemented (the stream work), it is accepted and said to be ignored.
-    assert_warned(
-        &cfg,
-        &[
-            "spec.rules[0].streamIdleTimeout: ignored",
-            "spec.rules[1].streamIdleTimeout: ignored",
-        ],
+    // The rule field is honoured (the stream's idle cut), so it is not warned about.
+    assert!(
+        cfg.warnings
+            .iter()
+            .all(|w| !w.contains("streamIdleTimeout")),
+        "{:?}",
+        cfg.warnings
     );
+    assert!(cfg.routes[0].rules[0].stream_idle_timeout.is_some());
 }
 
 #[test]

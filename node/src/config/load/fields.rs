@@ -50,7 +50,6 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("AIGatewayRoute", "spec.llmRequestCosts", Ignored("token-cost accounting for rate limits is not implemented (token usage is still exported as metrics)")),
     ("AIGatewayRoute", "spec.rules[].name", Ignored("rule names only name Envoy's generated HTTPRoute rules; validate output numbers the rules")),
     // The stream helper makes this Read (resources.rs, model.rs and its resolution).
-    ("AIGatewayRoute", "spec.rules[].streamIdleTimeout", Ignored("a stream's idle cut is retry.perRetry.timeout for now")),
     ("AIGatewayRoute", "spec.rules[].backendRefs[].headerMutation", Ignored("header mutation is not implemented; headers are sent as the schema builds them")),
     ("AIGatewayRoute", "spec.rules[].backendRefs[].bodyMutation", Ignored("body mutation is not implemented; bodies are sent as the schema translates them")),
     // --- AIServiceBackend -----------------------------------------------------------------------------

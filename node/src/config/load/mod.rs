@@ -103,6 +103,8 @@ struct Loaded<T> {
     spec: T,
     /// `metadata.creationTimestamp` as written (only a route's is read: `GET /v1/models` `created`).
     created: Option<String>,
+    /// `metadata.annotations` (only a BackendTrafficPolicy's are read: Switchyard's extensions).
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Every resource read so far, by kind, in load order.
@@ -158,8 +160,13 @@ impl Stored for SecretResource {
 }
 
 /// Types a document's body (what follows its header) and stores it.
-type Push =
-    fn(&mut Store, ResourceId, Option<String>, Map<String, Value>) -> Result<(), ConfigError>;
+type Push = fn(&mut Store, ResourceId, DocMeta, Map<String, Value>) -> Result<(), ConfigError>;
+
+/// The parts of a document's metadata kept with its typed body.
+struct DocMeta {
+    created: Option<String>,
+    annotations: std::collections::BTreeMap<String, String>,
+}
 
 /// How one kind is read: its API group, the versions accepted, and how its body is typed and stored.
 struct KindSpec {
@@ -236,7 +243,7 @@ const KINDS: &[KindSpec] = &[
 fn push_spec<S: Stored>(
     store: &mut Store,
     id: ResourceId,
-    created: Option<String>,
+    meta: DocMeta,
     mut body: Map<String, Value>,
 ) -> Result<(), ConfigError> {
     body.remove("status");
@@ -250,7 +257,12 @@ fn push_spec<S: Stored>(
         ));
     }
     let spec = typed::<S>(&id, "spec", spec)?;
-    S::bucket(store).push(Loaded { id, spec, created });
+    S::bucket(store).push(Loaded {
+        id,
+        spec,
+        created: meta.created,
+        annotations: meta.annotations,
+    });
     Ok(())
 }
 
@@ -258,11 +270,16 @@ fn push_spec<S: Stored>(
 fn push_body<T: Stored>(
     store: &mut Store,
     id: ResourceId,
-    created: Option<String>,
+    meta: DocMeta,
     body: Map<String, Value>,
 ) -> Result<(), ConfigError> {
     let spec = typed::<T>(&id, "", Value::Object(body))?;
-    T::bucket(store).push(Loaded { id, spec, created });
+    T::bucket(store).push(Loaded {
+        id,
+        spec,
+        created: meta.created,
+        annotations: meta.annotations,
+    });
     Ok(())
 }
 
@@ -317,6 +334,7 @@ fn parse_document(
         name,
         namespace,
         creation_timestamp,
+        annotations,
     } = meta;
     let label = match &name {
         Some(n) => format!("{kind}/{namespace}/{n}"),
@@ -372,7 +390,11 @@ fn parse_document(
     }
     store.seen.insert(seen_key, file.to_path_buf());
     fields::check_spec(&kind, &id, &mut obj, &mut store.warnings)?;
-    (spec.push)(store, id, creation_timestamp, obj)
+    let meta = DocMeta {
+        created: creation_timestamp,
+        annotations,
+    };
+    (spec.push)(store, id, meta, obj)
 }
 
 fn expected_api_versions(group: &str, versions: &[&str]) -> String {

@@ -124,10 +124,20 @@ impl<'a> RouteCtx<'a> {
                     None => None,
                 },
             };
+            let stream_idle_timeout = match rule.stream_idle_timeout {
+                Some(d) if d.0.is_zero() => {
+                    return Err(id.error(
+                        format!("{field}.streamIdleTimeout"),
+                        "must be greater than 0",
+                    ))
+                }
+                d => d.map(|d| d.0),
+            };
             rules.push(Rule {
                 matches,
                 backend_refs,
                 request_timeout,
+                stream_idle_timeout,
                 models_owned_by: rule
                     .models_owned_by
                     .clone()

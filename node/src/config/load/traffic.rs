@@ -10,7 +10,8 @@ use super::super::model::{
     ActiveHealthConfig, PassiveHealthConfig, RetryConfig, RetryTrigger, TrafficPolicy,
 };
 use super::super::resources::{
-    ActiveHealthCheck, BackendTrafficPolicySpec, PassiveHealthCheck, PerRetryPolicy, Retry, RetryOn,
+    ActiveHealthCheck, BackendTrafficPolicySpec, PassiveHealthCheck, PerRetryPolicy, Retry,
+    RetryOn, FIRST_TOKEN_TIMEOUT_ANNOTATION,
 };
 use super::{find, Loaded, Store, Warnings};
 
@@ -95,6 +96,14 @@ pub(super) fn resolve_traffic_policy(
     let id = &p.id;
     let spec = &p.spec;
     let mut out = TrafficPolicy::default();
+    if let Some(text) = p.annotations.get(FIRST_TOKEN_TIMEOUT_ANNOTATION) {
+        let field = format!("metadata.annotations[{FIRST_TOKEN_TIMEOUT_ANNOTATION}]");
+        match crate::config::duration::parse_duration(text) {
+            Ok(d) if !d.is_zero() => out.first_token_timeout = Some(d),
+            Ok(_) => return Err(id.error(field, "must be greater than 0")),
+            Err(e) => return Err(id.error(field, e.to_string())),
+        }
+    }
     if let Some(r) = &spec.retry {
         out.retry = Some(retry(id, r, warnings)?);
     }
