@@ -282,6 +282,7 @@ impl Gateway {
                                 base_url: String::new(),
                                 request_parts: None,
                                 endpoint_host: String::new(),
+                                model_override: r.model_name_override.as_deref().map(Arc::from),
                             };
                             host.derive_request_parts();
                             host_policy.entry(host_key).or_insert_with(|| HostPolicy {

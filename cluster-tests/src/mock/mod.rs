@@ -12,6 +12,7 @@
 //! This module holds the state both ports share ([`Shared`]) and [`run`], which binds both listeners,
 //! prints the ready line and serves until the process is killed.
 
+pub mod agent;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;

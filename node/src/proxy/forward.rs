@@ -59,7 +59,11 @@ pub struct ProxiedRequest {
 enum Failure {
     /// The upstream answered with a status the policy retries (kept so it can be returned, translated by
     /// its backend's schema).
-    Response(Response<UpstreamResponseBody>, &'static dyn Translator),
+    Response(
+        Response<UpstreamResponseBody>,
+        &'static dyn Translator,
+        Option<Arc<str>>,
+    ),
     /// No response at all.
     Local(LocalFailure),
 }
@@ -186,10 +190,12 @@ pub async fn forward(
                     let tap = resp
                         .status()
                         .is_success()
-                        .then(|| usage_tap(translator, req));
-                    return pass_through(resp, idle_timeout(per_try, rule), tap, translator, &rctx);
+                        .then(|| usage_tap(translator, req, host));
+                    let served = served_ctx(&rctx, host.model_override.as_ref());
+                    let rctx = served.as_ref().unwrap_or(&rctx);
+                    return pass_through(resp, idle_timeout(per_try, rule), tap, translator, rctx);
                 }
-                Failure::Response(resp, translator)
+                Failure::Response(resp, translator, host.model_override.clone())
             }
             Ok(Err(e)) => {
                 let f = LocalFailure::classify(&e);
@@ -214,7 +220,7 @@ pub async fn forward(
         };
 
         let outcome = match &failure {
-            Failure::Response(r, _) => AttemptOutcome::Status(r.status().as_u16()),
+            Failure::Response(r, ..) => AttemptOutcome::Status(r.status().as_u16()),
             Failure::Local(f) => f.attempt_outcome(),
         };
         let Some(policy) = retry.filter(|r| is_retriable(r, &outcome)) else {
@@ -234,7 +240,7 @@ pub async fn forward(
         }
 
         let hinted = match &failure {
-            Failure::Response(r, _) => retry_after(
+            Failure::Response(r, ..) => retry_after(
                 policy,
                 r.status().as_u16(),
                 r.headers()
@@ -295,7 +301,16 @@ fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
 
 fn failure_response(failure: Failure, idle: Duration, rctx: &ResponseCtx) -> Response<ProxyBody> {
     match failure {
-        Failure::Response(resp, translator) => pass_through(resp, idle, None, translator, rctx),
+        Failure::Response(resp, translator, model_override) => {
+            let served = served_ctx(rctx, model_override.as_ref());
+            pass_through(
+                resp,
+                idle,
+                None,
+                translator,
+                served.as_ref().unwrap_or(rctx),
+            )
+        }
         Failure::Local(LocalFailure::Timeout) => GatewayError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
@@ -323,14 +338,27 @@ fn is_sse(resp: &Response<UpstreamResponseBody>) -> bool {
         .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
-fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest) -> UsageTap {
+/// The response context of an attempt to a host with a `modelNameOverride`: answers that do not name
+/// their model (Bedrock) name the one that served them, not the client's. `None`: the request's own.
+fn served_ctx(rctx: &ResponseCtx, model_override: Option<&Arc<str>>) -> Option<ResponseCtx> {
+    model_override.map(|m| ResponseCtx {
+        model: m.clone(),
+        ..rctx.clone()
+    })
+}
+
+fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamHost) -> UsageTap {
     // The tap reads the body the client gets, i.e. after translation, which is OpenAI-shaped for every
     // provider; `stream` is what the client asked for (a translated stream is SSE).
     UsageTap::new(
         GenAiLabels {
             operation: req.operation,
             provider: translator.provider_name(),
-            request_model: req.model.clone(),
+            request_model: host
+                .model_override
+                .clone()
+                .unwrap_or_else(|| req.model.clone()),
+            original_model: req.model.clone(),
         },
         req.stream,
         req.received,
@@ -420,7 +448,8 @@ fn build_upstream_request(
     let ctx = RequestCtx {
         operation: Operation::from_name(req.operation),
         path_and_query: &req.path_and_query,
-        model: &req.model,
+        model: host.model_override.as_deref().unwrap_or(&req.model),
+        model_overridden: host.model_override.is_some(),
         stream: req.stream,
         schema_version: backend.schema.version.as_deref(),
     };
