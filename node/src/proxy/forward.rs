@@ -358,7 +358,7 @@ fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamH
                 .model_override
                 .clone()
                 .unwrap_or_else(|| req.model.clone()),
-            original_model: req.model.clone(),
+            original_model: host.model_override.as_ref().map(|_| req.model.clone()),
         },
         req.stream,
         req.received,

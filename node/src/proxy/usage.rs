@@ -34,9 +34,9 @@ pub struct GenAiLabels {
     /// `gen_ai_request_model`: the model sent upstream (a backendRef's `modelNameOverride`, else the
     /// client's).
     pub request_model: Arc<str>,
-    /// `gen_ai_original_model`: the client's model (Envoy AI Gateway's label; the same value as
-    /// `request_model` unless overridden, and then the same `Arc`).
-    pub original_model: Arc<str>,
+    /// `gen_ai_original_model`: the client's model (Envoy AI Gateway's label) when a
+    /// `modelNameOverride` changed it; `None`: the same as `request_model` (no second `Arc` to count).
+    pub original_model: Option<Arc<str>>,
 }
 
 /// Token counts of one answer.
@@ -421,7 +421,7 @@ impl UsageTap {
             l.provider,
             &l.request_model,
             response_model.as_deref().unwrap_or(&l.request_model),
-            &l.original_model,
+            l.original_model.as_deref().unwrap_or(&l.request_model),
         );
         if let Some(u) = self.usage {
             h.input_tokens.record(u.prompt_tokens as f64);
@@ -468,7 +468,7 @@ mod tests {
             operation: "chat",
             provider: "openai",
             request_model: "m".into(),
-            original_model: "m".into(),
+            original_model: None,
         }
     }
 
