@@ -11,8 +11,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard_cluster_tests::harness::{http_get, MockProvider, SwitchyardNode, SEED_POLICY};
+use switchyard_cluster_tests::harness::{
+    http_get, MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
+};
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use switchyard_cluster_tests::mock::service_model::ServiceModel;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,6 +34,28 @@ fn python() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// botocore's bedrock-runtime service model, written out (uncompressed) by botocore's own loader from the
+/// test venv, for the Bedrock mock to check every request against.
+fn bedrock_service_model(python: &std::path::Path) -> PathBuf {
+    let path = repo_root().join("target/bedrock-runtime-service-2.json");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, botocore.session\n\
+             loader = botocore.session.get_session().get_component('data_loader')\n\
+             json.dump(loader.load_service_model('bedrock-runtime', 'service-2'), open(sys.argv[1], 'w'))",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the venv's python: {e}"));
+    assert!(
+        out.status.success(),
+        "botocore could not load the bedrock-runtime model:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
 }
 
 /// One fallback provider of the test: client model, schema, upstream model (the override).
@@ -98,9 +123,20 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
         primary
             .set_mode(serde_json::json!({"mode": "status", "status": 500}))
             .await?;
+        let model = bedrock_service_model(&python);
         let mut providers = Vec::new();
         for f in &FALLBACKS {
-            providers.push(MockProvider::start(f.name).await?);
+            let mut opts = MockOptions {
+                name: Some(f.name.to_owned()),
+                ..MockOptions::default()
+            };
+            if f.schema == "AWSBedrock" {
+                opts.extra_args = vec![
+                    "--bedrock-service-model".to_owned(),
+                    model.display().to_string(),
+                ];
+            }
+            providers.push(MockProvider::start_with(opts).await?);
         }
         let addrs: Vec<SocketAddr> = providers.iter().map(|p| p.data_addr).collect();
         let node = SwitchyardNode::start(&config(primary.data_addr, &addrs)).await?;
@@ -175,5 +211,77 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("{e:#}"),
         Err(_) => panic!("test exceeded its time bound"),
+    }
+}
+
+fn object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+/// Every shape the Bedrock translator produces is valid by AWS's published model, and the model check
+/// itself refuses what AWS would (so a passing agent loop means something).
+#[test]
+fn translated_converse_requests_follow_the_bedrock_runtime_service_model() {
+    let model = ServiceModel::load(&bedrock_service_model(&python())).expect("model");
+    let tools = serde_json::json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "weather", "strict": true,
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "get_time"}},
+    ]);
+    let bodies = [
+        serde_json::json!({"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
+            "max_tokens": 10, "temperature": 0.3, "top_p": 0.9, "stop": ["x"]}),
+        serde_json::json!({"model": "m", "tools": tools, "tool_choice": "required", "parallel_tool_calls": true, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": "calling", "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "t2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "t2", "content": "noon"},
+        ]}),
+        serde_json::json!({"model": "m", "tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+            "messages": [{"role": "user", "content": "t?"}]}),
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "json"}], "reasoning_effort": "low",
+            "service_tier": "flex",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "description": "d", "schema": {"type": "object"}}}}),
+    ];
+    for body in bodies {
+        let converse = switchyard::schema::bedrock::request_body(&object(body.clone()))
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        for shape in ["ConverseRequest", "ConverseStreamRequest"] {
+            if let Err(e) = model.check(shape, &converse) {
+                panic!("{shape} refuses the translation of {body}: {e}\n{converse}");
+            }
+        }
+    }
+    for (bad, needle) in [
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a"}]}], "tools": []}),
+            "unknown member tools",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a", "image": {}}]}]}),
+            "exactly one member",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"name": "f", "input": {}}}]}]}),
+            "toolUseId",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"image": {"format": "tiff", "source": {"bytes": "AA=="}}}]}]}),
+            "tiff",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "robot", "content": []}]}),
+            "robot",
+        ),
+        (serde_json::json!({"modelId": "m", "messages": []}), "uri"),
+    ] {
+        let err = model.check("ConverseRequest", &bad).expect_err(needle);
+        assert!(err.contains(needle), "{bad}: {err}");
     }
 }

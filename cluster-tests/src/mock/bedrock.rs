@@ -321,6 +321,20 @@ pub fn handle(
     if let Err(why) = check_converse(&req) {
         return error_reply(StatusCode::BAD_REQUEST, "ValidationException", &why);
     }
+    if let Some(model) = SERVICE_MODEL.get() {
+        let input = if stream {
+            "ConverseStreamRequest"
+        } else {
+            "ConverseRequest"
+        };
+        if let Err(why) = model.check(input, &req) {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                &format!("{input} does not follow the bedrock-runtime service model: {why}"),
+            );
+        }
+    }
     let mut prompt = String::new();
     let mut results = Vec::new();
     for m in messages {
@@ -429,6 +443,11 @@ pub fn handle(
         chunks,
     }
 }
+
+/// The bedrock-runtime service model every request is checked against, when the mock was given one
+/// (`--bedrock-service-model`).
+pub static SERVICE_MODEL: std::sync::OnceLock<super::service_model::ServiceModel> =
+    std::sync::OnceLock::new();
 
 /// Members of `ConverseRequest` that travel in the body (the bedrock-runtime service model; `modelId` is
 /// in the path).

@@ -21,6 +21,7 @@ pub mod data;
 pub mod log;
 pub mod mode;
 pub mod openai;
+pub mod service_model;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
