@@ -3,7 +3,8 @@
 //! whose OpenAI primary answers 500, so every turn falls back to AWS Bedrock (SigV4-verified, Converse
 //! shapes checked by the mock), Anthropic or Azure OpenAI. Each fallback has a `modelNameOverride`: the
 //! upstream must receive the overridden model, the answer must name it, and the metrics must carry both
-//! it and the client's model (`gen_ai_original_model`).
+//! it and the client's model (`gen_ai_original_model`). A field a provider cannot honour is a 422 naming
+//! it and the provider, and never reaches the provider.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_cluster_tests::harness::{
-    http_get, MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
+    http_get, http_post_json, MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::service_model::ServiceModel;
@@ -190,6 +191,29 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
                     }
                 }
             }
+        }
+        // Nothing is dropped silently: what a provider cannot do is a 422 naming the field and the
+        // provider, and the provider never sees the request.
+        for (f, provider) in FALLBACKS.iter().zip(&providers).take(2) {
+            let before = provider.request_count().await?;
+            let resp = http_post_json(
+                &node.url("/v1/chat/completions"),
+                &serde_json::json!({"model": f.client_model, "n": 2,
+                    "messages": [{"role": "user", "content": "two answers"}]}),
+            )
+            .await?;
+            let body = resp.text();
+            anyhow::ensure!(resp.status.as_u16() == 422, "{}: {body}", resp.status);
+            let provider_name = if f.schema == "AWSBedrock" {
+                "AWS Bedrock"
+            } else {
+                "Anthropic"
+            };
+            anyhow::ensure!(
+                body.contains("'n'") && body.contains(provider_name),
+                "{body}"
+            );
+            anyhow::ensure!(provider.request_count().await? == before);
         }
         let metrics = http_get(&node.admin_url("/metrics")).await?.text();
         for f in &FALLBACKS {

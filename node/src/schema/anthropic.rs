@@ -95,7 +95,14 @@ pub fn messages_request(chat: &Chat, model: &str, stream: bool) -> Result<Value,
     let messages: Vec<Value> = chat
         .turns
         .iter()
-        .map(|t| json!({"role": t.role.as_str(), "content": t.blocks.iter().map(block).collect::<Vec<_>>()}))
+        .map(|t| {
+            // A turn of one text block keeps the plain string form.
+            let content = match t.blocks.as_slice() {
+                [Block::Text(text)] => Value::String(text.clone()),
+                blocks => Value::Array(blocks.iter().map(block).collect()),
+            };
+            json!({"role": t.role.as_str(), "content": content})
+        })
         .collect();
     // OpenAI's max_completion_tokens counts reasoning tokens too, as Anthropic's max_tokens does with
     // thinking; so the thinking budget fits under the client's cap, or the answer's own default.
@@ -500,7 +507,7 @@ mod tests {
         };
         assert_eq!(
             request_body(&body, "claude-x", true).expect("ok"),
-            json!({"model": "claude-x", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 4096,
+            json!({"model": "claude-x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096,
                    "system": "s1\n\ns2", "temperature": 0.2, "stop_sequences": ["a"], "stream": true})
         );
         let Value::Object(body) =
