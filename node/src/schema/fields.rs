@@ -383,4 +383,42 @@ mod tests {
             assert_eq!(disposition(Provider::Bedrock, field, &Value::Null), Ignored);
         }
     }
+
+    /// Odd values in any field are answered (translated or refused), never a panic, on both providers.
+    #[test]
+    fn odd_values_in_any_field_never_panic() {
+        let odd = [
+            Value::Null,
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!(""),
+            json!(true),
+            json!([]),
+            json!([1, "a", null]),
+            json!({}),
+            json!({"type": "json_schema"}),
+            json!({"type": "function", "function": {}}),
+            json!([{"type": "function", "function": {"name": "f", "parameters": 5}}]),
+            json!([{"role": "assistant", "tool_calls": [{"id": 1, "function": {"name": "f", "arguments": "[]"}}]}]),
+            json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]),
+        ];
+        for field in OPENAI_CHAT_FIELDS {
+            for value in &odd {
+                let mut body: Map<String, Value> = [
+                    ("model".to_owned(), json!("m")),
+                    (
+                        "messages".to_owned(),
+                        json!([{"role": "user", "content": "hi"}]),
+                    ),
+                ]
+                .into_iter()
+                .collect();
+                body.insert((*field).to_owned(), value.clone());
+                let _ = crate::schema::bedrock::request_body(&body);
+                let _ = crate::schema::anthropic::request_body(&body, "m", true);
+            }
+        }
+    }
 }
