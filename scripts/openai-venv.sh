@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates target/openai-venv with the official `openai` Python package (used by the real-client tests).
+# Creates target/openai-venv with the official `openai` Python package (used by the real-client tests) and
+# botocore (whose bedrock-runtime service model the Bedrock mock checks requests against).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/openai-venv
@@ -7,8 +8,8 @@ mkdir -p target
 # Two tests may ask for the venv at once on a fresh machine: one creates it, the other waits for it.
 exec 9>target/openai-venv.lock
 flock 9
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, botocore' 2>/dev/null; then
   python3 -m venv --clear "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40,<3'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40,<3' 'botocore>=1.40'
 fi
 echo "$venv/bin/python"

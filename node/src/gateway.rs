@@ -340,12 +340,18 @@ impl Gateway {
         });
 
         // Published before the routes that can produce them, so a model of the new config is never
-        // counted as `other` for lack of its name. (`modelNameOverride` targets join this list when
-        // overrides are implemented: they are config-chosen names too.)
+        // counted as `other` for lack of its name; `modelNameOverride` targets are config-chosen names too.
         crate::proxy::usage::set_configured_models(route_snaps.iter().flat_map(|r| {
-            r.rules
-                .iter()
-                .flat_map(|rule| crate::routing::matcher::exact_models(&rule.matches))
+            r.rules.iter().flat_map(|rule| {
+                crate::routing::matcher::exact_models(&rule.matches)
+                    .map(|m| m.to_string())
+                    .chain(
+                        rule.hosts
+                            .iter()
+                            .filter_map(|h| h.model_override.as_deref().map(str::to_string)),
+                    )
+                    .collect::<Vec<_>>()
+            })
         }));
         self.snapshot.store(Arc::new(RoutingSnapshot {
             routes: route_snaps,

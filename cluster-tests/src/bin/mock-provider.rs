@@ -43,6 +43,10 @@ struct Args {
     /// Count requests without recording them (benchmarks: flat memory, no recording cost).
     #[arg(long)]
     no_log: bool,
+    /// botocore's bedrock-runtime `service-2.json` (uncompressed): every Bedrock request is checked
+    /// against its `ConverseRequest` / `ConverseStreamRequest` shapes, as AWS validates them.
+    #[arg(long)]
+    bedrock_service_model: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,16 @@ fn main() -> anyhow::Result<()> {
     let mode = Mode::parse(&args.mode)?;
     if args.content_chunks == 0 {
         bail!("--content-chunks must be at least 1");
+    }
+    if let Some(path) = &args.bedrock_service_model {
+        let model = switchyard_cluster_tests::mock::service_model::ServiceModel::load(path)?;
+        if !model.has("ConverseRequest") {
+            bail!(
+                "{} is not the bedrock-runtime service model",
+                path.display()
+            );
+        }
+        let _ = switchyard_cluster_tests::mock::bedrock::SERVICE_MODEL.set(model);
     }
     let opts = mock::Options {
         listen: args.listen,

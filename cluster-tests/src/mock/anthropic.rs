@@ -10,7 +10,64 @@ use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::agent;
 use super::openai::{split_pieces, tokens_of_text, Ctx, Reply};
+
+/// What a checked content block contributes.
+enum Block {
+    /// Text (prompt).
+    Text(String),
+    /// A tool result's text.
+    Result(String),
+}
+
+/// Checks one content block as the Messages API would (types allowed per role, required fields).
+fn check_block(role: &str, b: &Value) -> Result<Option<Block>, String> {
+    let field = |k: &str| b.get(k).and_then(Value::as_str);
+    match (role, field("type")) {
+        (_, Some("text")) => match field("text") {
+            Some("") => Err("text content blocks must be non-empty".into()),
+            Some(t) => Ok(Some(Block::Text(t.to_owned()))),
+            None => Err("text: Field required".into()),
+        },
+        ("user", Some("image")) => {
+            let src = b.get("source").ok_or("source: Field required")?;
+            match src.get("type").and_then(Value::as_str) {
+                Some("base64")
+                    if matches!(
+                        src.get("media_type").and_then(Value::as_str),
+                        Some("image/png" | "image/jpeg" | "image/gif" | "image/webp")
+                    ) && src.get("data").is_some_and(Value::is_string) =>
+                {
+                    Ok(None)
+                }
+                Some("url") if src.get("url").is_some_and(Value::is_string) => Ok(None),
+                _ => Err("source: invalid image source".into()),
+            }
+        }
+        ("assistant", Some("tool_use")) => {
+            if field("id").is_some()
+                && field("name").is_some()
+                && b.get("input").is_some_and(Value::is_object)
+            {
+                Ok(None)
+            } else {
+                Err("tool_use: id, name and an input object are required".into())
+            }
+        }
+        ("user", Some("tool_result")) => {
+            if field("tool_use_id").is_none() {
+                return Err("tool_use_id: Field required".into());
+            }
+            Ok(Some(Block::Result(
+                field("content").unwrap_or_default().to_owned(),
+            )))
+        }
+        (_, kind) => Err(format!(
+            "unexpected block type {kind:?} in a {role} message"
+        )),
+    }
+}
 
 /// The path of the Messages API.
 pub const PATH: &str = "/v1/messages";
@@ -75,9 +132,27 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
         );
     };
     let mut prompt = String::new();
-    for m in messages {
+    let mut results = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        // Tool results count only in the latest user turn.
+        results.clear();
         match (m.get("role").and_then(Value::as_str), m.get("content")) {
             (Some("user" | "assistant"), Some(Value::String(t))) => prompt.push_str(t),
+            (Some(role @ ("user" | "assistant")), Some(Value::Array(blocks))) => {
+                for (j, b) in blocks.iter().enumerate() {
+                    match check_block(role, b) {
+                        Ok(Some(Block::Text(t))) => prompt.push_str(&t),
+                        Ok(Some(Block::Result(t))) => results.push(t),
+                        Ok(None) => {}
+                        Err(why) => {
+                            return error_reply(
+                                StatusCode::BAD_REQUEST,
+                                &format!("messages.{i}.content.{j}: {why}"),
+                            )
+                        }
+                    }
+                }
+            }
             (Some("system"), _) => {
                 return error_reply(
                     StatusCode::BAD_REQUEST,
@@ -87,32 +162,99 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
             _ => return error_reply(StatusCode::BAD_REQUEST, "messages: invalid message"),
         }
     }
-    let text = format!("hello from {}", ctx.name);
-    let (input, output) = (tokens_of_text(&prompt), tokens_of_text(&text));
+    let mut tools = Vec::new();
+    for t in req
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match (t.get("name").and_then(Value::as_str), t.get("input_schema")) {
+            (Some(name), Some(schema))
+                if schema.get("type").and_then(Value::as_str) == Some("object") =>
+            {
+                tools.push((name.to_owned(), schema.clone()))
+            }
+            _ => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "tools: each tool needs a name and an input_schema of type object",
+                )
+            }
+        }
+    }
+    let (text, calls) = match agent::decide(&tools, &results, ctx, "toolu_") {
+        agent::Turn::Text(t) => (t, Vec::new()),
+        agent::Turn::Calls(c) => (String::new(), c),
+    };
+    let stop = if calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    let (input, output) = (
+        tokens_of_text(&prompt),
+        tokens_of_text(&text) + 5 * calls.len() as u64,
+    );
     let id = format!("msg_mock_{}_{}", ctx.name, ctx.seq);
     let model = format!("{model}-mock");
     if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        let content: Vec<Value> = if calls.is_empty() {
+            vec![json!({"type": "text", "text": text})]
+        } else {
+            calls
+                .iter()
+                .map(|c| json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.input}))
+                .collect()
+        };
         let answer = json!({
             "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn", "stop_sequence": null,
+            "content": content,
+            "stop_reason": stop, "stop_sequence": null,
             "usage": {"input_tokens": input, "output_tokens": output},
         });
         return Reply::json(StatusCode::OK, &answer);
     }
-    let mut chunks = vec![
-        sse(
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
-        ),
+    let mut chunks = vec![sse(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+    )];
+    if !calls.is_empty() {
+        for (index, c) in calls.iter().enumerate() {
+            chunks.push(sse(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}}),
+            ));
+            for part in c.fragments() {
+                chunks.push(sse(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}),
+                ));
+            }
+            chunks.push(sse(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
+        chunks.push(sse(
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}),
+        ));
+        chunks.push(sse("message_stop", &json!({"type": "message_stop"})));
+        return Reply::Stream {
+            content_type: "text/event-stream",
+            chunks,
+        };
+    }
+    chunks.extend([
         sse(
             "content_block_start",
             &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         ),
         sse("ping", &json!({"type": "ping"})),
-    ];
+    ]);
     for piece in split_pieces(&text, ctx.content_chunks) {
         chunks.push(sse(
             "content_block_delta",

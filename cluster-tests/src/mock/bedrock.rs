@@ -20,6 +20,7 @@ use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::agent;
 use super::openai::{split_pieces, tokens_of_text, Ctx, Reply};
 
 /// The access key id the mock accepts.
@@ -340,64 +341,122 @@ pub fn handle(
             "messages must be a non-empty list",
         );
     };
-    let mut prompt = String::new();
-    for m in messages {
-        let role_ok = matches!(
-            m.get("role").and_then(Value::as_str),
-            Some("user" | "assistant")
-        );
-        let Some(content) = m
-            .get("content")
-            .and_then(Value::as_array)
-            .filter(|_| role_ok)
-        else {
+    if let Err(why) = check_converse(&req) {
+        return error_reply(StatusCode::BAD_REQUEST, "ValidationException", &why);
+    }
+    if let Some(model) = SERVICE_MODEL.get() {
+        let input = if stream {
+            "ConverseStreamRequest"
+        } else {
+            "ConverseRequest"
+        };
+        if let Err(why) = model.check(input, &req) {
             return error_reply(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
-                "each message needs a role user|assistant and a content list",
+                &format!("{input} does not follow the bedrock-runtime service model: {why}"),
             );
-        };
-        for c in content {
-            match c.get("text").and_then(Value::as_str) {
-                Some(t) => prompt.push_str(t),
-                None => {
-                    return error_reply(
-                        StatusCode::BAD_REQUEST,
-                        "ValidationException",
-                        "content blocks must be text",
-                    )
-                }
+        }
+    }
+    let mut prompt = String::new();
+    let mut results = Vec::new();
+    for m in messages {
+        results.clear();
+        for c in m
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = c.get("text").and_then(Value::as_str) {
+                prompt.push_str(t);
+            } else if let Some(r) = c.get("toolResult") {
+                let text: String = r
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .collect();
+                results.push(text);
             }
         }
     }
-    let text = format!("hello from {}", ctx.name);
-    let (input, output) = (tokens_of_text(&prompt), tokens_of_text(&text));
+    let tools: Vec<(String, Value)> = req
+        .pointer("/toolConfig/tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let spec = t.get("toolSpec")?;
+            Some((
+                spec.get("name")?.as_str()?.to_owned(),
+                spec.pointer("/inputSchema/json").cloned()?,
+            ))
+        })
+        .collect();
+    let (text, calls) = match agent::decide(&tools, &results, ctx, "tooluse_") {
+        agent::Turn::Text(t) => (t, Vec::new()),
+        agent::Turn::Calls(c) => (String::new(), c),
+    };
+    let stop = if calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    let (input, output) = (
+        tokens_of_text(&prompt),
+        tokens_of_text(&text) + 5 * calls.len() as u64,
+    );
     let usage =
         json!({"inputTokens": input, "outputTokens": output, "totalTokens": input + output});
     if !stream {
+        let content: Vec<Value> = if calls.is_empty() {
+            vec![json!({"text": text})]
+        } else {
+            calls
+                .iter()
+                .map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}}))
+                .collect()
+        };
         let answer = json!({
-            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-            "stopReason": "end_turn",
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
             "usage": usage,
             "metrics": {"latencyMs": 1},
         });
         return Reply::json(StatusCode::OK, &answer);
     }
     let mut chunks = vec![event_frame("messageStart", &json!({"role": "assistant"}))];
-    for piece in split_pieces(&text, ctx.content_chunks) {
+    if calls.is_empty() {
+        for piece in split_pieces(&text, ctx.content_chunks) {
+            chunks.push(event_frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+            ));
+        }
         chunks.push(event_frame(
-            "contentBlockDelta",
-            &json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+            "contentBlockStop",
+            &json!({"contentBlockIndex": 0}),
         ));
     }
-    chunks.push(event_frame(
-        "contentBlockStop",
-        &json!({"contentBlockIndex": 0}),
-    ));
-    chunks.push(event_frame(
-        "messageStop",
-        &json!({"stopReason": "end_turn"}),
-    ));
+    for (index, c) in calls.iter().enumerate() {
+        chunks.push(event_frame(
+            "contentBlockStart",
+            &json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": c.id, "name": c.name}}}),
+        ));
+        for part in c.fragments() {
+            chunks.push(event_frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": part}}}),
+            ));
+        }
+        chunks.push(event_frame(
+            "contentBlockStop",
+            &json!({"contentBlockIndex": index}),
+        ));
+    }
+    chunks.push(event_frame("messageStop", &json!({"stopReason": stop})));
     chunks.push(event_frame(
         "metadata",
         &json!({"usage": usage, "metrics": {"latencyMs": 1}}),
@@ -406,6 +465,192 @@ pub fn handle(
         content_type: "application/vnd.amazon.eventstream",
         chunks,
     }
+}
+
+/// The bedrock-runtime service model every request is checked against, when the mock was given one
+/// (`--bedrock-service-model`).
+pub static SERVICE_MODEL: std::sync::OnceLock<super::service_model::ServiceModel> =
+    std::sync::OnceLock::new();
+
+/// Members of `ConverseRequest` that travel in the body (the bedrock-runtime service model; `modelId` is
+/// in the path).
+const CONVERSE_MEMBERS: [&str; 12] = [
+    "messages",
+    "system",
+    "inferenceConfig",
+    "toolConfig",
+    "guardrailConfig",
+    "additionalModelRequestFields",
+    "promptVariables",
+    "additionalModelResponseFieldPaths",
+    "requestMetadata",
+    "performanceConfig",
+    "serviceTier",
+    "outputConfig",
+];
+
+/// The members of a union value: exactly one must be set (service-model unions: `ContentBlock`,
+/// `ToolChoice`, `Tool`, `ImageSource`, `ToolResultContentBlock`, `ToolInputSchema`).
+fn union_member<'a>(
+    v: &'a Value,
+    at: &str,
+    allowed: &[&str],
+) -> Result<(&'a str, &'a Value), String> {
+    let m = v.as_object().ok_or(format!("{at} must be a structure"))?;
+    let mut it = m.iter();
+    match (it.next(), it.next()) {
+        (Some((k, v)), None) if allowed.contains(&k.as_str()) => Ok((k.as_str(), v)),
+        (Some((k, _)), None) => Err(format!("{at}: unknown union member {k}")),
+        _ => Err(format!("{at}: a union must have exactly one member set")),
+    }
+}
+
+/// Checks the shapes Switchyard sends against the bedrock-runtime service model (botocore's
+/// `ConverseRequest`, `Message`, `ContentBlock`, `ToolConfiguration`, `OutputConfig`), as AWS's own
+/// request validation would: unknown members, missing required members and bad enum values are
+/// `ValidationException`s.
+pub fn check_converse(req: &Value) -> Result<(), String> {
+    let top = req.as_object().ok_or("the body must be a structure")?;
+    for k in top.keys() {
+        if !CONVERSE_MEMBERS.contains(&k.as_str()) {
+            return Err(format!("unknown member {k} of ConverseRequest"));
+        }
+    }
+    let mut tool_blocks = false;
+    for (i, m) in top
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let role = m.get("role").and_then(Value::as_str);
+        for (j, c) in m
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("messages.{i}.content.{j}");
+            let (kind, v) = union_member(
+                c,
+                &at,
+                &[
+                    "text",
+                    "image",
+                    "toolUse",
+                    "toolResult",
+                    "reasoningContent",
+                    "cachePoint",
+                ],
+            )?;
+            match kind {
+                "text" if !v.is_string() => return Err(format!("{at}.text must be a string")),
+                "image" => {
+                    if role != Some("user") {
+                        return Err(format!("{at}: images are only allowed in user messages"));
+                    }
+                    let format = v.get("format").and_then(Value::as_str);
+                    if !matches!(format, Some("png" | "jpeg" | "gif" | "webp")) {
+                        return Err(format!("{at}.image.format must be png|jpeg|gif|webp"));
+                    }
+                    let (src, bytes) = union_member(
+                        v.get("source").unwrap_or(&Value::Null),
+                        &format!("{at}.image.source"),
+                        &["bytes", "s3Location"],
+                    )?;
+                    if src == "bytes" && !bytes.is_string() {
+                        return Err(format!("{at}.image.source.bytes must be a base64 blob"));
+                    }
+                }
+                "toolUse" => {
+                    tool_blocks = true;
+                    let ok = v.get("toolUseId").is_some_and(Value::is_string)
+                        && v.get("name").is_some_and(Value::is_string)
+                        && v.get("input").is_some();
+                    if !ok || role != Some("assistant") {
+                        return Err(format!(
+                            "{at}.toolUse needs toolUseId, name and input, in an assistant message"
+                        ));
+                    }
+                }
+                "toolResult" => {
+                    tool_blocks = true;
+                    if !v.get("toolUseId").is_some_and(Value::is_string) || role != Some("user") {
+                        return Err(format!(
+                            "{at}.toolResult needs toolUseId, in a user message"
+                        ));
+                    }
+                    let content = v
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .ok_or(format!("{at}.toolResult.content is required"))?;
+                    for (k, b) in content.iter().enumerate() {
+                        union_member(
+                            b,
+                            &format!("{at}.toolResult.content.{k}"),
+                            &["text", "json", "image", "document"],
+                        )?;
+                    }
+                    if let Some(s) = v.get("status").and_then(Value::as_str) {
+                        if s != "success" && s != "error" {
+                            return Err(format!("{at}.toolResult.status must be success|error"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match top.get("toolConfig") {
+        None if tool_blocks => {
+            return Err("The toolConfig field must be defined when using toolUse and toolResult content blocks.".into())
+        }
+        None => {}
+        Some(tc) => {
+            let tools = tc
+                .get("tools")
+                .and_then(Value::as_array)
+                .filter(|t| !t.is_empty())
+                .ok_or("toolConfig.tools must be a non-empty list")?;
+            for (i, t) in tools.iter().enumerate() {
+                let (_, spec) = union_member(t, &format!("toolConfig.tools.{i}"), &["toolSpec"])?;
+                let ok = spec.get("name").is_some_and(Value::is_string)
+                    && spec.pointer("/inputSchema/json").is_some_and(Value::is_object)
+                    && spec.get("description").is_none_or(|d| d.as_str().is_some_and(|d| !d.is_empty()));
+                if !ok {
+                    return Err(format!("toolConfig.tools.{i}.toolSpec needs a name and inputSchema.json"));
+                }
+            }
+            if let Some(choice) = tc.get("toolChoice") {
+                let (kind, v) = union_member(choice, "toolConfig.toolChoice", &["auto", "any", "tool"])?;
+                if kind == "tool" && !v.get("name").is_some_and(Value::is_string) {
+                    return Err("toolConfig.toolChoice.tool.name is required".into());
+                }
+            }
+        }
+    }
+    if let Some(oc) = top.get("outputConfig") {
+        if let Some(tf) = oc.get("textFormat") {
+            let ok = tf.get("type").and_then(Value::as_str) == Some("json_schema")
+                && tf
+                    .pointer("/structure/jsonSchema/schema")
+                    .is_some_and(Value::is_string);
+            if !ok {
+                return Err("outputConfig.textFormat needs type json_schema and structure.jsonSchema.schema (a string)".into());
+            }
+        }
+    }
+    if let Some(t) = top.get("serviceTier") {
+        if !matches!(
+            t.get("type").and_then(Value::as_str),
+            Some("priority" | "default" | "flex" | "reserved")
+        ) {
+            return Err("serviceTier.type must be priority|default|flex|reserved".into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! This module holds the state both ports share ([`Shared`]) and [`run`], which binds both listeners,
 //! prints the ready line and serves until the process is killed.
 
+pub mod agent;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
@@ -20,6 +21,7 @@ pub mod data;
 pub mod log;
 pub mod mode;
 pub mod openai;
+pub mod service_model;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::agent;
+
 /// What one request is answered with, before failure modes are applied.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -183,12 +185,54 @@ fn chat_completions(req: &Value, ctx: &Ctx<'_>) -> Result<Reply, String> {
         .filter_map(|m| m.get("content").and_then(Value::as_str))
         .collect::<Vec<_>>()
         .join(" ");
-    let content = ctx.content();
+    let tools: Vec<(String, Value)> = req
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| {
+                    let f = t.get("function")?;
+                    Some((
+                        f.get("name")?.as_str()?.to_owned(),
+                        f.get("parameters").cloned().unwrap_or(Value::Null),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Tool results of the latest turn: the `tool` messages after the last assistant message.
+    let results: Vec<String> = messages
+        .iter()
+        .rev()
+        .take_while(|m| m.get("role").and_then(Value::as_str) != Some("assistant"))
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("tool"))
+        .filter_map(|m| m.get("content").and_then(Value::as_str).map(str::to_owned))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let (content, calls) = match agent::decide(&tools, &results, ctx, "call_") {
+        agent::Turn::Text(t) => (t, Vec::new()),
+        agent::Turn::Calls(c) => (String::new(), c),
+    };
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
     let prompt_tokens = tokens_of_text(&prompt_text);
-    let completion_tokens = tokens_of_text(&content);
+    let completion_tokens = tokens_of_text(&content) + 5 * calls.len() as u64;
     let id = format!("chatcmpl-mock-{}-{}", ctx.name, ctx.seq);
     let created = now_secs();
     if !wants_stream(req) {
+        let mut message = json!({"role": "assistant", "content": content, "refusal": null});
+        if !calls.is_empty() {
+            message["content"] = Value::Null;
+            message["tool_calls"] = calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.input.to_string()}}))
+                .collect();
+        }
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -197,9 +241,9 @@ fn chat_completions(req: &Value, ctx: &Ctx<'_>) -> Result<Reply, String> {
             "system_fingerprint": format!("fp_mock_{}", ctx.name),
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": null},
+                "message": message,
                 "logprobs": null,
-                "finish_reason": "stop"
+                "finish_reason": finish
             }],
             "usage": usage(prompt_tokens, completion_tokens),
         });
@@ -224,10 +268,24 @@ fn chat_completions(req: &Value, ctx: &Ctx<'_>) -> Result<Reply, String> {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    for piece in split_pieces(&content, ctx.content_chunks) {
-        chunks.push(chunk(json!({"content": piece}), Value::Null));
+    if calls.is_empty() {
+        for piece in split_pieces(&content, ctx.content_chunks) {
+            chunks.push(chunk(json!({"content": piece}), Value::Null));
+        }
     }
-    chunks.push(chunk(json!({}), json!("stop")));
+    for (index, c) in calls.iter().enumerate() {
+        chunks.push(chunk(
+            json!({"tool_calls": [{"index": index, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        for part in c.fragments() {
+            chunks.push(chunk(
+                json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}),
+                Value::Null,
+            ));
+        }
+    }
+    chunks.push(chunk(json!({}), json!(finish)));
     if with_usage {
         chunks.push(sse(&json!({
             "id": id,

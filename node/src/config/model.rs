@@ -141,6 +141,8 @@ pub struct BackendRef {
     pub schema: Schema,
     /// How the schema was decided (for `validate`): from an AIServiceBackend, the provider host, or the route.
     pub schema_source: SchemaSource,
+    /// `modelNameOverride`: the model sent to this backend instead of the client's (`None`: the client's).
+    pub model_name_override: Option<String>,
 }
 
 /// Where a backend's schema came from.

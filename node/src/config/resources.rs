@@ -381,7 +381,7 @@ pub(crate) struct AIGatewayRouteRuleBackendRef {
     /// `weight` (default 1).
     #[serde(default)]
     pub(crate) weight: Option<i64>,
-    /// `modelNameOverride`: not implemented yet.
+    /// `modelNameOverride`: the model this backend is sent instead of the client's.
     #[serde(default)]
     pub(crate) model_name_override: Option<String>,
 }

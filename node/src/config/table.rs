@@ -157,6 +157,11 @@ fn render_backend_ref(out: &mut String, backend: Option<&Backend>, b: &BackendRe
         SchemaSource::RouteInput => "the route's input schema".to_owned(),
     };
     let _ = writeln!(out, "      schema:    {schema} ({origin})");
+    let model = match &b.model_name_override {
+        Some(m) => format!("{m} (modelNameOverride)"),
+        None => "the client's model".to_owned(),
+    };
+    let _ = writeln!(out, "      model:     {model}");
     let Some(be) = backend else {
         return;
     };
@@ -291,4 +296,74 @@ fn render_traffic(out: &mut String, t: &TrafficPolicy) {
         t.max_parallel_retries,
         format_duration(t.connect_timeout)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_name_overrides_are_kept_and_shown_per_backend_ref() {
+        let yaml = "
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata:
+  name: r
+spec:
+  schema:
+    name: OpenAI
+  rules:
+    - matches:
+        - headers:
+            - type: Exact
+              name: x-ai-eg-model
+              value: gpt-4o
+      backendRefs:
+        - name: primary
+        - name: fallback
+          priority: 1
+          modelNameOverride: anthropic.claude-sonnet-4-v1:0
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: primary
+spec:
+  endpoints:
+    - ip:
+        address: 127.0.0.1
+        port: 9001
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: fallback
+spec:
+  endpoints:
+    - ip:
+        address: 127.0.0.1
+        port: 9002
+";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("override.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let cfg = crate::config::load(&path).expect("loads");
+        let refs = &cfg.routes[0].rules[0].backend_refs;
+        assert_eq!(refs[0].model_name_override, None);
+        assert_eq!(
+            refs[1].model_name_override.as_deref(),
+            Some("anthropic.claude-sonnet-4-v1:0")
+        );
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains("modelNameOverride")),
+            "{:?}",
+            cfg.warnings
+        );
+        let table = render_routing_table(&cfg);
+        assert!(table.contains("model:     the client's model"), "{table}");
+        assert!(
+            table.contains("model:     anthropic.claude-sonnet-4-v1:0 (modelNameOverride)"),
+            "{table}"
+        );
+    }
 }

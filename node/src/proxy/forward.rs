@@ -68,7 +68,11 @@ pub struct ProxiedRequest {
 enum Failure {
     /// The upstream answered with a status the policy retries (kept so it can be returned, translated by
     /// its backend's schema).
-    Response(Response<UpstreamResponseBody>, &'static dyn Translator),
+    Response(
+        Response<UpstreamResponseBody>,
+        &'static dyn Translator,
+        Option<Arc<str>>,
+    ),
     /// No response at all.
     Local(LocalFailure),
     /// A streamed answer that failed before its first content, held (nothing sent); returned as it is
@@ -238,10 +242,13 @@ pub async fn forward(
                 let tap = resp
                     .status()
                     .is_success()
-                    .then(|| usage_tap(translator, req));
+                    .then(|| usage_tap(translator, req, host));
+                // Answers that do not name their model (Bedrock) name the one that served them.
+                let served = served_ctx(&rctx, host.model_override.as_ref());
+                let rctx = served.as_ref().unwrap_or(&rctx);
                 if held {
                     let (parts, mut body, sse) =
-                        upstream_body(resp, timing, tap, translator, &rctx, report, true);
+                        upstream_body(resp, timing, tap, translator, rctx, report, true);
                     if !sse {
                         // Not a stream after all: nothing to hold.
                         return Response::from_parts(parts, ProxyBody::upstream(body));
@@ -261,9 +268,9 @@ pub async fn forward(
                         }
                     }
                 } else if !retriable || history.attempts() >= max_attempts {
-                    return pass_through(resp, timing, tap, translator, &rctx, report);
+                    return pass_through(resp, timing, tap, translator, rctx, report);
                 } else {
-                    Failure::Response(resp, translator)
+                    Failure::Response(resp, translator, host.model_override.clone())
                 }
             }
             Ok(Err(e)) => {
@@ -297,7 +304,7 @@ pub async fn forward(
         };
 
         let outcome = match &failure {
-            Failure::Response(r, _) => AttemptOutcome::Status(r.status().as_u16()),
+            Failure::Response(r, ..) => AttemptOutcome::Status(r.status().as_u16()),
             Failure::Local(f) => f.attempt_outcome(),
             Failure::Held(_, f) => f.outcome,
         };
@@ -320,7 +327,7 @@ pub async fn forward(
         }
 
         let hinted = match &failure {
-            Failure::Response(r, _) => retry_after(
+            Failure::Response(r, ..) => retry_after(
                 policy,
                 r.status().as_u16(),
                 r.headers()
@@ -381,8 +388,16 @@ fn failure_response(
     rctx: &ResponseCtx,
 ) -> Response<ProxyBody> {
     match failure {
-        Failure::Response(resp, translator) => {
-            pass_through(resp, timing, None, translator, rctx, None)
+        Failure::Response(resp, translator, model_override) => {
+            let served = served_ctx(rctx, model_override.as_ref());
+            pass_through(
+                resp,
+                timing,
+                None,
+                translator,
+                served.as_ref().unwrap_or(rctx),
+                None,
+            )
         }
         Failure::Held(resp, _) => resp,
         Failure::Local(LocalFailure::Timeout) => GatewayError::new(
@@ -412,14 +427,27 @@ fn is_sse(resp: &Response<UpstreamResponseBody>) -> bool {
         .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
-fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest) -> UsageTap {
+/// The response context of an attempt to a host with a `modelNameOverride`: answers that do not name
+/// their model (Bedrock) name the one that served them, not the client's. `None`: the request's own.
+fn served_ctx(rctx: &ResponseCtx, model_override: Option<&Arc<str>>) -> Option<ResponseCtx> {
+    model_override.map(|m| ResponseCtx {
+        model: m.clone(),
+        ..rctx.clone()
+    })
+}
+
+fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamHost) -> UsageTap {
     // The tap reads the body the client gets, i.e. after translation, which is OpenAI-shaped for every
     // provider; `stream` is what the client asked for (a translated stream is SSE).
     UsageTap::new(
         GenAiLabels {
             operation: req.operation,
             provider: translator.provider_name(),
-            request_model: req.model.clone(),
+            request_model: host
+                .model_override
+                .clone()
+                .unwrap_or_else(|| req.model.clone()),
+            original_model: host.model_override.as_ref().map(|_| req.model.clone()),
         },
         req.stream,
         req.received,
@@ -538,7 +566,8 @@ fn build_upstream_request(
     let ctx = RequestCtx {
         operation: Operation::from_name(req.operation),
         path_and_query: &req.path_and_query,
-        model: &req.model,
+        model: host.model_override.as_deref().unwrap_or(&req.model),
+        model_overridden: host.model_override.is_some(),
         stream: req.stream,
         schema_version: backend.schema.version.as_deref(),
     };

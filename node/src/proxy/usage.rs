@@ -42,9 +42,12 @@ pub struct GenAiLabels {
     pub operation: &'static str,
     /// `gen_ai_provider_name`: `openai`, `aws.bedrock`, `azure.openai`, `anthropic`.
     pub provider: &'static str,
-    /// The request's model as the client sent it; recorded as `gen_ai_request_model` when the config names
-    /// it, as [`OTHER_MODEL`] otherwise.
+    /// `gen_ai_request_model`: the model sent upstream (a backendRef's `modelNameOverride`, else the
+    /// client's), recorded as itself when the config names it, as [`OTHER_MODEL`] otherwise.
     pub request_model: Arc<str>,
+    /// `gen_ai_original_model`: the client's model (Envoy AI Gateway's label) when a
+    /// `modelNameOverride` changed it; `None`: the same as `request_model` (no second `Arc` to count).
+    pub original_model: Option<Arc<str>>,
 }
 
 /// Token counts of one answer.
@@ -52,6 +55,12 @@ pub struct GenAiLabels {
 struct Usage {
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// `prompt_tokens_details.cached_tokens`, when the answer has it.
+    cached_input: Option<u64>,
+    /// `prompt_tokens_details.cache_creation_tokens` (translated Bedrock/Anthropic answers).
+    cache_creation_input: Option<u64>,
+    /// `completion_tokens_details.reasoning_tokens`.
+    reasoning: Option<u64>,
 }
 
 /// The GenAI histograms of one label set (operation, provider, request and response model).
@@ -60,15 +69,26 @@ struct GenAiHandles {
     provider: &'static str,
     request_model: Box<str>,
     response_model: Box<str>,
+    original_model: Box<str>,
     input_tokens: Histogram,
     output_tokens: Histogram,
+    /// `gen_ai_token_type` values Envoy AI Gateway records besides input/output.
+    cached_input_tokens: Histogram,
+    cache_creation_input_tokens: Histogram,
+    reasoning_tokens: Histogram,
     duration: Histogram,
     time_to_first_token: Histogram,
     time_per_output_token: Histogram,
 }
 
 impl GenAiHandles {
-    fn register(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Self {
+    fn register(
+        op: &'static str,
+        provider: &'static str,
+        req: &str,
+        resp: &str,
+        orig: &str,
+    ) -> Self {
         // Label values are shared (`Arc<str>`) or static, so each registration clones them for free.
         let request_model: Arc<str> = Arc::from(req);
         let response_model: Arc<str> = if resp == req {
@@ -76,11 +96,17 @@ impl GenAiHandles {
         } else {
             Arc::from(resp)
         };
+        let original_model: Arc<str> = if orig == req {
+            request_model.clone()
+        } else {
+            Arc::from(orig)
+        };
         let labels = vec![
             Label::from_static_parts("gen_ai_operation_name", op),
             Label::from_static_parts("gen_ai_provider_name", provider),
             Label::new("gen_ai_request_model", request_model),
             Label::new("gen_ai_response_model", response_model),
+            Label::new("gen_ai_original_model", original_model),
         ];
         let with = |extra: Label| {
             let mut v = labels.clone();
@@ -92,6 +118,7 @@ impl GenAiHandles {
             provider,
             request_model: req.into(),
             response_model: resp.into(),
+            original_model: orig.into(),
             input_tokens: metrics::histogram!(
                 "gen_ai_client_token_usage",
                 with(Label::from_static_parts("gen_ai_token_type", "input"))
@@ -99,6 +126,24 @@ impl GenAiHandles {
             output_tokens: metrics::histogram!(
                 "gen_ai_client_token_usage",
                 with(Label::from_static_parts("gen_ai_token_type", "output"))
+            ),
+            cached_input_tokens: metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts(
+                    "gen_ai_token_type",
+                    "cached_input"
+                ))
+            ),
+            cache_creation_input_tokens: metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts(
+                    "gen_ai_token_type",
+                    "cache_creation_input"
+                ))
+            ),
+            reasoning_tokens: metrics::histogram!(
+                "gen_ai_client_token_usage",
+                with(Label::from_static_parts("gen_ai_token_type", "reasoning"))
             ),
             time_per_output_token: metrics::histogram!(
                 "gen_ai_server_time_per_output_token_seconds",
@@ -112,11 +157,12 @@ impl GenAiHandles {
         }
     }
 
-    fn is(&self, op: &str, provider: &str, req: &str, resp: &str) -> bool {
+    fn is(&self, op: &str, provider: &str, req: &str, resp: &str, orig: &str) -> bool {
         self.operation == op
             && self.provider == provider
             && &*self.request_model == req
             && &*self.response_model == resp
+            && &*self.original_model == orig
     }
 }
 
@@ -168,6 +214,7 @@ struct LastUsed {
     provider: &'static str,
     request_model: Box<str>,
     response_model: Box<str>,
+    original_model: Box<str>,
     handles: Arc<GenAiHandles>,
 }
 
@@ -177,7 +224,13 @@ thread_local! {
     static LAST: std::cell::RefCell<Option<LastUsed>> = const { std::cell::RefCell::new(None) };
 }
 
-fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
+fn handles(
+    op: &'static str,
+    provider: &'static str,
+    req: &str,
+    resp: &str,
+    orig: &str,
+) -> Arc<GenAiHandles> {
     let generation = MODELS_GENERATION.load(Ordering::Acquire);
     let last = LAST.with(|l| {
         l.borrow()
@@ -188,6 +241,7 @@ fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> A
                     && u.provider == provider
                     && &*u.request_model == req
                     && &*u.response_model == resp
+                    && &*u.original_model == orig
             })
             .map(|u| u.handles.clone())
     });
@@ -200,6 +254,7 @@ fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> A
         provider,
         model_label(&configured, req),
         model_label(&configured, resp),
+        model_label(&configured, orig),
     );
     LAST.with(|l| {
         *l.borrow_mut() = Some(LastUsed {
@@ -208,6 +263,7 @@ fn handles(op: &'static str, provider: &'static str, req: &str, resp: &str) -> A
             provider,
             request_model: req.into(),
             response_model: resp.into(),
+            original_model: orig.into(),
             handles: found.clone(),
         })
     });
@@ -287,23 +343,33 @@ pub fn error_type_of(status: http::StatusCode) -> &'static str {
         .unwrap_or("_OTHER")
 }
 
-fn lookup(op: &'static str, provider: &'static str, req: &str, resp: &str) -> Arc<GenAiHandles> {
+fn lookup(
+    op: &'static str,
+    provider: &'static str,
+    req: &str,
+    resp: &str,
+    orig: &str,
+) -> Arc<GenAiHandles> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (op, provider, req, resp).hash(&mut h);
+    (op, provider, req, resp, orig).hash(&mut h);
     let key = h.finish();
     let found = HANDLES
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(&key)
-        .and_then(|v| v.iter().find(|e| e.is(op, provider, req, resp)).cloned());
+        .and_then(|v| {
+            v.iter()
+                .find(|e| e.is(op, provider, req, resp, orig))
+                .cloned()
+        });
     if let Some(found) = found {
         return found;
     }
-    let entry = Arc::new(GenAiHandles::register(op, provider, req, resp));
+    let entry = Arc::new(GenAiHandles::register(op, provider, req, resp, orig));
     let mut map = HANDLES.write().unwrap_or_else(|e| e.into_inner());
     if map.len() < MAX_CACHED_LABEL_SETS {
         let slot = map.entry(key).or_default();
-        if !slot.iter().any(|e| e.is(op, provider, req, resp)) {
+        if !slot.iter().any(|e| e.is(op, provider, req, resp, orig)) {
             slot.push(entry.clone());
         }
     }
@@ -333,13 +399,19 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
         return None;
     }
     let mut usage = Usage::default();
-    let keys: [&[u8]; 4] = [
+    let keys: [&[u8]; 6] = [
         b"prompt_tokens",
         b"input_tokens",
         b"completion_tokens",
         b"output_tokens",
+        b"prompt_tokens_details",
+        b"completion_tokens_details",
     ];
     for_each_member(raw, &keys, |key, value| {
+        if key == b"prompt_tokens_details" || key == b"completion_tokens_details" {
+            usage_details(value, &mut usage);
+            return;
+        }
         let n = json_count(value);
         if key == b"prompt_tokens" || key == b"input_tokens" {
             usage.prompt_tokens = n;
@@ -348,6 +420,26 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
         }
     });
     Some(usage)
+}
+
+/// The token details OpenAI answers (and translated ones) carry: cache reads and writes, reasoning.
+fn usage_details(raw: &[u8], usage: &mut Usage) {
+    if raw.first() != Some(&b'{') {
+        return;
+    }
+    let keys: [&[u8]; 3] = [
+        b"cached_tokens",
+        b"cache_creation_tokens",
+        b"reasoning_tokens",
+    ];
+    for_each_member(raw, &keys, |key, value| {
+        let n = Some(json_count(value));
+        match key {
+            b"cached_tokens" => usage.cached_input = n,
+            b"cache_creation_tokens" => usage.cache_creation_input = n,
+            _ => usage.reasoning = n,
+        }
+    });
 }
 
 /// A token count: a JSON integer in `0..=u64::MAX`, else 0.
@@ -481,10 +573,20 @@ impl UsageTap {
             l.provider,
             &l.request_model,
             response_model.as_deref().unwrap_or(&l.request_model),
+            l.original_model.as_deref().unwrap_or(&l.request_model),
         );
         if let Some(u) = self.usage {
             h.input_tokens.record(u.prompt_tokens as f64);
             h.output_tokens.record(u.completion_tokens as f64);
+            for (n, hist) in [
+                (u.cached_input, &h.cached_input_tokens),
+                (u.cache_creation_input, &h.cache_creation_input_tokens),
+                (u.reasoning, &h.reasoning_tokens),
+            ] {
+                if let Some(n) = n {
+                    hist.record(n as f64);
+                }
+            }
             if self.sse && u.completion_tokens > 1 {
                 if let Some(first) = self.first_data {
                     let per_token =
@@ -518,6 +620,7 @@ mod tests {
             operation: "chat",
             provider: "openai",
             request_model: "m".into(),
+            original_model: None,
         }
     }
 
@@ -534,7 +637,8 @@ mod tests {
             usage,
             Some(Usage {
                 prompt_tokens: 7,
-                completion_tokens: 3
+                completion_tokens: 3,
+                ..Usage::default()
             })
         );
         assert_eq!(model.as_deref(), Some("m-2024"));
@@ -555,7 +659,8 @@ mod tests {
             tap.seen().0,
             Some(Usage {
                 prompt_tokens: 1,
-                completion_tokens: 2
+                completion_tokens: 2,
+                ..Usage::default()
             })
         );
     }
@@ -572,7 +677,8 @@ mod tests {
             tap.seen().0,
             Some(Usage {
                 prompt_tokens: 4,
-                completion_tokens: 5
+                completion_tokens: 5,
+                ..Usage::default()
             })
         );
     }
@@ -588,7 +694,8 @@ mod tests {
             (
                 Some(Usage {
                     prompt_tokens: 8,
-                    completion_tokens: 4
+                    completion_tokens: 4,
+                    ..Usage::default()
                 }),
                 Some("m-2".to_string())
             )
@@ -630,6 +737,32 @@ mod tests {
     }
 
     #[test]
+    fn token_details_are_read_for_the_metrics() {
+        let raw = br#"{"prompt_tokens":20,"completion_tokens":9,"total_tokens":29,
+            "prompt_tokens_details":{"cached_tokens":12,"audio_tokens":0,"cache_creation_tokens":3},
+            "completion_tokens_details":{"reasoning_tokens":7,"accepted_prediction_tokens":0}}"#;
+        assert_eq!(
+            usage_object(raw),
+            Some(Usage {
+                prompt_tokens: 20,
+                completion_tokens: 9,
+                cached_input: Some(12),
+                cache_creation_input: Some(3),
+                reasoning: Some(7),
+            })
+        );
+        let plain = usage_object(br#"{"prompt_tokens":1,"completion_tokens":2}"#).expect("usage");
+        assert_eq!(
+            (
+                plain.cached_input,
+                plain.cache_creation_input,
+                plain.reasoning
+            ),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn model_strings_borrow_unless_escaped() {
         assert!(matches!(
             json_string(br#""gpt-4o""#),
@@ -650,12 +783,12 @@ mod tests {
         set_configured_models(["m", "n"]);
         for i in 0..10_000 {
             let name = format!("client-{i}");
-            handles(OP, "openai", &name, &name);
+            handles(OP, "openai", &name, &name, &name);
             // A configured request answered under any name the upstream likes.
-            handles(OP, "openai", "m", &name);
+            handles(OP, "openai", "m", &name, "m");
         }
-        handles(OP, "openai", "m", "m");
-        handles(OP, "openai", "n", "m");
+        handles(OP, "openai", "m", "m", "m");
+        handles(OP, "openai", "n", "m", "n");
         let mut sets: Vec<(String, String)> = HANDLES
             .read()
             .expect("lock")
@@ -672,7 +805,7 @@ mod tests {
         );
         // A reload that stops listing `n` moves it to `other`, even on a thread that cached it.
         set_configured_models(["m"]);
-        let h = handles(OP, "openai", "n", "n");
+        let h = handles(OP, "openai", "n", "n", "n");
         assert_eq!(&*h.request_model, OTHER_MODEL);
     }
 

@@ -40,6 +40,8 @@ pub struct HostPlan {
     pub priority: u32,
     /// `backendRefs[].weight`.
     pub weight: u32,
+    /// `backendRefs[].modelNameOverride`: the model this host is sent instead of the client's.
+    pub model_override: Option<String>,
     /// The client this host sends through.
     pub client: ClientKey,
 }
@@ -123,6 +125,7 @@ pub fn plan(cfg: &Config, resolved: &Resolved) -> Plan {
                                     backend_ref,
                                     priority: r.priority,
                                     weight: r.weight,
+                                    model_override: r.model_name_override.clone(),
                                     client: ClientKey {
                                         backend: backend.key.clone(),
                                         dial,
@@ -181,6 +184,7 @@ mod tests {
                 version: None,
             },
             schema_source: SchemaSource::RouteInput,
+            model_name_override: None,
         }
     }
 

@@ -111,6 +111,8 @@ pub struct UpstreamHost {
     /// `switchyard_upstream_requests_total{backend=this host, outcome="200"}`, registered once: the
     /// outcome of nearly every attempt, counted without a registry lookup.
     pub ok_counter: metrics::Counter,
+    /// `backendRefs[].modelNameOverride`: the model this host is sent instead of the client's.
+    pub model_override: Option<Arc<str>>,
 }
 
 /// The parts of `base_url` every attempt to a host reuses, so that no attempt formats or parses them.
@@ -148,6 +150,7 @@ impl UpstreamHost {
             base_url: String::new(),
             request_parts: None,
             endpoint_host: String::new(),
+            model_override: plan.model_override.as_deref().map(Arc::from),
         };
         host.derive_request_parts();
         host

@@ -12,12 +12,17 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
+use super::chat::{self, Block, Chat, Effort, ImageSource, ToolChoice};
+use super::fields::{self, Provider};
+use super::reply::{
+    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ToolCallIndex,
+    Usage,
+};
 use super::sse::SseParser;
 use super::{
-    chunk_event, completion_body, json_content_type, max_tokens, opaque_error, openai_error,
-    openai_usage, parse_object, split_messages, stop_sequences, usage_event, BodyTransform,
-    Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
-    SSE_DONE,
+    chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
+    BodyTransform, Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator,
+    UpstreamRequest, SSE_DONE,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -32,37 +37,135 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 #[derive(Debug, Clone, Copy)]
 pub struct Anthropic;
 
-/// OpenAI chat body → Messages body.
+/// Thinking budget for a `reasoning_effort` (Anthropic "Extended thinking": at least 1024 tokens, and
+/// below `max_tokens`).
+pub fn thinking_budget(effort: Effort) -> u64 {
+    match effort {
+        Effort::Low => 1024,
+        Effort::Medium => 4096,
+        Effort::High => 16384,
+        Effort::XHigh => 32768,
+    }
+}
+
+/// Smallest thinking budget Anthropic accepts.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// OpenAI chat body → Messages body: every field translated, safely ignored or refused
+/// ([`super::fields`]).
 pub fn request_body(
     body: &Map<String, Value>,
     model: &str,
     stream: bool,
 ) -> Result<Value, TranslateError> {
-    let (system, turns) = split_messages(body)?;
-    if turns.is_empty() {
+    fields::check(body, Provider::Anthropic)?;
+    messages_request(&chat::parse(body, Provider::Anthropic)?, model, stream)
+}
+
+/// One content block in the Messages spelling.
+fn block(b: &Block) -> Value {
+    match b {
+        Block::Text(t) => json!({"type": "text", "text": t}),
+        Block::Image {
+            source: ImageSource::Base64 { media_type, data },
+            ..
+        } => {
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+        }
+        Block::Image {
+            source: ImageSource::Url(url),
+            ..
+        } => json!({"type": "image", "source": {"type": "url", "url": url}}),
+        Block::ToolUse { id, name, input } => {
+            json!({"type": "tool_use", "id": id, "name": name, "input": input})
+        }
+        Block::ToolResult { id, text } => {
+            json!({"type": "tool_result", "tool_use_id": id, "content": text})
+        }
+    }
+}
+
+/// The Messages request for a neutral chat.
+pub fn messages_request(chat: &Chat, model: &str, stream: bool) -> Result<Value, TranslateError> {
+    if chat.turns.is_empty() {
         return Err(TranslateError::BadRequest(
             "Messages needs at least one user or assistant message".into(),
         ));
     }
-    let messages: Vec<Value> = turns
+    let messages: Vec<Value> = chat
+        .turns
         .iter()
-        .map(|t| json!({"role": t.role, "content": t.text}))
+        .map(|t| {
+            // A turn of one text block keeps the plain string form.
+            let content = match t.blocks.as_slice() {
+                [Block::Text(text)] => Value::String(text.clone()),
+                blocks => Value::Array(blocks.iter().map(block).collect()),
+            };
+            json!({"role": t.role.as_str(), "content": content})
+        })
         .collect();
-    let mut out = json!({
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens(body).unwrap_or(DEFAULT_MAX_TOKENS),
-    });
-    if !system.is_empty() {
-        out["system"] = Value::from(system.join("\n\n"));
+    // OpenAI's max_completion_tokens counts reasoning tokens too, as Anthropic's max_tokens does with
+    // thinking; so the thinking budget fits under the client's cap, or the answer's own default.
+    let (max_tokens, thinking) = match (chat.reasoning_effort, chat.max_tokens) {
+        (None, m) => (m.unwrap_or(DEFAULT_MAX_TOKENS), None),
+        (Some(e), None) => (DEFAULT_MAX_TOKENS + thinking_budget(e), Some(thinking_budget(e))),
+        (Some(_), Some(m)) if m <= MIN_THINKING_BUDGET => {
+            return Err(TranslateError::Unsupported(format!(
+                "reasoning_effort with max_completion_tokens {m}: not supported by Anthropic (thinking needs a budget of at least {MIN_THINKING_BUDGET} tokens below max_tokens)"
+            )))
+        }
+        (Some(e), Some(m)) => (m, Some(thinking_budget(e).min(m - 1))),
+    };
+    let mut out = json!({"model": model, "messages": messages, "max_tokens": max_tokens});
+    if !chat.system.is_empty() {
+        out["system"] = Value::from(chat.system.join("\n\n"));
     }
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = body.get(key).filter(|v| v.is_number()) {
-            out[key] = v.clone();
+    if let Some(budget) = thinking {
+        out["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+    }
+    if let Some(t) = &chat.temperature {
+        out["temperature"] = t.clone();
+    }
+    if let Some(p) = &chat.top_p {
+        out["top_p"] = p.clone();
+    }
+    if let Some(stop) = &chat.stop {
+        out["stop_sequences"] = stop.clone().into();
+    }
+    if !chat.tools.is_empty() {
+        out["tools"] = chat
+            .tools
+            .iter()
+            .map(|t| {
+                let mut tool = json!({"name": t.name, "input_schema": t.parameters});
+                if let Some(d) = &t.description {
+                    tool["description"] = d.clone().into();
+                }
+                if let Some(s) = t.strict {
+                    tool["strict"] = s.into();
+                }
+                tool
+            })
+            .collect();
+        let mut choice = match &chat.tool_choice {
+            ToolChoice::Unset | ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+        };
+        let serial = chat.parallel_tool_calls == Some(false);
+        if serial && chat.tool_choice != ToolChoice::None {
+            choice["disable_parallel_tool_use"] = true.into();
+        }
+        if chat.tool_choice != ToolChoice::Unset || serial {
+            out["tool_choice"] = choice;
         }
     }
-    if let Some(stop) = stop_sequences(body) {
-        out["stop_sequences"] = stop.into();
+    if let Some(f) = &chat.response_format {
+        out["output_config"] = json!({"format": {"type": "json_schema", "schema": f.schema}});
+    }
+    if let Some(u) = &chat.user {
+        out["metadata"] = json!({"user_id": u});
     }
     if stream {
         out["stream"] = Value::Bool(true);
@@ -76,6 +179,7 @@ pub fn finish_reason(stop: &str) -> &'static str {
         "max_tokens" => "length",
         "tool_use" => "tool_calls",
         "refusal" => "content_filter",
+        "model_context_window_exceeded" => "length",
         _ => "stop",
     }
 }
@@ -87,37 +191,52 @@ fn bad(detail: impl Into<String>) -> TranslateError {
     }
 }
 
-fn usage_of(v: &Value) -> (u64, u64) {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-    (n("input_tokens"), n("output_tokens"))
+fn usage_of(v: &Value) -> Usage {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64);
+    Usage {
+        input: n("input_tokens").unwrap_or(0),
+        output: n("output_tokens").unwrap_or(0),
+        cache_read: n("cache_read_input_tokens"),
+        cache_write: n("cache_creation_input_tokens"),
+    }
 }
 
-/// Messages answer → `chat.completion` (its id and model are kept).
+/// Messages answer → `chat.completion` (its id and model are kept; text, tool calls, thinking).
 pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let content = v
         .get("content")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("no content"))?;
-    let text: String = content
-        .iter()
-        .filter(|c| c.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|c| c.get("text").and_then(Value::as_str))
-        .collect();
+    let mut msg = Message::default();
+    for c in content {
+        let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
+        match field("type") {
+            "text" => msg.text.push_str(field("text")),
+            "tool_use" => msg.push_tool_call(
+                field("id"),
+                field("name"),
+                c.get("input").unwrap_or(&Value::Null),
+            ),
+            "thinking" => msg.reasoning.push_str(field("thinking")),
+            // redacted_thinking and server-side blocks carry nothing an OpenAI client can read.
+            _ => {}
+        }
+    }
     let id = v.get("id").and_then(Value::as_str).unwrap_or(&ctx.id);
     let model = v.get("model").and_then(Value::as_str).unwrap_or(&ctx.model);
     let stop = v
         .get("stop_reason")
         .and_then(Value::as_str)
         .unwrap_or("end_turn");
-    let (input, output) = usage_of(v.get("usage").unwrap_or(&Value::Null));
-    Ok(completion_body(
+    let usage = usage_of(v.get("usage").unwrap_or(&Value::Null));
+    Ok(completion(
         ctx,
         id,
         model,
-        &text,
+        msg,
         finish_reason(stop),
-        openai_usage(input, output),
+        usage.to_openai(),
     ))
 }
 
@@ -151,15 +270,15 @@ pub fn error_body(status: u16, body: &[u8]) -> Bytes {
     }
 }
 
-/// Messages SSE → OpenAI chunk SSE.
+/// Messages SSE → OpenAI chunk SSE (text, tool-call and thinking deltas).
 pub struct StreamTransform {
     ctx: ResponseCtx,
     parser: SseParser,
     id: String,
     model: String,
-    input_tokens: u64,
-    output_tokens: u64,
+    usage: Usage,
     stopped: bool,
+    tools: ToolCallIndex,
 }
 
 impl StreamTransform {
@@ -170,14 +289,31 @@ impl StreamTransform {
             model: ctx.model.to_string(),
             ctx,
             parser: SseParser::new(),
-            input_tokens: 0,
-            output_tokens: 0,
+            usage: Usage::default(),
             stopped: false,
+            tools: ToolCallIndex::default(),
         }
     }
 
     fn chunk(&self, delta: Value, finish: Value) -> Bytes {
         chunk_event(&self.ctx, &self.id, &self.model, delta, finish)
+    }
+
+    /// Counts of a `usage` object: later events repeat or update what earlier ones said.
+    fn absorb_usage(&mut self, u: &Value) {
+        let n = |k: &str| u.get(k).and_then(Value::as_u64);
+        if let Some(i) = n("input_tokens") {
+            self.usage.input = i;
+        }
+        if let Some(o) = n("output_tokens") {
+            self.usage.output = o;
+        }
+        if let Some(r) = n("cache_read_input_tokens") {
+            self.usage.cache_read = Some(r);
+        }
+        if let Some(w) = n("cache_creation_input_tokens") {
+            self.usage.cache_write = Some(w);
+        }
     }
 
     fn on_event(
@@ -186,6 +322,7 @@ impl StreamTransform {
         v: &Value,
         out: &mut BytesMut,
     ) -> Result<(), TranslateError> {
+        let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind {
             "message_start" => {
                 let msg = v.get("message").unwrap_or(&Value::Null);
@@ -195,20 +332,54 @@ impl StreamTransform {
                 if let Some(m) = msg.get("model").and_then(Value::as_str) {
                     self.model = m.to_owned();
                 }
-                let (i, o) = usage_of(msg.get("usage").unwrap_or(&Value::Null));
-                (self.input_tokens, self.output_tokens) = (i, o);
+                if let Some(u) = msg.get("usage") {
+                    self.absorb_usage(u);
+                }
                 out.extend_from_slice(
                     &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null),
                 );
             }
+            "content_block_start" => {
+                let cb = v.get("content_block").unwrap_or(&Value::Null);
+                if cb.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    let field = |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or_default();
+                    let index = self.tools.start(block);
+                    tool_call_start(
+                        &self.ctx,
+                        &self.id,
+                        &self.model,
+                        index,
+                        field("id"),
+                        field("name"),
+                        out,
+                    );
+                }
+            }
             "content_block_delta" => {
-                if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
-                    out.extend_from_slice(&self.chunk(json!({"content": text}), Value::Null));
+                let d = v.get("delta").unwrap_or(&Value::Null);
+                let field = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
+                match field("type") {
+                    "text_delta" => {
+                        out.extend_from_slice(
+                            &self.chunk(json!({"content": field("text")}), Value::Null),
+                        );
+                    }
+                    "input_json_delta" => {
+                        if let Some(index) = self.tools.of(block) {
+                            let (ctx, id, model) = (&self.ctx, &self.id, &self.model);
+                            tool_call_arguments(ctx, id, model, index, field("partial_json"), out);
+                        }
+                    }
+                    "thinking_delta" => {
+                        reasoning_delta(&self.ctx, &self.id, &self.model, field("thinking"), out);
+                    }
+                    // signature_delta and citations: nothing an OpenAI client reads.
+                    _ => {}
                 }
             }
             "message_delta" => {
-                if let Some(o) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.output_tokens = o;
+                if let Some(u) = v.get("usage") {
+                    self.absorb_usage(u);
                 }
                 if let Some(stop) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     out.extend_from_slice(&self.chunk(json!({}), json!(finish_reason(stop))));
@@ -231,7 +402,7 @@ impl StreamTransform {
                         .to_owned(),
                 });
             }
-            // ping, content_block_start/stop: nothing to say to an OpenAI client.
+            // ping, content_block_stop: nothing to say to an OpenAI client.
             _ => {}
         }
         Ok(())
@@ -268,7 +439,7 @@ impl BodyTransform for StreamTransform {
             return Err(TranslateError::Incomplete(PROVIDER));
         }
         if self.ctx.include_usage {
-            let usage = openai_usage(self.input_tokens, self.output_tokens);
+            let usage = self.usage.to_openai();
             out.extend_from_slice(&usage_event(&self.ctx, &self.id, &self.model, usage));
         }
         out.extend_from_slice(SSE_DONE);
@@ -442,5 +613,166 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             t.finish(&mut out),
             Err(TranslateError::Incomplete(PROVIDER))
         );
+    }
+
+    fn agent_body() -> Map<String, Value> {
+        let Value::Object(m) = json!({
+            "model": "claude-x", "user": "u1", "parallel_tool_calls": false, "max_completion_tokens": 3000,
+            "reasoning_effort": "medium",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}},
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+            ],
+        }) else {
+            panic!()
+        };
+        m
+    }
+
+    #[test]
+    fn tools_history_images_and_settings_map_to_messages() {
+        let out = request_body(&agent_body(), "claude-x", false).expect("translate");
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+            ])
+        );
+        assert_eq!(
+            out["tools"],
+            json!([{"name": "get_weather", "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            out["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2999})
+        );
+        assert_eq!(out["max_tokens"], 3000);
+        assert_eq!(out["metadata"], json!({"user_id": "u1"}));
+        assert_eq!(
+            out["output_config"],
+            json!({"format": {"type": "json_schema", "schema": {"type": "object"}}})
+        );
+        for (choice, want) in [
+            (
+                json!("auto"),
+                json!({"type": "auto", "disable_parallel_tool_use": true}),
+            ),
+            (
+                json!("required"),
+                json!({"type": "any", "disable_parallel_tool_use": true}),
+            ),
+            (json!("none"), json!({"type": "none"})),
+        ] {
+            let mut body = agent_body();
+            body.insert("tool_choice".into(), choice);
+            assert_eq!(
+                request_body(&body, "m", false).expect("ok")["tool_choice"],
+                want
+            );
+        }
+        let mut small = agent_body();
+        small.insert("max_completion_tokens".into(), json!(1000));
+        let err = request_body(&small, "m", false).expect_err("budget cannot fit");
+        assert!(err.to_string().contains("reasoning_effort"), "{err}");
+        small.remove("max_completion_tokens");
+        let out = request_body(&small, "m", false).expect("ok");
+        assert_eq!(out["max_tokens"], DEFAULT_MAX_TOKENS + 4096);
+        let mut obj_mode = agent_body();
+        obj_mode.insert("response_format".into(), json!({"type": "json_object"}));
+        let err = request_body(&obj_mode, "m", false).expect_err("json_object");
+        assert!(
+            err.to_string().contains("'response_format'") && err.to_string().contains("Anthropic"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tool_use_answers_map_to_tool_calls() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x-2025",
+            "content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"let me check"},
+                       {"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}],
+            "stop_reason":"tool_use","usage":{"input_tokens":4,"output_tokens":2,"cache_read_input_tokens":8,"cache_creation_input_tokens":0}}"#;
+        let v: Value =
+            serde_json::from_slice(&response_body(&ctx(false), body).expect("ok")).expect("json");
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["content"], "let me check");
+        assert_eq!(m["reasoning_content"], "hmm");
+        assert_eq!(
+            m["tool_calls"],
+            json!([{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(v["usage"]["prompt_tokens"], 12);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+    }
+
+    #[test]
+    fn streamed_tool_calls_become_indexed_deltas() {
+        let stream = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-x", "usage": {"input_tokens": 4, "output_tokens": 1, "cache_read_input_tokens": 2}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "a", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"x\": 1}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_2", "name": "b", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+            json!({"type": "message_stop"}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default()))
+        .collect::<String>();
+        let mut t = StreamTransform::new(ctx(true));
+        let mut out = BytesMut::new();
+        t.feed(stream.as_bytes(), &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let ev: Vec<Value> = String::from_utf8_lossy(&out)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).expect("json"))
+            .collect();
+        let deltas: Vec<Value> = ev
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"].get("tool_calls").cloned())
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                json!([{"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "a", "arguments": ""}}]),
+                json!([{"index": 0, "function": {"arguments": "{\"x\": 1}"}}]),
+                json!([{"index": 1, "id": "toolu_2", "type": "function", "function": {"name": "b", "arguments": ""}}]),
+                json!([{"index": 1, "function": {"arguments": "{}"}}]),
+            ]
+        );
+        assert_eq!(ev[1]["choices"][0]["delta"]["reasoning_content"], "hm");
+        let finish: Vec<&Value> = ev
+            .iter()
+            .map(|e| &e["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finish, vec![&json!("tool_calls")]);
+        let usage = &ev[ev.len() - 1]["usage"];
+        assert_eq!(usage["prompt_tokens"], 6);
+        assert_eq!(usage["completion_tokens"], 9);
     }
 }

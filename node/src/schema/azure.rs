@@ -69,7 +69,11 @@ impl Translator for Azure {
     ) -> Result<UpstreamRequest, TranslateError> {
         Ok(UpstreamRequest {
             path_and_query: super::provider_path(path(ctx))?,
-            body: body.clone(),
+            body: if ctx.model_overridden {
+                super::with_model(body, ctx.model)?
+            } else {
+                body.clone()
+            },
             headers: vec![json_content_type()],
         })
     }
@@ -101,6 +105,7 @@ mod tests {
             operation: op,
             path_and_query: &CHAT,
             model,
+            model_overridden: false,
             stream: false,
             schema_version: version,
         }

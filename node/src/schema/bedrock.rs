@@ -15,12 +15,17 @@ use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
 use super::azure::UNRESERVED;
+use super::chat::{self, Block, Chat, ImageSource, ToolChoice};
 use super::eventstream::EventStreamDecoder;
+use super::fields::{self, Provider};
+use super::reply::{
+    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ToolCallIndex,
+    Usage,
+};
 use super::{
-    chunk_event, completion_body, json_content_type, max_tokens, opaque_error, openai_error,
-    openai_usage, parse_object, split_messages, stop_sequences, usage_event, BodyTransform,
-    Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
-    SSE_DONE,
+    chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
+    BodyTransform, Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator,
+    UpstreamRequest, SSE_DONE,
 };
 
 const PROVIDER: &str = "aws.bedrock";
@@ -39,38 +44,144 @@ pub fn path(model: &str, stream: bool) -> String {
     format!("/model/{}/{op}", utf8_percent_encode(model, UNRESERVED))
 }
 
-/// OpenAI chat body → Converse body.
+/// OpenAI chat body → Converse body: every field translated, safely ignored or refused
+/// ([`super::fields`]).
 pub fn request_body(body: &Map<String, Value>) -> Result<Value, TranslateError> {
-    let (system, turns) = split_messages(body)?;
-    let messages: Vec<Value> = turns
+    fields::check(body, Provider::Bedrock)?;
+    converse(&chat::parse(body, Provider::Bedrock)?)
+}
+
+fn unsupported(what: impl std::fmt::Display) -> TranslateError {
+    TranslateError::Unsupported(format!("{what}: not supported by AWS Bedrock"))
+}
+
+/// One content block in Converse's spelling (`ContentBlock` of the bedrock-runtime service model).
+fn block(b: &Block) -> Result<Value, TranslateError> {
+    Ok(match b {
+        Block::Text(t) => json!({"text": t}),
+        Block::Image {
+            source: ImageSource::Base64 { media_type, data },
+            ..
+        } => json!({"image": {"format": ImageSource::format(media_type), "source": {"bytes": data}}}),
+        Block::Image {
+            source: ImageSource::Url(_),
+            at,
+        } => {
+            return Err(unsupported(format!(
+                "{at}: an image URL (Converse takes image bytes or S3 locations only; send a data: URI)"
+            )))
+        }
+        Block::ToolUse { id, name, input } => {
+            json!({"toolUse": {"toolUseId": id, "name": name, "input": input}})
+        }
+        Block::ToolResult { id, text } => {
+            json!({"toolResult": {"toolUseId": id, "content": [{"text": text}]}})
+        }
+    })
+}
+
+/// The Converse request for a neutral chat.
+pub fn converse(chat: &Chat) -> Result<Value, TranslateError> {
+    let messages = chat
+        .turns
         .iter()
-        .map(|t| json!({"role": t.role, "content": [{"text": t.text}]}))
-        .collect();
+        .map(|t| {
+            let content = t.blocks.iter().map(block).collect::<Result<Vec<_>, _>>()?;
+            Ok(json!({"role": t.role.as_str(), "content": content}))
+        })
+        .collect::<Result<Vec<_>, TranslateError>>()?;
     if messages.is_empty() {
         return Err(TranslateError::BadRequest(
             "Converse needs at least one user or assistant message".into(),
         ));
     }
     let mut out = json!({"messages": messages});
-    if !system.is_empty() {
-        out["system"] = Value::Array(system.iter().map(|s| json!({"text": s})).collect());
+    if !chat.system.is_empty() {
+        out["system"] = Value::Array(chat.system.iter().map(|s| json!({"text": s})).collect());
     }
     let mut inference = Map::new();
-    if let Some(n) = max_tokens(body) {
+    if let Some(n) = chat.max_tokens {
         inference.insert("maxTokens".into(), n.into());
     }
-    for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
-        if let Some(v) = body.get(from).filter(|v| v.is_number()) {
-            inference.insert(to.into(), v.clone());
-        }
+    if let Some(t) = &chat.temperature {
+        inference.insert("temperature".into(), t.clone());
     }
-    if let Some(stop) = stop_sequences(body) {
-        inference.insert("stopSequences".into(), stop.into());
+    if let Some(p) = &chat.top_p {
+        inference.insert("topP".into(), p.clone());
+    }
+    if let Some(stop) = &chat.stop {
+        inference.insert("stopSequences".into(), stop.clone().into());
     }
     if !inference.is_empty() {
         out["inferenceConfig"] = Value::Object(inference);
     }
+    if let Some(config) = tool_config(chat)? {
+        out["toolConfig"] = config;
+    }
+    let mut output = Map::new();
+    if let Some(f) = &chat.response_format {
+        // `JsonSchemaDefinition.schema` is a string holding the schema, not a document.
+        let mut js = json!({"schema": f.schema.to_string()});
+        if let Some(n) = &f.name {
+            js["name"] = n.clone().into();
+        }
+        if let Some(d) = &f.description {
+            js["description"] = d.clone().into();
+        }
+        output.insert(
+            "textFormat".into(),
+            json!({"type": "json_schema", "structure": {"jsonSchema": js}}),
+        );
+    }
+    if let Some(e) = chat.reasoning_effort {
+        output.insert("effort".into(), e.as_str().into());
+    }
+    if !output.is_empty() {
+        out["outputConfig"] = Value::Object(output);
+    }
+    if let Some(tier) = &chat.service_tier {
+        out["serviceTier"] = json!({"type": tier});
+    }
     Ok(out)
+}
+
+/// `toolConfig`. Converse has no "none": without tool calls in the history the tools are left out (the
+/// model then cannot call one); with them Converse requires the definitions, so `none` is refused.
+fn tool_config(chat: &Chat) -> Result<Option<Value>, TranslateError> {
+    if chat.tools.is_empty() {
+        return Ok(None);
+    }
+    let choice = match &chat.tool_choice {
+        ToolChoice::None if chat.has_tool_blocks() => {
+            return Err(unsupported(
+                "tool_choice \"none\" with tool calls in the history (Converse cannot forbid calls while tools are defined)",
+            ))
+        }
+        ToolChoice::None => return Ok(None),
+        ToolChoice::Unset => None,
+        ToolChoice::Auto => Some(json!({"auto": {}})),
+        ToolChoice::Required => Some(json!({"any": {}})),
+        ToolChoice::Named(name) => Some(json!({"tool": {"name": name}})),
+    };
+    let tools: Vec<Value> = chat
+        .tools
+        .iter()
+        .map(|t| {
+            let mut spec = json!({"name": t.name, "inputSchema": {"json": t.parameters}});
+            if let Some(d) = &t.description {
+                spec["description"] = d.clone().into();
+            }
+            if let Some(s) = t.strict {
+                spec["strict"] = s.into();
+            }
+            json!({"toolSpec": spec})
+        })
+        .collect();
+    let mut config = json!({"tools": tools});
+    if let Some(c) = choice {
+        config["toolChoice"] = c;
+    }
+    Ok(Some(config))
 }
 
 /// Converse `stopReason` → OpenAI `finish_reason`.
@@ -83,9 +194,14 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
-fn usage_of(v: &Value) -> Value {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-    openai_usage(n("inputTokens"), n("outputTokens"))
+fn usage_of(v: &Value) -> Usage {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64);
+    Usage {
+        input: n("inputTokens").unwrap_or(0),
+        output: n("outputTokens").unwrap_or(0),
+        cache_read: n("cacheReadInputTokens"),
+        cache_write: n("cacheWriteInputTokens"),
+    }
 }
 
 fn bad(detail: impl Into<String>) -> TranslateError {
@@ -95,27 +211,41 @@ fn bad(detail: impl Into<String>) -> TranslateError {
     }
 }
 
-/// Converse answer → `chat.completion`.
+/// Converse answer → `chat.completion` (text, tool calls, reasoning).
 pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let content = v
         .pointer("/output/message/content")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("no output.message.content"))?;
-    let text: String = content
-        .iter()
-        .filter_map(|c| c.get("text").and_then(Value::as_str))
-        .collect();
+    let mut msg = Message::default();
+    for c in content {
+        if let Some(t) = c.get("text").and_then(Value::as_str) {
+            msg.text.push_str(t);
+        } else if let Some(u) = c.get("toolUse") {
+            let field = |k: &str| u.get(k).and_then(Value::as_str).unwrap_or_default();
+            msg.push_tool_call(
+                field("toolUseId"),
+                field("name"),
+                u.get("input").unwrap_or(&Value::Null),
+            );
+        } else if let Some(t) = c
+            .pointer("/reasoningContent/reasoningText/text")
+            .and_then(Value::as_str)
+        {
+            msg.reasoning.push_str(t);
+        }
+    }
     let stop = v
         .get("stopReason")
         .and_then(Value::as_str)
         .unwrap_or("end_turn");
-    let usage = usage_of(v.get("usage").unwrap_or(&Value::Null));
-    Ok(completion_body(
+    let usage = usage_of(v.get("usage").unwrap_or(&Value::Null)).to_openai();
+    Ok(completion(
         ctx,
         &ctx.id,
         &ctx.model,
-        &text,
+        msg,
         finish_reason(stop),
         usage,
     ))
@@ -154,13 +284,14 @@ pub fn exception_status(kind: &str) -> u16 {
     }
 }
 
-/// ConverseStream event stream → OpenAI chunk SSE.
+/// ConverseStream event stream → OpenAI chunk SSE (text, tool-call and reasoning deltas).
 pub struct StreamTransform {
     ctx: ResponseCtx,
     decoder: EventStreamDecoder,
     started: bool,
     stopped: bool,
-    usage: Option<Value>,
+    usage: Option<Usage>,
+    tools: ToolCallIndex,
 }
 
 impl StreamTransform {
@@ -172,6 +303,7 @@ impl StreamTransform {
             started: false,
             stopped: false,
             usage: None,
+            tools: ToolCallIndex::default(),
         }
     }
 
@@ -179,23 +311,54 @@ impl StreamTransform {
         chunk_event(&self.ctx, &self.ctx.id, &self.ctx.model, delta, finish)
     }
 
+    fn start(&mut self, out: &mut BytesMut) {
+        if !self.started {
+            self.started = true;
+            out.extend_from_slice(
+                &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            );
+        }
+    }
+
     fn on_event(&mut self, kind: &str, payload: &Value, out: &mut BytesMut) {
+        let block = payload
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let (ctx, id, model) = (&self.ctx, &*self.ctx.id, &*self.ctx.model);
         match kind {
-            "messageStart" => {
-                self.started = true;
-                out.extend_from_slice(
-                    &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null),
-                );
-            }
-            "contentBlockDelta" => {
-                if !self.started {
-                    self.started = true;
-                    out.extend_from_slice(
-                        &self.chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            "messageStart" => self.start(out),
+            "contentBlockStart" => {
+                self.start(out);
+                if let Some(u) = payload.pointer("/start/toolUse") {
+                    let field = |k: &str| u.get(k).and_then(Value::as_str).unwrap_or_default();
+                    let index = self.tools.start(block);
+                    let (ctx, id, model) = (&self.ctx, &*self.ctx.id, &*self.ctx.model);
+                    tool_call_start(
+                        ctx,
+                        id,
+                        model,
+                        index,
+                        field("toolUseId"),
+                        field("name"),
+                        out,
                     );
                 }
-                if let Some(text) = payload.pointer("/delta/text").and_then(Value::as_str) {
+            }
+            "contentBlockDelta" => {
+                let delta = payload.get("delta").unwrap_or(&Value::Null);
+                if let Some(text) = delta.get("text").and_then(Value::as_str) {
+                    self.start(out);
                     out.extend_from_slice(&self.chunk(json!({"content": text}), Value::Null));
+                } else if let Some(args) = delta.pointer("/toolUse/input").and_then(Value::as_str) {
+                    if let Some(index) = self.tools.of(block) {
+                        tool_call_arguments(ctx, id, model, index, args, out);
+                    }
+                } else if let Some(text) = delta
+                    .pointer("/reasoningContent/text")
+                    .and_then(Value::as_str)
+                {
+                    reasoning_delta(ctx, id, model, text, out);
                 }
             }
             "messageStop" => {
@@ -211,7 +374,7 @@ impl StreamTransform {
                     self.usage = Some(usage_of(u));
                 }
             }
-            // contentBlockStart/contentBlockStop carry nothing a text answer needs.
+            // contentBlockStop closes a block; the next start or delta says all there is to say.
             _ => {}
         }
     }
@@ -250,7 +413,7 @@ impl BodyTransform for StreamTransform {
             return Err(TranslateError::Incomplete(PROVIDER));
         }
         if self.ctx.include_usage {
-            let usage = self.usage.clone().unwrap_or_else(|| openai_usage(0, 0));
+            let usage = self.usage.unwrap_or_default().to_openai();
             out.extend_from_slice(&usage_event(
                 &self.ctx,
                 &self.ctx.id,
@@ -512,5 +675,194 @@ mod tests {
             matches!(&err, TranslateError::StreamError { kind, message, .. } if kind == "throttlingException" && message == "slow down")
         );
         assert_eq!(events(&out).len(), 1, "output before the exception is kept");
+    }
+
+    fn agent_body() -> Map<String, Value> {
+        let Value::Object(m) = json!({
+            "model": "m", "stream": true, "stream_options": {"include_usage": true}, "seed": 7,
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "weather",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}],
+            "tool_choice": "required", "reasoning_effort": "high", "service_tier": "priority",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}},
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "weather?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}}]},
+                {"role": "assistant", "content": "checking", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+        }) else {
+            panic!()
+        };
+        m
+    }
+
+    #[test]
+    fn tools_history_images_and_settings_map_to_converse() {
+        let out = request_body(&agent_body()).expect("translate");
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [{"text": "weather?"},
+                    {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}}]},
+                {"role": "assistant", "content": [{"text": "checking"},
+                    {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}}]},
+                {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}}]},
+            ])
+        );
+        assert_eq!(
+            out["toolConfig"],
+            json!({"tools": [{"toolSpec": {"name": "get_weather", "description": "weather", "strict": true,
+                "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}}}}],
+                "toolChoice": {"any": {}}})
+        );
+        assert_eq!(
+            out["outputConfig"],
+            json!({"effort": "high", "textFormat": {"type": "json_schema",
+                "structure": {"jsonSchema": {"schema": "{\"type\":\"object\"}", "name": "w"}}}})
+        );
+        assert_eq!(out["serviceTier"], json!({"type": "priority"}));
+        for (choice, want) in [
+            (json!("auto"), json!({"auto": {}})),
+            (
+                json!({"type": "function", "function": {"name": "get_weather"}}),
+                json!({"tool": {"name": "get_weather"}}),
+            ),
+        ] {
+            let mut body = agent_body();
+            body.insert("tool_choice".into(), choice);
+            assert_eq!(
+                request_body(&body).expect("ok")["toolConfig"]["toolChoice"],
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn what_converse_cannot_express_is_refused() {
+        let mut none = agent_body();
+        none.insert("tool_choice".into(), json!("none"));
+        let err = request_body(&none).expect_err("none with history");
+        assert!(err.to_string().contains("tool_choice \"none\""), "{err}");
+        // Without tool calls in the history, "none" leaves the tools out.
+        none.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": "hi"}]),
+        );
+        assert!(request_body(&none).expect("ok").get("toolConfig").is_none());
+        for (field, value, needle) in [
+            (
+                "messages",
+                json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]),
+                "messages[0].content[0]: an image URL",
+            ),
+            ("parallel_tool_calls", json!(false), "'parallel_tool_calls'"),
+            (
+                "response_format",
+                json!({"type": "json_object"}),
+                "'response_format'",
+            ),
+            ("n", json!(3), "'n'"),
+        ] {
+            let mut body = agent_body();
+            body.insert(field.into(), value);
+            let err = request_body(&body).expect_err(field);
+            assert!(matches!(err, TranslateError::Unsupported(_)), "{err}");
+            assert!(
+                err.to_string().contains(needle) && err.to_string().contains("AWS Bedrock"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tool_use_answers_map_to_tool_calls() {
+        let body = br#"{"output":{"message":{"role":"assistant","content":[
+            {"reasoningContent":{"reasoningText":{"text":"think","signature":"s"}}},
+            {"toolUse":{"toolUseId":"t1","name":"a","input":{"x":1}}},
+            {"toolUse":{"toolUseId":"t2","name":"b","input":{}}}]}},
+            "stopReason":"tool_use","usage":{"inputTokens":5,"outputTokens":2,"totalTokens":7,"cacheReadInputTokens":10,"cacheWriteInputTokens":1}}"#;
+        let v: Value =
+            serde_json::from_slice(&response_body(&ctx(false, false), body).expect("ok"))
+                .expect("json");
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["content"], Value::Null);
+        assert_eq!(m["reasoning_content"], "think");
+        assert_eq!(
+            m["tool_calls"],
+            json!([{"id": "t1", "type": "function", "function": {"name": "a", "arguments": "{\"x\":1}"}},
+                   {"id": "t2", "type": "function", "function": {"name": "b", "arguments": "{}"}}])
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": 16, "completion_tokens": 2, "total_tokens": 18,
+                   "prompt_tokens_details": {"cached_tokens": 10, "cache_creation_tokens": 1}})
+        );
+    }
+
+    #[test]
+    fn streamed_tool_calls_become_indexed_deltas() {
+        let mut s = Vec::new();
+        for (kind, payload) in [
+            ("messageStart", json!({"role": "assistant"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "ok"}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 0})),
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "a"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"x\":"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "1}"}}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 1})),
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t2", "name": "b"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{}"}}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 2})),
+            ("messageStop", json!({"stopReason": "tool_use"})),
+            (
+                "metadata",
+                json!({"usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}, "metrics": {"latencyMs": 1}}),
+            ),
+        ] {
+            s.extend_from_slice(&encode_event(kind, payload.to_string().as_bytes()).expect("enc"));
+        }
+        let mut t = StreamTransform::new(ctx(true, true));
+        let mut out = BytesMut::new();
+        t.feed(&s, &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let deltas: Vec<Value> = events(&out)
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"].get("tool_calls").cloned())
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                json!([{"index": 0, "id": "t1", "type": "function", "function": {"name": "a", "arguments": ""}}]),
+                json!([{"index": 0, "function": {"arguments": "{\"x\":"}}]),
+                json!([{"index": 0, "function": {"arguments": "1}"}}]),
+                json!([{"index": 1, "id": "t2", "type": "function", "function": {"name": "b", "arguments": ""}}]),
+                json!([{"index": 1, "function": {"arguments": "{}"}}]),
+            ]
+        );
+        let ev = events(&out);
+        assert_eq!(
+            ev[ev.len() - 2]["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
     }
 }

@@ -13,9 +13,12 @@ pub mod anthropic;
 pub mod auth;
 pub mod azure;
 pub mod bedrock;
+pub mod chat;
 pub mod eventstream;
+pub mod fields;
 pub mod fuzz;
 pub mod openai;
+pub mod reply;
 pub mod sse;
 
 use std::sync::Arc;
@@ -109,8 +112,10 @@ pub struct RequestCtx<'a> {
     pub operation: Operation,
     /// Path and query as the client sent them.
     pub path_and_query: &'a PathAndQuery,
-    /// The body's `model`.
+    /// The model to send: the body's `model`, or the backendRef's `modelNameOverride`.
     pub model: &'a str,
+    /// Whether `model` is an override, so a body sent as is must have its `model` replaced.
+    pub model_overridden: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// `schema.version` of the backend (the Azure `api-version`).
@@ -251,6 +256,16 @@ pub fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Trans
     }
 }
 
+/// The client body with its `model` replaced (a `modelNameOverride` on a passthrough schema). Only
+/// overridden requests pay for the re-encoding.
+pub fn with_model(body: &Bytes, model: &str) -> Result<Bytes, TranslateError> {
+    let mut m = parse_object(body)?;
+    m.insert("model".into(), Value::String(model.to_owned()));
+    serde_json::to_vec(&m)
+        .map(Bytes::from)
+        .map_err(|e| TranslateError::BadRequest(e.to_string()))
+}
+
 /// A `Content-Type: application/json` header.
 pub fn json_content_type() -> (HeaderName, HeaderValue) {
     (
@@ -280,119 +295,12 @@ pub fn openai_error(status: u16, message: &str, code: Option<&str>) -> Value {
     }})
 }
 
-/// The text of a message `content`: a string, or an array of `{"type":"text","text":…}` parts.
-pub fn content_text(content: &Value) -> Result<String, TranslateError> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
-        Value::Array(parts) => {
-            let mut text = String::new();
-            for p in parts {
-                match (
-                    p.get("type").and_then(Value::as_str),
-                    p.get("text").and_then(Value::as_str),
-                ) {
-                    (Some("text"), Some(t)) => text.push_str(t),
-                    (kind, _) => {
-                        return Err(TranslateError::Unsupported(format!(
-                            "content part of type {} cannot be translated (text parts only)",
-                            kind.unwrap_or("<none>")
-                        )))
-                    }
-                }
-            }
-            Ok(text)
-        }
-        _ => Err(TranslateError::BadRequest(
-            "message content must be a string or an array of parts".into(),
-        )),
-    }
-}
-
-/// A chat message reduced to what every provider understands: a role and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextMessage {
-    /// `user` or `assistant`.
-    pub role: &'static str,
-    /// The text.
-    pub text: String,
-}
-
-/// Splits OpenAI `messages` into system text (`system` and `developer` roles, joined by a blank line)
-/// and user/assistant turns, merging consecutive turns of one role (Converse and Messages both require
-/// alternating roles).
-pub fn split_messages(
-    body: &serde_json::Map<String, Value>,
-) -> Result<(Vec<String>, Vec<TextMessage>), TranslateError> {
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::BadRequest("'messages' must be an array".into()))?;
-    let mut system = Vec::new();
-    let mut turns: Vec<TextMessage> = Vec::new();
-    for m in messages {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        if m.get("tool_calls").is_some_and(|t| !t.is_null()) {
-            return Err(TranslateError::Unsupported(
-                "tool calls cannot be translated to this provider".into(),
-            ));
-        }
-        let text = content_text(m.get("content").unwrap_or(&Value::Null))?;
-        let role = match role {
-            "system" | "developer" => {
-                system.push(text);
-                continue;
-            }
-            "user" => "user",
-            "assistant" => "assistant",
-            other => {
-                return Err(TranslateError::Unsupported(format!(
-                    "message role {other:?} cannot be translated to this provider"
-                )))
-            }
-        };
-        match turns.last_mut() {
-            Some(last) if last.role == role => {
-                last.text.push_str("\n\n");
-                last.text.push_str(&text);
-            }
-            _ => turns.push(TextMessage { role, text }),
-        }
-    }
-    Ok((system, turns))
-}
-
-/// `max_completion_tokens` (current name) or `max_tokens` (legacy name).
-pub fn max_tokens(body: &serde_json::Map<String, Value>) -> Option<u64> {
-    body.get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| body.get("max_tokens").and_then(Value::as_u64))
-}
-
-/// `stop`: a string or an array of strings.
-pub fn stop_sequences(body: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
-    match body.get("stop")? {
-        Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 /// `stream_options.include_usage` of a client body.
 pub fn include_usage(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.pointer("/stream_options/include_usage")?.as_bool())
         .unwrap_or(false)
-}
-
-/// `usage` in the OpenAI shape.
-pub fn openai_usage(prompt: u64, completion: u64) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
 /// One `chat.completion.chunk` event (`data: {...}\n\n`).
@@ -422,33 +330,6 @@ pub fn usage_event(ctx: &ResponseCtx, id: &str, model: &str, usage: Value) -> By
 
 /// The end of an OpenAI stream.
 pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
-
-/// A whole `chat.completion` body.
-pub fn completion_body(
-    ctx: &ResponseCtx,
-    id: &str,
-    model: &str,
-    text: &str,
-    finish: &str,
-    usage: Value,
-) -> Bytes {
-    Bytes::from(
-        json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": ctx.created,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-            "usage": usage,
-        })
-        .to_string(),
-    )
-}
 
 /// A transform that buffers the whole body and rewrites it once at the end (non-streamed answers, errors).
 pub struct Buffered<F> {
@@ -518,77 +399,8 @@ pub fn opaque_error(status: u16, provider: &str, body: &[u8]) -> Bytes {
 mod tests {
     use super::*;
 
-    fn obj(v: Value) -> serde_json::Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => panic!("not an object"),
-        }
-    }
-
     #[test]
-    fn messages_split_system_and_merge_consecutive_roles() {
-        let body = obj(json!({"messages": [
-            {"role": "system", "content": "be brief"},
-            {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
-            {"role": "user", "content": "a"},
-            {"role": "user", "content": [{"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": "c"},
-        ]}));
-        let (system, turns) = split_messages(&body).expect("split");
-        assert_eq!(system, vec!["be brief", "be kind"]);
-        assert_eq!(
-            turns,
-            vec![
-                TextMessage {
-                    role: "user",
-                    text: "a\n\nb".into()
-                },
-                TextMessage {
-                    role: "assistant",
-                    text: "c".into()
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn untranslatable_messages_are_errors() {
-        for (body, unsupported) in [
-            (json!({"messages": "x"}), false),
-            (
-                json!({"messages": [{"role": "tool", "content": "x"}]}),
-                true,
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-                true,
-            ),
-            (json!({"messages": [{"role": "user", "content": 5}]}), false),
-        ] {
-            let err = split_messages(&obj(body)).expect_err("must fail");
-            assert_eq!(
-                matches!(err, TranslateError::Unsupported(_)),
-                unsupported,
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn max_tokens_and_stop_read_both_spellings() {
-        assert_eq!(max_tokens(&obj(json!({"max_tokens": 5}))), Some(5));
-        assert_eq!(
-            max_tokens(&obj(json!({"max_tokens": 5, "max_completion_tokens": 7}))),
-            Some(7)
-        );
-        assert_eq!(
-            stop_sequences(&obj(json!({"stop": "x"}))),
-            Some(vec!["x".into()])
-        );
-        assert_eq!(
-            stop_sequences(&obj(json!({"stop": ["x", "y"]}))),
-            Some(vec!["x".into(), "y".into()])
-        );
+    fn include_usage_is_read() {
         assert!(include_usage(
             br#"{"stream_options":{"include_usage":true}}"#
         ));

@@ -28,7 +28,11 @@ impl Translator for OpenAi {
     ) -> Result<UpstreamRequest, TranslateError> {
         Ok(UpstreamRequest {
             path_and_query: ctx.path_and_query.clone(),
-            body: body.clone(),
+            body: if ctx.model_overridden {
+                super::with_model(body, ctx.model)?
+            } else {
+                body.clone()
+            },
             headers: Vec::new(),
         })
     }
@@ -270,6 +274,7 @@ mod tests {
             operation: Operation::Chat,
             path_and_query: &PathAndQuery::from_static("/v1/chat/completions?x=1"),
             model: "m",
+            model_overridden: false,
             stream: false,
             schema_version: None,
         };
@@ -278,6 +283,23 @@ mod tests {
         assert_eq!(r.path_and_query, "/v1/chat/completions?x=1");
         assert_eq!(r.body, body);
         assert!(r.headers.is_empty());
+    }
+
+    #[test]
+    fn an_overridden_model_is_written_into_the_body() {
+        let ctx = RequestCtx {
+            operation: Operation::Chat,
+            path_and_query: &PathAndQuery::from_static("/v1/chat/completions"),
+            model: "gpt-4o-mini",
+            model_overridden: true,
+            stream: false,
+            schema_version: None,
+        };
+        let body = Bytes::from_static(b"{\"model\":\"gpt-4o\",\"messages\":[]}");
+        let r = OpenAi.request(&ctx, &body).expect("translate");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["model"], "gpt-4o-mini");
+        assert_eq!(v["messages"], serde_json::json!([]));
     }
 }
 

@@ -186,12 +186,8 @@ impl<'a> RouteCtx<'a> {
         }
         let priority = non_negative_u32(id, &format!("{field}.priority"), b.priority.unwrap_or(0))?;
         let weight = non_negative_u32(id, &format!("{field}.weight"), b.weight.unwrap_or(1))?;
-        if b.model_name_override.is_some() {
-            self.warnings.push(id.warning(
-                format!("{field}.modelNameOverride"),
-                "ignored: model name overrides are not implemented yet; the client's model is sent",
-            ));
-        }
+        // Envoy AI Gateway: an empty override means none.
+        let model_name_override = b.model_name_override.clone().filter(|m| !m.is_empty());
         let namespace = b.namespace.as_deref().unwrap_or(&id.namespace);
 
         // An AIServiceBackend of that name is what Envoy AI Gateway means; a Backend of that name is what
@@ -225,6 +221,7 @@ impl<'a> RouteCtx<'a> {
                 weight,
                 schema,
                 schema_source: SchemaSource::AiServiceBackend,
+                model_name_override,
             });
         }
         let Some(backend) = find(&self.store.backends, namespace, &b.name) else {
@@ -262,6 +259,7 @@ impl<'a> RouteCtx<'a> {
             weight,
             schema,
             schema_source,
+            model_name_override,
         })
     }
 

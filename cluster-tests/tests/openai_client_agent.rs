@@ -1,0 +1,311 @@
+//! Issue 15: an agent survives the fallback. The official `openai` Python client runs an agent loop
+//! (parallel tool calls, tool results in the history, final answer; plain and streamed) against a route
+//! whose OpenAI primary answers 500, so every turn falls back to AWS Bedrock (SigV4-verified, Converse
+//! shapes checked by the mock), Anthropic or Azure OpenAI. Each fallback has a `modelNameOverride`: the
+//! upstream must receive the overridden model, the answer must name it, and the metrics must carry both
+//! it and the client's model (`gen_ai_original_model`). A field a provider cannot honour is a 422 naming
+//! it and the provider, and never reaches the provider.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_cluster_tests::harness::{
+    http_get, http_post_json, MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
+};
+use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+use switchyard_cluster_tests::mock::service_model::ServiceModel;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+fn python() -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/openai-venv.sh"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/openai-venv.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/openai-venv.sh failed (needs python3 with venv and PyPI access):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// botocore's bedrock-runtime service model, written out (uncompressed) by botocore's own loader from the
+/// test venv, for the Bedrock mock to check every request against.
+fn bedrock_service_model(python: &std::path::Path) -> PathBuf {
+    let path = repo_root().join("target/bedrock-runtime-service-2.json");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, botocore.session\n\
+             loader = botocore.session.get_session().get_component('data_loader')\n\
+             json.dump(loader.load_service_model('bedrock-runtime', 'service-2'), open(sys.argv[1], 'w'))",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the venv's python: {e}"));
+    assert!(
+        out.status.success(),
+        "botocore could not load the bedrock-runtime model:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// One fallback provider of the test: client model, schema, upstream model (the override).
+struct Fallback {
+    client_model: &'static str,
+    schema: &'static str,
+    name: &'static str,
+    override_model: &'static str,
+}
+
+const FALLBACKS: [Fallback; 3] = [
+    Fallback {
+        client_model: "agent-bedrock",
+        schema: "AWSBedrock",
+        name: "bedrock",
+        override_model: "us.anthropic.claude-sonnet-4-v1:0",
+    },
+    Fallback {
+        client_model: "agent-anthropic",
+        schema: "Anthropic",
+        name: "anthropic",
+        override_model: "claude-sonnet-4",
+    },
+    Fallback {
+        client_model: "agent-azure",
+        schema: "AzureOpenAI",
+        name: "azure",
+        override_model: "gpt-4o-deployment",
+    },
+];
+
+fn backend(name: &str, addr: SocketAddr) -> String {
+    format!("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}-be\nspec:\n  endpoints:\n    - ip:\n        address: {}\n        port: {}\n", addr.ip(), addr.port())
+}
+
+fn config(primary: SocketAddr, fallbacks: &[SocketAddr]) -> String {
+    let mut rules = String::new();
+    let mut rest = backend("primary", primary);
+    for (f, addr) in FALLBACKS.iter().zip(fallbacks) {
+        rules.push_str(&format!(
+            "    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: {}\n      backendRefs:\n        - name: primary-be\n          kind: Backend\n          priority: 0\n        - name: {}\n          priority: 1\n          modelNameOverride: {}\n",
+            f.client_model, f.name, f.override_model
+        ));
+        rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {n}\nspec:\n  schema:\n    name: {s}\n  backendRef:\n    name: {n}-be\n    kind: Backend\n    group: gateway.envoyproxy.io\n", n = f.name, s = f.schema));
+        rest.push_str(&backend(f.name, *addr));
+        let auth = match f.schema {
+            "AWSBedrock" => "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n",
+            "Anthropic" => "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: keys\n",
+            _ => "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: keys\n",
+        };
+        rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: {n}-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: {n}\n{auth}", n = f.name));
+    }
+    format!(
+        "apiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIGatewayRoute\nmetadata:\n  name: agents\nspec:\n  schema:\n    name: OpenAI\n  rules:\n{rules}{rest}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = {TEST_ACCESS_KEY_ID}\n    aws_secret_access_key = {TEST_SECRET_ACCESS_KEY}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  apiKey: test-key\n---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata:\n  name: agents-policy\nspec:\n  targetRefs:\n    - group: gateway.networking.k8s.io\n      kind: HTTPRoute\n      name: agents\n{SEED_POLICY}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provider() {
+    let python = tokio::task::spawn_blocking(python)
+        .await
+        .expect("venv task");
+    let result = tokio::time::timeout(Duration::from_secs(180), async {
+        let primary = MockProvider::start("primary").await?;
+        primary
+            .set_mode(serde_json::json!({"mode": "status", "status": 500}))
+            .await?;
+        let model = bedrock_service_model(&python);
+        let mut providers = Vec::new();
+        for f in &FALLBACKS {
+            let mut opts = MockOptions {
+                name: Some(f.name.to_owned()),
+                ..MockOptions::default()
+            };
+            if f.schema == "AWSBedrock" {
+                opts.extra_args = vec![
+                    "--bedrock-service-model".to_owned(),
+                    model.display().to_string(),
+                ];
+            }
+            providers.push(MockProvider::start_with(opts).await?);
+        }
+        let addrs: Vec<SocketAddr> = providers.iter().map(|p| p.data_addr).collect();
+        let node = SwitchyardNode::start(&config(primary.data_addr, &addrs)).await?;
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_agent.py");
+        for (f, provider) in FALLBACKS.iter().zip(&providers) {
+            let out = tokio::process::Command::new(&python)
+                .arg(&script)
+                .arg(node.url("/v1"))
+                .arg(f.client_model)
+                .arg(f.name)
+                .kill_on_drop(true)
+                .output()
+                .await?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            anyhow::ensure!(
+                out.status.success(),
+                "agent loop failed through {}:\n{stdout}\n{}\n--- gateway ---\n{}",
+                f.name,
+                String::from_utf8_lossy(&out.stderr),
+                node.logs()
+            );
+            for stream in ["False", "True"] {
+                anyhow::ensure!(
+                    stdout.contains(&format!(
+                        "{} stream={stream} answer: tool said: get_weather ok; get_time ok",
+                        f.name
+                    )),
+                    "{stdout}"
+                );
+            }
+            // The answer names the model that served it: the override (Anthropic's mock answers with
+            // its own variant of the model it was sent).
+            anyhow::ensure!(stdout.contains(f.override_model), "{stdout}");
+            let requests = provider.requests().await?;
+            anyhow::ensure!(requests.len() == 4, "{} got {}", f.name, requests.len());
+            for r in &requests {
+                match f.schema {
+                    "AWSBedrock" => {
+                        anyhow::ensure!(r.sigv4.as_deref() == Some("verified"), "{:?}", r.sigv4);
+                        let encoded = f.override_model.replace(':', "%3A");
+                        anyhow::ensure!(r.path.contains(&encoded), "{}", r.path);
+                    }
+                    "AzureOpenAI" => {
+                        anyhow::ensure!(r.path.contains(f.override_model), "{}", r.path);
+                        let body: Value = serde_json::from_str(&r.body)?;
+                        anyhow::ensure!(body["model"] == f.override_model, "{body}");
+                    }
+                    _ => {
+                        let body: Value = serde_json::from_str(&r.body)?;
+                        anyhow::ensure!(body["model"] == f.override_model, "{body}");
+                    }
+                }
+            }
+        }
+        // Nothing is dropped silently: what a provider cannot do is a 422 naming the field and the
+        // provider, and the provider never sees the request.
+        for (f, provider) in FALLBACKS.iter().zip(&providers).take(2) {
+            let before = provider.request_count().await?;
+            let resp = http_post_json(
+                &node.url("/v1/chat/completions"),
+                &serde_json::json!({"model": f.client_model, "n": 2,
+                    "messages": [{"role": "user", "content": "two answers"}]}),
+            )
+            .await?;
+            let body = resp.text();
+            anyhow::ensure!(resp.status.as_u16() == 422, "{}: {body}", resp.status);
+            let provider_name = if f.schema == "AWSBedrock" {
+                "AWS Bedrock"
+            } else {
+                "Anthropic"
+            };
+            anyhow::ensure!(
+                body.contains("'n'") && body.contains(provider_name),
+                "{body}"
+            );
+            anyhow::ensure!(provider.request_count().await? == before);
+        }
+        let metrics = http_get(&node.admin_url("/metrics")).await?.text();
+        for f in &FALLBACKS {
+            let series = metrics.lines().find(|l| {
+                l.starts_with("gen_ai_client_token_usage")
+                    && l.contains(&format!("gen_ai_original_model=\"{}\"", f.client_model))
+                    && l.contains(&format!("gen_ai_request_model=\"{}\"", f.override_model))
+            });
+            anyhow::ensure!(
+                series.is_some(),
+                "no token series for {}:\n{metrics}",
+                f.name
+            );
+        }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(_) => panic!("test exceeded its time bound"),
+    }
+}
+
+fn object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+/// Every shape the Bedrock translator produces is valid by AWS's published model, and the model check
+/// itself refuses what AWS would (so a passing agent loop means something).
+#[test]
+fn translated_converse_requests_follow_the_bedrock_runtime_service_model() {
+    let model = ServiceModel::load(&bedrock_service_model(&python())).expect("model");
+    let tools = serde_json::json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "weather", "strict": true,
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "get_time"}},
+    ]);
+    let bodies = [
+        serde_json::json!({"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}],
+            "max_tokens": 10, "temperature": 0.3, "top_p": 0.9, "stop": ["x"]}),
+        serde_json::json!({"model": "m", "tools": tools, "tool_choice": "required", "parallel_tool_calls": true, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": "calling", "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "t2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "t2", "content": "noon"},
+        ]}),
+        serde_json::json!({"model": "m", "tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+            "messages": [{"role": "user", "content": "t?"}]}),
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "json"}], "reasoning_effort": "low",
+            "service_tier": "flex",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "description": "d", "schema": {"type": "object"}}}}),
+    ];
+    for body in bodies {
+        let converse = switchyard::schema::bedrock::request_body(&object(body.clone()))
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        for shape in ["ConverseRequest", "ConverseStreamRequest"] {
+            if let Err(e) = model.check(shape, &converse) {
+                panic!("{shape} refuses the translation of {body}: {e}\n{converse}");
+            }
+        }
+    }
+    for (bad, needle) in [
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a"}]}], "tools": []}),
+            "unknown member tools",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a", "image": {}}]}]}),
+            "exactly one member",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "assistant", "content": [{"toolUse": {"name": "f", "input": {}}}]}]}),
+            "toolUseId",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "user", "content": [{"image": {"format": "tiff", "source": {"bytes": "AA=="}}}]}]}),
+            "tiff",
+        ),
+        (
+            serde_json::json!({"messages": [{"role": "robot", "content": []}]}),
+            "robot",
+        ),
+        (serde_json::json!({"modelId": "m", "messages": []}), "uri"),
+    ] {
+        let err = model.check("ConverseRequest", &bad).expect_err(needle);
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+}
