@@ -207,9 +207,11 @@ impl ConnActivity {
         u64::try_from(at.saturating_duration_since(self.opened).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The instant of connection time `ms`.
+    /// The instant of connection time `ms` (a year on at most: timeouts of absurd length must not
+    /// overflow the clock).
     pub fn instant_at(&self, ms: u64) -> Instant {
-        self.opened + Duration::from_millis(ms)
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        self.opened + Duration::from_millis(ms.min(YEAR_MS))
     }
 
     /// Bytes arrived: with nothing in flight, they are the start of the next request head.
@@ -485,6 +487,21 @@ mod tests {
         drop(second);
         let s = a.snapshot();
         assert_eq!((s.in_flight, s.served, s.head_since), (0, true, None));
+    }
+
+    #[test]
+    fn absurd_deadlines_do_not_overflow_the_clock() {
+        let a = ConnActivity::new();
+        assert!(a.instant_at(u64::MAX) > a.instant_at(1));
+        let huge = ClientLimits {
+            header_timeout: Duration::MAX,
+            keepalive_timeout: Duration::MAX,
+            ..ClientLimits::default()
+        };
+        assert_eq!(
+            next_check(&state(0, false, None, 0), &huge, 5),
+            Check::At(u64::MAX)
+        );
     }
 
     #[test]
