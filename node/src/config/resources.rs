@@ -573,7 +573,7 @@ pub(crate) struct BackendTrafficPolicySpec {
     #[serde(default)]
     pub(crate) timeout: Option<Timeout>,
     // Settings accepted and ignored; each present one becomes a warning (see `ignored_settings`).
-    /// `loadBalancer`: Switchyard picks by priority, then weight at random.
+    /// `loadBalancer`: Switchyard picks by priority, then backendRef weight, then an address, at random.
     #[serde(default)]
     pub(crate) load_balancer: Option<Value>,
     /// `rateLimit`.
@@ -627,7 +627,7 @@ impl BackendTrafficPolicySpec {
             (
                 "loadBalancer",
                 self.load_balancer.is_some(),
-                "Switchyard chooses by priority load, then weight at random",
+                "Switchyard chooses by priority load, then backendRef weight (as Envoy Gateway's default locality weighting), then an address, at random",
             ),
             (
                 "rateLimit",
