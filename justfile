@@ -1,6 +1,6 @@
 # Thin aliases over cargo and scripts. `just --list` shows them.
 
-# Run one node on the local example with mock providers (the README quick start).
+# Run one node on the local example with mock providers (the single-node demo; = cargo run --release -p switchyard-cluster-tests --bin local-demo).
 run:
     cargo run --release -p switchyard-cluster-tests --bin local-demo
 

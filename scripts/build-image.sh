@@ -2,10 +2,10 @@
 # Builds the Switchyard container image OFFLINE with Debian's buildah: no base image is pulled. The image is
 # `scratch` plus exactly what the binary needs at run time (the shared libraries `ldd` names, with their
 # loader), CA certificates, a passwd/group naming the non-root user 65532 the Kubernetes manifests run as,
-# and /tmp. The Dockerfile beside the workspace builds the same layout from a registry base image; this
+# and /tmp. The Dockerfile at the repository root builds the same layout from a registry base image; this
 # script is the one that works on machines without registry access (CI, air-gapped build hosts).
 #
-#   scripts/build-image.sh                          # image from target/release/switchyard (built if missing)
+#   scripts/build-image.sh                          # image from target/release/switchyard (cargo build --release first)
 #   scripts/build-image.sh --binary PATH            # from another build of the binary
 #   scripts/build-image.sh --root DIR               # private buildah storage under DIR (vfs driver), e.g. tests
 #   scripts/build-image.sh --oci DIR                # also where the OCI image layout goes (default target/image/oci)
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --oci) oci="$2"; shift 2 ;;
     --root) root="$2"; shift 2 ;;
     --print-ref) echo "$ref"; exit 0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "build-image.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,10 +54,9 @@ if [ ! -s "$certs" ]; then
 fi
 
 if [ -z "$binary" ]; then
+  # Always through cargo: a no-op when the binary is fresh, and never an image of a stale build.
+  cargo build --release -p switchyard
   binary=target/release/switchyard
-  if [ ! -x "$binary" ]; then
-    cargo build --release -p switchyard
-  fi
 fi
 if [ ! -x "$binary" ]; then
   echo "build-image.sh: $binary is not an executable" >&2

@@ -381,6 +381,42 @@ fn run_promtool(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every dashboard query parses as PromQL: promtool checks them as recording rules, with Grafana's variables
+/// given values.
+#[test]
+fn dashboard_queries_are_valid_promql() -> anyhow::Result<()> {
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut n = 0;
+    for (place, expr) in expressions()? {
+        if !place.starts_with("dashboard panel") {
+            continue;
+        }
+        n += 1;
+        let expr = expr
+            .replace("$__rate_interval", "5m")
+            .replace("$instance", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{n}\n        expr: {}\n",
+            serde_json::to_string(&expr)?
+        ));
+    }
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("dashboard-queries.yaml");
+    std::fs::write(&path, &rules)?;
+    let out = Command::new(promtool()?)
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "promtool rejects a dashboard query: {}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(n > 20, "only {n} dashboard queries");
+    Ok(())
+}
+
 #[test]
 fn alert_rules_pass_promtool_check_and_their_unit_tests() -> anyhow::Result<()> {
     run_promtool(&["check", "rules", "switchyard-alerts.yaml"])?;
