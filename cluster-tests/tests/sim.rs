@@ -1,22 +1,54 @@
-//! Simulator assertions (issue 4: "propagation to all of 1000 nodes in O(log N) rounds"; DESIGN §6
-//! "Partitions": after healing, anti-entropy converges and expired ejections do not come back).
+//! Simulator assertions (issue 4: "propagation to all of 1000 nodes in O(log N) rounds"; issue 14 item 3:
+//! "1000 simulated nodes all hold it within 100 ms at 1–5 ms latency and 1 % loss; 1000 nodes join through
+//! one seed within 10 s"; DESIGN §6 "Partitions": after healing, anti-entropy converges and expired
+//! ejections do not come back).
+//!
+//! These run in debug builds within `cargo test --workspace`, so the join is asserted at 200 nodes here;
+//! the 1000-node join (about 4–5 s simulated, a minute of CPU in release) is measured by the release
+//! `cluster-sim` and reported in the README.
 
 use std::time::Duration;
 
 use switchyard_cluster_tests::sim::{measure, Sim, SimConfig};
 use switchyard_protocol::ObservationClass;
 
-/// The stated constant: an ejection reaches all N nodes within `C · log2(N)` gossip rounds.
-const C: f64 = 1.5;
+/// Issue 14: an ejection reaches every node within this, at 1–5 ms one-way latency and 1 % loss.
+const PROPAGATION_BOUND: Duration = Duration::from_millis(100);
 
+/// Issue 14: a cluster joining through one seed sees itself whole within this.
+const JOIN_BOUND: Duration = Duration::from_secs(10);
+
+/// Relays pass a new state on at once (evidence.rs), so a thousand nodes hold it within a few network
+/// hops, well inside one 200 ms gossip round.
 #[test]
-fn ejection_reaches_all_1000_nodes_in_log_n_rounds() {
-    let f = measure(1000, 7, false);
-    let rounds = f.ejection_rounds.expect("reached every node within 60 s");
-    let bound = (C * 1000f64.log2()).ceil() as u32;
+fn ejection_reaches_all_1000_nodes_within_100_ms() {
+    let seed = 7;
+    let f = measure(1000, seed, false);
+    let took = f.ejection_time.expect("reached every node within 60 s");
     assert!(
-        rounds <= bound,
-        "{rounds} rounds > {C}·log2(1000) = {bound}"
+        took <= PROPAGATION_BOUND,
+        "seed {seed}: {took:?} > {PROPAGATION_BOUND:?}"
+    );
+    assert!(f.ejection_rounds.expect("reached") <= 1, "seed {seed}");
+    // Bounded fanout, no storm: about ⌈ln N⌉ + 6 = 13 messages per node, once, plus a little repair.
+    assert!(
+        f.ejection_messages < 20 * 1000,
+        "seed {seed}: {} messages",
+        f.ejection_messages
+    );
+}
+
+/// Push-pull membership sync (membership.rs): a crowd joining through one seed converges in seconds; the
+/// joined cluster then propagates an ejection within the bound.
+#[test]
+fn two_hundred_nodes_join_through_one_seed_within_10_s() {
+    let f = measure(200, 1, true);
+    let joined = f.membership.expect("joined within the limit");
+    assert!(joined <= JOIN_BOUND, "{joined:?} > {JOIN_BOUND:?}");
+    let took = f.ejection_time.expect("reached every node");
+    assert!(
+        took <= PROPAGATION_BOUND,
+        "{took:?} > {PROPAGATION_BOUND:?}"
     );
 }
 

@@ -20,14 +20,15 @@
 //!   (DESIGN §6: "keep trying dead nodes and seeds now and then");
 //! - `Leave` marks the sender Left at once;
 //! - push on join: a node that hears *directly* from a member it did not know, or from a new generation of
-//!   one (a restart), or from one it held dead or left, sends it every live member it knows at once, in
-//!   chunks of `max_piggyback` (memberlist's push-pull, push half — the other side does the same for us when
-//!   it sees our record as new). Without it a joiner learns of the others only when they happen to contact
-//!   it, because piggybacked gossip carries *changes*, not the standing membership.
+//!   one (a restart), or from one it held dead or left, sends it every live member it knows at once, as
+//!   many records per Ping as fit a frame (memberlist's push-pull, push half — the other side does the
+//!   same for us when it sees our record as new). Without it a joiner learns of the others only when they
+//!   happen to contact it, because piggybacked gossip carries *changes*, not the standing membership.
 //! - push-pull sync (the other half, for everyone else): every `sync_interval` a node offers its view's
 //!   digest to one random live member ([`MemberSync`], phase Offer); if the views differ the member
 //!   answers with its whole view and the offerer sends back its own if they still differ — three messages
-//!   at most, chunked to fit a frame, digest-only (a few dozen bytes) when nothing changed. This is what
+//!   at most, chunked to fit a frame, digest-only (a few dozen bytes) when nothing changed; while views
+//!   differ a node offers again after `sync_busy_interval` instead of `sync_interval`. This is what
 //!   spreads a crowd of joiners: the seed knows every joiner at once, and each exchange merges two views,
 //!   so full knowledge spreads epidemically (push-pull: about log2 N exchanges) instead of one piggybacked
 //!   record at a time. Members first learned this way are not re-gossiped (the sync itself spreads them);
@@ -86,6 +87,9 @@ pub struct MembershipConfig {
     pub forget_after: Duration,
     /// How often a digest is offered to one random live member for push-pull sync (default 1 s).
     pub sync_interval: Duration,
+    /// How soon a node offers again after an exchange found the views different (default 200 ms): fast
+    /// while a crowd joins, back to `sync_interval` once an offer meets an equal view.
+    pub sync_busy_interval: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -101,6 +105,7 @@ impl Default for MembershipConfig {
             join_backoff_max: Duration::from_secs(30),
             forget_after: Duration::from_secs(3600),
             sync_interval: Duration::from_secs(1),
+            sync_busy_interval: Duration::from_millis(200),
         }
     }
 }
@@ -165,24 +170,11 @@ fn record_bytes(u: &MemberUpdate) -> usize {
     u.node.len() + u.addr.len() + 32
 }
 
-/// A well-mixed 64-bit hash of the facts that make two views differ, identical on every build (FNV-1a,
-/// then a splitmix64 finaliser so that XOR-combining records stays well distributed).
-fn record_hash(u: &MemberUpdate) -> u64 {
+/// A well-mixed 64-bit hash of one member's presence in a view, identical on every build (FNV-1a, then a
+/// splitmix64 finaliser so that XOR-combining records stays well distributed).
+fn record_hash(node: &str, generation: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let state = match u.state {
-        MemberState::Alive => 0u8,
-        MemberState::Suspect => 1,
-        MemberState::Dead => 2,
-        MemberState::Left => 3,
-    };
-    let bytes = u
-        .node
-        .bytes()
-        .chain([0xff])
-        .chain(u.generation.to_le_bytes())
-        .chain(u.incarnation.to_le_bytes())
-        .chain([state]);
-    for b in bytes {
+    for b in node.bytes().chain([0xff]).chain(generation.to_le_bytes()) {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h ^= h >> 30;
@@ -557,24 +549,45 @@ impl Membership {
                 out.push(m.update());
             }
         }
-        // Records owed to this node since it joined go first; they share the message's budget.
-        let mut budget = self.cfg.max_piggyback;
+        // Records owed to this node since it joined go first, as many as fit SYNC_CHUNK_BYTES (the rest go
+        // on further Pings): one message for a whole view instead of one per 16 records. Piggybacked
+        // gossip keeps its own budget; with node ids and addresses of hostname length the message stays
+        // under the frame (48 KiB + 17 records of < 600 bytes).
         if let Some((a, owed)) = about.and_then(|a| Some((a, self.sync.get_mut(a)?))) {
-            let n = owed.len().min(budget);
+            let mut size = 0;
+            let n = owed
+                .iter()
+                .take_while(|u| {
+                    size += record_bytes(u);
+                    size <= SYNC_CHUNK_BYTES
+                })
+                .count()
+                .max(1)
+                .min(owed.len());
             out.extend(owed.drain(..n));
-            budget -= n;
             if owed.is_empty() {
                 self.sync.remove(a);
             }
         }
-        let limit = self.retransmit_limit();
-        let mut pending: Vec<(u32, NodeId)> = self
+        let budget = self.cfg.max_piggyback;
+        if budget == 0 || self.gossip.is_empty() {
+            return out;
+        }
+        // The `budget` least-sent updates (ties by node id), found in O(gossip) rather than by sorting it
+        // all: this runs for every message sent.
+        let mut pending: Vec<(u32, &NodeId)> = self
             .gossip
             .iter()
-            .map(|(k, (_, sent))| (*sent, k.clone()))
+            .map(|(k, (_, sent))| (*sent, k))
             .collect();
-        pending.sort();
-        for (_, key) in pending.into_iter().take(budget) {
+        if pending.len() > budget {
+            pending.select_nth_unstable(budget);
+            pending.truncate(budget);
+        }
+        pending.sort_unstable();
+        let keys: Vec<NodeId> = pending.into_iter().map(|(_, k)| k.clone()).collect();
+        let limit = self.retransmit_limit();
+        for key in keys {
             if let Some((u, sent)) = self.gossip.get_mut(&key) {
                 out.push(u.clone());
                 *sent += 1;
@@ -652,6 +665,8 @@ impl Membership {
                     .rng
                     .random_range(self.probe_pos..=self.probe_order.len());
                 self.probe_order.insert(at, u.node.clone());
+                // The view grew: others may not know this member yet (or we may be the one joining).
+                self.next_sync = self.next_sync.min(now + self.cfg.sync_busy_interval);
                 Some(MembershipEvent::Joined(u.node.clone()))
             }
             Some(m) => {
@@ -696,14 +711,18 @@ impl Membership {
         true
     }
 
-    /// The digest of this node's live view (itself included): XOR of [`record_hash`], so independent of
-    /// order. Dead and Left members are left out, so that two nodes that forgot a long-dead member at
-    /// different times still agree.
+    /// The digest of this node's live view (itself included): XOR of [`record_hash`] over who is in it,
+    /// so independent of order. It covers `(node, generation)` only: incarnations and suspicions are
+    /// SWIM's gossip to settle, and counting them would turn every suspicion into full-view exchanges
+    /// across the cluster. Dead and Left members are left out, so that two nodes that forgot a long-dead
+    /// member at different times still agree.
     pub fn view_digest(&self) -> u64 {
         self.members
             .values()
             .filter(|m| m.is_live())
-            .fold(record_hash(&self.me), |d, m| d ^ record_hash(&m.update()))
+            .fold(record_hash(&self.me.node, self.me.generation), |d, m| {
+                d ^ record_hash(&m.node, m.generation)
+            })
     }
 
     /// Sends `to` this node's whole view (own record first in every chunk, then every member still
@@ -754,10 +773,14 @@ impl Membership {
             SyncPhase::Answer if !s.more => Some(SyncPhase::Close),
             SyncPhase::Answer | SyncPhase::Close => None,
         };
-        if let Some(phase) = answer {
-            if self.view_digest() != s.digest {
-                self.send_view(from, phase);
-            }
+        let differs = self.view_digest() != s.digest;
+        if let Some(phase) = answer.filter(|_| differs) {
+            self.send_view(from, phase);
+        }
+        // Views differed (an answer or a close came, or we answer): more may be missing elsewhere, so the
+        // next offer comes soon; an offer that meets an equal view sets the pace back to sync_interval.
+        if differs || s.phase != SyncPhase::Offer {
+            self.next_sync = self.next_sync.min(now + self.cfg.sync_busy_interval);
         }
     }
 

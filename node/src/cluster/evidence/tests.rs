@@ -247,8 +247,8 @@ fn dissemination_gossips_to_fanout_for_log_n_rounds_when_large() {
     let mut rng = StdRng::seed_from_u64(2);
     let mut d = Disseminator::new(DisseminationConfig::default());
     let peers: Vec<String> = (0..99).map(|i| format!("p{i}")).collect();
-    // The owner's own push goes to the immediate fanout (⌈ln 100⌉ + 4 = 9), the rounds to 3.
-    assert_eq!(d.changed(&"me".into(), true, &peers, &mut rng).len(), 9);
+    // The owner's own push goes to the immediate fanout (⌈ln 100⌉ + 6 = 11), the rounds to 3.
+    assert_eq!(d.changed(&"me".into(), true, &peers, &mut rng).len(), 11);
     assert!(d.changed(&"x".into(), false, &peers, &mut rng).is_empty());
     let limit = retransmit_limit(100);
     assert_eq!(limit, 7);
@@ -270,14 +270,14 @@ fn dissemination_gossips_to_fanout_for_log_n_rounds_when_large() {
 #[test]
 fn immediate_fanout_is_ln_n_plus_margin_within_fanout_and_peers() {
     let d = Disseminator::new(DisseminationConfig::default());
-    // (live peers, fanout): ⌈ln(peers + 1)⌉ + 4, at least 3, at most every peer.
+    // (live peers, fanout): ⌈ln(peers + 1)⌉ + 6, at least 3, at most every peer.
     let rows = [
         ("alone", 0, 0),
         ("fewer_peers_than_fanout", 2, 2),
-        ("33_nodes", 32, 8),
-        ("100_nodes", 99, 9),
-        ("1000_nodes", 999, 11),
-        ("100k_nodes", 99_999, 16),
+        ("33_nodes", 32, 10),
+        ("100_nodes", 99, 11),
+        ("1000_nodes", 999, 13),
+        ("100k_nodes", 99_999, 18),
     ];
     for (name, peers, want) in rows {
         assert_eq!(d.immediate_fanout(peers), want, "{name}");
@@ -299,7 +299,7 @@ fn relays_pass_a_new_state_on_at_once_exactly_once_when_large() {
     for _ in 0..50 {
         let mut again = Disseminator::new(DisseminationConfig::default());
         let to = again.learned(&owner, (1, 5), "p3", &peers, &mut rng);
-        assert_eq!(to.len(), 9);
+        assert_eq!(to.len(), 11);
         assert!(
             !to.iter().any(|p| p == "p3" || p == "p7"),
             "never back to the sender or the owner: {to:?}"
@@ -309,19 +309,19 @@ fn relays_pass_a_new_state_on_at_once_exactly_once_when_large() {
         unique.dedup();
         assert_eq!(unique.len(), to.len());
     }
-    assert_eq!(d.learned(&owner, (1, 5), "p3", &peers, &mut rng).len(), 9);
+    assert_eq!(d.learned(&owner, (1, 5), "p3", &peers, &mut rng).len(), 11);
     assert_eq!(d.pending(), 1, "the repair rounds start too");
     // The same (owner, generation, version) again, from anyone, or an older one: no second wave.
     assert!(d.learned(&owner, (1, 5), "p4", &peers, &mut rng).is_empty());
     assert!(d.learned(&owner, (1, 4), "p4", &peers, &mut rng).is_empty());
     // A newer version, or a restart, is a new state and gets its own wave.
-    assert_eq!(d.learned(&owner, (1, 6), "p4", &peers, &mut rng).len(), 9);
-    assert_eq!(d.learned(&owner, (2, 1), "p4", &peers, &mut rng).len(), 9);
+    assert_eq!(d.learned(&owner, (1, 6), "p4", &peers, &mut rng).len(), 11);
+    assert_eq!(d.learned(&owner, (2, 1), "p4", &peers, &mut rng).len(), 11);
     // Relaying is per owner.
     assert_eq!(
         d.learned(&"p8".into(), (1, 6), "p4", &peers, &mut rng)
             .len(),
-        9
+        11
     );
 }
 

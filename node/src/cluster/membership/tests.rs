@@ -297,7 +297,8 @@ fn push_on_join_sends_every_live_member_to_the_joiner() {
         let mut learnt: BTreeSet<String> = BTreeSet::new();
         for o in &out {
             let ups = carried(&o.message);
-            assert!(ups.len() <= 1 + MembershipConfig::default().max_piggyback);
+            let bytes = switchyard_protocol::encode(&o.message).expect("fits a frame");
+            assert!(bytes.len() <= switchyard_protocol::MAX_FRAME);
             // (The joiner's own record comes back too: it is new gossip.)
             learnt.extend(ups.into_iter().map(|u| u.node).filter(|n| n != "joiner"));
         }
@@ -524,5 +525,43 @@ fn view_digest_is_order_independent_and_ignores_the_dead() {
         "dead members do not count"
     );
     a.learn(update("m3", 3, S::Suspect), t);
-    assert_ne!(a.view_digest(), b.view_digest(), "a suspicion does");
+    a.learn(update("m4", 9, S::Alive), t);
+    assert_eq!(
+        a.view_digest(),
+        b.view_digest(),
+        "suspicions and incarnations are SWIM's to settle"
+    );
+    let mut restarted = update("m5", 0, S::Alive);
+    restarted.generation = 2;
+    a.learn(restarted, t);
+    assert_ne!(a.view_digest(), b.view_digest(), "a restart does count");
+}
+
+/// While views differ both sides offer again after sync_busy_interval; an offer that meets an equal view
+/// leaves the pace at sync_interval.
+#[test]
+fn sync_pace_is_fast_while_views_differ() {
+    let t = Instant::now();
+    let cfg = MembershipConfig::default();
+    let mut a = node("a", &[], t);
+    let mut b = node("b", &[], t);
+    a.learn(update("b", 0, S::Alive), t);
+    b.learn(update("a", 0, S::Alive), t);
+    b.learn(update("x", 0, S::Alive), t);
+    let at = t + cfg.sync_interval;
+    a.tick(at);
+    b.tick(at);
+    b.drain_outbox();
+    sync_between(&mut a, &mut b, at);
+    assert_eq!(a.next_sync, at + cfg.sync_busy_interval, "a learned x");
+    assert_eq!(b.next_sync, at + cfg.sync_busy_interval, "b answered");
+    let again = at + cfg.sync_busy_interval;
+    a.tick(again);
+    let phases = sync_between(&mut a, &mut b, again);
+    assert_eq!(phases.len(), 1, "equal views: the offer only");
+    assert_eq!(
+        a.next_sync,
+        again + cfg.sync_interval,
+        "back to the slow pace"
+    );
 }
