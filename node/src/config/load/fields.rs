@@ -78,7 +78,7 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("BackendTrafficPolicy", "spec.targetRef.sectionName", Ignored("the policy applies to every rule of the route")),
     ("BackendTrafficPolicy", "spec.targetRefs[].sectionName", Ignored("the policy applies to every rule of the route")),
     ("BackendTrafficPolicy", "spec.targetSelectors", Ignored("attach the policy by targetRefs (kind HTTPRoute, name = the AIGatewayRoute's name)")),
-    ("BackendTrafficPolicy", "spec.loadBalancer", Ignored("Switchyard chooses by priority load, then weight at random")),
+    ("BackendTrafficPolicy", "spec.loadBalancer", Ignored("Switchyard chooses by priority load, then backendRef weight (locality-weighted, as Envoy Gateway), then an address at random")),
     ("BackendTrafficPolicy", "spec.rateLimit", Ignored("rate limiting is not implemented")),
     ("BackendTrafficPolicy", "spec.faultInjection", Ignored("fault injection is not implemented")),
     ("BackendTrafficPolicy", "spec.proxyProtocol", Ignored("PROXY protocol towards backends is not implemented")),
