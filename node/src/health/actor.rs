@@ -86,6 +86,9 @@ pub struct HostStatus {
     pub reason: Option<String>,
     /// Milliseconds until the ejection time is up.
     pub time_left_ms: Option<u64>,
+    /// When the ejection time is up, as Unix milliseconds of this node's wall clock: for operators and
+    /// tests comparing nodes on one machine (the cluster itself never exchanges wall-clock instants).
+    pub ejected_until_unix_ms: Option<u64>,
     /// The ejection number (Envoy's multiplier k).
     pub ejection_count: u32,
     /// Consecutive 5xx counter.
@@ -557,10 +560,14 @@ impl HealthState {
             ),
             (None, None) => (false, None, None, 0),
         };
+        let wall = std::time::SystemTime::now();
         HostStatus {
             ejected,
             reason,
             time_left_ms: time_left.map(|t| t.as_millis() as u64),
+            ejected_until_unix_ms: time_left
+                .and_then(|t| (wall + t).duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64),
             ejection_count: count,
             consecutive_5xx: c.consecutive_5xx,
             consecutive_gateway_errors: c.consecutive_gateway,
