@@ -499,7 +499,11 @@ impl GossipState {
             metrics::gauge!("switchyard_backend_cluster_ejected", "backend" => entry.key.shared())
                 .set(if applied.contains(key) { 1.0 } else { 0.0 });
         }
-        self.applied = applied;
+        // For `/status`, a host this node ejected itself is applied too (it holds it out under the cluster's
+        // verdict like any other), not "adopted, not applied".
+        let mut shown = applied;
+        shown.extend(local.into_iter().filter(|k| adopted.contains(k)));
+        self.applied = shown;
     }
 
     fn status(&self, now: Instant) -> ClusterStatus {
