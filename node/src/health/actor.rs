@@ -223,6 +223,11 @@ impl HealthState {
                 self.timer = Some((every, myself.send_interval(every, || HealthMsg::Sweep)));
             }
         }
+        // A reload builds the rule's budget anew, counting the hosts held out now (this one included): the
+        // hold moves to the new groups without taking a second slot, and the old groups are left behind.
+        if !self.held.is_empty() {
+            self.held = policy.groups.clone();
+        }
         self.policy = policy;
         self.publish(myself, Instant::now());
     }
