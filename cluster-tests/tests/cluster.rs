@@ -280,6 +280,57 @@ async fn one_timeline_under_load_one_trial_per_expiry_from_the_whole_cluster() {
     .await;
 }
 
+/// A network-class ejection that no quorum shares is held by its node alone, so its trial runs there (DESIGN
+/// §6 "Single trial": the other nodes never held the host out and have nothing to try).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejection_only_one_node_holds_is_tried_on_that_node() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let policy = SEED_POLICY
+            .replace("baseEjectionTime: 5s", "baseEjectionTime: 1s")
+            .replace("interval: 2s", "interval: 3s");
+        let yaml = fallback_config(MODEL, primary.data_addr, fallback.data_addr, &policy);
+        let cluster = TestCluster::start(3, &yaml, &["--network-quorum", "2"]).await?;
+        let port = primary.data_addr.port().to_string();
+        let mut fw = Iptables::new();
+        fw.insert(&[
+            "-p",
+            "tcp",
+            "-s",
+            "127.0.0.1",
+            "-d",
+            "127.0.0.1",
+            "--dport",
+            &port,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ])?;
+        send(&cluster, 0, 0).await?;
+        let trial = poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async {
+                let b = primary_status(&cluster, 0, primary.data_addr).await.ok()?;
+                (!b["trial"].is_null()).then(|| b["trial"].clone())
+            },
+        )
+        .await?;
+        anyhow::ensure!(trial["node"] == "n1", "n1 tries its own ejection: {trial}");
+        // The trial request meets the refusal again: ejection 2 on n1, the client served by the fallback.
+        send(&cluster, 0, 1).await?;
+        let b = primary_status(&cluster, 0, primary.data_addr).await?;
+        anyhow::ensure!(
+            b["ejected"] == true && b["ejection_count"] == 2,
+            "the failed trial starts ejection 2: {b}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 /// Baseline: with `--share-ejections off` every node has to find out for itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_ejections_off_every_node_hits_the_primary_itself() {

@@ -144,6 +144,10 @@ pub struct HealthState {
     timeline: Option<Timeline>,
     /// Whether the timeline's current hold comes from the cluster (for `/status`).
     by_cluster: bool,
+    /// The ejection number the cluster last said it holds the host out under (its [`ClusterFact`]): only a
+    /// shared ejection has its trial on another node; one only this node holds (network evidence below
+    /// the quorum) is tried here.
+    shared_count: Option<u32>,
     /// Groups whose slot this host holds while held out (released on return, even after a reload).
     held: Vec<Arc<EjectionGroup>>,
     timer: Option<(Duration, JoinHandle<()>)>,
@@ -252,20 +256,22 @@ impl HealthState {
             return true;
         };
         let count = self.timeline.as_ref().map_or(0, |t| t.ejection_count());
+        if self.shared_count != Some(count) {
+            return true;
+        }
         let live = live.load();
         trial_node(self.key.as_str(), count, &live.live).is_none_or(|n| *n == live.me)
     }
 
     fn trial_status(&self, now: Instant) -> Option<TrialStatus> {
-        let (since, _) = self.timeline.as_ref()?.trial()?;
+        let (since, mine) = self.timeline.as_ref()?.trial()?;
         let count = self.timeline.as_ref().map_or(0, |t| t.ejection_count());
         let node = match &self.live {
             None => "this node".to_string(),
             Some(live) => {
                 let live = live.load();
-                trial_node(self.key.as_str(), count, &live.live)
-                    .cloned()
-                    .unwrap_or_else(|| live.me.clone())
+                let other = trial_node(self.key.as_str(), count, &live.live).filter(|_| !mine);
+                other.cloned().unwrap_or_else(|| live.me.clone())
             }
         };
         Some(TrialStatus {
@@ -482,6 +488,7 @@ impl HealthState {
             self.apply_step(step);
         }
         if let Some(e) = &fact.ejected {
+            self.shared_count = Some(e.count);
             let Some(t) = self.timeline.as_mut() else {
                 return;
             };
@@ -612,6 +619,7 @@ impl Actor for BackendHealth {
             detector: None,
             timeline: None,
             by_cluster: false,
+            shared_count: None,
             held: Vec::new(),
             timer: None,
             tick: None,
