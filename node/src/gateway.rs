@@ -144,14 +144,6 @@ impl Gateway {
         v
     }
 
-    /// Re-reads the config file and swaps it in; on error the running config is kept.
-    pub async fn reload(&self) -> Result<(), LoadError> {
-        let cfg = config::load(&self.config_path)?;
-        self.apply(cfg).await?;
-        metrics::counter!("switchyard_config_reloads_total", "result" => "ok").increment(1);
-        Ok(())
-    }
-
     /// The config file or directory the gateway was started from (and reloads read).
     pub fn config_path(&self) -> &Path {
         &self.config_path

@@ -217,37 +217,25 @@ pub fn verify_sigv4(
 
 /// Encodes one event-stream event message.
 pub fn event_frame(event_type: &str, payload: &Value) -> Bytes {
-    let msg = Message::new(Bytes::from(payload.to_string()))
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ))
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event_type.to_owned().into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/json".into()),
-        ));
-    let mut buf = Vec::new();
-    if let Err(e) = aws_smithy_eventstream::frame::write_message_to(&msg, &mut buf) {
-        tracing::error!(error = %e, "encoding an event-stream frame");
-    }
-    Bytes::from(buf)
+    frame("event", ":event-type", event_type, payload)
 }
 
 /// Encodes one event-stream exception message (`:message-type: exception`), as ConverseStream sends a
 /// throttling or service error after its 200.
 pub fn exception_frame(exception_type: &str, payload: &Value) -> Bytes {
+    frame("exception", ":exception-type", exception_type, payload)
+}
+
+/// One event-stream message of `message_type`, its type in the `type_header` header, JSON payload.
+fn frame(message_type: &str, type_header: &str, type_name: &str, payload: &Value) -> Bytes {
     let msg = Message::new(Bytes::from(payload.to_string()))
         .add_header(Header::new(
             ":message-type",
-            HeaderValue::String("exception".into()),
+            HeaderValue::String(message_type.to_owned().into()),
         ))
         .add_header(Header::new(
-            ":exception-type",
-            HeaderValue::String(exception_type.to_owned().into()),
+            type_header.to_owned(),
+            HeaderValue::String(type_name.to_owned().into()),
         ))
         .add_header(Header::new(
             ":content-type",

@@ -299,12 +299,6 @@ impl ClusterCore {
         }
     }
 
-    /// The node that runs the trial when ejection number `count` of `host` ends: deterministic over the
-    /// live set, this node included (DESIGN §6 "Single trial").
-    pub fn trial_node(&self, host: &str, count: u32) -> Option<NodeId> {
-        crate::health::timeline::trial_node(host, count, &self.live_set()).cloned()
-    }
-
     fn own_changed(&mut self, now: Instant) {
         let me = self.cfg.node_id.clone();
         let peers = self.membership.live_peers();
