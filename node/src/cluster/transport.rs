@@ -189,11 +189,18 @@ pub struct TransportConfig {
     pub keep_alive: Duration,
     /// How long a peer has after the handshake to open its stream.
     pub ready_timeout: Duration,
+    /// Oldest a queued frame may be when its turn to be written comes; older ones are dropped (counted
+    /// as `stale`). Frames wait in the queue while a dial is under way, and a dial into a partition can
+    /// complete only once it heals, many seconds later: a gossip frame states durations as of sending
+    /// (`remaining_ms`), which the receiver re-bases on arrival, so a late one would extend an ejection
+    /// that has long ended. What is dropped is repaired by the Hello and anti-entropy of the new
+    /// connection.
+    pub max_queue_age: Duration,
 }
 
 impl TransportConfig {
     /// Settings with defaults: 64 KiB frames, 256 frames per peer, 1024 events, 10 s idle timeout, 3 s
-    /// keep-alive, 5 s to become ready.
+    /// keep-alive, 5 s to become ready, frames dropped after 1 s in the queue.
     pub fn new(
         listen: SocketAddr,
         node_id: impl Into<NodeId>,
@@ -213,6 +220,7 @@ impl TransportConfig {
             idle_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(3),
             ready_timeout: Duration::from_secs(5),
+            max_queue_age: Duration::from_secs(1),
         }
     }
 }
@@ -445,6 +453,8 @@ pub struct TransportStats {
     pub dropped_oversized: u64,
     /// Queued frames lost with their connection or dial.
     pub dropped_lost: u64,
+    /// Queued frames dropped for having waited longer than `max_queue_age`.
+    pub dropped_stale: u64,
 }
 
 /// Information about one connected peer.
@@ -475,6 +485,7 @@ struct Counters {
     dropped_too_large: AtomicU64,
     dropped_oversized: AtomicU64,
     dropped_lost: AtomicU64,
+    dropped_stale: AtomicU64,
 }
 
 impl Counters {
@@ -520,6 +531,7 @@ impl Counters {
             "queue_full" => &self.dropped_queue_full,
             "too_large" => &self.dropped_too_large,
             "oversized" => &self.dropped_oversized,
+            "stale" => &self.dropped_stale,
             _ => &self.dropped_lost,
         };
         c.fetch_add(n, Ordering::Relaxed);
@@ -539,11 +551,13 @@ impl Counters {
             dropped_too_large: g(&self.dropped_too_large),
             dropped_oversized: g(&self.dropped_oversized),
             dropped_lost: g(&self.dropped_lost),
+            dropped_stale: g(&self.dropped_stale),
         }
     }
 }
 
-type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>;
+/// A peer's outbound frames, each with the instant it was queued.
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Instant, Bytes)>>>;
 
 struct Active {
     conn: quinn::Connection,
@@ -554,7 +568,7 @@ struct Active {
 }
 
 struct PeerSlot {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<(Instant, Bytes)>,
     rx: Queue,
     active: Option<Active>,
     dialing: bool,
@@ -576,6 +590,7 @@ struct Inner {
     max_frame: usize,
     peer_queue: usize,
     ready_timeout: Duration,
+    max_queue_age: Duration,
     events: mpsc::Sender<TransportEvent>,
     state: Mutex<State>,
     counters: Counters,
@@ -644,6 +659,7 @@ impl Transport {
             max_frame: config.max_frame.max(1),
             peer_queue: config.peer_queue.max(1),
             ready_timeout: config.ready_timeout,
+            max_queue_age: config.max_queue_age,
             events: events_tx,
             state: Mutex::new(State::default()),
             counters: Counters::default(),
@@ -703,7 +719,7 @@ impl Transport {
                 return Err(SendError::Denied(peer.node_id.clone()));
             }
             let slot = slot(&mut st, &peer.node_id, inner.peer_queue);
-            if slot.tx.try_send(frame).is_err() {
+            if slot.tx.try_send((Instant::now(), frame)).is_err() {
                 inner.counters.dropped("queue_full", 1);
                 return Err(SendError::QueueFull(peer.node_id.clone()));
             }
@@ -1515,7 +1531,11 @@ async fn write_frames(inner: &Inner, conn: &quinn::Connection, queue: Queue) {
             _ = shutdown.wait_for(|s| *s) => break,
             frame = rx.recv() => frame,
         };
-        let Some(frame) = frame else { break };
+        let Some((queued, frame)) = frame else { break };
+        if queued.elapsed() > inner.max_queue_age {
+            inner.counters.dropped("stale", 1);
+            continue;
+        }
         buf.clear();
         if codec.encode(frame, &mut buf).is_err() {
             // Unreachable: `send` refuses frames over the same limit.
@@ -1529,7 +1549,7 @@ async fn write_frames(inner: &Inner, conn: &quinn::Connection, queue: Queue) {
         inner.counters.frame(Direction::Outbound);
     }
     // Shutdown: flush what is queued, then finish the stream and wait until the peer has it.
-    while let Ok(frame) = rx.try_recv() {
+    while let Ok((_, frame)) = rx.try_recv() {
         buf.clear();
         if codec.encode(frame, &mut buf).is_err() {
             continue;
