@@ -858,3 +858,96 @@ async fn request_bodies_arriving_in_pieces_are_forwarded_whole() {
     })
     .await;
 }
+
+/// Audit D4: an answer an upstream Envoy marked as its own refusal (`x-envoy-overloaded`,
+/// `x-envoy-ratelimited`) is never retried, even when `retryOn` names its status, as Envoy's
+/// `wouldRetryFromHeaders`; passive health still counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_an_upstream_envoy_marked_as_refusals_are_not_retried() {
+    bounded(async {
+        let policy = SEED_POLICY.replace(
+            "        - 500\n",
+            "        - 500\n        - 503\n        - 429\n",
+        );
+        for (status, header) in [(503u16, "x-envoy-overloaded"), (429, "x-envoy-ratelimited")] {
+            let (primary, fallback, node) = start_pair(&policy).await?;
+            primary
+                .set_mode(json!({"mode": "status", "status": status, "headers": {header: "true"}}))
+                .await?;
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
+            anyhow::ensure!(
+                r.status == status,
+                "{header}: the {status} must reach the client, got {} {}",
+                r.status,
+                r.text()
+            );
+            anyhow::ensure!(
+                primary.request_count().await? == 1,
+                "{header}: retried on the primary"
+            );
+            anyhow::ensure!(
+                fallback.request_count().await? == 0,
+                "{header}: retried onto the fallback"
+            );
+            if status == 503 {
+                // consecutive5XxErrors: 1 ejected the primary on the marked 503: health counted it.
+                let st = node.status().await?;
+                let ejected = st["backends"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|b| b["backend"] == "default/primary" && b["ejected"] == true);
+                anyhow::ensure!(
+                    ejected,
+                    "the marked 503 did not count for passive health: {st}"
+                );
+            } else {
+                // The same status without the mark is retried (the policy names it); a 429 does not eject,
+                // so every attempt goes to the primary: numRetries + 1 of them.
+                primary
+                    .set_mode(json!({"mode": "status", "status": status}))
+                    .await?;
+                let r = http_post_json(&node.url("/v1/chat/completions"), &chat(1)).await?;
+                anyhow::ensure!(r.status == 429, "{}", r.status);
+                let n = primary.request_count().await?;
+                anyhow::ensure!(
+                    n == 1 + 6,
+                    "an unmarked 429 is retried 5 times: the primary saw {n}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Audit D3: Envoy backs off with its jittered exponential strategy whatever a `Retry-After` says (Envoy
+/// Gateway configures no rate-limited backoff). A primary asking for 8 s under a 3 s route timeout: the
+/// retry goes to the fallback at once and the client gets its answer, not a route timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_does_not_delay_the_retry() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500, "retry_after": 8}))
+            .await?;
+        let yaml = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY)
+            .replacen(
+                "      backendRefs:\n",
+                "      timeouts:\n        request: 3s\n      backendRefs:\n",
+                1,
+            );
+        let node = SwitchyardNode::start(&yaml).await?;
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat(0)).await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "the retry waited for Retry-After: {} {}",
+            r.status,
+            r.text()
+        );
+        anyhow::ensure!(fallback.request_count().await? == 1);
+        Ok(())
+    })
+    .await;
+}

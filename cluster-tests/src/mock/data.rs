@@ -304,6 +304,7 @@ async fn handle(
         Mode::Status {
             status,
             retry_after,
+            headers,
         } => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let msg = format!("mock-provider {}: injected status {status}", shared.name);
@@ -311,6 +312,14 @@ async fn handle(
             if let Some(ra) = retry_after {
                 if let Ok(v) = HeaderValue::from_str(&ra.header_value()) {
                     resp.headers_mut().insert(RETRY_AFTER, v);
+                }
+            }
+            for (name, value) in headers {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    resp.headers_mut().insert(n, v);
                 }
             }
             resp

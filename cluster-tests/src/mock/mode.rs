@@ -12,6 +12,7 @@
 //! {"mode":"status","status":503}
 //! {"mode":"status","status":429,"retry_after":2}          // Retry-After: 2
 //! {"mode":"status","status":503,"retry_after":"Wed, 21 Oct 2015 07:28:00 GMT"}
+//! {"mode":"status","status":503,"headers":{"x-envoy-overloaded":"true"}}
 //! {"mode":"refuse"}
 //! {"mode":"reset"}
 //! {"mode":"hang"}
@@ -63,6 +64,9 @@ pub enum Mode {
         /// Optional `Retry-After` header.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after: Option<RetryAfter>,
+        /// Extra response headers, e.g. `x-envoy-overloaded` as an Envoy in front of a provider adds.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        headers: std::collections::BTreeMap<String, String>,
     },
     /// Close the data listener so that connects are refused; idle connections are closed too.
     Refuse,
@@ -159,6 +163,7 @@ impl Mode {
                         Mode::Status {
                             status,
                             retry_after: Some(RetryAfter::Seconds(num(words, 2, "retry-after")?)),
+                            headers: Default::default(),
                         },
                         &words[3..],
                     ),
@@ -166,6 +171,7 @@ impl Mode {
                         Mode::Status {
                             status,
                             retry_after: None,
+                            headers: Default::default(),
                         },
                         &words[2..],
                     ),

@@ -1,7 +1,8 @@
 //! The attempt loop for one request: choose a host, send, classify, report to health, then return or retry.
 //!
 //! Envoy semantics (DESIGN §4): attempts ≤ numRetries + 1; only outcomes the `retryOn` triggers name are
-//! retried; a retry backs off with full jitter (or a shorter `Retry-After`); `perRetry.timeout` bounds one
+//! retried, and never an answer an upstream Envoy marked `x-envoy-ratelimited` or `x-envoy-overloaded`; a retry
+//! backs off with full jitter, whatever `Retry-After` says, as Envoy; `perRetry.timeout` bounds one
 //! attempt until response headers and the route timeout bounds everything, the response body included,
 //! never retried. `streamIdleTimeout` cuts an attempt silent that long, before or after its headers. A
 //! failed attempt is acknowledged by the host's health actor before the retry chooses, so the retry sees
@@ -32,7 +33,7 @@ use crate::proxy::error::GatewayError;
 use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
-use crate::retry::policy::{backoff, is_retriable, retry_after, AttemptOutcome};
+use crate::retry::policy::{backoff, is_retriable, response_outcome};
 use crate::routing::matcher::{MODEL_HEADER, MODEL_HEADER_NAME};
 use crate::routing::select::{select, AttemptHistory, Selection};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
@@ -224,7 +225,7 @@ pub async fn forward(
                     record_upstream(host, status_label(status));
                 }
                 host.health.report(Observation::ConnectSucceeded);
-                let outcome = AttemptOutcome::Status(status);
+                let outcome = response_outcome(status, resp.headers());
                 let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
                 if status >= 500 {
                     host.health
@@ -304,7 +305,7 @@ pub async fn forward(
         };
 
         let outcome = match &failure {
-            Failure::Response(r, ..) => AttemptOutcome::Status(r.status().as_u16()),
+            Failure::Response(r, ..) => response_outcome(r.status().as_u16(), r.headers()),
             Failure::Local(f) => f.attempt_outcome(),
             Failure::Held(_, f) => f.outcome,
         };
@@ -326,20 +327,8 @@ pub async fn forward(
             }
         }
 
-        let hinted = match &failure {
-            Failure::Response(r, ..) => retry_after(
-                policy,
-                r.status().as_u16(),
-                r.headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            ),
-            Failure::Local(_) | Failure::Held(..) => None,
-        };
-        let wait = hinted.unwrap_or_else(|| backoff(policy, history.attempts(), &mut rng));
+        // Envoy's jittered backoff; a `Retry-After` on the failed answer does not shorten or lengthen it.
+        let wait = backoff(policy, history.attempts(), &mut rng);
         if Instant::now() + wait >= deadline {
             tokio::time::sleep_until(deadline).await;
             return route_timeout(rule);

@@ -3,9 +3,11 @@
 //! This module exists so that "is this attempt's outcome retried, and how long do we wait first" is answered
 //! exactly as Envoy's router answers it for the `retryOn` triggers Envoy Gateway passes through (DESIGN §4):
 //! `RetryStateImpl::wouldRetryFromHeaders` / `wouldRetryFromReset` for the decision, Envoy's
-//! `JitteredExponentialBackOffStrategy` for the delay, and a server's `Retry-After` on 429/503 when it asks
-//! for less than the maximum backoff. The retry budget (`numRetries`, `maxParallelRetries`) and the route
-//! timeout are the proxy's business; nothing here reads a clock.
+//! `JitteredExponentialBackOffStrategy` for the delay. Like Envoy with the policy Envoy Gateway configures
+//! (no `rate_limited_retry_back_off`), a server's `Retry-After` does not change a retry's delay; it is
+//! parsed here for the rate-limit cooldown extension, which acts on it only when enabled. The retry budget
+//! (`numRetries`, `maxParallelRetries`) and the route timeout are the proxy's business; nothing here reads a
+//! clock.
 
 use std::time::Duration;
 
@@ -31,12 +33,30 @@ pub enum AttemptOutcome {
     RefusedStream,
     /// `perRetry.timeout` expired before response headers (Envoy resets the stream, reason `LocalReset`).
     PerTryTimeout,
+    /// Response headers with this status that carry `x-envoy-ratelimited` or `x-envoy-overloaded`: an
+    /// upstream Envoy (a provider behind Envoy, Istio or another AI gateway) refused the request itself.
+    /// Envoy never retries these (`wouldRetryFromHeaders`), whatever the status and `retryOn` say; passive
+    /// health still counts the status.
+    EnvoyRefused(u16),
+}
+
+/// The outcome of an attempt that got response headers: [`AttemptOutcome::EnvoyRefused`] when an upstream
+/// Envoy marked the answer as its own rate limit or overload, else [`AttemptOutcome::Status`].
+pub fn response_outcome(status: u16, headers: &http::HeaderMap) -> AttemptOutcome {
+    if headers.contains_key("x-envoy-ratelimited") || headers.contains_key("x-envoy-overloaded") {
+        AttemptOutcome::EnvoyRefused(status)
+    } else {
+        AttemptOutcome::Status(status)
+    }
 }
 
 impl AttemptOutcome {
     /// Every outcome without a status: Envoy sees each as a stream reset with some reason.
     fn is_local_failure(self) -> bool {
-        !matches!(self, AttemptOutcome::Status(_))
+        !matches!(
+            self,
+            AttemptOutcome::Status(_) | AttemptOutcome::EnvoyRefused(_)
+        )
     }
 
     /// The request never reached the upstream (Envoy's `!upstream_request_started`): connection failures
@@ -120,8 +140,8 @@ pub fn backoff(cfg: &RetryConfig, retry_number: u32, rng: &mut impl Rng) -> Dura
     Duration::from_millis(rng.random_range(0..ceiling))
 }
 
-/// The server-requested wait from a `Retry-After` header on a retried 429 or 503, when it is shorter than
-/// `maxInterval`; `None` means "use [`backoff`]".
+/// The server-requested wait from a `Retry-After` header on a 429 or 503, when it is shorter than
+/// `maxInterval`; `None` when there is none to honour.
 ///
 /// The header may be delta-seconds or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms
 /// every recipient must accept, RFC 9110 §5.6.7); a date is turned into a delay against `now_unix_secs`, a
@@ -323,7 +343,54 @@ mod tests {
             O::RefusedStream,
             O::PerTryTimeout,
         ]);
+        // An upstream Envoy's own refusals: no row retries them, whatever the status.
+        v.extend([429, 500, 503].map(O::EnvoyRefused));
         v
+    }
+
+    #[test]
+    fn envoy_marked_answers_are_refusals_whatever_the_status() {
+        let marked = |name: &str, value: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+            h
+        };
+        let cases = [
+            ("plain 503", 503, http::HeaderMap::new(), O::Status(503)),
+            (
+                "rate limited 429",
+                429,
+                marked("x-envoy-ratelimited", "true"),
+                O::EnvoyRefused(429),
+            ),
+            (
+                "overloaded 503",
+                503,
+                marked("x-envoy-overloaded", "true"),
+                O::EnvoyRefused(503),
+            ),
+            (
+                "any value counts, as Envoy checks presence",
+                500,
+                marked("X-Envoy-Overloaded", ""),
+                O::EnvoyRefused(500),
+            ),
+            (
+                "other envoy headers do not",
+                503,
+                marked("x-envoy-upstream-service-time", "3"),
+                O::Status(503),
+            ),
+        ];
+        for (name, status, headers, want) in cases {
+            assert_eq!(response_outcome(status, &headers), want, "{name}");
+        }
+        let five_xx = policy(&[RetryTrigger::FiveXx], &[503]);
+        assert!(!is_retriable(&five_xx, &O::EnvoyRefused(503)));
+        assert!(is_retriable(&five_xx, &O::Status(503)));
     }
 
     #[test]
