@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    free_port, http_get, http_post_json, http_post_json_stream, run_bounded, MockOptions,
-    MockProvider, SwitchyardNode, TlsFiles, SEED_POLICY,
+    free_port, http_get, http_post_json, http_post_json_stream, http_request, run_bounded,
+    MockOptions, MockProvider, SwitchyardNode, TlsFiles, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
@@ -573,6 +573,87 @@ async fn missing_bedrock_credentials_answer_401_and_send_nothing() {
                 && !node.logs().contains(TEST_SECRET_ACCESS_KEY),
             "secret leaked"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// Issue 16.3: `headerMutation` / `bodyMutation` on the AIServiceBackend and on the route's backendRef,
+/// merged with the backendRef's winning, applied after translation and before signing: the Bedrock mock
+/// sees the edits and still verifies the SigV4 signature over the mutated body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_and_body_mutations_reach_a_signed_bedrock_request() {
+    bounded(async {
+        let mock = MockProvider::start("bedrock").await?;
+        let yaml = single("bedrock", mock.data_addr, "AWSBedrock", aws_policy("default"))
+            .replacen(
+                "  schema:\n    name: AWSBedrock\n",
+                "  schema:\n    name: AWSBedrock\n  headerMutation:\n    set:\n      - name: X-Org\n        value: acme\n      - name: x-tier\n        value: basic\n  bodyMutation:\n    set:\n      - path: additionalModelRequestFields\n        value: '{\"top_k\": 5}'\n",
+                1,
+            )
+            .replacen(
+                "        - name: bedrock\n          priority: 0\n",
+                "        - name: bedrock\n          priority: 0\n          headerMutation:\n            set:\n              - name: x-tier\n                value: premium\n",
+                1,
+            );
+        let node = SwitchyardNode::start(&yaml).await?;
+        round_trip(&node, "bedrock").await?;
+        let reqs = mock.requests().await?;
+        anyhow::ensure!(reqs.len() == 2, "{reqs:?}");
+        for r in &reqs {
+            anyhow::ensure!(r.sigv4.as_deref() == Some("verified"), "signature: {:?}", r.sigv4);
+            anyhow::ensure!(r.headers.get("x-org").map(String::as_str) == Some("acme"), "{:?}", r.headers);
+            anyhow::ensure!(
+                r.headers.get("x-tier").map(String::as_str) == Some("premium"),
+                "the backendRef's value wins: {:?}",
+                r.headers
+            );
+            let body = r.json().ok_or_else(|| anyhow::anyhow!("not JSON"))?;
+            anyhow::ensure!(body["additionalModelRequestFields"] == json!({"top_k": 5}), "{body}");
+            anyhow::ensure!(body["inferenceConfig"]["maxTokens"] == 64, "translation kept: {body}");
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// A mutation edits what the client sent (a header removed, body members removed and set) but never
+/// replaces the backend's own credential: credentials are put on after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_edit_client_headers_and_body_but_not_the_credential() {
+    bounded(async {
+        let mock = MockProvider::start("openai").await?;
+        let yaml = single("openai", mock.data_addr, "OpenAI", key_policy("APIKey", "apiKey", "openai-key"))
+            .replacen(
+                "    group: gateway.envoyproxy.io\n",
+                "    group: gateway.envoyproxy.io\n  headerMutation:\n    remove:\n      - X-Internal\n    set:\n      - name: authorization\n        value: Bearer not-the-key\n  bodyMutation:\n    remove:\n      - user\n    set:\n      - path: service_tier\n        value: '\"scale\"'\n",
+                1,
+            );
+        let node = SwitchyardNode::start(&yaml).await?;
+        let mut body = chat("hi", false);
+        body["user"] = json!("u-1");
+        let r = http_request(
+            http::Method::POST,
+            &node.url("/v1/chat/completions"),
+            &[("content-type", "application/json"), ("x-internal", "do-not-forward"), ("x-keep", "1")],
+            body.to_string(),
+        )
+        .await?;
+        anyhow::ensure!(r.status == 200, "{} {}\n{}", r.status, r.text(), node.logs());
+        let reqs = mock.requests().await?;
+        anyhow::ensure!(reqs.len() == 1, "{reqs:?}");
+        let h = &reqs[0].headers;
+        anyhow::ensure!(!h.contains_key("x-internal"), "removed header forwarded: {h:?}");
+        anyhow::ensure!(h.get("x-keep").map(String::as_str) == Some("1"), "{h:?}");
+        anyhow::ensure!(
+            h.get("authorization").map(String::as_str) == Some("Bearer test-openai-key"),
+            "the policy's key must win: {:?}",
+            h.get("authorization")
+        );
+        let sent = reqs[0].json().ok_or_else(|| anyhow::anyhow!("not JSON"))?;
+        anyhow::ensure!(sent.get("user").is_none(), "{sent}");
+        anyhow::ensure!(sent["service_tier"] == "scale", "{sent}");
+        anyhow::ensure!(sent["messages"][1]["content"] == "hi", "{sent}");
         Ok(())
     })
     .await;

@@ -143,6 +143,31 @@ pub struct BackendRef {
     pub schema_source: SchemaSource,
     /// `modelNameOverride`: the model sent to this backend instead of the client's (`None`: the client's).
     pub model_name_override: Option<String>,
+    /// `headerMutation` and `bodyMutation` of the AIServiceBackend and of this backendRef, merged (the
+    /// backendRef's win where both touch the same header or member); `None` when neither has any.
+    pub mutation: Option<std::sync::Arc<Mutation>>,
+}
+
+/// Edits to every request a backendRef sends (Envoy AI Gateway's `headerMutation` / `bodyMutation`),
+/// validated and merged at load. Applied after translation and before credentials, so a mutation never
+/// replaces the backend's credential; removals first, then sets.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mutation {
+    /// Header names to remove (lowercase, deduplicated).
+    pub header_remove: Vec<http::HeaderName>,
+    /// Headers to overwrite or add. Values are marked sensitive: they may carry keys.
+    pub header_set: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Top-level body members to remove.
+    pub body_remove: Vec<String>,
+    /// Top-level body members to overwrite or add.
+    pub body_set: Vec<(String, serde_json::Value)>,
+}
+
+impl Mutation {
+    /// Whether the body is touched (it is parsed and re-serialised only then).
+    pub fn edits_body(&self) -> bool {
+        !self.body_remove.is_empty() || !self.body_set.is_empty()
+    }
 }
 
 /// Where a backend's schema came from.

@@ -384,6 +384,56 @@ pub(crate) struct AIGatewayRouteRuleBackendRef {
     /// `modelNameOverride`: the model this backend is sent instead of the client's.
     #[serde(default)]
     pub(crate) model_name_override: Option<String>,
+    /// `headerMutation`: header edits for this rule's requests to this backend.
+    #[serde(default)]
+    pub(crate) header_mutation: Option<HttpHeaderMutation>,
+    /// `bodyMutation`: top-level JSON body edits for this rule's requests to this backend.
+    #[serde(default)]
+    pub(crate) body_mutation: Option<HttpBodyMutation>,
+}
+
+/// `HTTPHeaderMutation` (Envoy AI Gateway; Gateway API's `HTTPHeaderFilter` without `add`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpHeaderMutation {
+    /// `set`: overwrite or add.
+    #[serde(default)]
+    pub(crate) set: Option<Vec<HttpHeaderValue>>,
+    /// `remove`: header names, case-insensitive.
+    #[serde(default)]
+    pub(crate) remove: Option<Vec<String>>,
+}
+
+/// One `set` entry of a header mutation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpHeaderValue {
+    /// Header name.
+    pub(crate) name: String,
+    /// Header value.
+    pub(crate) value: String,
+}
+
+/// `HTTPBodyMutation` (Envoy AI Gateway): top-level JSON members.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpBodyMutation {
+    /// `set`: overwrite or add.
+    #[serde(default)]
+    pub(crate) set: Option<Vec<HttpBodyField>>,
+    /// `remove`: top-level member names.
+    #[serde(default)]
+    pub(crate) remove: Option<Vec<String>>,
+}
+
+/// One `set` entry of a body mutation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpBodyField {
+    /// The top-level member.
+    pub(crate) path: String,
+    /// Its value: JSON text, or a plain string.
+    pub(crate) value: String,
 }
 
 /// `AIServiceBackendSpec`.
@@ -397,6 +447,12 @@ pub(crate) struct AIServiceBackendSpec {
     /// `backendSecurityPolicyRef` (v0.2; later replaced by the policy's `targetRefs`).
     #[serde(default)]
     pub(crate) backend_security_policy_ref: Option<LocalObjectRef>,
+    /// `headerMutation`: header edits for every request to this backend.
+    #[serde(default)]
+    pub(crate) header_mutation: Option<HttpHeaderMutation>,
+    /// `bodyMutation`: top-level JSON body edits for every request to this backend.
+    #[serde(default)]
+    pub(crate) body_mutation: Option<HttpBodyMutation>,
 }
 
 /// `BackendSecurityPolicySpec`.

@@ -30,6 +30,7 @@ use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::error::GatewayError;
+use crate::proxy::mutation;
 use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
@@ -602,10 +603,18 @@ fn build_upstream_request(
     for (name, value) in translated.headers {
         headers.insert(name, value);
     }
+    // The backendRef's mutations edit what this backend is sent, before its credential and signature.
+    let body = match &host.mutation {
+        Some(m) => {
+            mutation::apply_headers(m, &mut headers);
+            mutation::apply_body(m, &translated.body)
+        }
+        None => translated.body,
+    };
     // Host names the endpoint (its name and, when not the scheme default, its port: the value SigV4
     // signs from the URI), set below from the host's precomputed parts. The address dialled is pinned in
     // the host's connector, so naming the endpoint never changes which address is reached.
-    let mut upstream = Request::new(Full::new(translated.body.clone()));
+    let mut upstream = Request::new(Full::new(body.clone()));
     *upstream.method_mut() = Method::POST;
     *upstream.uri_mut() = uri;
     *upstream.headers_mut() = headers;
@@ -620,7 +629,7 @@ fn build_upstream_request(
         };
         auth::apply(
             &mut upstream,
-            &translated.body,
+            &body,
             target,
             backend.auth.as_ref(),
             AwsKeys::from_env,

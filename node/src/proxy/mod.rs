@@ -8,6 +8,7 @@ pub mod handler;
 pub mod hop;
 pub mod json_members;
 pub mod limits;
+pub mod mutation;
 pub mod pool;
 pub mod server;
 pub mod stream_end;

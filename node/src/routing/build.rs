@@ -42,6 +42,8 @@ pub struct HostPlan {
     pub weight: u32,
     /// `backendRefs[].modelNameOverride`: the model this host is sent instead of the client's.
     pub model_override: Option<String>,
+    /// The backendRef's merged `headerMutation` / `bodyMutation`.
+    pub mutation: Option<std::sync::Arc<crate::config::model::Mutation>>,
     /// The client this host sends through.
     pub client: ClientKey,
 }
@@ -126,6 +128,7 @@ pub fn plan(cfg: &Config, resolved: &Resolved) -> Plan {
                                     priority: r.priority,
                                     weight: r.weight,
                                     model_override: r.model_name_override.clone(),
+                                    mutation: r.mutation.clone(),
                                     client: ClientKey {
                                         backend: backend.key.clone(),
                                         dial,
@@ -185,6 +188,7 @@ mod tests {
             },
             schema_source: SchemaSource::RouteInput,
             model_name_override: None,
+            mutation: None,
         }
     }
 

@@ -113,6 +113,8 @@ pub struct UpstreamHost {
     pub ok_counter: metrics::Counter,
     /// `backendRefs[].modelNameOverride`: the model this host is sent instead of the client's.
     pub model_override: Option<Arc<str>>,
+    /// `headerMutation` / `bodyMutation` of its backendRef and AIServiceBackend, merged.
+    pub mutation: Option<Arc<crate::config::model::Mutation>>,
 }
 
 /// The parts of `base_url` every attempt to a host reuses, so that no attempt formats or parses them.
@@ -151,6 +153,7 @@ impl UpstreamHost {
             request_parts: None,
             endpoint_host: String::new(),
             model_override: plan.model_override.as_deref().map(Arc::from),
+            mutation: plan.mutation.clone(),
         };
         host.derive_request_parts();
         host

@@ -50,11 +50,7 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("AIGatewayRoute", "spec.llmRequestCosts", Ignored("token-cost accounting for rate limits is not implemented (token usage is still exported as metrics)")),
     ("AIGatewayRoute", "spec.rules[].name", Ignored("rule names only name Envoy's generated HTTPRoute rules; validate output numbers the rules")),
     // The stream helper makes this Read (resources.rs, model.rs and its resolution).
-    ("AIGatewayRoute", "spec.rules[].backendRefs[].headerMutation", Ignored("header mutation is not implemented; headers are sent as the schema builds them")),
-    ("AIGatewayRoute", "spec.rules[].backendRefs[].bodyMutation", Ignored("body mutation is not implemented; bodies are sent as the schema translates them")),
     // --- AIServiceBackend -----------------------------------------------------------------------------
-    ("AIServiceBackend", "spec.headerMutation", Ignored("header mutation is not implemented; headers are sent as the schema builds them")),
-    ("AIServiceBackend", "spec.bodyMutation", Ignored("body mutation is not implemented; bodies are sent as the schema translates them")),
     ("AIServiceBackend", "spec.timeouts", Ignored("timeouts are AIGatewayRoute rules[].timeouts.request and BackendTrafficPolicy retry.perRetry.timeout")),
     // --- BackendSecurityPolicy ------------------------------------------------------------------------
     ("BackendSecurityPolicy", "spec.credentialOverride", Ignored("the policy's own credential is always sent; clients cannot supply one")),
@@ -417,8 +413,8 @@ mod tests {
             Row {
                 name: "inside an ignored field nothing is checked (upstream's own validation applies there)",
                 kind: "AIGatewayRoute",
-                spec: json!({"rules": [{"name": "r0", "backendRefs": [{"name": "b", "headerMutation": {"set": [{"name": "x", "value": "y"}]}}]}]}),
-                want: Ok(&["spec.rules[0].name: ignored:", "spec.rules[0].backendRefs[0].headerMutation: ignored:"]),
+                spec: json!({"rules": [{"name": "r0", "backendRefs": [{"name": "b"}]}], "filterConfig": {"type": "x", "anything": {"y": 1}}}),
+                want: Ok(&["spec.rules[0].name: ignored:", "spec.filterConfig: ignored:"]),
                 after: Some(json!({"rules": [{"backendRefs": [{"name": "b"}]}]})),
             },
             Row {
@@ -438,7 +434,7 @@ mod tests {
             Row {
                 name: "an explicit null ignored field is dropped without a warning",
                 kind: "AIServiceBackend",
-                spec: json!({"headerMutation": null}),
+                spec: json!({"timeouts": null}),
                 want: Ok(&[]),
                 after: Some(json!({})),
             },

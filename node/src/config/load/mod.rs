@@ -18,6 +18,7 @@ mod backend;
 #[cfg(test)]
 mod examples_tests;
 mod fields;
+mod mutation;
 mod route;
 mod security;
 #[cfg(test)]

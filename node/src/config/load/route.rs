@@ -16,6 +16,7 @@ use super::super::resources::{
     GROUP_ENVOY_GATEWAY,
 };
 use super::backend::resolve_backend_resource;
+use super::mutation;
 use super::security::resolve_security_policy;
 use super::{find, Loaded, Store, Warnings};
 
@@ -197,8 +198,21 @@ impl<'a> RouteCtx<'a> {
         } else {
             find(&self.store.ai_backends, namespace, &b.name)
         };
+        let route_level = mutation::Level {
+            id,
+            at: field.to_owned(),
+            headers: b.header_mutation.as_ref(),
+            body: b.body_mutation.as_ref(),
+        };
         if let Some(asb) = ai_backend {
             self.used_ai_backends.insert(asb.id.key());
+            let backend_level = mutation::Level {
+                id: &asb.id,
+                at: "spec".to_owned(),
+                headers: asb.spec.header_mutation.as_ref(),
+                body: asb.spec.body_mutation.as_ref(),
+            };
+            let mutation = mutation::resolve(Some(backend_level), route_level, self.warnings)?;
             let schema = parse_schema(&asb.id, "spec.schema", &asb.spec.schema)?;
             let backend = self.backend_of_ai_backend(asb)?;
             let auth = self.auth_of_ai_backend(asb)?;
@@ -222,6 +236,7 @@ impl<'a> RouteCtx<'a> {
                 schema,
                 schema_source: SchemaSource::AiServiceBackend,
                 model_name_override,
+                mutation,
             });
         }
         let Some(backend) = find(&self.store.backends, namespace, &b.name) else {
@@ -252,6 +267,7 @@ impl<'a> RouteCtx<'a> {
             }
             None => (input_schema.clone(), SchemaSource::RouteInput),
         };
+        let mutation = mutation::resolve(None, route_level, self.warnings)?;
         Ok(BackendRef {
             ref_name: b.name.clone(),
             backend: key,
@@ -260,6 +276,7 @@ impl<'a> RouteCtx<'a> {
             schema,
             schema_source,
             model_name_override,
+            mutation,
         })
     }
 
