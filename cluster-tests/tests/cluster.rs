@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    alive_members, backend_by_addr, bin_path, cluster_flags, fallback_config, http_get,
-    http_post_json, make_certs, members_in_state, poll_until, start_node, MockProvider, Process,
-    RecordedRequest, TestCluster, SEED_POLICY,
+    alive_members, annotate_policy, backend_by_addr, bin_path, cluster_flags, fallback_config,
+    http_get, http_post_json, make_certs, members_in_state, poll_until, start_node, MockProvider,
+    Process, RecordedRequest, TestCluster, SEED_POLICY,
 };
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
@@ -1104,6 +1104,121 @@ async fn partition_heals_state_converges_and_expired_ejections_do_not_come_back(
                 never_b(&cluster.status(i).await?)?;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// The rate-limit cooldown extension across the cluster, under continuous load: the primary answers 429
+/// with `Retry-After: 20`. Load runs on n1 and n2 (two workers each), and each worker meets that 429 at
+/// most once; n3 learns the cooldown from gossip alone (it has sent nothing yet), and once every node
+/// shows it in `status` (locally and in its cluster view) n3 takes load too: no node sends the primary
+/// anything more — n3 never — and every client request is answered 200 by the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_provider_cools_down_on_every_node_under_load() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let yaml = annotate_policy(
+            &fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY),
+            "switchyard.io/rate-limit-cooldown: 60s",
+        );
+        let cluster = TestCluster::start(3, &yaml, &[]).await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 429, "retry_after": 20}))
+            .await?;
+        primary.clear().await?;
+
+        let until = Instant::now() + Duration::from_secs(4);
+        let worker = |i: usize, w: usize| {
+            let url = cluster.node(i).url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                let mut k = 0;
+                while Instant::now() < until {
+                    k += 1;
+                    match http_post_json(&url, &chat(10_000 * (i * 2 + w) + k)).await {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        Ok(r) => failed.push(format!("{} {}", r.status, r.text())),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        };
+        let mut workers: Vec<_> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .into_iter()
+            .map(|(i, w)| worker(i, w))
+            .collect();
+        // Under the load: every node holds the cooldown, n3 from gossip alone.
+        poll_until(
+            Duration::from_secs(3),
+            Duration::from_millis(20),
+            || async {
+                for i in 0..3 {
+                    let b = primary_status(&cluster, i, primary.data_addr).await.ok()?;
+                    b["cooldown_ms_left"].as_u64()?;
+                }
+                Some(())
+            },
+        )
+        .await?;
+        let all_cooling_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
+        workers.extend([worker(2, 0), worker(2, 1)]);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for w in workers {
+            let (o, f) = w.await?;
+            ok += o;
+            failed.extend(f);
+        }
+        anyhow::ensure!(failed.is_empty(), "client errors: {failed:?}");
+        let reqs = primary.requests().await?;
+        eprintln!(
+            "{ok} requests answered; the primary saw {} (at {:?})",
+            reqs.len(),
+            reqs.iter().map(|r| r.at_ms).collect::<Vec<_>>()
+        );
+        anyhow::ensure!(
+            (1..=4).contains(&reqs.len()),
+            "each worker meets the 429 at most once: the primary saw {}",
+            reqs.len()
+        );
+        let n3 = IpAddr::V4(cluster.specs[2].ip);
+        anyhow::ensure!(
+            reqs.iter().all(|r| source_ip(r) != n3),
+            "n3 learned the cooldown from the cluster, yet sent the primary a request"
+        );
+        // In flight when the last node learned it: sent before, arriving within a few ms.
+        let late: Vec<u64> = reqs
+            .iter()
+            .map(|r| r.at_ms)
+            .filter(|at| *at > all_cooling_ms + 100)
+            .collect();
+        anyhow::ensure!(
+            late.is_empty(),
+            "sent while every node held the cooldown: {late:?}"
+        );
+        for i in 0..3 {
+            let b = primary_status(&cluster, i, primary.data_addr).await?;
+            let left = b["cooldown_ms_left"].as_u64().unwrap_or(0);
+            anyhow::ensure!(
+                (10_000..=20_000).contains(&left),
+                "n{} cools the primary: {b}",
+                i + 1
+            );
+            anyhow::ensure!(
+                b["ejected"] == false,
+                "n{}: a cooldown is not an ejection: {b}",
+                i + 1
+            );
+            anyhow::ensure!(
+                b["cluster"]["cooling_ms_left"].as_u64().is_some(),
+                "n{} sees the cooldown in its cluster view: {b}",
+                i + 1
+            );
         }
         Ok(())
     })

@@ -171,6 +171,9 @@ pub fn render(v: &Value) -> String {
             "cluster"
         } else if b["ejected"].as_bool().unwrap_or(false) {
             "ejected"
+        } else if b["cooldown_ms_left"].as_u64().is_some() {
+            // The rate-limit cooldown extension: not chosen until it ends.
+            "cooling"
         } else {
             "healthy"
         };
@@ -188,13 +191,19 @@ pub fn render(v: &Value) -> String {
                     format!("ejected {left:.1}s")
                 } else if c["adopted"].as_bool().unwrap_or(false) {
                     "adopted, not applied".to_string()
+                } else if let Some(ms) = c["cooling_ms_left"].as_u64() {
+                    format!("rate limited, cooling {:.1}s", ms as f64 / 1000.0)
                 } else {
                     format!(
                         "not adopted (network quorum {})",
                         s(&c["network_quorum_needed"])
                     )
                 };
-                format!("{verdict} by {}", who.join(", "))
+                if who.is_empty() {
+                    verdict
+                } else {
+                    format!("{verdict} by {}", who.join(", "))
+                }
             }
         };
         let cluster = match trial {
@@ -212,6 +221,7 @@ pub fn render(v: &Value) -> String {
         };
         let left = b["time_left_ms"]
             .as_u64()
+            .or_else(|| b["cooldown_ms_left"].as_u64())
             .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
@@ -222,6 +232,8 @@ pub fn render(v: &Value) -> String {
             state,
             if b["ejected"].as_bool().unwrap_or(false) {
                 s(&b["reason"])
+            } else if state == "cooling" {
+                "rate_limited".into()
             } else {
                 "-".into()
             },

@@ -241,6 +241,11 @@ pub enum Verdict {
     /// The owner ran the single trial of ejection number `ejection_count` at its expiry and the host
     /// answered: every node returns it. Kept for `remaining_ms`, then forgotten.
     Returned,
+    /// The host answered the owner 429 with a `Retry-After` under the rate-limit cooldown extension: no
+    /// node sends it anything for `remaining_ms` (not an ejection: no number, no trial, no budget). Added
+    /// after `Returned`, so the two earlier variants keep their encoding; a node that predates it cannot
+    /// decode a state holding one, which only happens where the extension is switched on.
+    Cooling,
 }
 
 /// One host in a [`NodeStateV2`]: an ejection, or the verdict of a trial (protocol version 1, kind 10).

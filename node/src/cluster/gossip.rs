@@ -118,6 +118,8 @@ pub struct BackendClusterStatus {
     pub ejection_count: u32,
     /// Network-class observers needed.
     pub network_quorum_needed: usize,
+    /// The longest rate-limit cooldown any node holds on it (extension).
+    pub cooling_ms_left: Option<u64>,
 }
 
 /// One observer of a host.
@@ -484,9 +486,10 @@ impl GossipState {
                         })
                     }),
                 returned: v.and_then(|v| v.returned),
+                cooling: v.and_then(|v| v.cooling).map(|d| now + d),
             };
             let unchanged = self.facts.get(&entry.key) == Some(&fact);
-            let empty = fact.ejected.is_none() && fact.returned.is_none();
+            let empty = fact.ejected.is_none() && fact.returned.is_none() && fact.cooling.is_none();
             if unchanged || empty && !self.facts.contains_key(&entry.key) {
                 continue;
             }
@@ -554,6 +557,7 @@ impl GossipState {
                         time_left_ms: v.time_left.map(|t| t.as_millis() as u64),
                         ejection_count: v.ejection_count,
                         network_quorum_needed: v.network_quorum_needed,
+                        cooling_ms_left: v.cooling.map(|d| d.as_millis() as u64),
                     },
                 )
             })

@@ -64,6 +64,8 @@ pub struct BackendView {
     pub network_quorum_needed: usize,
     /// The highest ejection number whose trial returned the host (an unexpired `Returned` record).
     pub returned: Option<u32>,
+    /// The longest rate-limit cooldown any node holds on it (unexpired `Cooling` records).
+    pub cooling: Option<Duration>,
 }
 
 /// The network quorum in force: `network_quorum`, or all live nodes if fewer (at least 1).
@@ -85,6 +87,7 @@ pub fn compute<'a>(
     let needed = quorum_needed(network_quorum, live.len());
     let mut by_backend: BTreeMap<String, Vec<ObserverView>> = BTreeMap::new();
     let mut returned: BTreeMap<String, u32> = BTreeMap::new();
+    let mut cooling: BTreeMap<String, Duration> = BTreeMap::new();
     for (node, state) in states {
         if state.config_hash != config_hash {
             continue;
@@ -97,6 +100,12 @@ pub fn compute<'a>(
                 let r = returned.entry(backend.clone()).or_default();
                 *r = (*r).max(o.ejection_count);
                 // A verdict still names the host, so it has a view even with no ejection left.
+                by_backend.entry(backend.clone()).or_default();
+                continue;
+            }
+            if o.verdict == Verdict::Cooling {
+                let c = cooling.entry(backend.clone()).or_default();
+                *c = (*c).max(o.time_left(now));
                 by_backend.entry(backend.clone()).or_default();
                 continue;
             }
@@ -119,6 +128,7 @@ pub fn compute<'a>(
             observers.sort_by(|a, b| a.node.cmp(&b.node));
             let mut view = verdict(observers, needed);
             view.returned = returned.get(&backend).copied();
+            view.cooling = cooling.get(&backend).copied();
             (backend, view)
         })
         .collect()
@@ -160,6 +170,7 @@ fn verdict(observers: Vec<ObserverView>, needed: usize) -> BackendView {
         observers,
         network_quorum_needed: needed,
         returned: None,
+        cooling: None,
     }
 }
 

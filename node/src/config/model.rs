@@ -578,6 +578,9 @@ pub struct TrafficPolicy {
     /// `switchyard.io/first-token-timeout` (extension): bounds each attempt until its first content (a
     /// non-streamed answer: its headers); on expiry the attempt is retried like a reset.
     pub first_token_timeout: Option<Duration>,
+    /// `switchyard.io/rate-limit-cooldown` (extension, off when `None`): a 429 with `Retry-After` cools
+    /// its host down for that long, at most this, on every node; the 429 is retried elsewhere.
+    pub rate_limit_cooldown: Option<Duration>,
 }
 
 impl Default for TrafficPolicy {
@@ -590,6 +593,7 @@ impl Default for TrafficPolicy {
             max_parallel_retries: 1024,
             connect_timeout: Duration::from_secs(10),
             first_token_timeout: None,
+            rate_limit_cooldown: None,
         }
     }
 }

@@ -58,6 +58,10 @@ pub(crate) struct TypeMeta {
 /// extension; Envoy has no such timeout).
 pub(crate) const FIRST_TOKEN_TIMEOUT_ANNOTATION: &str = "switchyard.io/first-token-timeout";
 
+/// The BackendTrafficPolicy annotation that switches on rate-limit cooldowns (a documented extension):
+/// its value is the longest cooldown a `Retry-After` may ask for.
+pub(crate) const RATE_LIMIT_COOLDOWN_ANNOTATION: &str = "switchyard.io/rate-limit-cooldown";
+
 impl TypeMeta {
     /// Takes the header out of `doc`, leaving only the body; `Err((field, why))` when `kind` or
     /// `apiVersion` is missing or not a string.

@@ -245,6 +245,13 @@ fn render_traffic(out: &mut String, t: &TrafficPolicy) {
             format_duration(d)
         );
     }
+    if let Some(d) = t.rate_limit_cooldown {
+        let _ = writeln!(
+            out,
+            "  Rate-limit cooldown (switchyard.io/rate-limit-cooldown, extension): a 429's Retry-After, at most {}, on every node; the 429 is retried elsewhere",
+            format_duration(d)
+        );
+    }
     match &t.passive {
         None => {
             let _ = writeln!(out, "  Passive health: off (no healthCheck.passive)");

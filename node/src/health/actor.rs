@@ -75,6 +75,9 @@ pub enum HealthMsg {
     Status(RpcReplyPort<HostStatus>),
     /// An active health-check probe finished (true = passed).
     Probe(bool),
+    /// The request path met a 429 with `Retry-After` under the rate-limit cooldown extension and has
+    /// already extended the host's cooldown to this instant (fire-and-forget): share it with the cluster.
+    Cooldown(Instant),
 }
 
 /// One host's health as shown by `/status` and `switchyard status`.
@@ -105,6 +108,8 @@ pub struct HostStatus {
     pub active_check_failed: bool,
     /// The trial at the end of the ejection, while it runs: which node runs it and for how long it has.
     pub trial: Option<TrialStatus>,
+    /// Milliseconds left of the host's rate-limit cooldown (extension), from this node's 429 or another's.
+    pub cooldown_ms_left: Option<u64>,
 }
 
 /// A trial in progress.
@@ -473,6 +478,15 @@ impl HealthState {
     }
 
     fn on_cluster(&mut self, myself: &ActorRef<HealthMsg>, fact: ClusterFact, now: Instant) {
+        if let Some(until) = fact.cooling {
+            if self.view.cool_until(until) {
+                tracing::warn!(host = %self.key, cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "backend host rate limited on another node: cooling down");
+                metrics::counter!("switchyard_cooldowns_total", "backend" => self.key.shared(),
+                    "source" => "cluster")
+                .increment(1);
+            }
+        }
         let Some(t) = self.timeline.as_mut() else {
             return;
         };
@@ -540,6 +554,7 @@ impl HealthState {
         status.active_health_check = self.probe.is_some();
         status.active_check_failed = self.active.failed;
         status.trial = self.trial_status(now);
+        status.cooldown_ms_left = self.view.cooling_left(now).map(|d| d.as_millis() as u64);
         if self.active.failed {
             status.ejected = true;
             if status.reason.is_none() || status.time_left_ms.is_none() {
@@ -588,6 +603,7 @@ impl HealthState {
             active_health_check: false,
             active_check_failed: false,
             trial: None,
+            cooldown_ms_left: None,
         }
     }
 }
@@ -708,7 +724,34 @@ impl HealthState {
                 let _ = reply.send(self.status(now));
             }
             HealthMsg::Probe(passed) => self.on_probe(myself, passed, now),
+            HealthMsg::Cooldown(until) => self.on_cooldown(until, now),
         }
+    }
+
+    /// Shares this node's cooldown as the host's record, unless the host is held out: then its ejection is
+    /// the record the cluster needs, and the cooldown stays local.
+    fn on_cooldown(&mut self, until: Instant, now: Instant) {
+        let Some(left) = self.view.cooling_left(now).filter(|_| until > now) else {
+            return;
+        };
+        tracing::warn!(host = %self.key, cooldown_ms = left.as_millis() as u64,
+            "backend host rate limited: cooling down");
+        metrics::counter!("switchyard_cooldowns_total", "backend" => self.key.shared(),
+            "source" => "local")
+        .increment(1);
+        if self.timeline.as_ref().is_some_and(|t| !t.is_healthy()) || self.view.is_ejected() {
+            return;
+        }
+        self.emit(HostEvent::Record(
+            self.key.clone(),
+            LocalRecord {
+                verdict: Verdict::Cooling,
+                reason: "rate_limited".to_owned(),
+                class: ObservationClass::Provider,
+                remaining: left,
+                ejection_count: 0,
+            },
+        ));
     }
 }
 

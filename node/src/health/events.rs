@@ -50,6 +50,8 @@ pub struct ClusterFact {
     pub ejected: Option<ClusterEjection>,
     /// The highest ejection number whose trial returned the host.
     pub returned: Option<u32>,
+    /// Until when another node's rate-limit cooldown holds the host (this node's clock).
+    pub cooling: Option<Instant>,
 }
 
 /// An adopted ejection.

@@ -52,6 +52,14 @@ impl HostEntry {
         let _ = self.actor.cast(HealthMsg::Observe(obs));
     }
 
+    /// Cools the host down until `until` (rate-limit cooldown extension): at once for this node's requests,
+    /// and, when that lengthened it, told to the host's actor to share (fire-and-forget).
+    pub fn cool_down(&self, until: std::time::Instant) {
+        if self.view.cool_until(until) {
+            let _ = self.actor.cast(HealthMsg::Cooldown(until));
+        }
+    }
+
     /// Reports a failed attempt and waits until the detector has run; returns whether the host is ejected.
     pub async fn report_failure(&self, obs: Observation) -> bool {
         match self

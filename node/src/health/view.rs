@@ -5,7 +5,9 @@
 //! `maxEjectionPercent`: hosts of one route rule reserve a slot atomically before ejecting, so two hosts
 //! failing at the same instant cannot both take the last slot.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use crate::health::outlier::ejection_allowed;
 
@@ -20,6 +22,19 @@ pub struct HostHealth {
     /// service: a success would change nothing, so the request path need not report it (DESIGN §1: no
     /// mailbox in the common case).
     quiet: AtomicBool,
+    /// End of the host's rate-limit cooldown in microseconds after [`EPOCH`] (0: none). Written by the
+    /// request path that met the 429 (so this node stops at once) and by the host's actor for the
+    /// cluster's cooldowns; read only by routes that switch the extension on.
+    cool_until: AtomicU64,
+}
+
+/// The origin of [`HostHealth`]'s cooldown instants: one atomic word holds an `Instant`.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn micros_since_epoch(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(*EPOCH).as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 const OPEN: u8 = 0;
@@ -60,6 +75,19 @@ impl HostHealth {
     /// True when reporting a success would change nothing.
     pub fn success_is_noop(&self) -> bool {
         self.quiet.load(Ordering::Acquire)
+    }
+
+    /// Extends the rate-limit cooldown to `until` (never shortens it). Returns whether it grew.
+    pub fn cool_until(&self, until: Instant) -> bool {
+        let t = micros_since_epoch(until);
+        self.cool_until.fetch_max(t, Ordering::AcqRel) < t
+    }
+
+    /// How long the host still cools at `now` (`None`: not cooling).
+    pub fn cooling_left(&self, now: Instant) -> Option<Duration> {
+        let until = self.cool_until.load(Ordering::Acquire);
+        let now = micros_since_epoch(now);
+        (until > now).then(|| Duration::from_micros(until - now))
     }
 
     pub(crate) fn set_quiet(&self, quiet: bool) {
@@ -156,6 +184,25 @@ impl EjectionGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cooldown_only_grows_and_ends_at_its_instant() {
+        let h = HostHealth::default();
+        let t0 = Instant::now();
+        assert_eq!(h.cooling_left(t0), None);
+        assert!(h.cool_until(t0 + Duration::from_secs(5)));
+        assert!(
+            !h.cool_until(t0 + Duration::from_secs(2)),
+            "a shorter one changes nothing"
+        );
+        assert_eq!(
+            h.cooling_left(t0 + Duration::from_secs(1)),
+            Some(Duration::from_secs(4))
+        );
+        assert!(h.cool_until(t0 + Duration::from_secs(6)));
+        assert_eq!(h.cooling_left(t0 + Duration::from_secs(6)), None);
+        assert!(!h.is_ejected(), "a cooldown is not an ejection");
+    }
 
     #[test]
     fn exactly_one_caller_takes_a_trial() {

@@ -34,7 +34,7 @@ use crate::proxy::mutation;
 use crate::proxy::pool::UpstreamResponseBody;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
-use crate::retry::policy::{backoff, is_retriable, response_outcome};
+use crate::retry::policy::{backoff, is_retriable, rate_limit_cooldown, response_outcome};
 use crate::routing::matcher::{MODEL_HEADER, MODEL_HEADER_NAME};
 use crate::routing::select::{select, AttemptHistory, Selection};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
@@ -132,6 +132,7 @@ pub async fn forward(
     let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let first_token = route.traffic.first_token_timeout;
+    let cooldown_cap = route.traffic.rate_limit_cooldown;
     // Envoy: `perRetry.timeout` ends once the response has started; after that only the stream's idle cut
     // and the route timeout bound the body.
     let timing = BodyTiming {
@@ -163,18 +164,25 @@ pub async fn forward(
             priority: rule.hosts[i].priority,
             panic: false,
         });
+        // Read the clock only where the rate-limit cooldown extension is on.
+        let cooling_at = cooldown_cap.map(|_| std::time::Instant::now());
         let Some(choice) = trial.or_else(|| {
             select(
-                &rule.candidates(),
+                &rule.candidates_at(cooling_at),
                 route.traffic.panic_threshold,
                 retry.and_then(|r| r.num_attempts_per_priority),
                 &history,
                 &mut rng,
             )
         }) else {
-            return match last {
-                Some(f) => failure_response(f, timing, &rctx),
-                None => GatewayError::new(
+            let cooling = cooling_at.and_then(|now| rule.all_cooling(now));
+            return match (last, cooling) {
+                // The provider's own 429 already says when to come back.
+                (Some(f @ Failure::Response(..)), _) | (Some(f), None) => {
+                    failure_response(f, timing, &rctx)
+                }
+                (_, Some(left)) => all_cooling_response(left, &req.model),
+                (None, None) => GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
                     "no_healthy_upstream",
@@ -216,6 +224,8 @@ pub async fn forward(
         let sent =
             tokio::time::timeout_at(attempt_deadline, host.client.request(upstream_req)).await;
         let mut first_token_expired = false;
+        // This attempt's 429 started a cooldown (extension): it is retried elsewhere whatever `retryOn` says.
+        let mut cooled = false;
         let failure = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -226,8 +236,14 @@ pub async fn forward(
                     record_upstream(host, status_label(status));
                 }
                 host.health.report(Observation::ConnectSucceeded);
+                if let Some(cap) = cooldown_cap.filter(|_| status == 429) {
+                    if let Some(wait) = cooldown_of(resp.headers(), cap) {
+                        host.health.cool_down(std::time::Instant::now() + wait);
+                        cooled = true;
+                    }
+                }
                 let outcome = response_outcome(status, resp.headers());
-                let retriable = retry.is_some_and(|r| is_retriable(r, &outcome));
+                let retriable = retry.is_some_and(|r| cooled || is_retriable(r, &outcome));
                 if status >= 500 {
                     host.health
                         .report_failure(Observation::Status(status))
@@ -311,7 +327,8 @@ pub async fn forward(
             Failure::Held(_, f) => f.outcome,
         };
         // The first-token timeout exists to fail over: its expiry is retried whatever `retryOn` says.
-        let Some(policy) = retry.filter(|r| first_token_expired || is_retriable(r, &outcome))
+        let Some(policy) =
+            retry.filter(|r| first_token_expired || cooled || is_retriable(r, &outcome))
         else {
             return failure_response(failure, timing, &rctx);
         };
@@ -337,6 +354,40 @@ pub async fn forward(
         tokio::time::sleep(wait).await;
         last = Some(failure);
     }
+}
+
+/// The cooldown a 429's headers ask for, at most `cap` (the rate-limit cooldown extension).
+fn cooldown_of(headers: &http::HeaderMap, cap: Duration) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    rate_limit_cooldown(
+        429,
+        text("retry-after"),
+        text("retry-after-ms"),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cap,
+    )
+}
+
+/// The gateway's own answer when every host of the rule is in its rate-limit cooldown: 429 with a
+/// `Retry-After` (whole seconds, rounded up) for the shortest cooldown left.
+fn all_cooling_response(left: Duration, model: &str) -> Response<ProxyBody> {
+    let mut resp = GatewayError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        "all_backends_cooling_down",
+        format!(
+            "every backend for model {model:?} is rate limited (cooling down for {} ms more)",
+            left.as_millis()
+        ),
+    )
+    .into_response();
+    let secs = left.as_millis().div_ceil(1000).max(1);
+    if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// Counts one attempt. The labels are shared strings (the host's precomputed backend label, static

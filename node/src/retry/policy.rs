@@ -140,30 +140,41 @@ pub fn backoff(cfg: &RetryConfig, retry_number: u32, rng: &mut impl Rng) -> Dura
     Duration::from_millis(rng.random_range(0..ceiling))
 }
 
-/// The server-requested wait from a `Retry-After` header on a 429 or 503, when it is shorter than
-/// `maxInterval`; `None` when there is none to honour.
+/// The cooldown a rate-limited answer asks for, under the rate-limit cooldown extension (Envoy itself
+/// never acts on it): a 429 whose `retry-after-ms` (milliseconds, as Azure OpenAI and OpenAI send it) or,
+/// failing that, `Retry-After` names a wait, at most `cap`. `None`: not a 429, no usable header, or no wait.
 ///
-/// The header may be delta-seconds or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms
-/// every recipient must accept, RFC 9110 §5.6.7); a date is turned into a delay against `now_unix_secs`, a
-/// date already past meaning no wait. A missing, malformed or too long value is ignored, so a misbehaving
-/// server cannot stall a request beyond the policy's own maximum.
-pub fn retry_after(
-    cfg: &RetryConfig,
+/// `Retry-After` may be delta-seconds or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime
+/// forms every recipient must accept, RFC 9110 §5.6.7); a date is turned into a wait against
+/// `now_unix_secs`, a date already past meaning none. Malformed values are ignored.
+pub fn rate_limit_cooldown(
     status: u16,
-    header: Option<&str>,
+    retry_after: Option<&str>,
+    retry_after_ms: Option<&str>,
     now_unix_secs: u64,
+    cap: Duration,
 ) -> Option<Duration> {
-    if status != 429 && status != 503 {
+    if status != 429 {
         return None;
     }
-    let value = header?.trim();
-    let delay_secs = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        value.parse::<u64>().ok()?
-    } else {
-        parse_http_date(value, now_unix_secs)?.saturating_sub(now_unix_secs)
+    let from_ms = retry_after_ms
+        .map(str::trim)
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms > 0.0)
+        .map(|ms| Duration::from_secs_f64((ms / 1000.0).min(cap.as_secs_f64())));
+    let wait = match from_ms {
+        Some(d) => d,
+        None => {
+            let value = retry_after?.trim();
+            let secs = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                value.parse::<u64>().unwrap_or(u64::MAX)
+            } else {
+                parse_http_date(value, now_unix_secs)?.saturating_sub(now_unix_secs)
+            };
+            Duration::from_secs(secs.min(cap.as_secs().saturating_add(1)))
+        }
     };
-    let delay = Duration::from_secs(delay_secs);
-    (delay < cfg.max_interval).then_some(delay)
+    Some(wait.min(cap)).filter(|d| !d.is_zero())
 }
 
 /// Seconds since the Unix epoch for an HTTP-date in any of its three forms, or `None` if malformed.
@@ -582,78 +593,92 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_table() {
-        let cfg = RetryConfig {
-            max_interval: Duration::from_secs(10),
-            ..RetryConfig::default()
-        };
+    fn rate_limit_cooldown_table() {
+        let cap = Duration::from_secs(60);
         // 1994-11-06T08:49:37Z
         let now = 784_111_777;
-        let cases: [(&str, u16, Option<&str>, Option<Duration>); 16] = [
+        let secs = Duration::from_secs;
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, u16, Option<&str>, Option<&str>, Option<Duration>)] = &[
+            ("delta_seconds", 429, Some("3"), None, Some(secs(3))),
+            ("whitespace_trimmed", 429, Some(" 2 "), None, Some(secs(2))),
+            ("only_429", 503, Some("3"), None, None),
+            ("zero_is_no_cooldown", 429, Some("0"), None, None),
+            ("capped", 429, Some("120"), None, Some(cap)),
             (
-                "delta_seconds_shorter_honoured",
-                429,
-                Some("3"),
-                Some(Duration::from_secs(3)),
-            ),
-            (
-                "delta_seconds_on_503_honoured",
-                503,
-                Some(" 2 "),
-                Some(Duration::from_secs(2)),
-            ),
-            (
-                "zero_seconds_honoured",
-                429,
-                Some("0"),
-                Some(Duration::ZERO),
-            ),
-            ("equal_to_max_ignored", 429, Some("10"), None),
-            ("longer_than_max_ignored", 503, Some("120"), None),
-            ("not_429_or_503_ignored", 500, Some("1"), None),
-            ("missing_header_ignored", 429, None, None),
-            ("malformed_ignored", 429, Some("soon"), None),
-            ("negative_ignored", 429, Some("-1"), None),
-            ("fractional_ignored", 429, Some("1.5"), None),
-            (
-                "overflowing_number_ignored",
+                "overflowing_number_capped",
                 429,
                 Some("99999999999999999999999"),
                 None,
+                Some(cap),
             ),
+            ("missing_header", 429, None, None, None),
+            ("malformed", 429, Some("soon"), None, None),
+            ("negative", 429, Some("-1"), None, None),
+            ("fractional_seconds_malformed", 429, Some("1.5"), None, None),
             (
-                "imf_fixdate_shorter_honoured",
+                "imf_fixdate",
                 429,
                 Some("Sun, 06 Nov 1994 08:49:42 GMT"),
-                Some(Duration::from_secs(5)),
+                None,
+                Some(secs(5)),
             ),
             (
-                "imf_fixdate_longer_ignored",
+                "date_in_past_no_cooldown",
                 429,
-                Some("Sun, 06 Nov 1994 08:59:37 GMT"),
+                Some("Sun, 06 Nov 1994 08:00:00 GMT"),
+                None,
                 None,
             ),
             (
-                "date_in_past_means_no_wait",
-                503,
-                Some("Sun, 06 Nov 1994 08:00:00 GMT"),
-                Some(Duration::ZERO),
-            ),
-            (
-                "rfc850_date_honoured",
+                "rfc850_date",
                 429,
                 Some("Sunday, 06-Nov-94 08:49:40 GMT"),
-                Some(Duration::from_secs(3)),
+                None,
+                Some(secs(3)),
             ),
             (
-                "asctime_date_honoured",
+                "asctime_date",
                 429,
                 Some("Sun Nov  6 08:49:38 1994"),
-                Some(Duration::from_secs(1)),
+                None,
+                Some(secs(1)),
+            ),
+            (
+                "retry_after_ms_first",
+                429,
+                Some("9"),
+                Some("1500"),
+                Some(Duration::from_millis(1500)),
+            ),
+            (
+                "retry_after_ms_capped",
+                429,
+                None,
+                Some("3600000"),
+                Some(cap),
+            ),
+            (
+                "bad_retry_after_ms_falls_back",
+                429,
+                Some("4"),
+                Some("x"),
+                Some(secs(4)),
+            ),
+            (
+                "zero_retry_after_ms_falls_back",
+                429,
+                Some("4"),
+                Some("0"),
+                Some(secs(4)),
             ),
         ];
-        for (name, status, header, want) in cases {
-            assert_eq!(retry_after(&cfg, status, header, now), want, "{name}");
+        for (name, status, header, ms, want) in cases {
+            assert_eq!(
+                rate_limit_cooldown(*status, *header, *ms, now, cap),
+                *want,
+                "{name}"
+            );
         }
     }
 

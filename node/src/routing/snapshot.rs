@@ -64,13 +64,33 @@ impl RuleSnap {
             .map(|(i, _)| i)
     }
 
+    /// The shortest cooldown left among the rule's hosts at `now`, when every host with a weight cools:
+    /// how long a client should wait before anything can be sent.
+    pub fn all_cooling(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let mut shortest: Option<std::time::Duration> = None;
+        for h in self.hosts.iter().filter(|h| h.weight > 0) {
+            let left = h.health.view.cooling_left(now)?;
+            shortest = Some(shortest.map_or(left, |s| s.min(left)));
+        }
+        shortest
+    }
+
     /// The hosts as selection candidates, health read from the lock-free view.
     pub fn candidates(&self) -> Candidates {
+        self.candidates_at(None)
+    }
+
+    /// [`Self::candidates`], where a host still in its rate-limit cooldown at `cooling_at` weighs 0: it is
+    /// neither chosen nor counted, not even in panic (a cooldown is the provider asking for no traffic).
+    pub fn candidates_at(&self, cooling_at: Option<std::time::Instant>) -> Candidates {
         self.hosts
             .iter()
             .map(|h| Candidate {
                 priority: h.priority,
-                weight: h.weight,
+                weight: match cooling_at {
+                    Some(now) if h.health.view.cooling_left(now).is_some() => 0,
+                    _ => h.weight,
+                },
                 healthy: !h.health.view.is_ejected(),
                 // A rule with more than 65,535 backendRefs folds the rest into one locality.
                 locality: u16::try_from(h.backend_ref).unwrap_or(u16::MAX),

@@ -357,3 +357,43 @@ fn a_returned_record_is_not_evidence_of_failure() {
     assert_eq!(v.returned, Some(2));
     assert!(v.observers.is_empty());
 }
+
+#[test]
+fn a_cooling_record_is_a_cooldown_not_an_ejection() {
+    let t0 = Instant::now();
+    let mut s = EvidenceStore::new("me".into(), 1, MAX, t0);
+    for (owner, remaining) in [("a", 3_000), ("c", 5_000)] {
+        let mut st: NodeStateV2 = NodeState {
+            node: owner.into(),
+            generation: 1,
+            version: 1,
+            observations: vec![obs("b", C::Provider, remaining, 0)],
+        }
+        .into();
+        st.hosts[0].verdict = Verdict::Cooling;
+        s.merge(&st, t0);
+    }
+    let at = |d: u64| {
+        compute(
+            s.states(),
+            &live(&["me", "a", "c"]),
+            2,
+            0,
+            t0 + Duration::from_millis(d),
+        )
+        .remove("b")
+    };
+    let v = at(1_000).expect("the view names the host");
+    assert!(!v.adopted, "a cooldown never ejects");
+    assert!(v.observers.is_empty());
+    assert_eq!(
+        v.cooling,
+        Some(Duration::from_millis(4_000)),
+        "the longest one"
+    );
+    assert_eq!(
+        at(4_000).expect("c still cools").cooling,
+        Some(Duration::from_millis(1_000))
+    );
+    assert!(at(5_000).is_none(), "gone once every cooldown expired");
+}

@@ -11,7 +11,7 @@ use super::super::model::{
 };
 use super::super::resources::{
     ActiveHealthCheck, BackendTrafficPolicySpec, PassiveHealthCheck, PerRetryPolicy, Retry,
-    RetryOn, FIRST_TOKEN_TIMEOUT_ANNOTATION,
+    RetryOn, FIRST_TOKEN_TIMEOUT_ANNOTATION, RATE_LIMIT_COOLDOWN_ANNOTATION,
 };
 use super::{find, Loaded, Store, Warnings};
 
@@ -101,6 +101,14 @@ pub(super) fn resolve_traffic_policy(
         match crate::config::duration::parse_duration(text) {
             Ok(d) if !d.is_zero() => out.first_token_timeout = Some(d),
             Ok(_) => return Err(id.error(field, "must be greater than 0")),
+            Err(e) => return Err(id.error(field, e.to_string())),
+        }
+    }
+    if let Some(text) = p.annotations.get(RATE_LIMIT_COOLDOWN_ANNOTATION) {
+        let field = format!("metadata.annotations[{RATE_LIMIT_COOLDOWN_ANNOTATION}]");
+        match crate::config::duration::parse_duration(text) {
+            Ok(d) if !d.is_zero() => out.rate_limit_cooldown = Some(d),
+            Ok(_) => return Err(id.error(field, "must be greater than 0 (the longest cooldown honoured); remove the annotation to switch cooldowns off")),
             Err(e) => return Err(id.error(field, e.to_string())),
         }
     }
