@@ -1,7 +1,7 @@
 //! Issue 15: an agent survives the fallback. The official `openai` Python client runs an agent loop
 //! (parallel tool calls, tool results in the history, final answer; plain and streamed) against a route
 //! whose OpenAI primary answers 500, so every turn falls back to AWS Bedrock (SigV4-verified, Converse
-//! shapes checked by the mock), Anthropic or Azure OpenAI. Each fallback has a `modelNameOverride`: the
+//! shapes checked by the mock), Anthropic, Azure OpenAI or Cohere. Each fallback has a `modelNameOverride`: the
 //! upstream must receive the overridden model, the answer must name it, and the metrics must carry both
 //! it and the client's model (`gen_ai_original_model`). A field a provider cannot honour is a 422 naming
 //! it and the provider, and never reaches the provider.
@@ -67,7 +67,7 @@ struct Fallback {
     override_model: &'static str,
 }
 
-const FALLBACKS: [Fallback; 3] = [
+const FALLBACKS: [Fallback; 4] = [
     Fallback {
         client_model: "agent-bedrock",
         schema: "AWSBedrock",
@@ -85,6 +85,12 @@ const FALLBACKS: [Fallback; 3] = [
         schema: "AzureOpenAI",
         name: "azure",
         override_model: "gpt-4o-deployment",
+    },
+    Fallback {
+        client_model: "agent-cohere",
+        schema: "Cohere",
+        name: "cohere",
+        override_model: "command-a-03-2025",
     },
 ];
 
@@ -105,6 +111,7 @@ fn config(primary: SocketAddr, fallbacks: &[SocketAddr]) -> String {
         let auth = match f.schema {
             "AWSBedrock" => "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n",
             "Anthropic" => "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: keys\n",
+            "Cohere" => "  type: APIKey\n  apiKey:\n    secretRef:\n      name: keys\n",
             _ => "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: keys\n",
         };
         rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: {n}-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: {n}\n{auth}", n = f.name));

@@ -658,3 +658,41 @@ async fn mutations_edit_client_headers_and_body_but_not_the_credential() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_round_trip_uses_v2_chat_and_a_bearer_key() {
+    bounded(async {
+        let mock = MockProvider::start("cohere").await?;
+        let node = SwitchyardNode::start(&single(
+            "cohere",
+            mock.data_addr,
+            "Cohere",
+            key_policy("APIKey", "apiKey", "cohere-key"),
+        ))
+        .await?;
+        round_trip(&node, "cohere").await?;
+        for r in mock.requests().await? {
+            anyhow::ensure!(r.path == "/v2/chat", "{}", r.path);
+            anyhow::ensure!(
+                r.header("authorization") == Some("Bearer test-cohere-key"),
+                "{:?}",
+                r.headers
+            );
+            let body = r.json().ok_or_else(|| anyhow::anyhow!("not JSON"))?;
+            anyhow::ensure!(
+                body["messages"]
+                    == json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+                    && body["max_tokens"] == 64,
+                "{body}"
+            );
+        }
+        let metrics = http_get(&node.admin_url("/metrics")).await?.text();
+        anyhow::ensure!(
+            metrics.lines().any(|l| l.starts_with("gen_ai_client_token_usage")
+                && l.contains("gen_ai_provider_name=\"cohere\"")),
+            "no Cohere token usage metric:\n{metrics}"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -3,7 +3,7 @@
 //! - a stream that fails after its 200 counts against its backend (ejection, `/metrics`);
 //! - a stream that ends without its end marker reaches the client as an error, not a complete answer;
 //! - an error event, an end or silence before the first content fails over to the next priority, for
-//!   OpenAI, Azure, Anthropic and Bedrock streams; after content it stays an SSE error event.
+//!   OpenAI, Azure, Anthropic, Bedrock and Cohere streams; after content it stays an SSE error event.
 
 mod streams;
 
@@ -150,6 +150,16 @@ async fn anthropic_overloaded_event_before_content_fails_over() {
     bounded(error_event_before_content_fails_over(
         Schema::Anthropic,
         529,
+        true,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_failed_generation_before_content_fails_over() {
+    bounded(error_event_before_content_fails_over(
+        Schema::Cohere,
+        500,
         true,
     ))
     .await;

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use super::log::RecordedRequest;
 use super::mode::Mode;
 use super::openai::{self, Reply};
-use super::{anthropic, azure, bedrock, Format, Shared};
+use super::{anthropic, azure, bedrock, cohere, Format, Shared};
 
 /// Response body type of the data port.
 pub type DataBody = BoxBody<Bytes, std::io::Error>;
@@ -289,6 +289,7 @@ async fn handle(
             (Format::Bedrock, Some(v)) => bedrock::handle(&parts.method, &path, &body, v, &ctx),
             (Format::Azure, _) => azure::handle(&parts.method, &path, &parts.headers, &body, &ctx),
             (Format::Anthropic, _) => anthropic::handle(&parts.method, &parts.headers, &body, &ctx),
+            (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),
             _ => openai::handle(&parts.method, &path, &body, &ctx).unwrap_or_else(|| {
                 openai::error_reply(StatusCode::NOT_FOUND, &format!("no route for {path}"))
             }),

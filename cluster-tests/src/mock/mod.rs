@@ -16,6 +16,7 @@ pub mod agent;
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod cohere;
 pub mod control;
 pub mod data;
 pub mod log;
@@ -47,6 +48,8 @@ pub enum Format {
     Azure,
     /// `/v1/messages`.
     Anthropic,
+    /// `/v2/chat`.
+    Cohere,
 }
 
 impl Format {
@@ -59,6 +62,8 @@ impl Format {
             Format::Azure
         } else if p == anthropic::PATH {
             Format::Anthropic
+        } else if p == cohere::PATH {
+            Format::Cohere
         } else {
             Format::OpenAi
         }
@@ -85,6 +90,7 @@ impl Format {
                 bedrock::error_type_for(status),
                 &serde_json::json!({"message": message}),
             ),
+            Format::Cohere => cohere::stream_error_event(message),
         }
     }
 
@@ -97,6 +103,7 @@ impl Format {
             }
             Format::Azure => azure::error_reply(status, message),
             Format::Anthropic => anthropic::error_reply(status, message),
+            Format::Cohere => cohere::error_reply(status, message),
         }
     }
 }

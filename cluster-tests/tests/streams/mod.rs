@@ -53,6 +53,7 @@ pub enum Schema {
     Azure,
     Anthropic,
     Bedrock,
+    Cohere,
 }
 
 /// A route `MODEL` → `primary` (priority 0, `schema`) and an OpenAI `fallback` (priority 1); `rule_extra`
@@ -74,6 +75,10 @@ pub fn config(
         Schema::Anthropic => (
             "name: Anthropic",
             "---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: primary-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: primary\n  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: key\n".to_string(),
+        ),
+        Schema::Cohere => (
+            "name: Cohere",
+            "---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: primary-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: primary\n  type: APIKey\n  apiKey:\n    secretRef:\n      name: key\n".to_string(),
         ),
         Schema::Bedrock => (
             "name: AWSBedrock",

@@ -36,6 +36,8 @@ pub enum SchemaName {
     AzureOpenAI,
     /// `Anthropic`: `/v1/messages`.
     Anthropic,
+    /// `Cohere`: v2 Chat (`/v2/chat`) for OpenAI chat clients.
+    Cohere,
 }
 
 impl SchemaName {
@@ -46,6 +48,7 @@ impl SchemaName {
             SchemaName::AwsBedrock => "AWSBedrock",
             SchemaName::AzureOpenAI => "AzureOpenAI",
             SchemaName::Anthropic => "Anthropic",
+            SchemaName::Cohere => "Cohere",
         }
     }
 }

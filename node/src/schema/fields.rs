@@ -22,6 +22,8 @@ pub enum Provider {
     Bedrock,
     /// Anthropic Messages.
     Anthropic,
+    /// Cohere v2 Chat.
+    Cohere,
 }
 
 impl Provider {
@@ -30,6 +32,7 @@ impl Provider {
         match self {
             Provider::Bedrock => "AWS Bedrock",
             Provider::Anthropic => "Anthropic",
+            Provider::Cohere => "Cohere",
         }
     }
 }
@@ -104,6 +107,11 @@ pub fn disposition(provider: Provider, field: &str, value: &Value) -> Dispositio
         return Ignored;
     }
     let bedrock = provider == Provider::Bedrock;
+    if provider == Provider::Cohere {
+        if let Some(d) = cohere_disposition(field, value) {
+            return d;
+        }
+    }
     match field {
         "messages"
         | "model"
@@ -221,6 +229,24 @@ pub fn disposition(provider: Provider, field: &str, value: &Value) -> Dispositio
     }
 }
 
+/// Where Cohere's v2 Chat differs from Anthropic's Messages (every other field goes as for Anthropic).
+fn cohere_disposition(field: &str, value: &Value) -> Option<Disposition> {
+    Some(match field {
+        // Cohere has these under OpenAI's names.
+        "seed" | "frequency_penalty" | "presence_penalty" => Translated,
+        // `json_object` (with or without a schema) is Cohere's own JSON mode.
+        "response_format" => match value.get("type").and_then(Value::as_str) {
+            Some("text") => Ignored,
+            Some("json_schema" | "json_object") => Translated,
+            _ => Refused,
+        },
+        // No switch for parallel calls (the default, allowed, is what it does), and no end-user id.
+        "parallel_tool_calls" if value.as_bool() == Some(false) => Refused,
+        "parallel_tool_calls" | "user" | "safety_identifier" => Ignored,
+        _ => return None,
+    })
+}
+
 /// Refuses the first field of `body` that `provider` cannot honour.
 pub fn check(body: &Map<String, Value>, provider: Provider) -> Result<(), TranslateError> {
     for (field, value) in body {
@@ -261,6 +287,42 @@ fn refusal_hint(field: &str, value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Cohere goes as Anthropic but for these fields: (field, a value, Cohere's disposition).
+    #[test]
+    fn cohere_differs_from_anthropic_only_where_listed() {
+        let differs = [
+            ("seed", json!(7), Translated),
+            ("frequency_penalty", json!(0.5), Translated),
+            ("presence_penalty", json!(-1), Translated),
+            (
+                "response_format",
+                json!({"type": "json_object"}),
+                Translated,
+            ),
+            ("parallel_tool_calls", json!(false), Refused),
+            ("parallel_tool_calls", json!(true), Ignored),
+            ("user", json!("u"), Ignored),
+            ("safety_identifier", json!("u"), Ignored),
+        ];
+        for (field, value, want) in &differs {
+            assert_eq!(
+                disposition(Provider::Cohere, field, value),
+                *want,
+                "{field} {value}"
+            );
+        }
+        for (field, value, _, _) in table() {
+            if differs.iter().any(|(f, _, _)| *f == field) {
+                continue;
+            }
+            assert_eq!(
+                disposition(Provider::Cohere, field, &value),
+                disposition(Provider::Anthropic, field, &value),
+                "{field} {value}"
+            );
+        }
+    }
 
     /// One row per field: a value to try, and what Bedrock and Anthropic do with it.
     fn table() -> Vec<(&'static str, Value, Disposition, Disposition)> {

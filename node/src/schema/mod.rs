@@ -14,6 +14,7 @@ pub mod auth;
 pub mod azure;
 pub mod bedrock;
 pub mod chat;
+pub mod cohere;
 pub mod eventstream;
 pub mod fields;
 pub mod fuzz;
@@ -242,6 +243,7 @@ pub fn translator(schema: SchemaName) -> &'static dyn Translator {
         SchemaName::AwsBedrock => &bedrock::Bedrock,
         SchemaName::AzureOpenAI => &azure::Azure,
         SchemaName::Anthropic => &anthropic::Anthropic,
+        SchemaName::Cohere => &cohere::Cohere,
     }
 }
 

@@ -115,6 +115,18 @@ fn basic_anthropic_loads_with_its_anthropic_key() {
 }
 
 #[test]
+fn basic_cohere_loads_with_its_api_key_and_v2() {
+    let cfg = ok(&[BASIC, "basic/cohere.yaml"]);
+    let b = &route(&cfg, "eg-cohere").rules[0].backend_refs[0];
+    assert_eq!(b.schema.name, SchemaName::Cohere);
+    assert_eq!(b.schema.version.as_deref(), Some("v2"));
+    assert!(matches!(
+        cfg.backends[&b.backend].auth,
+        Some(BackendAuth::ApiKey { .. })
+    ));
+}
+
+#[test]
 fn basic_anthropic_openai_local_uses_the_openai_backend_and_leaves_its_own_unused() {
     let cfg = ok(&[
         BASIC,
@@ -174,7 +186,7 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
 fn schemas_not_supported_yet_fail_naming_the_schema() {
     let want = |res: &str, schema: &str| {
         format!(
-            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI or Anthropic)"
+            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic or Cohere)"
         )
     };
     assert_eq!(
@@ -184,10 +196,6 @@ fn schemas_not_supported_yet_fail_naming_the_schema() {
     assert_eq!(
         err(&[BASIC, "basic/aws-bedrock-openai-anthropic.yaml"]),
         want("eg-aws-claude-openai", "AWSAnthropic")
-    );
-    assert_eq!(
-        err(&[BASIC, "basic/cohere.yaml"]),
-        want("eg-cohere", "Cohere")
     );
     assert_eq!(
         err(&[BASIC, "basic/gcp_vertex.yaml"]),
