@@ -8,7 +8,16 @@
 
 use serde_json::{json, Map, Value};
 
-use super::openai::Ctx;
+/// Per-request facts a wire format needs (here, because the script is the one thing every format shares).
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    /// Provider name (`--name`).
+    pub name: &'a str,
+    /// Sequence number of the request in the log (unique per process).
+    pub seq: u64,
+    /// Number of content chunks a streamed answer is split into.
+    pub content_chunks: usize,
+}
 
 /// One tool call the mock makes.
 #[derive(Debug, Clone, PartialEq)]

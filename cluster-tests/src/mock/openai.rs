@@ -48,16 +48,7 @@ impl Reply {
     }
 }
 
-/// Per-request facts a wire format needs.
-#[derive(Debug, Clone)]
-pub struct Ctx<'a> {
-    /// Provider name (`--name`).
-    pub name: &'a str,
-    /// Sequence number of the request in the log (unique per process).
-    pub seq: u64,
-    /// Number of content chunks a streamed answer is split into.
-    pub content_chunks: usize,
-}
+pub use super::agent::Ctx;
 
 impl Ctx<'_> {
     fn content(&self) -> String {

@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::health::outlier::Observation;
 use crate::health::registry::HostEntry;
-use crate::proxy::pool::UpstreamResponseBody;
+use crate::proxy::conn::pool::UpstreamResponseBody;
 pub use crate::proxy::stream_end::{StartFailure, TruncatedStream};
 use crate::proxy::usage::UsageTap;
 use crate::retry::policy::AttemptOutcome;

@@ -16,10 +16,10 @@ use serde::Deserialize;
 
 use crate::gateway::Gateway;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::conn::wake::poll_frame_quietly;
 use crate::proxy::error::GatewayError;
 use crate::proxy::forward::{forward, ProxiedRequest};
 use crate::proxy::limits::BodyTimeouts;
-use crate::proxy::wake::poll_frame_quietly;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
 
 /// The endpoints that are routed to a backend.

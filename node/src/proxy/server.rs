@@ -22,12 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::gateway::Gateway;
-use crate::proxy::drain::Drain;
+use crate::proxy::conn::drain::Drain;
+use crate::proxy::conn::wake::Absorber;
 use crate::proxy::handler::handle;
 use crate::proxy::limits::{
     next_check, ActivityIo, Check, ClientLimits, ConnActivity, InFlightBody, LogBudget,
 };
-use crate::proxy::wake::Absorber;
 use crate::shutdown::Shutdown;
 
 /// Spawn arguments.

@@ -28,8 +28,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use crate::proxy::upstream::Stream;
-use crate::proxy::wake::{poll_frame_quietly, Absorber};
+use crate::proxy::conn::stream::Stream;
+use crate::proxy::conn::wake::{poll_frame_quietly, Absorber};
 
 /// One HTTP/1.1 connection: the request half and the connection future that moves its bytes. Kept boxed:
 /// it is large, and it moves between the pool, the request and the response body.
