@@ -19,6 +19,7 @@ pub mod fields;
 pub mod fuzz;
 pub mod openai;
 pub mod reply;
+pub mod responses;
 pub mod sse;
 
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub enum Operation {
     Completions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/responses` (OpenAI-schema backends only).
+    Responses,
 }
 
 impl Operation {
@@ -91,6 +94,7 @@ impl Operation {
         match name {
             "chat" => Operation::Chat,
             "completion" => Operation::Completions,
+            "responses" => Operation::Responses,
             _ => Operation::Embeddings,
         }
     }
@@ -101,6 +105,7 @@ impl Operation {
             Operation::Chat => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Responses => "/responses",
         }
     }
 }
