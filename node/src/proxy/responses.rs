@@ -131,7 +131,8 @@ pub fn unsupported(rule: &RuleSnap, model: &str) -> Option<GatewayError> {
 }
 
 /// Response id → the backend (`namespace/name`) that made it, the oldest forgotten first past `cap`.
-/// Backend names are shared: one allocation per backend, not per id.
+/// Backend names are shared: one allocation per backend, not per id. A deleted response stays: its
+/// backend answers for it (404) better than a search would.
 #[derive(Debug)]
 pub struct ResponseHomes {
     cap: usize,
@@ -177,11 +178,6 @@ impl ResponseHomes {
         }
         self.homes.insert(id.into(), shared);
         self.order.push_back(id.into());
-        // Deleted ids leave their place in `order` behind; keep it from growing past twice the map.
-        if self.order.len() > 2 * self.cap.max(1) {
-            let homes = &self.homes;
-            self.order.retain(|id| homes.contains_key(id));
-        }
         if self.backends.len() > 64 {
             let live: Vec<Arc<str>> = self.backends.drain(..).collect();
             self.backends = live
@@ -194,11 +190,6 @@ impl ResponseHomes {
     /// The backend remembered for `id`.
     pub fn home(&self, id: &str) -> Option<Arc<str>> {
         self.homes.get(id).cloned()
-    }
-
-    /// Forgets `id` (deleted upstream).
-    pub fn forget(&mut self, id: &str) {
-        self.homes.remove(id);
     }
 
     /// Ids remembered now.
@@ -276,49 +267,45 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
         )
         .into_response();
     }
-    // The remembered backend's answer is final (it made the response); otherwise a 404 means "not
-    // here", and so does a failure, as long as another backend is left to ask.
+    // The remembered backend's answer is final (it made the response, and answers for it even once
+    // deleted). Otherwise a 404 means "not here", and so does a failure as long as another backend is
+    // left to ask; when none has it, a failure is the answer (the id may be there), else a 404.
     let authoritative = home.is_some();
     // One route timeout (the first target's rule's) bounds the whole lookup, however many it asks.
     let budget = targets[0].0.request_timeout;
     let deadline = tokio::time::Instant::now() + budget;
-    let mut last: Option<Response<ProxyBody>> = None;
-    let tries = targets.len();
-    for (n, (rule, host)) in targets.into_iter().enumerate() {
-        let is_last = n + 1 == tries;
-        let sent = send_stored(
-            rule,
-            host,
-            Probe {
-                op,
-                id,
-                query: query.as_deref(),
-                deadline,
-                budget,
-            },
-            &parts.headers,
-        )
-        .await;
-        match sent {
-            Ok(resp) if resp.status() == StatusCode::NOT_FOUND && !authoritative && !is_last => {
+    let mut failure: Option<Response<ProxyBody>> = None;
+    let mut not_found: Option<Response<ProxyBody>> = None;
+    for (rule, host) in targets {
+        let probe = Probe {
+            op,
+            id,
+            query: query.as_deref(),
+            deadline,
+            budget,
+        };
+        let resp = match send_stored(rule, host, probe, &parts.headers).await {
+            Ok(resp) => resp,
+            Err(e) if authoritative => return e,
+            Err(e) => {
+                failure.get_or_insert(e);
                 continue;
             }
-            Ok(resp) => {
-                if resp.status().is_success() {
-                    match op {
-                        StoredOp::Delete => homes().forget(id),
-                        _ => homes().remember(id, &host.backend.key),
-                    }
-                }
-                return resp;
+        };
+        let status = resp.status();
+        if authoritative || !(status == StatusCode::NOT_FOUND || status.is_server_error()) {
+            if status.is_success() && !authoritative {
+                homes().remember(id, &host.backend.key);
             }
-            Err(e) if authoritative || is_last => return last.unwrap_or(e),
-            Err(e) => {
-                last.get_or_insert(e);
-            }
+            return resp;
+        }
+        if status.is_server_error() {
+            failure.get_or_insert(resp);
+        } else {
+            not_found = Some(resp);
         }
     }
-    last.unwrap_or_else(|| {
+    failure.or(not_found).unwrap_or_else(|| {
         GatewayError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -586,13 +573,11 @@ mod tests {
         assert_eq!(h.len(), 3);
         assert_eq!(h.home("resp_1"), None);
         assert_eq!(h.home("resp_4").as_deref(), Some("ns/a"));
-        h.forget("resp_4");
-        assert_eq!(h.home("resp_4"), None);
         // Ids that cannot be response ids are not stored.
         h.remember("../etc", "ns/a");
         h.remember(&"x".repeat(wire::MAX_ID_LEN + 1), "ns/a");
         assert_eq!(h.home("../etc"), None);
-        assert_eq!(h.len(), 2);
+        assert_eq!(h.len(), 3);
     }
 
     #[test]
@@ -600,12 +585,11 @@ mod tests {
         let mut h = ResponseHomes::new(100);
         for i in 0..10_000 {
             h.remember(&format!("resp_{i}"), &format!("ns/backend-{}", i % 3));
-            if i % 2 == 0 {
-                h.forget(&format!("resp_{i}"));
-            }
+            // The same ids again (a retrieve that found them) take no second place.
+            h.remember(&format!("resp_{}", i / 2), "ns/backend-0");
         }
         assert!(h.len() <= 100);
-        assert!(h.order.len() <= 201, "{}", h.order.len());
+        assert!(h.order.len() <= 100, "{}", h.order.len());
         // Backend names are shared, not copied per id.
         assert!(h.backends.len() <= 3);
         assert_eq!(h.home("resp_9999").as_deref(), Some("ns/backend-0"));
