@@ -282,3 +282,100 @@ async fn responses_streams_fail_over_before_content_and_end_honestly_after_it() 
     })
     .await;
 }
+
+fn backend(name: &str, addr: std::net::SocketAddr) -> String {
+    format!("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}\nspec:\n  endpoints:\n    - ip:\n        address: {}\n        port: {}\n", addr.ip(), addr.port())
+}
+
+fn service(name: &str, schema: &str) -> String {
+    format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {name}\nspec:\n  schema:\n    name: {schema}\n  backendRef:\n    name: {name}-be\n    kind: Backend\n    group: gateway.envoyproxy.io\n")
+}
+
+fn rule(model: &str, refs: &[(&str, u32)]) -> String {
+    let mut r = format!("    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: {model}\n      backendRefs:\n");
+    for (name, priority) in refs {
+        r.push_str(&format!(
+            "        - name: {name}\n          priority: {priority}\n"
+        ));
+    }
+    r
+}
+
+/// Creates go to OpenAI-schema backends only: a Bedrock backend of the rule is passed over (even at
+/// priority 0), a rule with nothing else is a 422 naming it, and an Azure OpenAI fallback gets the create
+/// on `/openai/v1/responses` with its key, and the retrieve on its own path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_skip_backends_without_the_responses_api_and_reach_azure() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let bedrock = MockProvider::start("bedrock").await?;
+        let azure = MockProvider::start("azure").await?;
+        let openai = MockProvider::start("openai").await?;
+        let mut yaml = format!(
+            "apiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIGatewayRoute\nmetadata:\n  name: agents\nspec:\n  schema:\n    name: OpenAI\n  rules:\n{}{}{}",
+            rule("mixed", &[("bedrock", 0), ("openai", 1)]),
+            rule("bedrock-only", &[("bedrock", 0)]),
+            rule("to-azure", &[("primary-be", 0), ("azure", 1)]),
+        );
+        yaml.push_str(&service("bedrock", "AWSBedrock"));
+        yaml.push_str(&backend("bedrock-be", bedrock.data_addr));
+        yaml.push_str(&service("openai", "OpenAI"));
+        yaml.push_str(&backend("openai-be", openai.data_addr));
+        yaml.push_str(&service("azure", "AzureOpenAI"));
+        yaml.push_str(&backend("azure-be", azure.data_addr));
+        yaml.push_str(&backend("primary-be", primary.data_addr));
+        yaml.push_str("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: azure-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: azure\n  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: keys\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  apiKey: azure-test-key\n");
+        yaml.push_str(&format!("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata:\n  name: agents-policy\nspec:\n  targetRefs:\n    - group: gateway.networking.k8s.io\n      kind: HTTPRoute\n      name: agents\n{SEED_POLICY}"));
+        let node = SwitchyardNode::start(&yaml).await?;
+        let create = |model: &str| json!({"model": model, "input": "hi"});
+
+        for _ in 0..3 {
+            let r = http_post_json(&node.url("/v1/responses"), &create("mixed")).await?;
+            let v = r.json()?;
+            anyhow::ensure!(
+                r.status == 200 && v["output"][0]["content"][0]["text"] == "hello from openai",
+                "{} {v}",
+                r.status
+            );
+        }
+        let r = http_post_json(&node.url("/v1/responses"), &create("bedrock-only")).await?;
+        let v = r.json()?;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        anyhow::ensure!(
+            r.status == 422 && v["error"]["code"] == "unsupported_endpoint" && message.contains("bedrock"),
+            "{} {v}",
+            r.status
+        );
+        anyhow::ensure!(bedrock.request_count().await? == 0, "Bedrock was sent a Responses request");
+
+        let r = http_post_json(&node.url("/v1/responses"), &create("to-azure")).await?;
+        let v = r.json()?;
+        anyhow::ensure!(
+            r.status == 200 && v["output"][0]["content"][0]["text"] == "hello from azure",
+            "{} {v}",
+            r.status
+        );
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        let got = http_get(&node.url(&format!("/v1/responses/{id}"))).await?;
+        anyhow::ensure!(got.status == 200 && got.json()?["id"] == id.as_str(), "{} {}", got.status, got.text());
+        let seen: Vec<(String, String, Option<String>)> = azure
+            .requests()
+            .await?
+            .into_iter()
+            .map(|r| (r.method, r.path, r.headers.get("api-key").cloned()))
+            .collect();
+        let key = Some("azure-test-key".to_owned());
+        anyhow::ensure!(
+            seen == [
+                ("POST".to_owned(), "/openai/v1/responses".to_owned(), key.clone()),
+                ("GET".to_owned(), format!("/openai/v1/responses/{id}"), key),
+            ],
+            "{seen:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
