@@ -140,6 +140,14 @@ async fn official_openai_client_uses_responses_through_a_failing_primary() {
             &["primary", "outcome=\"500\""],
         );
         anyhow::ensure!(failed >= 1.0, "primary 500s not counted:\n{metrics}");
+        // The fallback's answers are counted, those on stored responses included: 2 creates, 2 retrieves,
+        // the input items and the delete.
+        let answered = metric_sum(
+            &metrics,
+            "switchyard_upstream_requests_total",
+            &["fallback", "outcome=\"200\""],
+        );
+        anyhow::ensure!(answered >= 6.0, "{answered} answers counted:\n{metrics}");
         let ejections = metric_sum(&metrics, "switchyard_ejections_total", &["primary"]);
         anyhow::ensure!(ejections >= 1.0, "the primary was not ejected:\n{metrics}");
         // Input and output tokens of the two creates, under the responses operation.

@@ -378,14 +378,14 @@ pub async fn forward(
 
 /// Counts one attempt. The labels are shared strings (the host's precomputed backend label, static
 /// outcomes), so recording allocates nothing but the metric key's label vector.
-fn record_upstream(host: &UpstreamHost, outcome: SharedString) {
+pub(crate) fn record_upstream(host: &UpstreamHost, outcome: SharedString) {
     metrics::counter!("switchyard_upstream_requests_total",
         "backend" => host.metric_backend.clone(), "outcome" => outcome)
     .increment(1);
 }
 
 /// The `outcome` label of an upstream status: static for the common codes.
-fn status_label(status: u16) -> SharedString {
+pub(crate) fn status_label(status: u16) -> SharedString {
     const COMMON: [&str; 16] = [
         "200", "201", "204", "400", "401", "403", "404", "408", "409", "413", "422", "429", "500",
         "502", "503", "504",

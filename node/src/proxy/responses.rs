@@ -29,7 +29,9 @@ use crate::gateway::Gateway;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{ProxyBody, UpstreamBody};
 use crate::proxy::error::GatewayError;
-use crate::proxy::forward::{auth_error, is_stripped_request_header};
+use crate::proxy::forward::{
+    auth_error, is_stripped_request_header, record_upstream, status_label,
+};
 use crate::proxy::upstream::LocalFailure;
 use crate::routing::select::{Candidate, Candidates, Selection};
 use crate::routing::snapshot::{RuleSnap, UpstreamHost};
@@ -380,6 +382,7 @@ async fn send_stored(
         Ok(Err(e)) => {
             let f = LocalFailure::classify(&e);
             tracing::debug!(host = %host.health.key, failure = f.as_str(), "stored-response request failed");
+            record_upstream(host, metrics::SharedString::const_str(f.as_str()));
             host.health.report_failure(f.observation()).await;
             return Err(GatewayError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -390,6 +393,7 @@ async fn send_stored(
             .into_response());
         }
         Err(_) => {
+            record_upstream(host, metrics::SharedString::const_str("timeout"));
             host.health
                 .report_failure(LocalFailure::Timeout.observation())
                 .await;
@@ -406,6 +410,7 @@ async fn send_stored(
         }
     };
     let status = resp.status().as_u16();
+    record_upstream(host, status_label(status));
     host.health.report(Observation::ConnectSucceeded);
     if status >= 500 {
         host.health
