@@ -252,7 +252,7 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
     let (parts, _body) = req.into_parts();
     let snapshot = gw.snapshot();
     let home = homes().home(id);
-    let targets = lookup_order(
+    let (targets, authoritative) = lookup_order(
         snapshot
             .routes
             .iter()
@@ -272,7 +272,6 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
     // The remembered backend's answer is final (it made the response, and answers for it even once
     // deleted). Otherwise a 404 means "not here", and so does a failure as long as another backend is
     // left to ask; when none has it, a failure is the answer (the id may be there), else a 404.
-    let authoritative = home.is_some();
     // One route timeout (the first target's rule's) bounds the whole lookup, however many it asks.
     let budget = targets[0].0.request_timeout;
     let deadline = tokio::time::Instant::now() + budget;
@@ -319,11 +318,12 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
 }
 
 /// The hosts to ask for an id, one per backend: the remembered backend alone when there is one and it is
-/// still configured; else every OpenAI-schema backend, by priority, healthy hosts first, in config order.
+/// still configured (then `true`: its answer is final); else every OpenAI-schema backend, by priority,
+/// healthy hosts first, in config order.
 fn lookup_order<'a>(
     hosts: impl Iterator<Item = (&'a RuleSnap, &'a UpstreamHost)>,
     home: Option<&str>,
-) -> Vec<(&'a RuleSnap, &'a UpstreamHost)> {
+) -> (Vec<(&'a RuleSnap, &'a UpstreamHost)>, bool) {
     let mut all: Vec<(&RuleSnap, &UpstreamHost)> = hosts
         .filter(|(_, h)| speaks_responses(h.backend.schema.name))
         .collect();
@@ -331,7 +331,7 @@ fn lookup_order<'a>(
     all.sort_by_key(|(_, h)| (h.health.view.is_ejected(), h.priority));
     if let Some(home) = home {
         if let Some(found) = all.iter().find(|(_, h)| *h.backend.key == *home) {
-            return vec![*found];
+            return (vec![*found], true);
         }
     }
     let mut seen: Vec<&str> = Vec::new();
@@ -344,7 +344,7 @@ fn lookup_order<'a>(
         }
     });
     all.truncate(MAX_LOOKUPS);
-    all
+    (all, false)
 }
 
 /// What one stored-response request asks, and until when.
