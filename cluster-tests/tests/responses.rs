@@ -387,3 +387,57 @@ async fn creates_skip_backends_without_the_responses_api_and_reach_azure() {
     })
     .await;
 }
+
+/// A primary that sends `response.created` and then falls silent is failed over at the first-token
+/// timeout (`switchyard.io/first-token-timeout`), whatever `retryOn` says; the client gets the fallback's
+/// stream, and the silence counts against the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_stream_silent_before_content_fails_over_at_the_first_token_timeout() {
+    bounded(async {
+        let primary = MockProvider::start("primary").await?;
+        primary
+            .set_mode(json!({"mode": "stall", "after_chunks": 1}))
+            .await?;
+        let fallback = MockProvider::start("fallback").await?;
+        let config = switchyard_cluster_tests::harness::annotate_policy(
+            &fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY),
+            "switchyard.io/first-token-timeout: 1s",
+        );
+        let node = SwitchyardNode::start(&config).await?;
+        let started = std::time::Instant::now();
+        let resp = http_post_json_stream(
+            &node.url("/v1/responses"),
+            &json!({"model": MODEL, "input": "hi", "stream": true}),
+        )
+        .await?;
+        anyhow::ensure!(resp.status == 200, "{}", resp.status);
+        let (chunks, err) = resp.collect_chunks().await;
+        anyhow::ensure!(err.is_none(), "{err:?}");
+        let took = started.elapsed();
+        let body: String = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+            .collect();
+        let (text, types) = events_of(&body);
+        anyhow::ensure!(text == "hello from fallback", "{body}");
+        // One `response.created`: the primary's, held, never reached the client.
+        anyhow::ensure!(
+            types.iter().filter(|t| *t == "response.created").count() == 1
+                && types.last().map(String::as_str) == Some("response.completed"),
+            "{types:?}"
+        );
+        anyhow::ensure!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+            "{took:?}"
+        );
+        let metrics = http_get(&node.admin_url("/metrics")).await?.text();
+        let silent = metric_sum(
+            &metrics,
+            "switchyard_upstream_requests_total",
+            &["primary", "outcome=\"first_token_timeout\""],
+        );
+        anyhow::ensure!(silent == 1.0, "{silent}:\n{metrics}");
+        Ok(())
+    })
+    .await;
+}
