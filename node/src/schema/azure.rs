@@ -37,27 +37,33 @@ pub const FIRST_RESPONSES_API_VERSION: &str = "2025-03-01-preview";
 /// The Azure path of a Responses endpoint (`tail`: `""` for a create, `/{id}…` for a stored response),
 /// with the client's `query`. Azure serves it in two places: the v1 API, `/openai/v1/responses` (no
 /// `api-version`), and the dated previews, `/openai/responses?api-version=…` from
-/// [`FIRST_RESPONSES_API_VERSION`] on. A backend whose `schema.version` is such a preview gets the dated
-/// path; every other (none, `v1`, or a version older than Responses, set for chat) gets the v1 path.
+/// [`FIRST_RESPONSES_API_VERSION`] on. A backend whose `schema.version` is such a version gets the dated
+/// path; `preview` gets the v1 path with `api-version=preview`; every other (none, `v1`, or a version
+/// older than Responses, set for chat) gets the v1 path without one.
 pub fn responses_path(version: Option<&str>, tail: &str, query: Option<&str>) -> String {
     // Dated versions compare as text: `YYYY-MM-DD[-preview]`.
-    match version.filter(|v| *v >= FIRST_RESPONSES_API_VERSION && v.starts_with("20")) {
-        Some(v) => {
-            let mut p = format!(
-                "/openai/responses{tail}?api-version={}",
-                utf8_percent_encode(v, UNRESERVED)
-            );
-            if let Some(q) = query {
-                p.push('&');
-                p.push_str(q);
-            }
-            p
+    let (base, api_version) = match version {
+        Some(v) if v.starts_with("20") && v >= FIRST_RESPONSES_API_VERSION => {
+            ("/openai/responses", Some(v))
         }
-        None => match query {
-            Some(q) => format!("/openai/v1/responses{tail}?{q}"),
-            None => format!("/openai/v1/responses{tail}"),
-        },
+        // The v1 API's preview channel, as Azure's own clients name it during the v1 preview.
+        Some(v @ "preview") => ("/openai/v1/responses", Some(v)),
+        _ => ("/openai/v1/responses", None),
+    };
+    let mut p = format!("{base}{tail}");
+    let mut sep = '?';
+    if let Some(v) = api_version {
+        p.push_str(&format!(
+            "?api-version={}",
+            utf8_percent_encode(v, UNRESERVED)
+        ));
+        sep = '&';
     }
+    if let Some(q) = query {
+        p.push(sep);
+        p.push_str(q);
+    }
+    p
 }
 
 /// The Azure path for `ctx`.
@@ -171,6 +177,12 @@ mod tests {
                 "gpt-4o",
                 Some("2025-04-01-preview"),
                 "/openai/responses?api-version=2025-04-01-preview",
+            ),
+            (
+                Operation::Responses,
+                "gpt-4o",
+                Some("preview"),
+                "/openai/v1/responses?api-version=preview",
             ),
             (
                 Operation::Completions,
