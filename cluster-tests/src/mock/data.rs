@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use super::log::RecordedRequest;
 use super::mode::Mode;
 use super::openai::{self, Reply};
-use super::{anthropic, azure, bedrock, cohere, Format, Shared};
+use super::{anthropic, azure, bedrock, cohere, responses, Format, Shared};
 
 /// Response body type of the data port.
 pub type DataBody = BoxBody<Bytes, std::io::Error>;
@@ -290,6 +290,14 @@ async fn handle(
             (Format::Azure, _) => azure::handle(&parts.method, &path, &parts.headers, &body, &ctx),
             (Format::Anthropic, _) => anthropic::handle(&parts.method, &parts.headers, &body, &ctx),
             (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),
+            (Format::Responses, _) => responses::handle(
+                &parts.method,
+                &path,
+                &parts.headers,
+                &body,
+                &ctx,
+                &shared.responses,
+            ),
             _ => openai::handle(&parts.method, &path, &body, &ctx).unwrap_or_else(|| {
                 openai::error_reply(StatusCode::NOT_FOUND, &format!("no route for {path}"))
             }),
@@ -361,7 +369,7 @@ async fn handle(
                     delay,
                     Some((
                         after_chunks,
-                        End::Append(format.stream_error_event(code, &msg)),
+                        End::Append(format.stream_error_event(code, &msg, after_chunks)),
                     )),
                 ),
                 Reply::Full { .. } => full_response(&shared, seq, format.error_reply(code, &msg)),

@@ -22,6 +22,7 @@ pub mod data;
 pub mod log;
 pub mod mode;
 pub mod openai;
+pub mod responses;
 pub mod service_model;
 
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub enum Format {
     Anthropic,
     /// `/v2/chat`.
     Cohere,
+    /// `/v1/responses…`, and Azure's `/openai/v1/responses…` and `/openai/responses…`.
+    Responses,
 }
 
 impl Format {
@@ -58,6 +61,8 @@ impl Format {
         let p = path.split('?').next().unwrap_or(path);
         if bedrock::is_bedrock_path(p) {
             Format::Bedrock
+        } else if responses::is_responses_path(p) {
+            Format::Responses
         } else if p.starts_with(azure::PREFIX) {
             Format::Azure
         } else if p == anthropic::PATH {
@@ -70,9 +75,15 @@ impl Format {
     }
 
     /// The in-stream error event of this format for `status`: an OpenAI error chunk, an Anthropic `error`
-    /// event, a Bedrock exception message.
-    pub fn stream_error_event(self, status: hyper::StatusCode, message: &str) -> bytes::Bytes {
+    /// event, a Bedrock exception message, a Responses `error` event (numbered `seq`, the events before it).
+    pub fn stream_error_event(
+        self,
+        status: hyper::StatusCode,
+        message: &str,
+        seq: usize,
+    ) -> bytes::Bytes {
         match self {
+            Format::Responses => responses::stream_error_event(status, message, seq),
             Format::OpenAi | Format::Azure => {
                 let (kind, code) = match status.as_u16() {
                     429 => ("requests", "rate_limit_exceeded"),
@@ -97,7 +108,7 @@ impl Format {
     /// An error reply in this format's shape.
     pub fn error_reply(self, status: hyper::StatusCode, message: &str) -> openai::Reply {
         match self {
-            Format::OpenAi => openai::error_reply(status, message),
+            Format::OpenAi | Format::Responses => openai::error_reply(status, message),
             Format::Bedrock => {
                 bedrock::error_reply(status, bedrock::error_type_for(status), message)
             }
@@ -165,6 +176,8 @@ pub struct Shared {
     keep_log: bool,
     unlogged: AtomicU64,
     seq: AtomicU64,
+    /// Responses made through the Responses API (retrieve, delete, `previous_response_id`).
+    pub responses: responses::Store,
     /// Whether the data listener should be open (false while the effective next mode is `refuse`).
     want_listen: watch::Sender<bool>,
     /// Whether the data listener is open right now.
@@ -198,6 +211,7 @@ impl Shared {
             keep_log,
             unlogged: AtomicU64::new(0),
             seq: AtomicU64::new(0),
+            responses: responses::Store::default(),
             want_listen: watch::Sender::new(want),
             listening: watch::Sender::new(false),
         })

@@ -190,6 +190,14 @@ impl UpstreamBody {
         }
     }
 
+    /// Watches the stream as a Responses API stream (`/v1/responses`): its typed events decide content,
+    /// failure and end, and a cut ends with a Responses `error` event.
+    pub fn watch_responses(&mut self) {
+        if self.watch.is_some() {
+            self.watch = Some(StreamWatch::responses());
+        }
+    }
+
     /// Reads the stream until its first content (or its clean end), holding what it produced, so that
     /// nothing has reached the client if the attempt fails first. `first_token` bounds the wait.
     ///
@@ -298,7 +306,13 @@ impl UpstreamBody {
             None => metrics::counter!("switchyard_truncated_responses_total").increment(1),
         }
         if self.sse {
-            let event = sse_error_event(&why.to_string());
+            let event = match self.watch.as_ref().filter(|w| w.is_responses()) {
+                Some(w) => Bytes::from(crate::schema::responses::truncation_event(
+                    &why.to_string(),
+                    w.last_sequence().map_or(0, |n| n.saturating_add(1)),
+                )),
+                None => sse_error_event(&why.to_string()),
+            };
             self.state = State::ErrorEventSent {
                 why: Some(why),
                 flushed: false,

@@ -64,6 +64,9 @@ pub struct ProxiedRequest {
     pub received: std::time::Instant,
     /// The provider of the latest attempt (labels a failed request's metrics).
     pub provider: crate::proxy::usage::LastProvider,
+    /// `POST /v1/responses`: OpenAI-schema backends only, chained creates to their previous response's
+    /// backend (`proxy::responses`). `None` for every other endpoint.
+    pub responses: Option<crate::proxy::responses::CreateCtx>,
 }
 
 /// Why an attempt did not produce a response to return.
@@ -93,7 +96,7 @@ struct BodyTiming {
 /// Request headers never forwarded upstream: hop-by-hop (RFC 9110 §7.6.1), those the gateway sets itself,
 /// and the client's credentials (the backend gets its own). Compared as names, not strings: a standard
 /// name is one byte to compare, and only the few custom names fall back to their text.
-fn is_stripped_request_header(name: &HeaderName) -> bool {
+pub(crate) fn is_stripped_request_header(name: &HeaderName) -> bool {
     const STANDARD: [HeaderName; 10] = [
         header::CONNECTION,
         header::PROXY_AUTHORIZATION,
@@ -140,6 +143,13 @@ pub async fn forward(
         deadline,
         route_timeout: rule.request_timeout,
     };
+    if let Some(e) = req
+        .responses
+        .as_ref()
+        .and_then(|_| crate::proxy::responses::unsupported(rule, &req.model))
+    {
+        return e.into_response();
+    }
     let mut history = AttemptHistory::default();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(rand::rng().random());
     let mut last: Option<Failure> = None;
@@ -159,16 +169,30 @@ pub async fn forward(
 
     loop {
         // A host at its trial on this node takes one request, ahead of the load (DESIGN §6 "Single trial").
-        let trial = rule.take_trial(|i| history.tried(i)).map(|i| Selection {
-            host: i,
-            priority: rule.hosts[i].priority,
-            panic: false,
-        });
+        let trial = rule
+            .take_trial(|i| {
+                history.tried(i)
+                    || (req.responses.is_some() && !crate::proxy::responses::host_speaks(rule, i))
+            })
+            .map(|i| Selection {
+                host: i,
+                priority: rule.hosts[i].priority,
+                panic: false,
+            });
+        // A chained create goes first to the backend that holds its previous response.
+        let chained = match &req.responses {
+            Some(r) if history.attempts() == 0 => r.preferred(rule),
+            _ => None,
+        };
         // Read the clock only where the rate-limit cooldown extension is on.
         let cooling_at = cooldown_cap.map(|_| std::time::Instant::now());
-        let Some(choice) = trial.or_else(|| {
+        let Some(choice) = trial.or(chained).or_else(|| {
+            let candidates = match &req.responses {
+                None => rule.candidates_at(cooling_at),
+                Some(_) => crate::proxy::responses::candidates(rule, cooling_at),
+            };
             select(
-                &rule.candidates_at(cooling_at),
+                &candidates,
                 route.traffic.panic_threshold,
                 retry.and_then(|r| r.num_attempts_per_priority),
                 &history,
@@ -270,6 +294,9 @@ pub async fn forward(
                     if !sse {
                         // Not a stream after all: nothing to hold.
                         return Response::from_parts(parts, ProxyBody::upstream(body));
+                    }
+                    if req.responses.is_some() {
+                        body.watch_responses();
                     }
                     match body.hold_until_content(first_token_at).await {
                         Ok(()) => return Response::from_parts(parts, ProxyBody::upstream(body)),
@@ -392,14 +419,14 @@ fn all_cooling_response(left: Duration, model: &str) -> Response<ProxyBody> {
 
 /// Counts one attempt. The labels are shared strings (the host's precomputed backend label, static
 /// outcomes), so recording allocates nothing but the metric key's label vector.
-fn record_upstream(host: &UpstreamHost, outcome: SharedString) {
+pub(crate) fn record_upstream(host: &UpstreamHost, outcome: SharedString) {
     metrics::counter!("switchyard_upstream_requests_total",
         "backend" => host.metric_backend.clone(), "outcome" => outcome)
     .increment(1);
 }
 
 /// The `outcome` label of an upstream status: static for the common codes.
-fn status_label(status: u16) -> SharedString {
+pub(crate) fn status_label(status: u16) -> SharedString {
     const COMMON: [&str; 16] = [
         "200", "201", "204", "400", "401", "403", "404", "408", "409", "413", "422", "429", "500",
         "502", "503", "504",
@@ -480,7 +507,7 @@ fn served_ctx(rctx: &ResponseCtx, model_override: Option<&Arc<str>>) -> Option<R
 fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamHost) -> UsageTap {
     // The tap reads the body the client gets, i.e. after translation, which is OpenAI-shaped for every
     // provider; `stream` is what the client asked for (a translated stream is SSE).
-    UsageTap::new(
+    let tap = UsageTap::new(
         GenAiLabels {
             operation: req.operation,
             provider: translator.provider_name(),
@@ -492,7 +519,11 @@ fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamH
         },
         req.stream,
         req.received,
-    )
+    );
+    match &req.responses {
+        Some(_) => tap.with_response_home(&host.backend.key),
+        None => tap,
+    }
 }
 
 /// Returns an upstream response to the client, translated by `translator` (frame by frame).
@@ -573,7 +604,7 @@ fn translation_error(backend: &str, e: &schema::TranslateError) -> GatewayError 
     )
 }
 
-fn auth_error(e: &AuthError) -> GatewayError {
+pub(crate) fn auth_error(e: &AuthError) -> GatewayError {
     match e {
         AuthError::Missing { .. } => GatewayError::new(
             StatusCode::UNAUTHORIZED,

@@ -23,7 +23,12 @@ use crate::proxy::limits::BodyTimeouts;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
 
 /// The endpoints that are routed to a backend.
-const ROUTED: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+const ROUTED: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+];
 
 /// Serves one client request.
 pub async fn handle(
@@ -47,6 +52,10 @@ pub async fn handle(
         } else {
             method_not_allowed("POST")
         }
+    } else if let Some(rest) = path.strip_prefix("/v1/responses/") {
+        // Stored responses: no `model` to route by (proxy::responses finds the backend).
+        let rest = rest.to_owned();
+        crate::proxy::responses::stored(&gw, req, &rest).await
     } else {
         GatewayError::new(
             StatusCode::NOT_FOUND,
@@ -256,6 +265,7 @@ async fn proxy(
     let operation = match req.uri().path() {
         "/v1/chat/completions" => "chat",
         "/v1/completions" => "completion",
+        "/v1/responses" => "responses",
         _ => "embeddings",
     };
     let snapshot = gw.snapshot();
@@ -361,6 +371,8 @@ async fn proxy(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let responses =
+        (operation == "responses").then(|| crate::proxy::responses::CreateCtx::of(&body));
     let proxied = ProxiedRequest {
         path_and_query,
         headers: parts.headers,
@@ -372,6 +384,7 @@ async fn proxy(
         operation,
         received,
         provider: Default::default(),
+        responses,
     };
     let resp = forward(route, rule, &proxied).await;
     // Successes are recorded by the usage tap when their body ends; failures here, once.

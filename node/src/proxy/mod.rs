@@ -9,6 +9,7 @@ pub mod hop;
 pub mod json_members;
 pub mod limits;
 pub mod mutation;
+pub mod responses;
 pub mod server;
 pub mod stream_end;
 pub mod upstream;

@@ -399,16 +399,19 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
         return None;
     }
     let mut usage = Usage::default();
-    let keys: [&[u8]; 6] = [
+    // `input_tokens_details`/`output_tokens_details`: the Responses API's names for the details.
+    let keys: [&[u8]; 8] = [
         b"prompt_tokens",
         b"input_tokens",
         b"completion_tokens",
         b"output_tokens",
         b"prompt_tokens_details",
         b"completion_tokens_details",
+        b"input_tokens_details",
+        b"output_tokens_details",
     ];
     for_each_member(raw, &keys, |key, value| {
-        if key == b"prompt_tokens_details" || key == b"completion_tokens_details" {
+        if key.ends_with(b"_details") {
             usage_details(value, &mut usage);
             return;
         }
@@ -470,6 +473,11 @@ pub struct UsageTap {
     overflowed: bool,
     usage: Option<Usage>,
     response_model: Option<String>,
+    /// `/v1/responses`: read as a Responses answer.
+    responses_api: bool,
+    /// `/v1/responses`: the backend that answers (to remember the response's id with), until the id is
+    /// seen.
+    response_home: Option<Box<str>>,
 }
 
 impl UsageTap {
@@ -486,7 +494,17 @@ impl UsageTap {
             overflowed: false,
             usage: None,
             response_model: None,
+            responses_api: false,
+            response_home: None,
         }
+    }
+
+    /// Reads the answer as a Responses API answer: usage and model also inside a stream event's
+    /// `response`, and the response's id, remembered with `backend` (`proxy::responses`) when first seen.
+    pub fn with_response_home(mut self, backend: &str) -> Self {
+        self.responses_api = true;
+        self.response_home = Some(backend.into());
+        self
     }
 
     /// Feeds the next body frame, received at `now`.
@@ -538,6 +556,29 @@ impl UsageTap {
     }
 
     fn absorb(&mut self, json: &[u8]) {
+        self.absorb_members(json);
+        if self.responses_api {
+            self.absorb_response(json);
+        }
+    }
+
+    /// A Responses answer: a stream event carries the response (model, usage) in `response`; the
+    /// response's id is remembered once.
+    fn absorb_response(&mut self, json: &[u8]) {
+        let [nested] = find_members(json, [b"response"]);
+        if let Some(r) = nested.filter(|r| r.first() == Some(&b'{')) {
+            self.absorb_members(r);
+        }
+        if self.response_home.is_some() {
+            if let Some(id) = crate::schema::responses::answer_id(json) {
+                if let Some(backend) = self.response_home.take() {
+                    crate::proxy::responses::remember(&id, &backend);
+                }
+            }
+        }
+    }
+
+    fn absorb_members(&mut self, json: &[u8]) {
         // Only the two members are read; `choices` and the rest are not even skipped when the answer has
         // them in OpenAI's order (model first, usage last).
         let [model, usage] = find_members(json, [b"model", b"usage"]);
@@ -760,6 +801,47 @@ mod tests {
             ),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn responses_usage_is_read_from_the_object_and_the_completed_event() {
+        let details = br#"{"input_tokens":20,"input_tokens_details":{"cached_tokens":12},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":7},"total_tokens":29}"#;
+        assert_eq!(
+            usage_object(details),
+            Some(Usage {
+                prompt_tokens: 20,
+                completion_tokens: 9,
+                cached_input: Some(12),
+                cache_creation_input: None,
+                reasoning: Some(7),
+            })
+        );
+        let now = Instant::now();
+        let mut tap = UsageTap::new(labels(), true, now).with_response_home("ns/tap-test");
+        let stream = concat!(
+            "event: response.created\n",
+            "data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_taptest1\",\"object\":\"response\",\"model\":\"m-2025\",\"usage\":null}}\n\n",
+            "event: response.completed\n",
+            "data: {\"type\":\"response.completed\",\"sequence_number\":5,\"response\":{\"id\":\"resp_taptest1\",\"object\":\"response\",\"model\":\"m-2025\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4,\"output_tokens_details\":{\"reasoning_tokens\":1}}}}\n\n",
+        );
+        tap.on_data(&Bytes::from_static(stream.as_bytes()), now);
+        let (usage, model) = tap.seen();
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                reasoning: Some(1),
+                ..Usage::default()
+            })
+        );
+        assert_eq!(model.as_deref(), Some("m-2025"));
+        // The id was remembered with the backend that answered, once.
+        assert!(tap.response_home.is_none());
+        let probe = crate::proxy::responses::CreateCtx::of(
+            br#"{"model":"m","previous_response_id":"resp_taptest1"}"#,
+        );
+        assert_eq!(probe.holder.as_deref(), Some("ns/tap-test"));
     }
 
     #[test]

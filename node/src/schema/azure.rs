@@ -31,8 +31,47 @@ pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Clone, Copy)]
 pub struct Azure;
 
+/// The first `api-version` that serves the Responses API on `/openai/responses`.
+pub const FIRST_RESPONSES_API_VERSION: &str = "2025-03-01-preview";
+
+/// The Azure path of a Responses endpoint (`tail`: `""` for a create, `/{id}…` for a stored response),
+/// with the client's `query`. Azure serves it in two places: the v1 API, `/openai/v1/responses` (no
+/// `api-version`), and the dated previews, `/openai/responses?api-version=…` from
+/// [`FIRST_RESPONSES_API_VERSION`] on. A backend whose `schema.version` is such a version gets the dated
+/// path; `preview` gets the v1 path with `api-version=preview`; every other (none, `v1`, or a version
+/// older than Responses, set for chat) gets the v1 path without one.
+pub fn responses_path(version: Option<&str>, tail: &str, query: Option<&str>) -> String {
+    // Dated versions compare as text: `YYYY-MM-DD[-preview]`.
+    let (base, api_version) = match version {
+        Some(v) if v.starts_with("20") && v >= FIRST_RESPONSES_API_VERSION => {
+            ("/openai/responses", Some(v))
+        }
+        // The v1 API's preview channel, as Azure's own clients name it during the v1 preview.
+        Some(v @ "preview") => ("/openai/v1/responses", Some(v)),
+        _ => ("/openai/v1/responses", None),
+    };
+    let mut p = format!("{base}{tail}");
+    let mut sep = '?';
+    if let Some(v) = api_version {
+        p.push_str(&format!(
+            "?api-version={}",
+            utf8_percent_encode(v, UNRESERVED)
+        ));
+        sep = '&';
+    }
+    if let Some(q) = query {
+        p.push(sep);
+        p.push_str(q);
+    }
+    p
+}
+
 /// The Azure path for `ctx`.
 pub fn path(ctx: &RequestCtx<'_>) -> String {
+    if ctx.operation == super::Operation::Responses {
+        // The deployment is the body's `model`, as on OpenAI.
+        return responses_path(ctx.schema_version, "", None);
+    }
     let version = ctx.schema_version.unwrap_or(DEFAULT_API_VERSION);
     format!(
         "/openai/deployments/{}{}?api-version={}",
@@ -125,6 +164,25 @@ mod tests {
                 "emb",
                 Some("2025-01-01-preview"),
                 "/openai/deployments/emb/embeddings?api-version=2025-01-01-preview",
+            ),
+            (Operation::Responses, "gpt-4o", None, "/openai/v1/responses"),
+            (
+                Operation::Responses,
+                "gpt-4o",
+                Some("2024-10-21"),
+                "/openai/v1/responses",
+            ),
+            (
+                Operation::Responses,
+                "gpt-4o",
+                Some("2025-04-01-preview"),
+                "/openai/responses?api-version=2025-04-01-preview",
+            ),
+            (
+                Operation::Responses,
+                "gpt-4o",
+                Some("preview"),
+                "/openai/v1/responses?api-version=preview",
             ),
             (
                 Operation::Completions,

@@ -20,6 +20,7 @@ pub mod fields;
 pub mod fuzz;
 pub mod openai;
 pub mod reply;
+pub mod responses;
 pub mod sse;
 
 use std::sync::Arc;
@@ -84,6 +85,8 @@ pub enum Operation {
     Completions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/responses` (OpenAI-schema backends only).
+    Responses,
 }
 
 impl Operation {
@@ -92,6 +95,7 @@ impl Operation {
         match name {
             "chat" => Operation::Chat,
             "completion" => Operation::Completions,
+            "responses" => Operation::Responses,
             _ => Operation::Embeddings,
         }
     }
@@ -102,6 +106,7 @@ impl Operation {
             Operation::Chat => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Responses => "/responses",
         }
     }
 }

@@ -79,12 +79,34 @@ pub struct StreamWatch {
     ended: bool,
     /// A line grew past [`MAX_WATCHED_LINE`]: the stream is no longer judged.
     blind: bool,
+    /// A Responses API stream (typed events, `schema::responses`) rather than chat chunks.
+    responses: bool,
+    /// Responses: the `sequence_number` of the latest event.
+    last_sequence: Option<u64>,
 }
 
 impl StreamWatch {
     /// A watch at the start of a stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A watch at the start of a Responses API stream (`/v1/responses`).
+    pub fn responses() -> Self {
+        StreamWatch {
+            responses: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this watches a Responses API stream.
+    pub fn is_responses(&self) -> bool {
+        self.responses
+    }
+
+    /// Responses: the `sequence_number` of the latest event seen.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
     }
 
     /// Whether content (or the end) has been seen.
@@ -148,6 +170,9 @@ impl StreamWatch {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let payload = line.strip_prefix(b"data:")?;
         let payload = payload.strip_prefix(b" ").unwrap_or(payload);
+        if self.responses {
+            return self.responses_line(payload);
+        }
         if payload == b"[DONE]" {
             self.ended = true;
             self.content = true;
@@ -187,6 +212,36 @@ impl StreamWatch {
             || !v.is_object();
         self.ended |= finished;
         self.content |= content;
+        None
+    }
+}
+
+impl StreamWatch {
+    /// One Responses event's payload. Every event is classified (by its top-level `type`, without parsing
+    /// the rest), because the end is a typed event, not a marker that bytes can find.
+    fn responses_line(&mut self, payload: &[u8]) -> Option<StreamSignal> {
+        use super::responses::{classify_event, EventClass};
+        let Some((class, seq)) = classify_event(payload) else {
+            // Not a typed event: not ours to judge; the client gets it as it is.
+            self.content = true;
+            return None;
+        };
+        if seq.is_some() {
+            self.last_sequence = seq;
+        }
+        match class {
+            EventClass::Hold => {}
+            EventClass::Content => self.content = true,
+            EventClass::End => {
+                self.content = true;
+                self.ended = true;
+            }
+            // After content the upstream ended honestly itself; before it the attempt failed.
+            EventClass::Failed { .. } if self.content => self.ended = true,
+            EventClass::Failed { status, message } => {
+                return Some(StreamSignal::Error { status, message })
+            }
+        }
         None
     }
 }
@@ -397,6 +452,62 @@ mod watch_tests {
         ];
         for (err, want) in rows {
             assert_eq!(error_event_status(&err), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn responses_streams_are_judged_by_their_typed_events() {
+        const CREATED: &str = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\"}}\n\n";
+        const DELTA: &str = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"delta\":\"Hi\"}\n\n";
+        const COMPLETED: &str = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{}}\n\n";
+        const ERROR: &str = "event: error\ndata: {\"type\":\"error\",\"code\":\"rate_limit_exceeded\",\"message\":\"slow\",\"param\":null,\"sequence_number\":1}\n\n";
+        // (stream, last signal, ended, last sequence number)
+        let rows: [(String, StreamSignal, bool, Option<u64>); 5] = [
+            (CREATED.into(), StreamSignal::Hold, false, Some(0)),
+            (
+                format!("{CREATED}{DELTA}"),
+                StreamSignal::Content,
+                false,
+                Some(4),
+            ),
+            (
+                format!("{CREATED}{DELTA}{COMPLETED}"),
+                StreamSignal::Content,
+                true,
+                Some(9),
+            ),
+            (
+                format!("{CREATED}{ERROR}"),
+                StreamSignal::Error {
+                    status: 429,
+                    message: "slow".into(),
+                },
+                false,
+                Some(1),
+            ),
+            // An error after content is the upstream's own honest end.
+            (
+                format!("{CREATED}{DELTA}{ERROR}"),
+                StreamSignal::Content,
+                true,
+                Some(1),
+            ),
+        ];
+        for (stream, want, ended, seq) in rows {
+            for split in 0..=stream.len() {
+                let mut w = StreamWatch::responses();
+                let (a, b) = stream.as_bytes().split_at(split);
+                let first = w.feed(a);
+                let got = match first {
+                    StreamSignal::Error { .. } => first,
+                    _ => w.feed(b),
+                };
+                assert_eq!(got, want, "{stream:?} split at {split}");
+                assert_eq!(w.ended(), ended, "{stream:?} (ended) split at {split}");
+                if !matches!(want, StreamSignal::Error { .. }) {
+                    assert_eq!(w.last_sequence(), seq, "{stream:?} split at {split}");
+                }
+            }
         }
     }
 
