@@ -298,7 +298,12 @@ impl UpstreamBody {
             None => metrics::counter!("switchyard_truncated_responses_total").increment(1),
         }
         if self.sse {
-            let event = sse_error_event(&why.to_string());
+            let message = why.to_string();
+            let event = self
+                .transform
+                .as_ref()
+                .and_then(|t| t.truncation_event(&message))
+                .unwrap_or_else(|| sse_error_event(&message));
             self.state = State::ErrorEventSent {
                 why: Some(why),
                 flushed: false,

@@ -10,6 +10,7 @@ use super::{anthropic, bedrock, ResponseCtx};
 
 fn ctx() -> ResponseCtx {
     ResponseCtx {
+        operation: super::Operation::Chat,
         model: "m".into(),
         stream: true,
         include_usage: true,

@@ -11,12 +11,14 @@
 
 pub mod anthropic;
 pub mod auth;
+pub mod aws_anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod chat;
 pub mod eventstream;
 pub mod fields;
 pub mod fuzz;
+pub mod messages;
 pub mod openai;
 pub mod reply;
 pub mod sse;
@@ -83,6 +85,10 @@ pub enum Operation {
     Completions,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /anthropic/v1/messages`: Anthropic Messages in (Anthropic-schema backends only).
+    Messages,
+    /// `POST /anthropic/v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl Operation {
@@ -91,6 +97,8 @@ impl Operation {
         match name {
             "chat" => Operation::Chat,
             "completion" => Operation::Completions,
+            "messages" => Operation::Messages,
+            "count_tokens" => Operation::CountTokens,
             _ => Operation::Embeddings,
         }
     }
@@ -101,7 +109,22 @@ impl Operation {
             Operation::Chat => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Messages => "/messages",
+            Operation::CountTokens => "/messages/count_tokens",
         }
+    }
+
+    /// Whether the client speaks Anthropic's Messages API (its answers and errors keep that shape).
+    pub fn is_messages(self) -> bool {
+        matches!(self, Operation::Messages | Operation::CountTokens)
+    }
+
+    /// The refusal of a backend whose schema cannot take Anthropic Messages in (Envoy AI Gateway serves
+    /// `/anthropic/v1/messages` from Anthropic-schema backends only).
+    pub fn messages_unsupported(provider: &str) -> TranslateError {
+        TranslateError::Unsupported(format!(
+            "the Anthropic Messages API (/anthropic/v1/messages) is served by Anthropic and AWSAnthropic backends only, not by a {provider} backend"
+        ))
     }
 }
 
@@ -118,8 +141,11 @@ pub struct RequestCtx<'a> {
     pub model_overridden: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
-    /// `schema.version` of the backend (the Azure `api-version`).
+    /// `schema.version` of the backend (the Azure `api-version`, the AWSAnthropic `anthropic_version`).
     pub schema_version: Option<&'a str>,
+    /// The client's headers (Anthropic Messages in: `anthropic-version` and `anthropic-beta` are passed
+    /// on).
+    pub client_headers: &'a HeaderMap,
 }
 
 /// A translated request, without credentials.
@@ -136,6 +162,8 @@ pub struct UpstreamRequest {
 /// What a response translation needs to know; fixed per client request so every attempt agrees.
 #[derive(Debug, Clone)]
 pub struct ResponseCtx {
+    /// The client's endpoint: Anthropic Messages clients get Anthropic-shaped answers and errors.
+    pub operation: Operation,
     /// The client's `model` (Bedrock answers do not name one).
     pub model: Arc<str>,
     /// Whether the client asked for a stream.
@@ -193,6 +221,7 @@ pub fn stream_error_status(err: &TranslateError) -> Option<u16> {
         TranslateError::StreamError { provider, kind, .. } => Some(match *provider {
             "aws.bedrock" => bedrock::exception_status(kind),
             "anthropic" => anthropic::error_status(kind),
+            "aws.anthropic" => bedrock::exception_status(kind),
             _ => 500,
         }),
         TranslateError::Incomplete(_) => None,
@@ -214,6 +243,16 @@ pub trait BodyTransform: Send {
     fn feed(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), TranslateError>;
     /// The upstream body ended cleanly: append the rest of the output.
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError>;
+    /// The SSE event that tells the client its stream was cut, when the output is not OpenAI's chunk
+    /// stream (Anthropic Messages clients get an Anthropic `error` event); `None`: the OpenAI one.
+    fn truncation_event(&self, _message: &str) -> Option<Bytes> {
+        None
+    }
+    /// Whether the output holds itself back until its first content and checks its own end, so the
+    /// OpenAI stream watch must not judge it (an Anthropic event stream has no `choices`).
+    fn self_watched(&self) -> bool {
+        false
+    }
 }
 
 /// One provider's schema.
@@ -242,6 +281,7 @@ pub fn translator(schema: SchemaName) -> &'static dyn Translator {
         SchemaName::AwsBedrock => &bedrock::Bedrock,
         SchemaName::AzureOpenAI => &azure::Azure,
         SchemaName::Anthropic => &anthropic::Anthropic,
+        SchemaName::AwsAnthropic => &aws_anthropic::AwsAnthropic,
     }
 }
 

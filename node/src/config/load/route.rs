@@ -436,10 +436,11 @@ pub(super) fn parse_schema(
         "AWSBedrock" => SchemaName::AwsBedrock,
         "AzureOpenAI" => SchemaName::AzureOpenAI,
         "Anthropic" => SchemaName::Anthropic,
+        "AWSAnthropic" => SchemaName::AwsAnthropic,
         other => {
             return Err(id.error(
                 format!("{field}.name"),
-                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI or Anthropic)"),
+                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic or AWSAnthropic)"),
             ))
         }
     };
