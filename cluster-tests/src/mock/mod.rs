@@ -18,6 +18,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod control;
 pub mod data;
+pub mod invoke;
 pub mod log;
 pub mod mode;
 pub mod openai;
@@ -41,11 +42,11 @@ use self::mode::Mode;
 pub enum Format {
     /// `/v1/...` OpenAI paths.
     OpenAi,
-    /// `/model/{id}/converse[-stream]`.
+    /// `/model/{id}/converse[-stream]`, `/model/{id}/invoke[-with-response-stream]`, `/model/{id}/count-tokens`.
     Bedrock,
     /// `/openai/deployments/...`.
     Azure,
-    /// `/v1/messages`.
+    /// `/v1/messages` and `/v1/messages/count_tokens`.
     Anthropic,
 }
 
@@ -57,7 +58,7 @@ impl Format {
             Format::Bedrock
         } else if p.starts_with(azure::PREFIX) {
             Format::Azure
-        } else if p == anthropic::PATH {
+        } else if p == anthropic::PATH || p == anthropic::COUNT_PATH {
             Format::Anthropic
         } else {
             Format::OpenAi

@@ -61,7 +61,16 @@ impl Translator for AwsAnthropic {
                 };
                 messages::invoke_body(&m, ctx.schema_version, &HeaderMap::new())?
             }
-            Operation::Messages | Operation::CountTokens => {
+            Operation::Messages => {
+                messages::invoke_body(&object, ctx.schema_version, ctx.client_headers)?
+            }
+            Operation::CountTokens => {
+                // CountTokens counts a complete InvokeModel body, which for Claude needs `max_tokens`;
+                // Anthropic's count_tokens takes none, and the count does not depend on it.
+                let mut object = object;
+                object
+                    .entry("max_tokens")
+                    .or_insert(anthropic::DEFAULT_MAX_TOKENS.into());
                 messages::invoke_body(&object, ctx.schema_version, ctx.client_headers)?
             }
             Operation::Completions | Operation::Embeddings => {
@@ -204,6 +213,7 @@ mod tests {
             .expect("base64");
         let inner: Value = serde_json::from_slice(&inner).expect("json");
         assert_eq!(inner["anthropic_version"], "bedrock-2023-05-31");
+        assert_eq!(inner["max_tokens"], 9);
         assert!(inner.get("model").is_none());
         let err = AwsAnthropic
             .request(
