@@ -222,6 +222,11 @@ fn aws_anthropic_examples_load_with_their_credentials() {
                 Some(BackendAuth::AwsCredentials { .. })
             ),
             "{file}"
+        ); // Its host is Bedrock's runtime host, as for Converse: nothing to warn about.
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains("looks like")),
+            "{file}: {:?}",
+            cfg.warnings
         );
     }
 }

@@ -204,7 +204,9 @@ impl<'a> RouteCtx<'a> {
             let auth = self.auth_of_ai_backend(asb)?;
             let key = self.resolve_backend(backend, auth)?;
             if let Some((inferred, host)) = self.backends.get(&key).and_then(infer_from_backend) {
-                if inferred != schema.name {
+                // Claude on Bedrock (AWSAnthropic) lives on the same runtime host as Converse.
+                let same_host = inferred == SchemaName::AwsBedrock && schema.name.is_aws();
+                if inferred != schema.name && !same_host {
                     self.warnings.push(asb.id.warning(
                         "spec.schema.name",
                         format!(
