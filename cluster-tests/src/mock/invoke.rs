@@ -167,3 +167,125 @@ pub fn handle(model: &str, op: &str, headers: &HeaderMap, body: &[u8], ctx: &Ctx
         chunks,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx<'static> {
+        Ctx {
+            name: "bedrock",
+            seq: 1,
+            content_chunks: 2,
+        }
+    }
+
+    fn status_of(r: &Reply) -> StatusCode {
+        match r {
+            Reply::Full { status, .. } => *status,
+            Reply::Stream { .. } => StatusCode::OK,
+        }
+    }
+
+    #[test]
+    fn invoke_bodies_are_checked_as_bedrock_checks_them() {
+        let mut json_ct = HeaderMap::new();
+        json_ct.insert("content-type", "application/json".parse().expect("value"));
+        let ok = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "hi"}]});
+        for (name, body, headers, want) in [
+            ("a valid body", ok.clone(), &json_ct, StatusCode::OK),
+            (
+                "model in the body",
+                json!({"model": "m"}),
+                &json_ct,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "stream in the body",
+                json!({"stream": true}),
+                &json_ct,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "no version",
+                json!({"anthropic_version": null}),
+                &json_ct,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "betas not a list",
+                json!({"anthropic_beta": "x"}),
+                &json_ct,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "no content type",
+                json!({}),
+                &HeaderMap::new(),
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let mut b = ok.clone();
+            for (k, v) in body.as_object().into_iter().flatten() {
+                if v.is_null() {
+                    b.as_object_mut().map(|o| o.remove(k));
+                } else {
+                    b[k] = v.clone();
+                }
+            }
+            let r = handle(
+                "anthropic.claude",
+                "invoke",
+                headers,
+                b.to_string().as_bytes(),
+                &ctx(),
+            );
+            assert_eq!(status_of(&r), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn streams_are_chunk_events_holding_anthropic_events() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        let body = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let Reply::Stream {
+            chunks,
+            content_type,
+        } = handle(
+            "anthropic.claude",
+            "invoke-with-response-stream",
+            &headers,
+            body.to_string().as_bytes(),
+            &ctx(),
+        )
+        else {
+            panic!("not a stream")
+        };
+        assert_eq!(content_type, "application/vnd.amazon.eventstream");
+        let mut decoder = aws_smithy_eventstream::frame::MessageFrameDecoder::new();
+        let mut kinds = Vec::new();
+        for c in chunks {
+            let mut buf = c.clone();
+            let aws_smithy_eventstream::frame::DecodedFrame::Complete(m) =
+                decoder.decode_frame(&mut buf).expect("frame")
+            else {
+                panic!("partial frame")
+            };
+            let part: Value = serde_json::from_slice(m.payload()).expect("json");
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(part["bytes"].as_str().expect("bytes"))
+                .expect("base64");
+            let event: Value = serde_json::from_slice(&raw).expect("event");
+            kinds.push(event["type"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(kinds.first().map(String::as_str), Some("message_start"));
+        assert_eq!(kinds.last().map(String::as_str), Some("message_stop"));
+        assert!(
+            kinds.iter().any(|k| k == "content_block_delta"),
+            "{kinds:?}"
+        );
+    }
+}

@@ -242,7 +242,7 @@ pub async fn forward(
                     ok: host.ok_counter.clone(),
                     success_to_health: held,
                 });
-                let tap = (resp.status().is_success() && req.operation != "count_tokens")
+                let tap = (resp.status().is_success() && rctx.operation != Operation::CountTokens)
                     .then(|| usage_tap(translator, req, host));
                 // Answers that do not name their model (Bedrock) name the one that served them.
                 let served = served_ctx(&rctx, host.model_override.as_ref());

@@ -221,7 +221,6 @@ pub fn stream_error_status(err: &TranslateError) -> Option<u16> {
         TranslateError::StreamError { provider, kind, .. } => Some(match *provider {
             "aws.bedrock" => bedrock::exception_status(kind),
             "anthropic" => anthropic::error_status(kind),
-            "aws.anthropic" => bedrock::exception_status(kind),
             _ => 500,
         }),
         TranslateError::Incomplete(_) => None,
