@@ -613,6 +613,51 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_backends_get_the_body_with_the_clients_version_and_betas() {
+        let body = Bytes::from_static(br#"{"model":"claude","max_tokens":5,"messages":[]}"#);
+        let path = PathAndQuery::from_static("/anthropic/v1/messages");
+        let mut headers = HeaderMap::new();
+        headers.append(BETA_HEADER, HeaderValue::from_static("a-1"));
+        headers.append(BETA_HEADER, HeaderValue::from_static("b-2"));
+        let ctx = |op, model, overridden, headers| RequestCtx {
+            operation: op,
+            path_and_query: &path,
+            model,
+            model_overridden: overridden,
+            stream: false,
+            schema_version: None,
+            client_headers: headers,
+        };
+        let r = anthropic_request(&ctx(Operation::Messages, "claude", false, &headers), &body)
+            .expect("request");
+        assert_eq!(r.path_and_query, "/v1/messages");
+        assert_eq!(r.body, body, "the body goes as it came");
+        let values = |name: &HeaderName| -> Vec<&HeaderValue> {
+            r.headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(values(&VERSION_HEADER), vec!["2023-06-01"]);
+        assert_eq!(values(&BETA_HEADER), vec!["a-1", "b-2"]);
+        let mut dated = headers.clone();
+        dated.insert(VERSION_HEADER, HeaderValue::from_static("2099-01-01"));
+        let r = anthropic_request(
+            &ctx(Operation::CountTokens, "claude-override", true, &dated),
+            &body,
+        )
+        .expect("request");
+        assert_eq!(r.path_and_query, "/v1/messages/count_tokens");
+        let v: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["model"], "claude-override");
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == VERSION_HEADER && v == "2099-01-01"));
+    }
+
+    #[test]
     fn bedrock_errors_take_anthropics_shape() {
         for (status, header, body, kind, message) in [
             (
