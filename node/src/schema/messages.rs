@@ -190,13 +190,18 @@ pub fn count_tokens_answer(body: &[u8]) -> Result<Bytes, TranslateError> {
     Ok(Bytes::from(json!({ "input_tokens": n }).to_string()))
 }
 
-/// One Anthropic event as SSE, in the spelling Anthropic sends (`event:` line, one `data:` line).
+/// One Anthropic event as SSE, in the spelling Anthropic sends (`event:` line, a `data:` line per line of
+/// data, which SSE joins back with `\n`).
 fn event_bytes(kind: &str, data: &str, out: &mut BytesMut) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.as_bytes());
-    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(b"\n");
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
 }
 
 /// An Anthropic event stream on its way to an Anthropic client: passed on event by event, but held until
@@ -524,6 +529,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn multi_line_data_stays_one_event() {
+        let mut t = MessagesStream::new();
+        let mut out = BytesMut::new();
+        let text = "event: message_stop\ndata: {\"type\":\ndata: \"message_stop\"}\n\n";
+        t.feed(text.as_bytes(), &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let mut parser = SseParser::new();
+        let events = parser.push(&out).expect("parse");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "{\"type\":\n\"message_stop\"}");
     }
 
     #[test]
