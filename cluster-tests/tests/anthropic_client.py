@@ -3,7 +3,7 @@
 Usage: python anthropic_client.py BASE_URL MODEL CASE, BASE_URL being the gateway's `/anthropic` prefix.
 CASE `basic`: a plain message, a streamed one (the client's own stream helper) and count_tokens.
 CASE `claude-code`: a request shaped like Claude Code's (system blocks with cache_control, tools with
-input_schema, extended thinking with a budget, tool_use/tool_result history, an anthropic-beta header),
+input_schema, extended thinking with a budget, tool_use/tool_result history, betas through the beta client),
 streamed; every event the client receives is checked, so a stream that is cut, errs or repeats itself
 fails the script. CASE `tools`: one turn that must come back as tool_use blocks, streamed.
 Prints one `CASE ...` line per result; exits non-zero on any failure.
@@ -70,11 +70,12 @@ elif case == "claude-code":
              "content": [{"type": "text", "text": "Switchyard is a gateway"}]}]},
     ]
     kinds = []
-    with client.messages.stream(
+    # Claude Code uses the beta client: `POST /v1/messages?beta=true` with the betas in `anthropic-beta`.
+    with client.beta.messages.stream(
             model=model, max_tokens=4096, system=system, tools=tools, messages=messages,
             thinking={"type": "enabled", "budget_tokens": 2048},
             metadata={"user_id": "user_abc_session_1"},
-            extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"},
+            betas=["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14"],
     ) as s:
         for event in s:
             kinds.append(event.type)

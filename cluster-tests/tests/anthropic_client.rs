@@ -231,7 +231,12 @@ async fn official_anthropic_client_fails_over_from_an_overloaded_primary_to_clau
             out.contains("blocks=thinking,text") && out.contains(&format!("model={BEDROCK_MODEL}")),
             "{out}"
         );
-        anyhow::ensure!(primary.request_count().await? == 1);
+        // The beta client's `?beta=true` is the gateway's business: Anthropic gets its plain path.
+        let tried = primary.requests().await?;
+        anyhow::ensure!(
+            tried.len() == 1 && tried[0].path == "/v1/messages",
+            "{tried:?}"
+        );
         let sent = bedrock.requests().await?;
         anyhow::ensure!(sent.len() == 1, "{sent:?}");
         anyhow::ensure!(sent[0].sigv4.as_deref() == Some("verified"), "{:?}", sent[0].sigv4);
