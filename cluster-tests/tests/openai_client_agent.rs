@@ -1,7 +1,8 @@
 //! Issue 15: an agent survives the fallback. The official `openai` Python client runs an agent loop
 //! (parallel tool calls, tool results in the history, final answer; plain and streamed) against a route
 //! whose OpenAI primary answers 500, so every turn falls back to AWS Bedrock (SigV4-verified, Converse
-//! shapes checked by the mock), Anthropic, Azure OpenAI or Cohere. Each fallback has a `modelNameOverride`: the
+//! shapes checked by the mock), Anthropic, Claude on Bedrock through InvokeModel (`AWSAnthropic`), Azure
+//! OpenAI or Cohere. Each fallback has a `modelNameOverride`: the
 //! upstream must receive the overridden model, the answer must name it, and the metrics must carry both
 //! it and the client's model (`gen_ai_original_model`). A field a provider cannot honour is a 422 naming
 //! it and the provider, and never reaches the provider.
@@ -67,7 +68,7 @@ struct Fallback {
     override_model: &'static str,
 }
 
-const FALLBACKS: [Fallback; 4] = [
+const FALLBACKS: [Fallback; 5] = [
     Fallback {
         client_model: "agent-bedrock",
         schema: "AWSBedrock",
@@ -79,6 +80,12 @@ const FALLBACKS: [Fallback; 4] = [
         schema: "Anthropic",
         name: "anthropic",
         override_model: "claude-sonnet-4",
+    },
+    Fallback {
+        client_model: "agent-aws-anthropic",
+        schema: "AWSAnthropic",
+        name: "awsanthropic",
+        override_model: "us.anthropic.claude-opus-4-v1:0",
     },
     Fallback {
         client_model: "agent-azure",
@@ -109,7 +116,7 @@ fn config(primary: SocketAddr, fallbacks: &[SocketAddr]) -> String {
         rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {n}\nspec:\n  schema:\n    name: {s}\n  backendRef:\n    name: {n}-be\n    kind: Backend\n    group: gateway.envoyproxy.io\n", n = f.name, s = f.schema));
         rest.push_str(&backend(f.name, *addr));
         let auth = match f.schema {
-            "AWSBedrock" => "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n",
+            "AWSBedrock" | "AWSAnthropic" => "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n",
             "Anthropic" => "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: keys\n",
             "Cohere" => "  type: APIKey\n  apiKey:\n    secretRef:\n      name: keys\n",
             _ => "  type: AzureAPIKey\n  azureAPIKey:\n    secretRef:\n      name: keys\n",
@@ -138,7 +145,7 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
                 name: Some(f.name.to_owned()),
                 ..MockOptions::default()
             };
-            if f.schema == "AWSBedrock" {
+            if f.schema.starts_with("AWS") {
                 opts.extra_args = vec![
                     "--bedrock-service-model".to_owned(),
                     model.display().to_string(),
@@ -186,6 +193,23 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
                         anyhow::ensure!(r.sigv4.as_deref() == Some("verified"), "{:?}", r.sigv4);
                         let encoded = f.override_model.replace(':', "%3A");
                         anyhow::ensure!(r.path.contains(&encoded), "{}", r.path);
+                    }
+                    "AWSAnthropic" => {
+                        // InvokeModel: the model in the path, the Messages body with Bedrock's version.
+                        anyhow::ensure!(r.sigv4.as_deref() == Some("verified"), "{:?}", r.sigv4);
+                        let encoded = f.override_model.replace(':', "%3A");
+                        anyhow::ensure!(
+                            r.path.starts_with(&format!("/model/{encoded}/invoke")),
+                            "{}",
+                            r.path
+                        );
+                        let body: Value = serde_json::from_str(&r.body)?;
+                        anyhow::ensure!(
+                            body["anthropic_version"] == "bedrock-2023-05-31"
+                                && body.get("model").is_none()
+                                && body.get("stream").is_none(),
+                            "{body}"
+                        );
                     }
                     "AzureOpenAI" => {
                         anyhow::ensure!(r.path.contains(f.override_model), "{}", r.path);

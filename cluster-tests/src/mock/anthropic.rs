@@ -55,13 +55,24 @@ fn check_block(role: &str, b: &Value) -> Result<Option<Block>, String> {
                 Err("tool_use: id, name and an input object are required".into())
             }
         }
+        ("assistant", Some("thinking")) => match (field("thinking"), field("signature")) {
+            (Some(_), Some(_)) => Ok(None),
+            _ => Err("thinking: thinking and signature are required".into()),
+        },
+        ("assistant", Some("redacted_thinking")) => Ok(None),
         ("user", Some("tool_result")) => {
             if field("tool_use_id").is_none() {
                 return Err("tool_use_id: Field required".into());
             }
-            Ok(Some(Block::Result(
-                field("content").unwrap_or_default().to_owned(),
-            )))
+            // A string, or a list of text blocks.
+            let text = match b.get("content") {
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect(),
+                _ => field("content").unwrap_or_default().to_owned(),
+            };
+            Ok(Some(Block::Result(text)))
         }
         (_, kind) => Err(format!(
             "unexpected block type {kind:?} in a {role} message"
@@ -97,8 +108,240 @@ fn sse(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
-/// Answers `POST /v1/messages`.
-pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) -> Reply {
+/// The path of Anthropic's token counting.
+pub const COUNT_PATH: &str = "/v1/messages/count_tokens";
+
+/// A Messages request, checked: what the answer depends on.
+pub struct Checked {
+    /// The prompt's text (token count).
+    pub prompt: String,
+    /// Tool results of the latest user turn.
+    pub results: Vec<String>,
+    /// Declared tools (name, input schema).
+    pub tools: Vec<(String, Value)>,
+    /// `thinking` was enabled (with a budget of at least 1024 tokens, below `max_tokens`).
+    pub thinking: bool,
+}
+
+fn bad(message: impl Into<String>) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Checks a Messages body as the API would: messages, system (a string or text blocks, `cache_control`
+/// allowed), tools, `thinking` (budget ≥ 1024 and below `max_tokens`). `need_max_tokens`: Messages
+/// requires it, count_tokens does not.
+pub fn check_messages(req: &Value, need_max_tokens: bool) -> Result<Checked, (StatusCode, String)> {
+    let max_tokens = req.get("max_tokens").and_then(Value::as_u64);
+    if need_max_tokens && max_tokens.is_none() {
+        return Err(bad("max_tokens: Field required"));
+    }
+    let Some(messages) = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
+        return Err(bad("messages: at least one message is required"));
+    };
+    let mut prompt = String::new();
+    match req.get("system") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(blocks)) => {
+            for (i, b) in blocks.iter().enumerate() {
+                match (
+                    b.get("type").and_then(Value::as_str),
+                    b.get("text").and_then(Value::as_str),
+                ) {
+                    (Some("text"), Some(t)) => prompt.push_str(t),
+                    _ => return Err(bad(format!("system.{i}: a text block is required"))),
+                }
+                check_cache_control(b).map_err(|e| bad(format!("system.{i}.{e}")))?;
+            }
+        }
+        Some(_) => return Err(bad("system: a string or a list of text blocks")),
+    }
+    let mut results = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        // Tool results count only in the latest user turn.
+        results.clear();
+        match (m.get("role").and_then(Value::as_str), m.get("content")) {
+            (Some("user" | "assistant"), Some(Value::String(t))) => prompt.push_str(t),
+            (Some(role @ ("user" | "assistant")), Some(Value::Array(blocks))) => {
+                for (j, b) in blocks.iter().enumerate() {
+                    check_cache_control(b)
+                        .map_err(|e| bad(format!("messages.{i}.content.{j}.{e}")))?;
+                    match check_block(role, b) {
+                        Ok(Some(Block::Text(t))) => prompt.push_str(&t),
+                        Ok(Some(Block::Result(t))) => results.push(t),
+                        Ok(None) => {}
+                        Err(why) => return Err(bad(format!("messages.{i}.content.{j}: {why}"))),
+                    }
+                }
+            }
+            (Some("system"), _) => {
+                return Err(bad(
+                    "messages: Unexpected role \"system\". Use the top-level system parameter",
+                ))
+            }
+            _ => return Err(bad("messages: invalid message")),
+        }
+    }
+    let mut tools = Vec::new();
+    for (i, t) in req
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        check_cache_control(t).map_err(|e| bad(format!("tools.{i}.{e}")))?;
+        match (t.get("name").and_then(Value::as_str), t.get("input_schema")) {
+            (Some(name), Some(schema))
+                if schema.get("type").and_then(Value::as_str) == Some("object") =>
+            {
+                tools.push((name.to_owned(), schema.clone()))
+            }
+            _ => {
+                return Err(bad(
+                    "tools: each tool needs a name and an input_schema of type object",
+                ))
+            }
+        }
+    }
+    let thinking = match req.get("thinking") {
+        None => false,
+        Some(t) => match t.get("type").and_then(Value::as_str) {
+            Some("disabled") => false,
+            Some("enabled") => {
+                let budget = t.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
+                if budget < 1024 {
+                    return Err(bad("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"));
+                }
+                if max_tokens.is_some_and(|m| budget >= m) {
+                    return Err(bad(
+                        "`max_tokens` must be greater than `thinking.budget_tokens`",
+                    ));
+                }
+                true
+            }
+            _ => return Err(bad("thinking: type must be enabled or disabled")),
+        },
+    };
+    Ok(Checked {
+        prompt,
+        results,
+        tools,
+        thinking,
+    })
+}
+
+/// `cache_control` on a block, when present, is `{"type":"ephemeral"}` (optionally with a `ttl`).
+fn check_cache_control(b: &Value) -> Result<(), String> {
+    match b.get("cache_control") {
+        None => Ok(()),
+        Some(c) if c.get("type").and_then(Value::as_str) == Some("ephemeral") => Ok(()),
+        Some(_) => Err("cache_control: type must be ephemeral".into()),
+    }
+}
+
+/// The answer to a checked request: the whole message, and the same as stream events.
+pub struct Answer {
+    /// The non-streamed message.
+    pub message: Value,
+    /// The streamed events, in order.
+    pub events: Vec<Value>,
+}
+
+/// What the mock answers `c` with (as `model`): text or tool calls, with a thinking block first when
+/// thinking was enabled; cached-input counts when the request marked anything for caching.
+pub fn answer(c: &Checked, model: &str, cached: bool, ctx: &Ctx<'_>) -> Answer {
+    let (text, calls) = match agent::decide(&c.tools, &c.results, ctx, "toolu_") {
+        agent::Turn::Text(t) => (t, Vec::new()),
+        agent::Turn::Calls(calls) => (String::new(), calls),
+    };
+    let stop = if calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    let thought = "Let me think about that.";
+    let (input, output) = (
+        tokens_of_text(&c.prompt),
+        tokens_of_text(&text) + 5 * calls.len() as u64 + if c.thinking { 6 } else { 0 },
+    );
+    let mut usage = json!({"input_tokens": input, "output_tokens": output});
+    if cached {
+        usage["cache_read_input_tokens"] = json!(input);
+        usage["cache_creation_input_tokens"] = json!(0);
+    }
+    let id = format!("msg_mock_{}_{}", ctx.name, ctx.seq);
+    let mut content = Vec::new();
+    if c.thinking {
+        content
+            .push(json!({"type": "thinking", "thinking": thought, "signature": "mock-signature"}));
+    }
+    if calls.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in &calls {
+        content.push(
+            json!({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}),
+        );
+    }
+    let message = json!({
+        "id": id, "type": "message", "role": "assistant", "model": model,
+        "content": content,
+        "stop_reason": stop, "stop_sequence": null,
+        "usage": usage,
+    });
+    let mut start_usage = usage.clone();
+    start_usage["output_tokens"] = json!(1);
+    let mut events = vec![json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": start_usage}})];
+    let mut index = 0;
+    if c.thinking {
+        events.extend([
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": thought}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "mock-signature"}}),
+            json!({"type": "content_block_stop", "index": index}),
+        ]);
+        index += 1;
+    }
+    if calls.is_empty() {
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}));
+        events.push(json!({"type": "ping"}));
+        for piece in split_pieces(&text, ctx.content_chunks) {
+            events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+    }
+    for call in &calls {
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}}));
+        for part in call.fragments() {
+            events.push(json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": index}));
+        index += 1;
+    }
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}));
+    events.push(json!({"type": "message_stop"}));
+    Answer { message, events }
+}
+
+/// Whether the request marks anything for prompt caching.
+pub fn uses_cache(req: &Value) -> bool {
+    req.to_string().contains("\"cache_control\"")
+}
+
+/// Answers `POST /v1/messages` and `POST /v1/messages/count_tokens`.
+pub fn handle(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    ctx: &Ctx<'_>,
+) -> Reply {
     if method != Method::POST {
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
@@ -118,160 +361,27 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
     let Some(model) = req.get("model").and_then(Value::as_str) else {
         return error_reply(StatusCode::BAD_REQUEST, "model: Field required");
     };
-    if req.get("max_tokens").and_then(Value::as_u64).is_none() {
-        return error_reply(StatusCode::BAD_REQUEST, "max_tokens: Field required");
-    }
-    let Some(messages) = req
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-    else {
-        return error_reply(
-            StatusCode::BAD_REQUEST,
-            "messages: at least one message is required",
+    let counting = path.split('?').next() == Some(COUNT_PATH);
+    let checked = match check_messages(&req, !counting) {
+        Ok(c) => c,
+        Err((status, why)) => return error_reply(status, &why),
+    };
+    if counting {
+        return Reply::json(
+            StatusCode::OK,
+            &json!({"input_tokens": tokens_of_text(&checked.prompt)}),
         );
-    };
-    let mut prompt = String::new();
-    let mut results = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        // Tool results count only in the latest user turn.
-        results.clear();
-        match (m.get("role").and_then(Value::as_str), m.get("content")) {
-            (Some("user" | "assistant"), Some(Value::String(t))) => prompt.push_str(t),
-            (Some(role @ ("user" | "assistant")), Some(Value::Array(blocks))) => {
-                for (j, b) in blocks.iter().enumerate() {
-                    match check_block(role, b) {
-                        Ok(Some(Block::Text(t))) => prompt.push_str(&t),
-                        Ok(Some(Block::Result(t))) => results.push(t),
-                        Ok(None) => {}
-                        Err(why) => {
-                            return error_reply(
-                                StatusCode::BAD_REQUEST,
-                                &format!("messages.{i}.content.{j}: {why}"),
-                            )
-                        }
-                    }
-                }
-            }
-            (Some("system"), _) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "messages: Unexpected role \"system\". Use the top-level system parameter",
-                )
-            }
-            _ => return error_reply(StatusCode::BAD_REQUEST, "messages: invalid message"),
-        }
     }
-    let mut tools = Vec::new();
-    for t in req
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match (t.get("name").and_then(Value::as_str), t.get("input_schema")) {
-            (Some(name), Some(schema))
-                if schema.get("type").and_then(Value::as_str) == Some("object") =>
-            {
-                tools.push((name.to_owned(), schema.clone()))
-            }
-            _ => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "tools: each tool needs a name and an input_schema of type object",
-                )
-            }
-        }
-    }
-    let (text, calls) = match agent::decide(&tools, &results, ctx, "toolu_") {
-        agent::Turn::Text(t) => (t, Vec::new()),
-        agent::Turn::Calls(c) => (String::new(), c),
-    };
-    let stop = if calls.is_empty() {
-        "end_turn"
-    } else {
-        "tool_use"
-    };
-    let (input, output) = (
-        tokens_of_text(&prompt),
-        tokens_of_text(&text) + 5 * calls.len() as u64,
-    );
-    let id = format!("msg_mock_{}_{}", ctx.name, ctx.seq);
-    let model = format!("{model}-mock");
+    let a = answer(&checked, &format!("{model}-mock"), uses_cache(&req), ctx);
     if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        let content: Vec<Value> = if calls.is_empty() {
-            vec![json!({"type": "text", "text": text})]
-        } else {
-            calls
-                .iter()
-                .map(|c| json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.input}))
-                .collect()
-        };
-        let answer = json!({
-            "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": content,
-            "stop_reason": stop, "stop_sequence": null,
-            "usage": {"input_tokens": input, "output_tokens": output},
-        });
-        return Reply::json(StatusCode::OK, &answer);
+        return Reply::json(StatusCode::OK, &a.message);
     }
-    let mut chunks = vec![sse(
-        "message_start",
-        &json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
-    )];
-    if !calls.is_empty() {
-        for (index, c) in calls.iter().enumerate() {
-            chunks.push(sse(
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}}),
-            ));
-            for part in c.fragments() {
-                chunks.push(sse(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}),
-                ));
-            }
-            chunks.push(sse(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            ));
-        }
-        chunks.push(sse(
-            "message_delta",
-            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}),
-        ));
-        chunks.push(sse("message_stop", &json!({"type": "message_stop"})));
-        return Reply::Stream {
-            content_type: "text/event-stream",
-            chunks,
-        };
-    }
-    chunks.extend([
-        sse(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        sse("ping", &json!({"type": "ping"})),
-    ]);
-    for piece in split_pieces(&text, ctx.content_chunks) {
-        chunks.push(sse(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-        ));
-    }
-    chunks.push(sse(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    ));
-    chunks.push(sse(
-        "message_delta",
-        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
-    ));
-    chunks.push(sse("message_stop", &json!({"type": "message_stop"})));
     Reply::Stream {
         content_type: "text/event-stream",
-        chunks,
+        chunks: a
+            .events
+            .iter()
+            .map(|e| sse(e["type"].as_str().unwrap_or_default(), e))
+            .collect(),
     }
 }

@@ -1,5 +1,5 @@
-//! The AWS Bedrock wire format of the mock provider: Converse and ConverseStream, behind a real SigV4
-//! check.
+//! The AWS Bedrock wire format of the mock provider: Converse and ConverseStream (InvokeModel and its
+//! stream for Claude are in [`super::invoke`]), behind a real SigV4 check.
 //!
 //! Every request is verified as Bedrock would (AWS docs "Signature Version 4 signing process"): the
 //! `Authorization` header must name the test access key ([`TEST_ACCESS_KEY_ID`]) and a credential scope
@@ -252,6 +252,7 @@ fn frame(message_type: &str, type_header: &str, type_name: &str, payload: &Value
 pub fn handle(
     method: &Method,
     path: &str,
+    headers: &HeaderMap,
     body: &[u8],
     verdict: &Result<(), String>,
     ctx: &Ctx<'_>,
@@ -290,6 +291,17 @@ pub fn handle(
     let (model, stream) = match rest.rsplit_once('/') {
         Some((m, "converse")) => (m, false),
         Some((m, "converse-stream")) => (m, true),
+        Some((m, op)) if super::invoke::is_invoke_operation(op) => {
+            let model = percent_encoding::percent_decode_str(m).decode_utf8_lossy();
+            if model.is_empty() || model.contains('/') && !model.starts_with("arn:") {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "ValidationException",
+                    "invalid model identifier",
+                );
+            }
+            return super::invoke::handle(&model, op, headers, body, ctx);
+        }
         _ => {
             return error_reply(
                 StatusCode::NOT_FOUND,

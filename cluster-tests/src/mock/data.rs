@@ -286,9 +286,13 @@ async fn handle(
             content_chunks: settings.content_chunks,
         };
         match (format, &verdict) {
-            (Format::Bedrock, Some(v)) => bedrock::handle(&parts.method, &path, &body, v, &ctx),
+            (Format::Bedrock, Some(v)) => {
+                bedrock::handle(&parts.method, &path, &parts.headers, &body, v, &ctx)
+            }
             (Format::Azure, _) => azure::handle(&parts.method, &path, &parts.headers, &body, &ctx),
-            (Format::Anthropic, _) => anthropic::handle(&parts.method, &parts.headers, &body, &ctx),
+            (Format::Anthropic, _) => {
+                anthropic::handle(&parts.method, &path, &parts.headers, &body, &ctx)
+            }
             (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),
             (Format::Responses, _) => responses::handle(
                 &parts.method,

@@ -19,6 +19,7 @@ pub mod bedrock;
 pub mod cohere;
 pub mod control;
 pub mod data;
+pub mod invoke;
 pub mod log;
 pub mod mode;
 pub mod openai;
@@ -43,11 +44,11 @@ use self::mode::Mode;
 pub enum Format {
     /// `/v1/...` OpenAI paths.
     OpenAi,
-    /// `/model/{id}/converse[-stream]`.
+    /// `/model/{id}/converse[-stream]`, `/model/{id}/invoke[-with-response-stream]`, `/model/{id}/count-tokens`.
     Bedrock,
     /// `/openai/deployments/...`.
     Azure,
-    /// `/v1/messages`.
+    /// `/v1/messages` and `/v1/messages/count_tokens`.
     Anthropic,
     /// `/v2/chat`.
     Cohere,
@@ -65,7 +66,7 @@ impl Format {
             Format::Responses
         } else if p.starts_with(azure::PREFIX) {
             Format::Azure
-        } else if p == anthropic::PATH {
+        } else if p == anthropic::PATH || p == anthropic::COUNT_PATH {
             Format::Anthropic
         } else if p == cohere::PATH {
             Format::Cohere

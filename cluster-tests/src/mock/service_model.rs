@@ -37,6 +37,26 @@ impl ServiceModel {
         self.shapes.contains_key(shape)
     }
 
+    /// Where member `member` of structure `shape` travels: `(location, locationName)`, e.g.
+    /// `("header", "Content-Type")`; `None` for a body member or an unknown one.
+    pub fn member_location(&self, shape: &str, member: &str) -> Option<(String, String)> {
+        let m = self.shapes.get(shape)?.get("members")?.get(member)?;
+        Some((
+            m.get("location")?.as_str()?.to_owned(),
+            m.get("locationName")?.as_str()?.to_owned(),
+        ))
+    }
+
+    /// The shape member `member` of structure `shape` refers to.
+    pub fn member_shape(&self, shape: &str, member: &str) -> Option<&str> {
+        self.shapes
+            .get(shape)?
+            .get("members")?
+            .get(member)?
+            .get("shape")?
+            .as_str()
+    }
+
     /// Checks a JSON request body against the input shape `shape` (e.g. `ConverseRequest`); the error
     /// names the path of the first violation.
     pub fn check(&self, shape: &str, body: &Value) -> Result<(), String> {

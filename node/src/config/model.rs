@@ -36,6 +36,9 @@ pub enum SchemaName {
     AzureOpenAI,
     /// `Anthropic`: `/v1/messages`.
     Anthropic,
+    /// `AWSAnthropic`: Claude on Bedrock through InvokeModel / InvokeModelWithResponseStream with the
+    /// Anthropic Messages body, SigV4-signed like `AWSBedrock`.
+    AwsAnthropic,
     /// `Cohere`: v2 Chat (`/v2/chat`) for OpenAI chat clients.
     Cohere,
 }
@@ -48,8 +51,20 @@ impl SchemaName {
             SchemaName::AwsBedrock => "AWSBedrock",
             SchemaName::AzureOpenAI => "AzureOpenAI",
             SchemaName::Anthropic => "Anthropic",
+            SchemaName::AwsAnthropic => "AWSAnthropic",
             SchemaName::Cohere => "Cohere",
         }
+    }
+
+    /// Whether requests to the schema are SigV4-signed for Bedrock (AWS credentials, no API key).
+    pub fn is_aws(self) -> bool {
+        matches!(self, SchemaName::AwsBedrock | SchemaName::AwsAnthropic)
+    }
+
+    /// Whether the schema takes the Anthropic Messages body (`/anthropic/v1/messages` can be routed to it
+    /// as it is).
+    pub fn speaks_messages(self) -> bool {
+        matches!(self, SchemaName::Anthropic | SchemaName::AwsAnthropic)
     }
 }
 

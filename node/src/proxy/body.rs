@@ -306,12 +306,17 @@ impl UpstreamBody {
             None => metrics::counter!("switchyard_truncated_responses_total").increment(1),
         }
         if self.sse {
+            let message = why.to_string();
             let event = match self.watch.as_ref().filter(|w| w.is_responses()) {
                 Some(w) => Bytes::from(crate::schema::responses::truncation_event(
-                    &why.to_string(),
+                    &message,
                     w.last_sequence().map_or(0, |n| n.saturating_add(1)),
                 )),
-                None => sse_error_event(&why.to_string()),
+                None => self
+                    .transform
+                    .as_ref()
+                    .and_then(|t| t.truncation_event(&message))
+                    .unwrap_or_else(|| sse_error_event(&message)),
             };
             self.state = State::ErrorEventSent {
                 why: Some(why),

@@ -30,7 +30,7 @@ use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::conn::pool::UpstreamResponseBody;
-use crate::proxy::error::GatewayError;
+use crate::proxy::error::{ErrorShape, GatewayError};
 use crate::proxy::mutation;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
@@ -131,6 +131,8 @@ pub async fn forward(
     req: &ProxiedRequest,
 ) -> Response<ProxyBody> {
     let deadline = Instant::now() + rule.request_timeout;
+    // Anthropic Messages clients get the gateway's own errors in Anthropic's shape.
+    let shape = ErrorShape::of(req.operation);
     let retry = route.traffic.retry.as_ref();
     let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
     let per_try = retry.and_then(|r| r.per_try_timeout);
@@ -158,6 +160,7 @@ pub async fn forward(
     let mut retry_slot: Option<RetrySlot> = None;
     // Fixed per client request, so every attempt's answer is translated alike.
     let rctx = ResponseCtx {
+        operation: Operation::from_name(req.operation),
         model: req.model.clone(),
         stream: req.stream,
         include_usage: req.include_usage,
@@ -203,16 +206,16 @@ pub async fn forward(
             return match (last, cooling) {
                 // The provider's own 429 already says when to come back.
                 (Some(f @ Failure::Response(..)), _) | (Some(f), None) => {
-                    failure_response(f, timing, &rctx)
+                    failure_response(f, timing, &rctx, shape)
                 }
-                (_, Some(left)) => all_cooling_response(left, &req.model),
+                (_, Some(left)) => all_cooling_response(left, &req.model, shape),
                 (None, None) => GatewayError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server_error",
                     "no_healthy_upstream",
                     format!("no healthy upstream for model {:?}", req.model),
                 )
-                .into_response(),
+                .into_response_as(shape),
             };
         };
         let host = &rule.hosts[choice.host];
@@ -229,7 +232,7 @@ pub async fn forward(
         req.provider.set(translator.provider_name());
         let upstream_req = match build_upstream_request(host, req, translator) {
             Ok(r) => r,
-            Err(e) => return e.into_response(),
+            Err(e) => return e.into_response_as(shape),
         };
         // The last failure is released only now: it was the answer if no further attempt could start.
         drop(last.take());
@@ -281,9 +284,7 @@ pub async fn forward(
                     ok: host.ok_counter.clone(),
                     success_to_health: held,
                 });
-                let tap = resp
-                    .status()
-                    .is_success()
+                let tap = (resp.status().is_success() && rctx.operation != Operation::CountTokens)
                     .then(|| usage_tap(translator, req, host));
                 // Answers that do not name their model (Bedrock) name the one that served them.
                 let served = served_ctx(&rctx, host.model_override.as_ref());
@@ -305,7 +306,7 @@ pub async fn forward(
                             record_upstream(host, SharedString::const_str(f.label));
                             if f.route_timeout {
                                 host.health.report(f.observation);
-                                return route_timeout(rule);
+                                return route_timeout(rule, shape);
                             }
                             host.health.report_failure(f.observation).await;
                             first_token_expired = f.first_token_timeout;
@@ -329,7 +330,7 @@ pub async fn forward(
                 // The route timeout: covers every attempt and is never retried (DESIGN §4).
                 record_upstream(host, SharedString::const_str("route_timeout"));
                 host.health.report(LocalFailure::Timeout.observation());
-                return route_timeout(rule);
+                return route_timeout(rule, shape);
             }
             Err(_) => {
                 first_token_expired = first_token_at.is_some_and(|(at, _)| at == attempt_deadline);
@@ -357,17 +358,17 @@ pub async fn forward(
         let Some(policy) =
             retry.filter(|r| first_token_expired || cooled || is_retriable(r, &outcome))
         else {
-            return failure_response(failure, timing, &rctx);
+            return failure_response(failure, timing, &rctx, shape);
         };
         if history.attempts() >= max_attempts {
-            return failure_response(failure, timing, &rctx);
+            return failure_response(failure, timing, &rctx, shape);
         }
         if retry_slot.is_none() {
             match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
                 Some(slot) => retry_slot = Some(slot),
                 None => {
                     metrics::counter!("switchyard_retry_overflow_total").increment(1);
-                    return failure_response(failure, timing, &rctx);
+                    return failure_response(failure, timing, &rctx, shape);
                 }
             }
         }
@@ -376,7 +377,7 @@ pub async fn forward(
         let wait = backoff(policy, history.attempts(), &mut rng);
         if Instant::now() + wait >= deadline {
             tokio::time::sleep_until(deadline).await;
-            return route_timeout(rule);
+            return route_timeout(rule, shape);
         }
         tokio::time::sleep(wait).await;
         last = Some(failure);
@@ -399,7 +400,7 @@ fn cooldown_of(headers: &http::HeaderMap, cap: Duration) -> Option<Duration> {
 
 /// The gateway's own answer when every host of the rule is in its rate-limit cooldown: 429 with a
 /// `Retry-After` (whole seconds, rounded up) for the shortest cooldown left.
-fn all_cooling_response(left: Duration, model: &str) -> Response<ProxyBody> {
+fn all_cooling_response(left: Duration, model: &str, shape: ErrorShape) -> Response<ProxyBody> {
     let mut resp = GatewayError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_exceeded",
@@ -409,7 +410,7 @@ fn all_cooling_response(left: Duration, model: &str) -> Response<ProxyBody> {
             left.as_millis()
         ),
     )
-    .into_response();
+    .into_response_as(shape);
     let secs = left.as_millis().div_ceil(1000).max(1);
     if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -440,20 +441,21 @@ pub(crate) fn status_label(status: u16) -> SharedString {
     }
 }
 
-fn route_timeout(rule: &RuleSnap) -> Response<ProxyBody> {
+fn route_timeout(rule: &RuleSnap, shape: ErrorShape) -> Response<ProxyBody> {
     GatewayError::new(
         StatusCode::GATEWAY_TIMEOUT,
         "server_error",
         "upstream_timeout",
         format!("upstream request timeout after {:?}", rule.request_timeout),
     )
-    .into_response()
+    .into_response_as(shape)
 }
 
 fn failure_response(
     failure: Failure,
     timing: BodyTiming,
     rctx: &ResponseCtx,
+    shape: ErrorShape,
 ) -> Response<ProxyBody> {
     match failure {
         Failure::Response(resp, translator, model_override) => {
@@ -474,7 +476,7 @@ fn failure_response(
             "upstream_timeout",
             "upstream request timeout (per-try, stream idle or first-token timeout)",
         )
-        .into_response(),
+        .into_response_as(shape),
         Failure::Local(f) => GatewayError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
@@ -484,7 +486,7 @@ fn failure_response(
                 f.as_str()
             ),
         )
-        .into_response(),
+        .into_response_as(shape),
     }
 }
 
@@ -506,7 +508,8 @@ fn served_ctx(rctx: &ResponseCtx, model_override: Option<&Arc<str>>) -> Option<R
 
 fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamHost) -> UsageTap {
     // The tap reads the body the client gets, i.e. after translation, which is OpenAI-shaped for every
-    // provider; `stream` is what the client asked for (a translated stream is SSE).
+    // provider (Anthropic-shaped for Messages clients); `stream` is what the client asked for (a
+    // translated stream is SSE).
     let tap = UsageTap::new(
         GenAiLabels {
             operation: req.operation,
@@ -522,6 +525,7 @@ fn usage_tap(translator: &dyn Translator, req: &ProxiedRequest, host: &UpstreamH
     );
     match &req.responses {
         Some(_) => tap.with_response_home(&host.backend.key),
+        None if req.operation == "messages" => tap.reading_messages(),
         None => tap,
     }
 }
@@ -555,6 +559,7 @@ fn upstream_body(
         Some(t) => t.is_sse(),
         None => is_sse(&resp),
     };
+    let watch = watch && !transform.as_ref().is_some_and(|t| t.self_watched());
     let (mut parts, body) = resp.into_parts();
     // Answers rarely carry hop-by-hop headers: look before removing (a removal hashes the name).
     if parts
@@ -642,6 +647,7 @@ fn build_upstream_request(
         model_overridden: host.model_override.is_some(),
         stream: req.stream,
         schema_version: backend.schema.version.as_deref(),
+        client_headers: &req.headers,
     };
     let translated = translator
         .request(&ctx, &req.body)

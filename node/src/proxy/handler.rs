@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::gateway::Gateway;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::wake::poll_frame_quietly;
-use crate::proxy::error::GatewayError;
+use crate::proxy::error::{ErrorShape, GatewayError};
 use crate::proxy::forward::{forward, ProxiedRequest};
 use crate::proxy::limits::BodyTimeouts;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
@@ -28,6 +28,13 @@ const ROUTED: &[&str] = &[
     "/v1/completions",
     "/v1/embeddings",
     "/v1/responses",
+];
+
+/// Anthropic's Messages API, under the prefix Envoy AI Gateway v1.1 serves it at (routed by the body's
+/// `model` like chat, to Anthropic-schema backends).
+const MESSAGES_ROUTED: &[&str] = &[
+    "/anthropic/v1/messages",
+    "/anthropic/v1/messages/count_tokens",
 ];
 
 /// Serves one client request.
@@ -46,7 +53,7 @@ pub async fn handle(
         } else {
             method_not_allowed("GET")
         }
-    } else if ROUTED.contains(&path) {
+    } else if ROUTED.contains(&path) || MESSAGES_ROUTED.contains(&path) {
         if req.method() == Method::POST {
             proxy(&gw, req, timeouts).await
         } else {
@@ -211,14 +218,14 @@ where
 }
 
 /// 408 for a body that stalled, with the connection closed: the rest of that body may still be coming.
-fn body_timeout(message: String) -> Response<ProxyBody> {
+fn body_timeout(message: String, shape: ErrorShape) -> Response<ProxyBody> {
     let mut r = GatewayError::new(
         StatusCode::REQUEST_TIMEOUT,
         "invalid_request_error",
         "request_timeout",
         message,
     )
-    .into_response();
+    .into_response_as(shape);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
@@ -266,8 +273,11 @@ async fn proxy(
         "/v1/chat/completions" => "chat",
         "/v1/completions" => "completion",
         "/v1/responses" => "responses",
+        "/anthropic/v1/messages" => "messages",
+        "/anthropic/v1/messages/count_tokens" => "count_tokens",
         _ => "embeddings",
     };
+    let shape = ErrorShape::of(operation);
     let snapshot = gw.snapshot();
     let limit = snapshot.max_body_bytes;
     let too_large = || {
@@ -277,7 +287,7 @@ async fn proxy(
             "request_too_large",
             format!("request body exceeds the limit of {limit} bytes"),
         )
-        .into_response()
+        .into_response_as(shape)
     };
     let declared = req
         .headers()
@@ -300,30 +310,33 @@ async fn proxy(
         Err(BodyError::TooLarge) => return too_large(),
         Err(BodyError::Idle) => {
             metrics::counter!("switchyard_client_timeouts_total", "timeout" => "body").increment(1);
-            return body_timeout(format!(
-                "request body paused longer than {:?}",
-                timeouts.idle
-            ));
+            return body_timeout(
+                format!("request body paused longer than {:?}", timeouts.idle),
+                shape,
+            );
         }
         Err(BodyError::Total) => {
             metrics::counter!("switchyard_client_timeouts_total", "timeout" => "request")
                 .increment(1);
-            return body_timeout(format!(
-                "request body not received within {:?}",
-                timeouts.total.unwrap_or_default()
-            ));
+            return body_timeout(
+                format!(
+                    "request body not received within {:?}",
+                    timeouts.total.unwrap_or_default()
+                ),
+                shape,
+            );
         }
         Err(BodyError::Read(e)) => {
             return GatewayError::bad_request(
                 "body_read_error",
                 format!("cannot read request body: {e}"),
             )
-            .into_response()
+            .into_response_as(shape)
         }
     };
     let probe = match probe_body(&body) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.into_response_as(shape),
     };
     let stream = probe.stream.unwrap_or(false);
     let include_usage = probe
@@ -343,7 +356,7 @@ async fn proxy(
         }
         _ => {
             return GatewayError::bad_request("missing_model", "you must provide a model parameter")
-                .into_response()
+                .into_response_as(shape)
         }
     };
     let input = MatchInput {
@@ -364,7 +377,7 @@ async fn proxy(
             "model_not_found",
             format!("no matching route for model {model:?}"),
         )
-        .into_response();
+        .into_response_as(shape);
     };
     let path_and_query = parts
         .uri

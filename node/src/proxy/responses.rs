@@ -421,6 +421,7 @@ async fn send_stored(
     }
     let translator = schema::translator(host.backend.schema.name);
     let rctx = ResponseCtx {
+        operation: schema::Operation::Responses,
         model: Arc::from(""),
         stream: false,
         include_usage: false,

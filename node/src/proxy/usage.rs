@@ -400,7 +400,7 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
     }
     let mut usage = Usage::default();
     // `input_tokens_details`/`output_tokens_details`: the Responses API's names for the details.
-    let keys: [&[u8]; 8] = [
+    let keys: [&[u8]; 10] = [
         b"prompt_tokens",
         b"input_tokens",
         b"completion_tokens",
@@ -409,10 +409,21 @@ fn usage_object(raw: &[u8]) -> Option<Usage> {
         b"completion_tokens_details",
         b"input_tokens_details",
         b"output_tokens_details",
+        b"cache_read_input_tokens",
+        b"cache_creation_input_tokens",
     ];
     for_each_member(raw, &keys, |key, value| {
         if key.ends_with(b"_details") {
             usage_details(value, &mut usage);
+            return;
+        }
+        // Anthropic's spelling of the cache counts (Messages answers passed on untranslated).
+        if key == b"cache_read_input_tokens" {
+            usage.cached_input = Some(json_count(value));
+            return;
+        }
+        if key == b"cache_creation_input_tokens" {
+            usage.cache_creation_input = Some(json_count(value));
             return;
         }
         let n = json_count(value);
@@ -478,9 +489,20 @@ pub struct UsageTap {
     /// `/v1/responses`: the backend that answers (to remember the response's id with), until the id is
     /// seen.
     response_home: Option<Box<str>>,
+    /// The body is Anthropic's Messages answer (`/anthropic/v1/messages`), not OpenAI's.
+    messages: bool,
 }
 
 impl UsageTap {
+    /// Reads an Anthropic Messages answer instead: a stream's model and first counts are in
+    /// `message_start`'s `message`, later counts in `message_delta`'s `usage` (cumulative, and only the
+    /// counts that changed), and `input_tokens` excludes the cache reads and writes, which the metric's
+    /// input count includes as it does for translated answers.
+    pub fn reading_messages(mut self) -> Self {
+        self.messages = true;
+        self
+    }
+
     /// A tap for a response that started (request received) at `started`.
     pub fn new(labels: GenAiLabels, sse: bool, started: Instant) -> Self {
         UsageTap {
@@ -496,6 +518,7 @@ impl UsageTap {
             response_model: None,
             responses_api: false,
             response_home: None,
+            messages: false,
         }
     }
 
@@ -552,6 +575,26 @@ impl UsageTap {
         if payload == b"[DONE]" {
             return;
         }
+        if self.messages {
+            let [message, usage] = find_members(payload, [b"message", b"usage"]);
+            if let Some(m) = message {
+                self.absorb(m);
+            }
+            if let Some(u) = usage.and_then(usage_object) {
+                let merged = match self.usage {
+                    Some(old) => Usage {
+                        prompt_tokens: old.prompt_tokens.max(u.prompt_tokens),
+                        completion_tokens: old.completion_tokens.max(u.completion_tokens),
+                        cached_input: old.cached_input.max(u.cached_input),
+                        cache_creation_input: old.cache_creation_input.max(u.cache_creation_input),
+                        reasoning: old.reasoning.max(u.reasoning),
+                    },
+                    None => u,
+                };
+                self.usage = Some(merged);
+            }
+            return;
+        }
         self.absorb(payload);
     }
 
@@ -605,6 +648,12 @@ impl UsageTap {
                 [] => {}
                 [one] => self.absorb(one),
                 many => self.absorb(&many.concat()),
+            }
+        }
+        if self.messages {
+            if let Some(u) = self.usage.as_mut() {
+                u.prompt_tokens +=
+                    u.cached_input.unwrap_or(0) + u.cache_creation_input.unwrap_or(0);
             }
         }
         let l = &self.labels;
@@ -722,6 +771,30 @@ mod tests {
                 ..Usage::default()
             })
         );
+    }
+
+    #[test]
+    fn messages_streams_merge_message_start_and_message_delta_counts() {
+        let now = Instant::now();
+        let mut tap = UsageTap::new(labels(), true, now).reading_messages();
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-2025\",\"usage\":{\"input_tokens\":4,\"cache_read_input_tokens\":10,\"cache_creation_input_tokens\":2,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"usage\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n";
+        let (a, b) = stream.as_bytes().split_at(90);
+        tap.on_data(&Bytes::copy_from_slice(a), now);
+        tap.on_data(&Bytes::copy_from_slice(b), now);
+        let (usage, model) = tap.seen();
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 9,
+                cached_input: Some(10),
+                cache_creation_input: Some(2),
+                reasoning: None,
+            })
+        );
+        assert_eq!(model.as_deref(), Some("claude-2025"));
     }
 
     #[test]
@@ -918,6 +991,7 @@ mod tests {
             SchemaName::AwsBedrock,
             SchemaName::AzureOpenAI,
             SchemaName::Anthropic,
+            SchemaName::AwsAnthropic,
         ] {
             let name = crate::schema::translator(schema).provider_name();
             p.set(name);

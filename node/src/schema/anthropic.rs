@@ -457,6 +457,9 @@ impl Translator for Anthropic {
         ctx: &RequestCtx<'_>,
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
+        if ctx.operation.is_messages() {
+            return super::messages::anthropic_request(ctx, body);
+        }
         if ctx.operation != Operation::Chat {
             return Err(TranslateError::Unsupported(format!(
                 "{} is not available on Anthropic backends (chat completions only)",
@@ -483,6 +486,13 @@ impl Translator for Anthropic {
         status: StatusCode,
         _headers: &HeaderMap,
     ) -> Option<Box<dyn BodyTransform>> {
+        if ctx.operation.is_messages() {
+            // Anthropic's own answers and errors are what an Anthropic client expects; only a stream is
+            // watched (held until content, judged at its end).
+            return (status.is_success() && ctx.stream).then(|| {
+                Box::new(super::messages::MessagesStream::new()) as Box<dyn BodyTransform>
+            });
+        }
         if !status.is_success() {
             let code = status.as_u16();
             return Some(Box::new(Buffered::new(move |b: &[u8]| {
@@ -505,6 +515,7 @@ mod tests {
 
     fn ctx(include_usage: bool) -> ResponseCtx {
         ResponseCtx {
+            operation: crate::schema::Operation::Chat,
             model: "claude-x".into(),
             stream: true,
             include_usage,

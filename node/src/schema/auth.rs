@@ -107,7 +107,7 @@ pub fn apply(
     if let Some(BackendAuth::Unavailable { reason, policy }) = auth {
         return Err(missing(Some(policy), reason.clone()));
     }
-    if schema == SchemaName::AwsBedrock {
+    if schema.is_aws() {
         let (keys, region, policy) = match auth {
             Some(BackendAuth::AwsCredentials {
                 keys,
@@ -185,7 +185,7 @@ pub fn static_header(
     schema: SchemaName,
     auth: Option<&BackendAuth>,
 ) -> Option<(HeaderName, HeaderValue)> {
-    if schema == SchemaName::AwsBedrock {
+    if schema.is_aws() {
         return None;
     }
     let (name, value) = key_header_text(auth?)?;

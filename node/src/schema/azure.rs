@@ -106,6 +106,9 @@ impl Translator for Azure {
         ctx: &RequestCtx<'_>,
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
+        if ctx.operation.is_messages() {
+            return Err(super::Operation::messages_unsupported("AzureOpenAI"));
+        }
         Ok(UpstreamRequest {
             path_and_query: super::provider_path(path(ctx))?,
             body: if ctx.model_overridden {
@@ -138,6 +141,8 @@ mod tests {
 
     static CHAT: std::sync::LazyLock<http::uri::PathAndQuery> =
         std::sync::LazyLock::new(|| http::uri::PathAndQuery::from_static("/v1/chat/completions"));
+    static NO_HEADERS: std::sync::LazyLock<http::HeaderMap> =
+        std::sync::LazyLock::new(http::HeaderMap::new);
 
     fn ctx<'a>(op: Operation, model: &'a str, version: Option<&'a str>) -> RequestCtx<'a> {
         RequestCtx {
@@ -147,6 +152,7 @@ mod tests {
             model_overridden: false,
             stream: false,
             schema_version: version,
+            client_headers: &NO_HEADERS,
         }
     }
 

@@ -436,6 +436,9 @@ impl Translator for Bedrock {
         ctx: &RequestCtx<'_>,
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
+        if ctx.operation.is_messages() {
+            return Err(Operation::messages_unsupported("AWSBedrock (Converse)"));
+        }
         if ctx.operation != Operation::Chat {
             return Err(TranslateError::Unsupported(format!(
                 "{} is not available on AWS Bedrock backends (chat completions only)",
@@ -483,6 +486,7 @@ mod tests {
 
     fn ctx(stream: bool, include_usage: bool) -> ResponseCtx {
         ResponseCtx {
+            operation: crate::schema::Operation::Chat,
             model: "us.meta.llama3-2-1b-instruct-v1:0".into(),
             stream,
             include_usage,

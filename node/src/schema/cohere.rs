@@ -460,6 +460,7 @@ mod tests {
 
     fn ctx(stream: bool, include_usage: bool) -> ResponseCtx {
         ResponseCtx {
+            operation: Operation::Chat,
             model: "command-a".into(),
             stream,
             include_usage,

@@ -6,10 +6,11 @@ use bytes::BytesMut;
 
 use super::eventstream::EventStreamDecoder;
 use super::sse::SseParser;
-use super::{anthropic, bedrock, ResponseCtx};
+use super::{anthropic, bedrock, messages, ResponseCtx};
 
 fn ctx() -> ResponseCtx {
     ResponseCtx {
+        operation: super::Operation::Chat,
         model: "m".into(),
         stream: true,
         include_usage: true,
@@ -24,22 +25,27 @@ fn frames(data: &[u8]) -> Vec<&[u8]> {
     data.chunks(step).collect()
 }
 
-/// Fuzz target `sse`: the SSE parser and the Anthropic stream translator.
-pub fn fuzz_sse(data: &[u8]) {
-    let mut parser = SseParser::new();
-    let mut t = anthropic::StreamTransform::new(ctx());
+/// Feeds `data` frame by frame to `t` until it fails, then finishes it.
+fn drive(t: &mut dyn super::BodyTransform, data: &[u8]) {
     let mut out = BytesMut::new();
-    let mut failed = false;
     for f in frames(data) {
-        let _ = parser.push(f);
-        if !failed {
-            failed = super::BodyTransform::feed(&mut t, f, &mut out).is_err();
+        if t.feed(f, &mut out).is_err() {
+            let _ = t.truncation_event("fuzz");
+            return;
         }
     }
-    let _ = parser.has_partial();
-    if !failed {
-        let _ = super::BodyTransform::finish(&mut t, &mut out);
+    let _ = t.finish(&mut out);
+}
+
+/// Fuzz target `sse`: the SSE parser, the Anthropic stream translator and the Messages stream watch.
+pub fn fuzz_sse(data: &[u8]) {
+    let mut parser = SseParser::new();
+    for f in frames(data) {
+        let _ = parser.push(f);
     }
+    let _ = parser.has_partial();
+    drive(&mut anthropic::StreamTransform::new(ctx()), data);
+    drive(&mut messages::MessagesStream::new(), data);
 }
 
 /// Fuzz target `eventstream`: the event-stream decoder and the Bedrock stream translator.
@@ -59,6 +65,15 @@ pub fn fuzz_eventstream(data: &[u8]) {
     if !failed.1 {
         let _ = super::BodyTransform::finish(&mut t, &mut out);
     }
+    // InvokeModelWithResponseStream: chunk events unwrapped into Anthropic events.
+    drive(
+        &mut messages::InvokeStream::new(messages::MessagesStream::new()),
+        data,
+    );
+    drive(
+        &mut messages::InvokeStream::new(anthropic::StreamTransform::new(ctx())),
+        data,
+    );
 }
 
 #[cfg(test)]
@@ -120,8 +135,20 @@ mod tests {
         ] {
             ok.extend_from_slice(&encode_event(k, p).expect("encode"));
         }
+        let mut chunks = Vec::new();
+        for event in [
+            &br#"{"type":"message_start","message":{"id":"m"}}"#[..],
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+            br#"{"type":"message_stop"}"#,
+        ] {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(event);
+            let payload = format!("{{\"bytes\":\"{b64}\"}}");
+            chunks.extend_from_slice(&encode_event("chunk", payload.as_bytes()).expect("encode"));
+        }
         vec![
             ok,
+            chunks,
             encode_exception("throttlingException", br#"{"message":"x"}"#)
                 .expect("encode")
                 .to_vec(),

@@ -11,6 +11,7 @@
 
 pub mod anthropic;
 pub mod auth;
+pub mod aws_anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod chat;
@@ -18,6 +19,7 @@ pub mod cohere;
 pub mod eventstream;
 pub mod fields;
 pub mod fuzz;
+pub mod messages;
 pub mod openai;
 pub mod reply;
 pub mod responses;
@@ -87,6 +89,10 @@ pub enum Operation {
     Embeddings,
     /// `POST /v1/responses` (OpenAI-schema backends only).
     Responses,
+    /// `POST /anthropic/v1/messages`: Anthropic Messages in (Anthropic-schema backends only).
+    Messages,
+    /// `POST /anthropic/v1/messages/count_tokens`.
+    CountTokens,
 }
 
 impl Operation {
@@ -96,6 +102,8 @@ impl Operation {
             "chat" => Operation::Chat,
             "completion" => Operation::Completions,
             "responses" => Operation::Responses,
+            "messages" => Operation::Messages,
+            "count_tokens" => Operation::CountTokens,
             _ => Operation::Embeddings,
         }
     }
@@ -107,7 +115,22 @@ impl Operation {
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
             Operation::Responses => "/responses",
+            Operation::Messages => "/messages",
+            Operation::CountTokens => "/messages/count_tokens",
         }
+    }
+
+    /// Whether the client speaks Anthropic's Messages API (its answers and errors keep that shape).
+    pub fn is_messages(self) -> bool {
+        matches!(self, Operation::Messages | Operation::CountTokens)
+    }
+
+    /// The refusal of a backend whose schema cannot take Anthropic Messages in (Envoy AI Gateway serves
+    /// `/anthropic/v1/messages` from Anthropic-schema backends only).
+    pub fn messages_unsupported(provider: &str) -> TranslateError {
+        TranslateError::Unsupported(format!(
+            "the Anthropic Messages API (/anthropic/v1/messages) is served by Anthropic and AWSAnthropic backends only, not by a {provider} backend"
+        ))
     }
 }
 
@@ -124,8 +147,11 @@ pub struct RequestCtx<'a> {
     pub model_overridden: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
-    /// `schema.version` of the backend (the Azure `api-version`).
+    /// `schema.version` of the backend (the Azure `api-version`, the AWSAnthropic `anthropic_version`).
     pub schema_version: Option<&'a str>,
+    /// The client's headers (Anthropic Messages in: `anthropic-version` and `anthropic-beta` are passed
+    /// on).
+    pub client_headers: &'a HeaderMap,
 }
 
 /// A translated request, without credentials.
@@ -142,6 +168,8 @@ pub struct UpstreamRequest {
 /// What a response translation needs to know; fixed per client request so every attempt agrees.
 #[derive(Debug, Clone)]
 pub struct ResponseCtx {
+    /// The client's endpoint: Anthropic Messages clients get Anthropic-shaped answers and errors.
+    pub operation: Operation,
     /// The client's `model` (Bedrock answers do not name one).
     pub model: Arc<str>,
     /// Whether the client asked for a stream.
@@ -220,6 +248,16 @@ pub trait BodyTransform: Send {
     fn feed(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), TranslateError>;
     /// The upstream body ended cleanly: append the rest of the output.
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError>;
+    /// The SSE event that tells the client its stream was cut, when the output is not OpenAI's chunk
+    /// stream (Anthropic Messages clients get an Anthropic `error` event); `None`: the OpenAI one.
+    fn truncation_event(&self, _message: &str) -> Option<Bytes> {
+        None
+    }
+    /// Whether the output holds itself back until its first content and checks its own end, so the
+    /// OpenAI stream watch must not judge it (an Anthropic event stream has no `choices`).
+    fn self_watched(&self) -> bool {
+        false
+    }
 }
 
 /// One provider's schema.
@@ -249,6 +287,7 @@ pub fn translator(schema: SchemaName) -> &'static dyn Translator {
         SchemaName::AzureOpenAI => &azure::Azure,
         SchemaName::Anthropic => &anthropic::Anthropic,
         SchemaName::Cohere => &cohere::Cohere,
+        SchemaName::AwsAnthropic => &aws_anthropic::AwsAnthropic,
     }
 }
 

@@ -26,6 +26,9 @@ impl Translator for OpenAi {
         ctx: &RequestCtx<'_>,
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
+        if ctx.operation.is_messages() {
+            return Err(super::Operation::messages_unsupported("OpenAI"));
+        }
         Ok(UpstreamRequest {
             path_and_query: ctx.path_and_query.clone(),
             body: if ctx.model_overridden {
@@ -332,6 +335,7 @@ mod tests {
             model_overridden: false,
             stream: false,
             schema_version: None,
+            client_headers: &http::HeaderMap::new(),
         };
         let body = Bytes::from_static(b"{\"model\":\"m\"}");
         let r = OpenAi.request(&ctx, &body).expect("translate");
@@ -349,6 +353,7 @@ mod tests {
             model_overridden: true,
             stream: false,
             schema_version: None,
+            client_headers: &http::HeaderMap::new(),
         };
         let body = Bytes::from_static(b"{\"model\":\"gpt-4o\",\"messages\":[]}");
         let r = OpenAi.request(&ctx, &body).expect("translate");

@@ -186,21 +186,57 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
 fn schemas_not_supported_yet_fail_naming_the_schema() {
     let want = |res: &str, schema: &str| {
         format!(
-            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic or Cohere)"
+            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"
         )
     };
-    assert_eq!(
-        err(&[BASIC, "basic/aws.yaml"]),
-        want("eg-aws-bedrock-anthropic", "AWSAnthropic")
-    );
-    assert_eq!(
-        err(&[BASIC, "basic/aws-bedrock-openai-anthropic.yaml"]),
-        want("eg-aws-claude-openai", "AWSAnthropic")
-    );
     assert_eq!(
         err(&[BASIC, "basic/gcp_vertex.yaml"]),
         want("eg-gcp", "GCPVertexAI")
     );
+}
+
+/// Claude on Bedrock through InvokeModel (`AWSAnthropic`), as Envoy AI Gateway v1.1's examples configure
+/// it: the schema version is the body's `anthropic_version`, the AWS credentials sign it.
+#[test]
+fn aws_anthropic_examples_load_with_their_credentials() {
+    for (file, route_name, backend) in [
+        (
+            "basic/aws.yaml",
+            "eg-aws-bedrock-anthropic",
+            "eg-aws-bedrock-anthropic",
+        ),
+        (
+            "basic/aws-bedrock-openai-anthropic.yaml",
+            "eg-aws-claude-openai",
+            "eg-aws-claude-openai",
+        ),
+    ] {
+        let cfg = ok(&[BASIC, file]);
+        let b = route(&cfg, route_name)
+            .rules
+            .iter()
+            .flat_map(|r| &r.backend_refs)
+            .find(|b| b.ref_name == backend)
+            .unwrap_or_else(|| panic!("{file}: no backendRef {backend}"));
+        assert_eq!(b.schema.name, SchemaName::AwsAnthropic, "{file}");
+        assert_eq!(
+            b.schema.version.as_deref(),
+            Some("bedrock-2023-05-31"),
+            "{file}"
+        );
+        assert!(
+            matches!(
+                cfg.backends[&b.backend].auth,
+                Some(BackendAuth::AwsCredentials { .. })
+            ),
+            "{file}"
+        ); // Its host is Bedrock's runtime host, as for Converse: nothing to warn about.
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains("looks like")),
+            "{file}: {:?}",
+            cfg.warnings
+        );
+    }
 }
 
 #[test]

@@ -218,7 +218,9 @@ impl<'a> RouteCtx<'a> {
             let auth = self.auth_of_ai_backend(asb)?;
             let key = self.resolve_backend(backend, auth)?;
             if let Some((inferred, host)) = self.backends.get(&key).and_then(infer_from_backend) {
-                if inferred != schema.name {
+                // Claude on Bedrock (AWSAnthropic) lives on the same runtime host as Converse.
+                let same_host = inferred == SchemaName::AwsBedrock && schema.name.is_aws();
+                if inferred != schema.name && !same_host {
                     self.warnings.push(asb.id.warning(
                         "spec.schema.name",
                         format!(
@@ -453,11 +455,12 @@ pub(super) fn parse_schema(
         "AWSBedrock" => SchemaName::AwsBedrock,
         "AzureOpenAI" => SchemaName::AzureOpenAI,
         "Anthropic" => SchemaName::Anthropic,
+        "AWSAnthropic" => SchemaName::AwsAnthropic,
         "Cohere" => SchemaName::Cohere,
         other => {
             return Err(id.error(
                 format!("{field}.name"),
-                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic or Cohere)"),
+                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"),
             ))
         }
     };
