@@ -34,9 +34,10 @@ use crate::proxy::error::{ErrorShape, GatewayError};
 use crate::proxy::mutation;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
-use crate::retry::policy::{backoff, is_retriable, rate_limit_cooldown, response_outcome};
+use crate::retry::attempts::{AttemptKind, Attempts, Decision};
+use crate::retry::policy::{rate_limit_cooldown, response_outcome};
 use crate::routing::matcher::{MODEL_HEADER, MODEL_HEADER_NAME};
-use crate::routing::select::{select, AttemptHistory, Selection};
+use crate::routing::select::{select, Selection};
 use crate::routing::snapshot::{RetrySlot, RouteSnap, RuleSnap, UpstreamHost};
 use crate::schema::auth::{self, AuthError};
 use crate::schema::{self, Operation, RequestCtx, ResponseCtx, Translator};
@@ -134,7 +135,6 @@ pub async fn forward(
     // Anthropic Messages clients get the gateway's own errors in Anthropic's shape.
     let shape = ErrorShape::of(req.operation);
     let retry = route.traffic.retry.as_ref();
-    let max_attempts = retry.map_or(1, |r| r.num_retries.saturating_add(1));
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let first_token = route.traffic.first_token_timeout;
     let cooldown_cap = route.traffic.rate_limit_cooldown;
@@ -152,12 +152,10 @@ pub async fn forward(
     {
         return e.into_response();
     }
-    let mut history = AttemptHistory::default();
+    // The retry budget and the decisions between attempts (`retry::attempts`, pure).
+    let mut attempts: Attempts<'_, RetrySlot> = Attempts::new(retry, deadline.into_std());
     let mut rng = rand::rngs::SmallRng::seed_from_u64(rand::rng().random());
     let mut last: Option<Failure> = None;
-    let mut first_priority: Option<u32> = None;
-    // Held from the first retry to the end of the request (`circuitBreaker.maxParallelRetries`).
-    let mut retry_slot: Option<RetrySlot> = None;
     // Fixed per client request, so every attempt's answer is translated alike.
     let rctx = ResponseCtx {
         operation: Operation::from_name(req.operation),
@@ -174,7 +172,7 @@ pub async fn forward(
         // A host at its trial on this node takes one request, ahead of the load (DESIGN §6 "Single trial").
         let trial = rule
             .take_trial(|i| {
-                history.tried(i)
+                attempts.history().tried(i)
                     || (req.responses.is_some() && !crate::proxy::responses::host_speaks(rule, i))
             })
             .map(|i| Selection {
@@ -184,7 +182,7 @@ pub async fn forward(
             });
         // A chained create goes first to the backend that holds its previous response.
         let chained = match &req.responses {
-            Some(r) if history.attempts() == 0 => r.preferred(rule),
+            Some(r) if attempts.history().attempts() == 0 => r.preferred(rule),
             _ => None,
         };
         // Read the clock only where the rate-limit cooldown extension is on.
@@ -198,7 +196,7 @@ pub async fn forward(
                 &candidates,
                 route.traffic.panic_threshold,
                 retry.and_then(|r| r.num_attempts_per_priority),
-                &history,
+                attempts.history(),
                 &mut rng,
             )
         }) else {
@@ -219,14 +217,14 @@ pub async fn forward(
             };
         };
         let host = &rule.hosts[choice.host];
-        history.record(choice.host, choice.priority);
-        if history.attempts() > 1 {
-            metrics::counter!("switchyard_retries_total").increment(1);
-            if first_priority.is_some_and(|p| p != choice.priority) {
+        match attempts.record(choice.host, choice.priority) {
+            AttemptKind::First => {}
+            AttemptKind::Retry => metrics::counter!("switchyard_retries_total").increment(1),
+            AttemptKind::Fallback => {
+                metrics::counter!("switchyard_retries_total").increment(1);
                 metrics::counter!("switchyard_fallbacks_total").increment(1);
             }
         }
-        first_priority.get_or_insert(choice.priority);
 
         let translator = schema::translator(host.backend.schema.name);
         req.provider.set(translator.provider_name());
@@ -270,7 +268,7 @@ pub async fn forward(
                     }
                 }
                 let outcome = response_outcome(status, resp.headers());
-                let retriable = retry.is_some_and(|r| cooled || is_retriable(r, &outcome));
+                let retriable = attempts.may_retry(&outcome, cooled);
                 if status >= 500 {
                     host.health
                         .report_failure(Observation::Status(status))
@@ -313,7 +311,7 @@ pub async fn forward(
                             Failure::Held(Response::from_parts(parts, ProxyBody::upstream(body)), f)
                         }
                     }
-                } else if !retriable || history.attempts() >= max_attempts {
+                } else if !retriable {
                     return pass_through(resp, timing, tap, translator, rctx, report);
                 } else {
                     Failure::Response(resp, translator, host.model_override.clone())
@@ -354,32 +352,27 @@ pub async fn forward(
             Failure::Local(f) => f.attempt_outcome(),
             Failure::Held(_, f) => f.outcome,
         };
-        // The first-token timeout exists to fail over: its expiry is retried whatever `retryOn` says.
-        let Some(policy) =
-            retry.filter(|r| first_token_expired || cooled || is_retriable(r, &outcome))
-        else {
-            return failure_response(failure, timing, &rctx, shape);
-        };
-        if history.attempts() >= max_attempts {
-            return failure_response(failure, timing, &rctx, shape);
-        }
-        if retry_slot.is_none() {
-            match RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries) {
-                Some(slot) => retry_slot = Some(slot),
-                None => {
-                    metrics::counter!("switchyard_retry_overflow_total").increment(1);
-                    return failure_response(failure, timing, &rctx, shape);
-                }
+        // The first-token timeout and a cooldown's 429 exist to fail over: retried whatever `retryOn` says.
+        let acquire =
+            || RetrySlot::acquire(&route.retries_in_flight, route.traffic.max_parallel_retries);
+        match attempts.after(
+            &outcome,
+            first_token_expired || cooled,
+            Instant::now().into_std(),
+            acquire,
+            &mut rng,
+        ) {
+            Decision::Return => return failure_response(failure, timing, &rctx, shape),
+            Decision::Overflow => {
+                metrics::counter!("switchyard_retry_overflow_total").increment(1);
+                return failure_response(failure, timing, &rctx, shape);
             }
+            Decision::RouteTimeout => {
+                tokio::time::sleep_until(deadline).await;
+                return route_timeout(rule, shape);
+            }
+            Decision::Retry(wait) => tokio::time::sleep(wait).await,
         }
-
-        // Envoy's jittered backoff; a `Retry-After` on the failed answer does not shorten or lengthen it.
-        let wait = backoff(policy, history.attempts(), &mut rng);
-        if Instant::now() + wait >= deadline {
-            tokio::time::sleep_until(deadline).await;
-            return route_timeout(rule, shape);
-        }
-        tokio::time::sleep(wait).await;
         last = Some(failure);
     }
 }
