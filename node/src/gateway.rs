@@ -74,6 +74,8 @@ pub struct Gateway {
     resolved: ArcSwap<Resolved>,
     /// Pooled clients per endpoint, kept across reloads so connections survive them.
     clients: Mutex<HashMap<ClientKey, HttpClient>>,
+    /// Dynamic credentials, one per policy, kept across reloads while in use.
+    credentials: crate::credentials::CredentialStore,
     /// Every host of the running config, for the cluster side.
     hosts: HostTableHandle,
 }
@@ -106,6 +108,7 @@ impl Gateway {
             reload_lock: Mutex::new(()),
             resolved: ArcSwap::from_pointee(Resolved::new()),
             clients: Mutex::new(HashMap::new()),
+            credentials: crate::credentials::CredentialStore::new(),
             hosts: Arc::new(ArcSwap::from_pointee(HostTable::default())),
         });
         gw.apply(cfg).await?;
@@ -209,10 +212,19 @@ impl Gateway {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
-                    let runtime = backends
-                        .entry(r.backend.clone())
-                        .or_insert_with(|| {
-                            Arc::new(BackendRuntime {
+                    let runtime = match backends.get(&r.backend) {
+                        Some(rt) => rt.clone(),
+                        None => {
+                            let credential = self
+                                .credentials
+                                .live_for(r.schema.name, backend.auth.as_ref())
+                                .await;
+                            // A new credential's first fetch, briefly: requests right after a start
+                            // or reload then find it ready instead of answering 401.
+                            if let Some(c) = &credential {
+                                c.first_result(crate::credentials::FIRST_FETCH_WAIT).await;
+                            }
+                            let rt = Arc::new(BackendRuntime {
                                 key: backend.key.clone(),
                                 schema: r.schema.clone(),
                                 auth: backend.auth.clone(),
@@ -220,10 +232,13 @@ impl Gateway {
                                     r.schema.name,
                                     backend.auth.as_ref(),
                                 ),
+                                credential,
                                 tls: backend.tls.is_some(),
-                            })
-                        })
-                        .clone();
+                            });
+                            backends.insert(r.backend.clone(), rt.clone());
+                            rt
+                        }
+                    };
                     let client = match clients.get(&h.client) {
                         Some(c) => c.clone(),
                         None => {

@@ -17,6 +17,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod control;
+pub mod credentials;
 pub mod data;
 pub mod log;
 pub mod mode;

@@ -25,7 +25,6 @@ use metrics::SharedString;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::error::GatewayError;
@@ -629,12 +628,14 @@ fn build_upstream_request(
             backend: &backend.key,
             host: &host.endpoint_host,
         };
+        // A lock-free load of the credential the refresh task keeps current.
+        let live = backend.credential.as_ref().map(|c| c.load());
         auth::apply(
             &mut upstream,
             &translated.body,
             target,
             backend.auth.as_ref(),
-            AwsKeys::from_env,
+            live.as_ref().map(|g| &***g),
             SystemTime::now,
         )
         .map_err(|e| auth_error(&e))?;
