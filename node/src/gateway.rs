@@ -188,6 +188,14 @@ impl Gateway {
             self.resolved.store(Arc::new(fresh));
         }
         let plan = build::plan(&cfg, &self.resolved.load_full());
+        // New dynamic credentials fetched together, briefly, before the config goes live: requests right
+        // after a start or reload then find them ready instead of answering 401.
+        let auths: Vec<&config::model::BackendAuth> = cfg
+            .backends
+            .values()
+            .filter_map(|b| b.auth.as_ref())
+            .collect();
+        let _ready = self.credentials.prepare(&auths).await;
 
         let mut clients = self.clients.lock().await;
         let mut used_clients = HashSet::new();
@@ -219,11 +227,6 @@ impl Gateway {
                                 .credentials
                                 .live_for(r.schema.name, backend.auth.as_ref())
                                 .await;
-                            // A new credential's first fetch, briefly: requests right after a start
-                            // or reload then find it ready instead of answering 401.
-                            if let Some(c) = &credential {
-                                c.first_result(crate::credentials::FIRST_FETCH_WAIT).await;
-                            }
                             let rt = Arc::new(BackendRuntime {
                                 key: backend.key.clone(),
                                 schema: r.schema.clone(),

@@ -9,7 +9,6 @@
 
 use std::time::SystemTime;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -149,8 +148,7 @@ impl Fetcher {
                 if sdk.region().is_none() {
                     // STS needs a region for its endpoint; the policy's, else the global partition's.
                     let fallback = region.clone().unwrap_or_else(|| "us-east-1".to_owned());
-                    let chain = RegionProviderChain::first_try(Region::new(fallback));
-                    conf = conf.region(chain.region().await);
+                    conf = conf.region(Region::new(fallback));
                 }
                 let sts = aws_sdk_sts::Client::from_conf(conf.build());
                 let sts_error = |reason: String| FetchError::Sts {

@@ -141,6 +141,7 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
                 }
                 failures = 0;
                 last_error = None;
+                metrics::counter!("switchyard_credential_refreshes_total", "credential" => cred.what.clone(), "result" => "ok").increment(1);
                 valid_until = expiry;
                 cred.publish(CredState::Ready(token));
                 match schedule::refresh_after(now, expiry) {
@@ -152,6 +153,7 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
                 failures = failures.saturating_add(1);
                 let why = e.to_string();
                 let plan = schedule::after_failure(now, valid_until, failures);
+                metrics::counter!("switchyard_credential_refreshes_total", "credential" => cred.what.clone(), "result" => "error").increment(1);
                 tracing::warn!(credential = %cred.what, error = %why, failures, retry_in = ?plan.retry_in, "credential refresh failed");
                 if plan.publish {
                     cred.publish(CredState::Failed(why.clone()));
@@ -276,6 +278,24 @@ impl CredentialStore {
         }
         live.insert(key, Arc::downgrade(&cred));
         Some(cred)
+    }
+}
+
+impl CredentialStore {
+    /// Starts the credentials of every policy in `auths` at once and waits (together, at most
+    /// [`FIRST_FETCH_WAIT`]) for their first fetch, so that a config goes live with them ready. Keep the
+    /// result until the snapshot holds them.
+    pub async fn prepare(&self, auths: &[&BackendAuth]) -> Vec<Arc<LiveCredential>> {
+        let mut started = Vec::new();
+        for auth in auths {
+            // The schema matters only without a policy.
+            if let Some(c) = self.live_for(SchemaName::OpenAI, Some(*auth)).await {
+                started.push(c);
+            }
+        }
+        futures_util::future::join_all(started.iter().map(|c| c.first_result(FIRST_FETCH_WAIT)))
+            .await;
+        started
     }
 }
 
