@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, poll_until, run_bounded, MockProvider, SwitchyardNode,
+    http_get, http_post_json, http_request, poll_until, run_bounded, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::credentials::{
     ENTRA_CLIENT_SECRET, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
@@ -344,6 +344,67 @@ async fn azure_entra_tokens_with_a_client_secret_or_federation_are_refreshed_bef
             issued(&after, "entra") >= issued(&before, "entra") + 3
                 && issued(&after, "oidc") >= issued(&before, "oidc") + 3,
             "expected an OIDC assertion per Entra token: {before} then {after}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_without_a_policy_signs_with_the_nodes_chain_and_a_reload_keeps_credentials() {
+    run_bounded(TEST_TIMEOUT, async {
+        let mock = MockProvider::start("bedrock").await?;
+        mock.set_credentials(json!({"lifetime_secs": 3600})).await?;
+        let ecs = format!("http://{}/creds/ecs", mock.data_addr);
+        // No BackendSecurityPolicy: the node's own default chain signs (here: ECS).
+        let yaml = config("AWSBedrock", "", "", mock.data_addr.port());
+        let yaml = yaml[..yaml
+            .find("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy")
+            .context("policy doc")?]
+            .to_owned();
+        let env = [
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ecs.as_str()),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        let node = start(&yaml, &env).await?;
+        let url = node.url("/v1/chat/completions");
+        // The node's chain is not waited for at start: poll until its first fetch has landed.
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                let r = http_post_json(&url, &chat()).await.ok()?;
+                (r.status == 200).then_some(())
+            },
+        )
+        .await
+        .with_context(|| format!("never signed with the node's chain:\n{}", node.logs()))?;
+        let requests = mock.requests().await?;
+        let last = requests.last().context("no request reached the mock")?;
+        anyhow::ensure!(
+            last.sigv4.as_deref() == Some("verified"),
+            "{:?}",
+            last.sigv4
+        );
+        // The host (an address) names no region: the node's AWS_REGION is the scope's.
+        let auth = last
+            .headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or("");
+        anyhow::ensure!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
+        anyhow::ensure!(
+            issued(&mock.credentials().await?, "ecs") == 1,
+            "fetched more than once"
+        );
+        // A reload that keeps the backend keeps its credential: no refetch, no gap.
+        let r = http_request(hyper::Method::POST, &node.admin_url("/reload"), &[], "").await?;
+        anyhow::ensure!(r.status == 200, "reload: {} {}", r.status, r.text());
+        let r = http_post_json(&url, &chat()).await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+        anyhow::ensure!(
+            issued(&mock.credentials().await?, "ecs") == 1,
+            "the reload fetched the credential again"
         );
         Ok(())
     })

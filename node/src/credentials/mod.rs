@@ -51,6 +51,8 @@ pub struct LiveCredential {
     /// Whether a config load waits for its first fetch: yes for a policy's credential; not for the
     /// node's own chain, which off AWS only fails after IMDS's timeouts.
     wait_on_load: bool,
+    /// The node's region (`AWS_REGION`, else `AWS_DEFAULT_REGION`), for the node's own chain.
+    region: Option<String>,
     /// What it is, for logs (`BackendSecurityPolicy ns/name` or `the node's default AWS chain`).
     what: String,
 }
@@ -62,17 +64,24 @@ impl LiveCredential {
             state: ArcSwap::from_pointee(CredState::Ready(token)),
             changed: Notify::new(),
             wait_on_load: false,
+            region: None,
             what: what.into(),
         }
     }
 
-    fn pending(what: String, wait_on_load: bool) -> LiveCredential {
+    fn pending(what: String, wait_on_load: bool, region: Option<String>) -> LiveCredential {
         LiveCredential {
             state: ArcSwap::from_pointee(CredState::Pending),
             changed: Notify::new(),
             wait_on_load,
+            region,
             what,
         }
+    }
+
+    /// The node's region, for a Bedrock backend without a policy whose host names none.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     /// The current state (lock-free).
@@ -266,8 +275,15 @@ impl CredentialStore {
         if let Some(c) = live.get(&key).and_then(Weak::upgrade) {
             return Some(c);
         }
-        let wait_on_load = key != StoreKey::NodeAwsChain;
-        let cred = Arc::new(LiveCredential::pending(what, wait_on_load));
+        let node_chain = key == StoreKey::NodeAwsChain;
+        let region = node_chain
+            .then(|| {
+                ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                    .into_iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|r| !r.trim().is_empty()))
+            })
+            .flatten();
+        let cred = Arc::new(LiveCredential::pending(what, !node_chain, region));
         match &self.cx {
             Some(cx) => {
                 tokio::spawn(refresh_loop(Arc::downgrade(&cred), fetcher, cx.clone()));

@@ -627,6 +627,7 @@ fn build_upstream_request(
             schema: backend.schema.name,
             backend: &backend.key,
             host: &host.endpoint_host,
+            node_region: backend.credential.as_ref().and_then(|c| c.region()),
         };
         // A lock-free load of the credential the refresh task keeps current.
         let live = backend.credential.as_ref().map(|c| c.load());

@@ -82,6 +82,9 @@ pub struct AuthTarget<'a> {
     pub backend: &'a str,
     /// Endpoint host (its name gives the Bedrock region).
     pub host: &'a str,
+    /// The region when neither the policy nor the host names one: the node's (`AWS_REGION`), for a
+    /// Bedrock backend signed by the node's own chain.
+    pub node_region: Option<&'a str>,
 }
 
 /// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. `live` is the state of the
@@ -100,6 +103,7 @@ pub fn apply(
         schema,
         backend,
         host,
+        node_region,
     } = target;
     let missing = |policy: Option<&str>, reason: String| AuthError::Missing {
         backend: backend.to_owned(),
@@ -145,12 +149,17 @@ pub fn apply(
         let Token::Aws(keys) = token(policy)? else {
             return Err(missing(policy, "the credential is not AWS keys".into()));
         };
-        let region = region.or_else(|| region_from_host(host)).ok_or_else(|| {
-            missing(
-                policy,
-                format!("no AWS region: set awsCredentials.region (the host {host} names none)"),
-            )
-        })?;
+        let region = region
+            .or_else(|| region_from_host(host))
+            .or(if policy.is_none() { node_region } else { None })
+            .ok_or_else(|| {
+                missing(
+                    policy,
+                    format!(
+                        "no AWS region: set awsCredentials.region (the host {host} names none)"
+                    ),
+                )
+            })?;
         return sign_sigv4(req, body, keys, region, now()).map_err(|reason| AuthError::Signing {
             backend: backend.to_owned(),
             reason,
@@ -334,6 +343,7 @@ mod tests {
             schema,
             backend: "b",
             host,
+            node_region: None,
         }
     }
 
