@@ -116,7 +116,11 @@ async fn start(yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<SwitchyardNod
     let empty = dir.path().join("empty-aws-file");
     std::fs::write(&empty, "").context("write empty file")?;
     let empty = empty.display().to_string();
+    // Empty counts as unset for aws-config's environment provider: a developer's own keys stay out.
     let mut all: Vec<(&str, &str)> = vec![
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SESSION_TOKEN", ""),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_CONFIG_FILE", &empty),
         ("AWS_SHARED_CREDENTIALS_FILE", &empty),

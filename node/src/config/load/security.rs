@@ -102,7 +102,7 @@ pub(super) fn resolve_security_policy(
                     .ok_or_else(|| id.error(format!("{field}.awsRoleArn"), "required: the role STS AssumeRoleWithWebIdentity assumes"))?
                     .to_owned();
                 Ok(AwsSource::OidcExchange {
-                    oidc: oidc_client(store, id, field, exchange)?,
+                    oidc: oidc_client(store, id, field, exchange, warnings)?,
                     role_arn,
                 })
             } else {
@@ -137,7 +137,7 @@ pub(super) fn resolve_security_policy(
                     let (secret, value) = lookup_secret(store, id, field, r, AZURE_CLIENT_SECRET_KEY)?;
                     AzureSecret::ClientSecret(form_safe_secret(id, field, &secret, AZURE_CLIENT_SECRET_KEY, &value)?)
                 }
-                (None, Some(exchange)) => AzureSecret::Oidc(oidc_client(store, id, "spec.azureCredentials.oidcExchangeToken", exchange)?),
+                (None, Some(exchange)) => AzureSecret::Oidc(oidc_client(store, id, "spec.azureCredentials.oidcExchangeToken", exchange, warnings)?),
                 _ => {
                     return Err(id.error(
                         "spec.azureCredentials",
@@ -165,6 +165,7 @@ fn oidc_client(
     id: &ResourceId,
     field: &str,
     exchange: &OidcExchangeToken,
+    warnings: &mut Warnings,
 ) -> Result<OidcClient, ConfigError> {
     if let Some(g) = exchange
         .grant_type
@@ -195,6 +196,19 @@ fn oidc_client(
         .as_deref()
         .map(|t| url("tokenEndpoint", t))
         .transpose()?;
+    // Plain HTTP is accepted (a sidecar or a local test provider), but off loopback it sends the client
+    // secret unencrypted: say so.
+    let used = token_endpoint.as_deref().unwrap_or(&issuer);
+    if let Some(rest) = used.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        let loopback = rest.starts_with("[::1]") || host == "localhost" || host.starts_with("127.");
+        if !loopback {
+            warnings.push(id.warning(
+                format!("{field}.oidc.provider"),
+                format!("{used} is plain HTTP: the client secret and tokens cross the network unencrypted"),
+            ));
+        }
+    }
     let client_id = match (&oidc.client_id, &oidc.client_id_ref) {
         (Some(c), None) if !c.trim().is_empty() => c.trim().to_owned(),
         (None, Some(r)) => {

@@ -254,6 +254,16 @@ fn aws_oidc_exchange_resolves_its_client_and_ignores_browser_settings() {
     ] {
         assert!(warned.contains(field), "{field} not warned: {warned}");
     }
+    assert!(!warned.contains("plain HTTP"), "{warned}");
+    // A plain-HTTP provider off loopback is accepted with a warning; on loopback silently.
+    for (endpoint, warns) in [
+        ("http://idp.example.com/token", true),
+        ("http://127.0.0.1:9/token", false),
+    ] {
+        let p = policy.replace("https://idp.example.com/token", endpoint);
+        let warned = load_ok(&with_policy(&p, OIDC_SECRET)).warnings.join("\n");
+        assert_eq!(warned.contains("plain HTTP"), warns, "{endpoint}: {warned}");
+    }
     // Refusals name the field.
     for (edit, field) in [
         (
