@@ -10,6 +10,10 @@
 //! backend and the cause instead of sending an expired credential. A failure never stops the node: the
 //! task retries with capped backoff until the credential is no longer used.
 //!
+//! Why not the SDK's own credentials cache: `aws-config`'s identity cache is lazy — it refreshes when a
+//! request finds the credential near expiry, and that request waits for STS or IMDS. Here the refresh runs
+//! ahead of expiry on its own task, the providers of `aws-config` doing the fetching.
+//!
 //! The [`CredentialStore`] hands out one live credential per distinct policy and keeps it across config
 //! reloads that do not change it (no refetch, no gap); one no route uses any more is dropped with the old
 //! snapshot, and its task ends.
