@@ -161,6 +161,18 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
         assert_eq!(b.schema.name, SchemaName::AwsBedrock, "{file}");
         let auth = cfg.backends[&b.backend].auth.as_ref().expect("auth");
         assert_eq!(auth.policy(), "default/eg-aws", "{file}");
+        // Neither credentialsFile nor oidcExchangeToken: the chain finds the pod's IRSA token or Pod
+        // Identity endpoint at run time.
+        assert!(
+            matches!(
+                auth,
+                BackendAuth::AwsCredentials {
+                    source: crate::config::model::AwsSource::DefaultChain,
+                    ..
+                }
+            ),
+            "{file}: {auth:?}"
+        );
         assert_warned(
             &cfg,
             &["kind ServiceAccount", "kind Role", "kind RoleBinding"],
