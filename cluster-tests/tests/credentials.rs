@@ -414,3 +414,51 @@ async fn bedrock_without_a_policy_signs_with_the_nodes_chain_and_a_reload_keeps_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_default_chain_with_a_web_identity_token_file_assumes_the_role_at_sts() {
+    run_bounded(TEST_TIMEOUT, async {
+        let mock = MockProvider::start("bedrock").await?;
+        mock.set_credentials(json!({"lifetime_secs": 3600})).await?;
+        let base = format!("http://{}", mock.data_addr);
+        // EKS IRSA: the pod's projected token in a file (here one the mock's OIDC provider issued).
+        let form = format!(
+            "grant_type=client_credentials&client_id={OIDC_CLIENT_ID}&client_secret={OIDC_CLIENT_SECRET}"
+        );
+        let r = http_request(
+            hyper::Method::POST,
+            &format!("{base}/creds/oidc/token"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form,
+        )
+        .await?;
+        let token = r.json()?["access_token"]
+            .as_str()
+            .context("no access_token")?
+            .to_owned();
+        let dir = tempfile::tempdir()?;
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &token)?;
+        let token_file = token_file.display().to_string();
+        let policy = "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n";
+        let yaml = config("AWSBedrock", policy, "", mock.data_addr.port());
+        let env = [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa"),
+            ("AWS_ENDPOINT_URL_STS", base.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        let node = start(&yaml, &env).await?;
+        let r = http_post_json(&node.url("/v1/chat/completions"), &chat()).await?;
+        anyhow::ensure!(r.status == 200, "{} {}\n{}", r.status, r.text(), node.logs());
+        let requests = mock.requests().await?;
+        let last = requests.last().context("no request reached the mock")?;
+        anyhow::ensure!(last.sigv4.as_deref() == Some("verified"), "{:?}", last.sigv4);
+        anyhow::ensure!(
+            issued(&mock.credentials().await?, "sts") >= 1,
+            "the keys did not come from STS"
+        );
+        Ok(())
+    })
+    .await;
+}
