@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 use metrics::SharedString;
 use rand::{Rng, SeedableRng};
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::conn::pool::UpstreamResponseBody;
-use crate::proxy::error::{ErrorShape, GatewayError};
+use crate::proxy::error::{Catalogue, ErrorShape, GatewayError};
 use crate::proxy::mutation;
 use crate::proxy::upstream::LocalFailure;
 use crate::proxy::usage::{GenAiLabels, UsageTap};
@@ -206,10 +206,8 @@ pub async fn forward(
                     failure_response(f, timing, &rctx, shape)
                 }
                 (_, Some(left)) => all_cooling_response(left, &req.model, shape),
-                (None, None) => GatewayError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    "no_healthy_upstream",
+                (None, None) => GatewayError::of(
+                    Catalogue::NoHealthyUpstream,
                     format!("no healthy upstream for model {:?}", req.model),
                 )
                 .into_response_as(shape),
@@ -393,10 +391,8 @@ fn cooldown_of(headers: &http::HeaderMap, cap: Duration) -> Option<Duration> {
 /// The gateway's own answer when every host of the rule is in its rate-limit cooldown: 429 with a
 /// `Retry-After` (whole seconds, rounded up) for the shortest cooldown left.
 fn all_cooling_response(left: Duration, model: &str, shape: ErrorShape) -> Response<ProxyBody> {
-    let mut resp = GatewayError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_exceeded",
-        "all_backends_cooling_down",
+    let mut resp = GatewayError::of(
+        Catalogue::AllBackendsCoolingDown,
         format!(
             "every backend for model {model:?} is rate limited (cooling down for {} ms more)",
             left.as_millis()
@@ -434,10 +430,8 @@ pub(crate) fn status_label(status: u16) -> SharedString {
 }
 
 fn route_timeout(rule: &RuleSnap, shape: ErrorShape) -> Response<ProxyBody> {
-    GatewayError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "server_error",
-        "upstream_timeout",
+    GatewayError::of(
+        Catalogue::UpstreamTimeout,
         format!("upstream request timeout after {:?}", rule.request_timeout),
     )
     .into_response_as(shape)
@@ -462,17 +456,13 @@ fn failure_response(
             )
         }
         Failure::Held(resp, _) => resp,
-        Failure::Local(LocalFailure::Timeout) => GatewayError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "server_error",
-            "upstream_timeout",
+        Failure::Local(LocalFailure::Timeout) => GatewayError::of(
+            Catalogue::UpstreamTimeout,
             "upstream request timeout (per-try, stream idle or first-token timeout)",
         )
         .into_response_as(shape),
-        Failure::Local(f) => GatewayError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "upstream_unavailable",
+        Failure::Local(f) => GatewayError::of(
+            Catalogue::UpstreamUnavailable,
             format!(
                 "upstream connect error or disconnect/reset before headers; reset reason: {}",
                 f.as_str()
@@ -593,34 +583,21 @@ fn upstream_body(
 }
 
 fn translation_error(backend: &str, e: &schema::TranslateError) -> GatewayError {
-    GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request_error",
-        "translation_failed",
+    GatewayError::of(
+        Catalogue::TranslationFailed,
         format!("cannot translate the request for backend {backend}: {e}"),
     )
 }
 
 pub(crate) fn auth_error(e: &AuthError) -> GatewayError {
     match e {
-        AuthError::Missing { .. } => GatewayError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "missing_backend_credential",
-            e.to_string(),
-        ),
-        AuthError::InvalidHeader { .. } => GatewayError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid_backend_credential",
-            e.to_string(),
-        ),
-        AuthError::Signing { .. } => GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "signing_failed",
-            e.to_string(),
-        ),
+        AuthError::Missing { .. } => {
+            GatewayError::of(Catalogue::MissingBackendCredential, e.to_string())
+        }
+        AuthError::InvalidHeader { .. } => {
+            GatewayError::of(Catalogue::InvalidBackendCredential, e.to_string())
+        }
+        AuthError::Signing { .. } => GatewayError::of(Catalogue::SigningFailed, e.to_string()),
     }
 }
 
@@ -655,10 +632,8 @@ fn build_upstream_request(
             .map_err(http::Error::from),
     }
     .map_err(|e| {
-        GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal",
+        GatewayError::of(
+            Catalogue::Internal,
             format!("cannot build the upstream URI: {e}"),
         )
     })?;

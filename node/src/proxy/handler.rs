@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::gateway::Gateway;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::conn::wake::poll_frame_quietly;
-use crate::proxy::error::{ErrorShape, GatewayError};
+use crate::proxy::error::{Catalogue, ErrorShape, GatewayError};
 use crate::proxy::forward::{forward, ProxiedRequest};
 use crate::proxy::limits::BodyTimeouts;
 use crate::routing::matcher::{exact_models, rule_holds, MatchInput};
@@ -64,10 +64,8 @@ pub async fn handle(
         let rest = rest.to_owned();
         crate::proxy::responses::stored(&gw, req, &rest).await
     } else {
-        GatewayError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "unknown_url",
+        GatewayError::of(
+            Catalogue::UnknownUrl,
             format!("unknown request URL: {} {}", req.method(), path),
         )
         .into_response()
@@ -87,14 +85,12 @@ fn host_error<B>(req: &Request<B>) -> Option<GatewayError> {
         (None, _) => "an HTTP/1.1 request needs a Host header",
         (Some(_), Some(_)) => "an HTTP/1.1 request must have exactly one Host header",
     };
-    Some(GatewayError::bad_request("invalid_host", message))
+    Some(GatewayError::of(Catalogue::InvalidHost, message))
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
-    let mut r = GatewayError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "invalid_request_error",
-        "method_not_allowed",
+    let mut r = GatewayError::of(
+        Catalogue::MethodNotAllowed,
         format!("this endpoint accepts {allow} only"),
     )
     .into_response();
@@ -219,13 +215,7 @@ where
 
 /// 408 for a body that stalled, with the connection closed: the rest of that body may still be coming.
 fn body_timeout(message: String, shape: ErrorShape) -> Response<ProxyBody> {
-    let mut r = GatewayError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "invalid_request_error",
-        "request_timeout",
-        message,
-    )
-    .into_response_as(shape);
+    let mut r = GatewayError::of(Catalogue::RequestTimeout, message).into_response_as(shape);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
@@ -238,8 +228,8 @@ fn body_timeout(message: String, shape: ErrorShape) -> Response<ProxyBody> {
 /// (`["m", false]` as `{model, stream}`), so anything but an object is refused before it looks.
 fn probe_body(body: &[u8]) -> Result<BodyProbe<'_>, GatewayError> {
     let text = std::str::from_utf8(body).map_err(|e| {
-        GatewayError::bad_request(
-            "invalid_json",
+        GatewayError::of(
+            Catalogue::InvalidJson,
             format!(
                 "request body is not valid UTF-8 (invalid byte at offset {})",
                 e.valid_up_to()
@@ -250,14 +240,14 @@ fn probe_body(body: &[u8]) -> Result<BodyProbe<'_>, GatewayError> {
         .bytes()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(b'{') {
-        return Err(GatewayError::bad_request(
-            "invalid_json",
+        return Err(GatewayError::of(
+            Catalogue::InvalidJson,
             "request body must be a JSON object",
         ));
     }
     serde_json::from_str(text).map_err(|e| {
-        GatewayError::bad_request(
-            "invalid_json",
+        GatewayError::of(
+            Catalogue::InvalidJson,
             format!("request body is not a valid JSON object: {e}"),
         )
     })
@@ -281,10 +271,8 @@ async fn proxy(
     let snapshot = gw.snapshot();
     let limit = snapshot.max_body_bytes;
     let too_large = || {
-        GatewayError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "request_too_large",
+        GatewayError::of(
+            Catalogue::RequestTooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         )
         .into_response_as(shape)
@@ -327,8 +315,8 @@ async fn proxy(
             );
         }
         Err(BodyError::Read(e)) => {
-            return GatewayError::bad_request(
-                "body_read_error",
+            return GatewayError::of(
+                Catalogue::BodyReadError,
                 format!("cannot read request body: {e}"),
             )
             .into_response_as(shape)
@@ -355,8 +343,11 @@ async fn proxy(
             (Arc::from(m), header)
         }
         _ => {
-            return GatewayError::bad_request("missing_model", "you must provide a model parameter")
-                .into_response_as(shape)
+            return GatewayError::of(
+                Catalogue::MissingModel,
+                "you must provide a model parameter",
+            )
+            .into_response_as(shape)
         }
     };
     let input = MatchInput {
@@ -371,10 +362,8 @@ async fn proxy(
             .map(|rule| (route, rule))
     });
     let Some((route, rule)) = found else {
-        return GatewayError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "model_not_found",
+        return GatewayError::of(
+            Catalogue::ModelNotFound,
             format!("no matching route for model {model:?}"),
         )
         .into_response_as(shape);
@@ -538,7 +527,7 @@ mod tests {
                     assert_eq!(p.model.map(|m| m.0.into_owned()).as_deref(), model)
                 }
                 (Err(e), Err(msg)) => {
-                    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                    assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
                     assert!(e.message.starts_with(msg), "{:?}: {}", body, e.message);
                 }
                 (got, want) => panic!(

@@ -28,7 +28,7 @@ use crate::config::model::SchemaName;
 use crate::gateway::Gateway;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{ProxyBody, UpstreamBody};
-use crate::proxy::error::GatewayError;
+use crate::proxy::error::{Catalogue, GatewayError};
 use crate::proxy::forward::{
     auth_error, is_stripped_request_header, record_upstream, status_label,
 };
@@ -120,11 +120,9 @@ pub fn unsupported(rule: &RuleSnap, model: &str) -> Option<GatewayError> {
         .map(|h| format!("{} ({:?})", h.backend.key, h.backend.schema.name))
         .collect();
     names.dedup();
-    Some(GatewayError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request_error",
-        "unsupported_endpoint",
-        format!(
+    Some(GatewayError::of(
+            Catalogue::UnsupportedEndpoint,
+            format!(
             "/v1/responses needs an OpenAI-schema backend (OpenAI, AzureOpenAI), and the rule for model \
              {model:?} has none: {}",
             names.join(", ")
@@ -224,10 +222,8 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
     let (op, id) = match wire::stored_op(req.method(), rest) {
         Ok(found) => found,
         Err(StoredPathError::Method(allow)) => {
-            let mut r = GatewayError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request_error",
-                "method_not_allowed",
+            let mut r = GatewayError::of(
+                Catalogue::MethodNotAllowed,
                 format!("this endpoint accepts {allow} only"),
             )
             .into_response();
@@ -236,16 +232,10 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
             return r;
         }
         Err(e @ StoredPathError::Unknown(_)) => {
-            return GatewayError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "unknown_url",
-                e.to_string(),
-            )
-            .into_response()
+            return GatewayError::of(Catalogue::UnknownUrl, e.to_string()).into_response()
         }
         Err(e @ StoredPathError::BadId) => {
-            return GatewayError::bad_request("invalid_response_id", e.to_string()).into_response()
+            return GatewayError::of(Catalogue::InvalidResponseId, e.to_string()).into_response()
         }
     };
     let query = req.uri().query().map(str::to_owned);
@@ -261,10 +251,8 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
         home.as_deref(),
     );
     if targets.is_empty() {
-        return GatewayError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "response_not_found",
+        return GatewayError::of(
+            Catalogue::ResponseNotFound,
             format!("no OpenAI-schema backend is configured that could hold response {id:?}"),
         )
         .into_response();
@@ -307,10 +295,8 @@ pub async fn stored(gw: &Gateway, req: Request<Incoming>, rest: &str) -> Respons
         }
     }
     failure.or(not_found).unwrap_or_else(|| {
-        GatewayError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "response_not_found",
+        GatewayError::of(
+            Catalogue::ResponseNotFound,
             format!("no backend holds response {id:?}"),
         )
         .into_response()
@@ -384,10 +370,8 @@ async fn send_stored(
             tracing::debug!(host = %host.health.key, failure = f.as_str(), "stored-response request failed");
             record_upstream(host, metrics::SharedString::const_str(f.as_str()));
             host.health.report_failure(f.observation()).await;
-            return Err(GatewayError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "upstream_unavailable",
+            return Err(GatewayError::of(
+                Catalogue::UpstreamUnavailable,
                 format!("backend {} unreachable: {}", host.backend.key, f.as_str()),
             )
             .into_response());
@@ -397,10 +381,8 @@ async fn send_stored(
             host.health
                 .report_failure(LocalFailure::Timeout.observation())
                 .await;
-            return Err(GatewayError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                "upstream_timeout",
+            return Err(GatewayError::of(
+                Catalogue::UpstreamTimeout,
                 format!(
                     "backend {} did not answer within the lookup's {timeout:?}",
                     host.backend.key
@@ -500,10 +482,8 @@ fn stored_request(
         query,
     );
     let internal = |e: String| {
-        GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal",
+        GatewayError::of(
+            Catalogue::Internal,
             format!("cannot build the upstream URI: {e}"),
         )
     };

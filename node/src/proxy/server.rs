@@ -100,10 +100,8 @@ const MAX_REFUSING: usize = 64;
 /// The answer beyond the connection cap: HTTP/1.1 (what nearly every client speaks first), OpenAI error
 /// JSON like every gateway-local error, and the connection closed.
 static OVER_CAPACITY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-    let body = crate::proxy::error::GatewayError::new(
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        "server_error",
-        "too_many_connections",
+    let body = crate::proxy::error::GatewayError::of(
+        crate::proxy::error::Catalogue::TooManyConnections,
         "too many client connections; retry later",
     )
     .json();
