@@ -43,7 +43,14 @@ pub enum AttemptOutcome {
 /// The outcome of an attempt that got response headers: [`AttemptOutcome::EnvoyRefused`] when an upstream
 /// Envoy marked the answer as its own rate limit or overload, else [`AttemptOutcome::Status`].
 pub fn response_outcome(status: u16, headers: &http::HeaderMap) -> AttemptOutcome {
-    if headers.contains_key("x-envoy-ratelimited") || headers.contains_key("x-envoy-overloaded") {
+    // No trigger retries a success, so nearly every answer skips the two lookups (and their names are
+    // built once, not parsed from text per answer).
+    static RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
+    static OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-envoy-overloaded");
+    if (200..300).contains(&status) {
+        return AttemptOutcome::Status(status);
+    }
+    if headers.contains_key(&RATELIMITED) || headers.contains_key(&OVERLOADED) {
         AttemptOutcome::EnvoyRefused(status)
     } else {
         AttemptOutcome::Status(status)
