@@ -75,6 +75,8 @@ pub struct Gateway {
     resolved: ArcSwap<Resolved>,
     /// Pooled clients per endpoint, kept across reloads so connections survive them.
     clients: Mutex<HashMap<ClientKey, HttpClient>>,
+    /// Dynamic credentials, one per policy, kept across reloads while in use.
+    credentials: crate::credentials::CredentialStore,
     /// Every host of the running config, for the cluster side.
     hosts: HostTableHandle,
 }
@@ -107,6 +109,7 @@ impl Gateway {
             reload_lock: Mutex::new(()),
             resolved: ArcSwap::from_pointee(Resolved::new()),
             clients: Mutex::new(HashMap::new()),
+            credentials: crate::credentials::CredentialStore::new(),
             hosts: Arc::new(ArcSwap::from_pointee(HostTable::default())),
         });
         gw.apply(cfg).await?;
@@ -186,6 +189,14 @@ impl Gateway {
             self.resolved.store(Arc::new(fresh));
         }
         let plan = build::plan(&cfg, &self.resolved.load_full());
+        // New dynamic credentials fetched together, briefly, before the config goes live: requests right
+        // after a start or reload then find them ready instead of answering 401.
+        let auths: Vec<&config::model::BackendAuth> = cfg
+            .backends
+            .values()
+            .filter_map(|b| b.auth.as_ref())
+            .collect();
+        let _ready = self.credentials.prepare(&auths).await;
 
         let mut clients = self.clients.lock().await;
         let mut used_clients = HashSet::new();
@@ -210,10 +221,14 @@ impl Gateway {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
-                    let runtime = backends
-                        .entry(r.backend.clone())
-                        .or_insert_with(|| {
-                            Arc::new(BackendRuntime {
+                    let runtime = match backends.get(&r.backend) {
+                        Some(rt) => rt.clone(),
+                        None => {
+                            let credential = self
+                                .credentials
+                                .live_for(r.schema.name, backend.auth.as_ref())
+                                .await;
+                            let rt = Arc::new(BackendRuntime {
                                 key: backend.key.clone(),
                                 schema: r.schema.clone(),
                                 auth: backend.auth.clone(),
@@ -221,10 +236,13 @@ impl Gateway {
                                     r.schema.name,
                                     backend.auth.as_ref(),
                                 ),
+                                credential,
                                 tls: backend.tls.is_some(),
-                            })
-                        })
-                        .clone();
+                            });
+                            backends.insert(r.backend.clone(), rt.clone());
+                            rt
+                        }
+                    };
                     let client = match clients.get(&h.client) {
                         Some(c) => c.clone(),
                         None => {

@@ -12,6 +12,7 @@ pub mod child;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod gateway;
 pub mod health;

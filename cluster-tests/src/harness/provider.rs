@@ -189,6 +189,18 @@ impl MockProvider {
         Ok(usize::try_from(n)?)
     }
 
+    /// Sets the credential services (`PUT /credentials`), e.g. `json!({"lifetime_secs":3,"fail":false})`;
+    /// returns their status.
+    pub async fn set_credentials(&self, settings: Value) -> anyhow::Result<Value> {
+        self.control(Method::PUT, "/credentials", Some(&settings))
+            .await
+    }
+
+    /// Settings and counts of credentials issued per kind (`GET /credentials`).
+    pub async fn credentials(&self) -> anyhow::Result<Value> {
+        self.control(Method::GET, "/credentials", None).await
+    }
+
     /// Clears the request log.
     pub async fn clear(&self) -> anyhow::Result<()> {
         self.control(Method::DELETE, "/requests", None)

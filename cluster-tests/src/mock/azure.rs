@@ -1,7 +1,8 @@
 //! The Azure OpenAI wire format of the mock provider:
 //! `POST /openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=…`.
 //!
-//! Follows the Azure OpenAI REST reference: the `api-key` header is required (401 otherwise), the
+//! Follows the Azure OpenAI REST reference: the `api-key` header or an Entra ID `Authorization: Bearer`
+//! token (one the mock's Entra endpoint issued and not expired) is required (401 otherwise), the
 //! `api-version` query parameter is required (404 "Resource not found" otherwise, as Azure answers), bodies
 //! and answers are OpenAI-shaped (delegated to [`super::openai`]) and errors are
 //! `{"error":{"code","message"}}`.
@@ -31,10 +32,20 @@ pub fn handle(
     ctx: &Ctx<'_>,
 ) -> Reply {
     if headers.get("api-key").is_none_or(|v| v.is_empty()) {
-        return error_reply(
-            StatusCode::UNAUTHORIZED,
-            "Access denied due to invalid subscription key or wrong API endpoint.",
-        );
+        // Entra ID: a bearer token the mock's Entra endpoint issued, refused once expired.
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let verdict = match bearer {
+            Some(t) => super::credentials::check_bearer(t, "entra"),
+            None => {
+                Err("Access denied due to invalid subscription key or wrong API endpoint.".into())
+            }
+        };
+        if let Err(why) = verdict {
+            return error_reply(StatusCode::UNAUTHORIZED, &why);
+        }
     }
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if !query.split('&').any(|kv| {

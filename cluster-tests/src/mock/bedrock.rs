@@ -125,9 +125,8 @@ pub fn verify_sigv4(
     let [key_id, date, region, service, terminator] = scope[..] else {
         return Err(format!("malformed credential scope {credential:?}"));
     };
-    if key_id != TEST_ACCESS_KEY_ID {
-        return Err(format!("unknown access key id {key_id:?}"));
-    }
+    // The test key, or temporary keys the mock's credential services issued (refused once expired).
+    let (secret, want_token) = super::credentials::aws_key(key_id)?;
     if service != "bedrock" || terminator != "aws4_request" {
         return Err(format!(
             "credential scope names service {service:?}, not bedrock"
@@ -181,14 +180,10 @@ pub fn verify_sigv4(
             pairs.push(((*name).to_owned(), v.to_owned()));
         }
     }
-    let identity: Identity = Credentials::new(
-        TEST_ACCESS_KEY_ID,
-        TEST_SECRET_ACCESS_KEY,
-        token,
-        None,
-        "mock-provider",
-    )
-    .into();
+    if want_token.is_some() && token != want_token {
+        return Err("x-amz-security-token does not belong to the access key".into());
+    }
+    let identity: Identity = Credentials::new(key_id, secret, token, None, "mock-provider").into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)

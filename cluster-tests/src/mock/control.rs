@@ -13,6 +13,8 @@
 //! | `GET /requests`         | JSON array of [`super::log::RecordedRequest`]                              |
 //! | `GET /requests/count`   | `{"count":N}`                                                              |
 //! | `DELETE /requests`      | clears the log; `{"cleared":N}`                                            |
+//! | `PUT /credentials`      | `{"lifetime_secs":N,"fail":bool}`: the credential services ([`super::credentials`]) |
+//! | `GET /credentials`      | `{"settings":…,"issued":{KIND:N}}`                                         |
 //!
 //! Errors are `{"error":"message"}` with status 400 (bad JSON), 404 or 405.
 
@@ -127,7 +129,20 @@ async fn handle(
             let n = shared.clear();
             reply(StatusCode::OK, &json!({"cleared": n}))
         }
-        (_, "/health" | "/mode" | "/stream" | "/requests" | "/requests/count") => {
+        (&Method::PUT, "/credentials") => {
+            match serde_json::from_slice::<super::credentials::CredSettings>(&body) {
+                Err(e) => err(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad credentials JSON: {e}"),
+                ),
+                Ok(c) => {
+                    super::credentials::set_settings(c);
+                    reply(StatusCode::OK, &super::credentials::status())
+                }
+            }
+        }
+        (&Method::GET, "/credentials") => reply(StatusCode::OK, &super::credentials::status()),
+        (_, "/health" | "/mode" | "/stream" | "/requests" | "/requests/count" | "/credentials") => {
             err(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         (_, path) => err(StatusCode::NOT_FOUND, format!("no control endpoint {path}")),

@@ -231,6 +231,10 @@ async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
+    // The credential services (ECS, STS, OIDC, Entra) answer outside the provider's mode and log.
+    if let Some(reply) = super::credentials::handle(&parts.method, &path, &parts.headers, &body) {
+        return Ok(full_response(&shared, 0, reply));
+    }
     let format = Format::of(&path);
     let verdict = (format == Format::Bedrock).then(|| {
         let authority = parts

@@ -18,6 +18,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod cohere;
 pub mod control;
+pub mod credentials;
 pub mod data;
 pub mod invoke;
 pub mod log;

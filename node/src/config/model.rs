@@ -275,7 +275,7 @@ pub struct UpstreamTls {
 }
 
 /// A secret value. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SecretString(String);
 
 impl SecretString {
@@ -296,7 +296,7 @@ impl fmt::Debug for SecretString {
 }
 
 /// Credentials attached to a backend by a `BackendSecurityPolicy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BackendAuth {
     /// `type: APIKey`: sent as `Authorization: Bearer <key>`.
     ApiKey {
@@ -321,10 +321,21 @@ pub enum BackendAuth {
     },
     /// `type: AWSCredentials`: requests are signed with SigV4.
     AwsCredentials {
-        /// The keys (from the credentials file's profile, or the node's environment).
-        keys: AwsKeys,
+        /// Where the keys come from: the credentials file's profile, an OIDC exchange, or the default chain.
+        source: AwsSource,
         /// `awsCredentials.region` (else the region of the backend host).
         region: Option<String>,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
+    /// `type: AzureCredentials`: an Entra ID access token, sent as `Authorization: Bearer`.
+    AzureCredentials {
+        /// `azureCredentials.clientID`.
+        client_id: String,
+        /// `azureCredentials.tenantID`.
+        tenant_id: String,
+        /// How the client proves itself to Entra ID.
+        secret: AzureSecret,
         /// The policy (`namespace/name`).
         policy: String,
     },
@@ -346,13 +357,57 @@ impl BackendAuth {
             | BackendAuth::AzureApiKey { policy, .. }
             | BackendAuth::AnthropicApiKey { policy, .. }
             | BackendAuth::AwsCredentials { policy, .. }
+            | BackendAuth::AzureCredentials { policy, .. }
             | BackendAuth::Unavailable { policy, .. } => policy,
         }
     }
 }
 
+/// Where an `AWSCredentials` policy's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AwsSource {
+    /// `credentialsFile`: fixed keys from a profile of the file in a Secret.
+    Keys(AwsKeys),
+    /// `oidcExchangeToken`: an OIDC client-credentials token exchanged at STS
+    /// (`AssumeRoleWithWebIdentity`) for temporary keys.
+    OidcExchange {
+        /// The OIDC client that obtains the web identity token.
+        oidc: OidcClient,
+        /// `awsRoleArn`: the role assumed.
+        role_arn: String,
+    },
+    /// Neither: the standard AWS default chain of the node (environment, shared files and profiles, web
+    /// identity, EKS pod identity, ECS, IMDSv2, `credential_process`), as upstream's current release does.
+    DefaultChain,
+}
+
+/// How an `AzureCredentials` policy authenticates to Entra ID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AzureSecret {
+    /// `clientSecretRef`: the client-credentials grant with a client secret.
+    ClientSecret(SecretString),
+    /// `oidcExchangeToken`: an OIDC token sent as the federated `client_assertion`.
+    Oidc(OidcClient),
+}
+
+/// An OIDC client (`oidcExchangeToken.oidc`, Envoy Gateway's `OIDC` type) that obtains tokens with the
+/// client-credentials grant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OidcClient {
+    /// `provider.issuer`: its `/.well-known/openid-configuration` names the token endpoint.
+    pub issuer: String,
+    /// `provider.tokenEndpoint`, when given (no discovery then).
+    pub token_endpoint: Option<String>,
+    /// `clientID` (or the `client-id` key of `clientIDRef`'s Secret).
+    pub client_id: String,
+    /// The `client-secret` key of `clientSecret`'s Secret.
+    pub client_secret: SecretString,
+    /// `scopes`.
+    pub scopes: Vec<String>,
+}
+
 /// AWS access keys. Every part is a [`SecretString`], so `Debug` never shows them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AwsKeys {
     /// `aws_access_key_id`.
     pub access_key_id: SecretString,

@@ -481,9 +481,9 @@ pub(crate) struct BackendSecurityPolicySpec {
     /// `anthropicAPIKey`.
     #[serde(default, rename = "anthropicAPIKey")]
     pub(crate) anthropic_api_key: Option<SecretRefHolder>,
-    /// `azureCredentials` (client secret / OIDC / managed identity): opaque until supported.
+    /// `azureCredentials` (client secret or OIDC federation).
     #[serde(default)]
-    pub(crate) azure_credentials: Option<Value>,
+    pub(crate) azure_credentials: Option<AzureCredentials>,
     /// `gcpCredentials`: opaque until supported.
     #[serde(default)]
     pub(crate) gcp_credentials: Option<Value>,
@@ -506,9 +506,72 @@ pub(crate) struct AwsCredentials {
     /// `credentialsFile {secretRef, profile}`.
     #[serde(default)]
     pub(crate) credentials_file: Option<AwsCredentialsFile>,
-    /// `oidcExchangeToken`: opaque.
+    /// `oidcExchangeToken`.
     #[serde(default)]
-    pub(crate) oidc_exchange_token: Option<Value>,
+    pub(crate) oidc_exchange_token: Option<OidcExchangeToken>,
+}
+
+/// `BackendSecurityPolicyAzureCredentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AzureCredentials {
+    /// `clientID`.
+    #[serde(rename = "clientID")]
+    pub(crate) client_id: String,
+    /// `tenantID`.
+    #[serde(rename = "tenantID")]
+    pub(crate) tenant_id: String,
+    /// `clientSecretRef` (key `client-secret`).
+    #[serde(default, rename = "clientSecretRef")]
+    pub(crate) client_secret_ref: Option<SecretObjectRef>,
+    /// `oidcExchangeToken`.
+    #[serde(default, rename = "oidcExchangeToken")]
+    pub(crate) oidc_exchange_token: Option<OidcExchangeToken>,
+}
+
+/// `BackendSecurityPolicyOIDC` (plus `awsRoleArn` under `awsCredentials`). `aud` and the browser-flow
+/// fields of the OIDC type are removed before this parse (config/load/fields.rs says why).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct OidcExchangeToken {
+    /// `oidc`: Envoy Gateway's OIDC type.
+    pub(crate) oidc: Oidc,
+    /// `grantType` (only `client_credentials`, the default, is meaningful for a machine exchange).
+    #[serde(default)]
+    pub(crate) grant_type: Option<String>,
+    /// `awsRoleArn` (AWS only).
+    #[serde(default)]
+    pub(crate) aws_role_arn: Option<String>,
+}
+
+/// Envoy Gateway's `OIDC`: the fields a client-credentials exchange uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Oidc {
+    /// `provider {issuer, tokenEndpoint}`.
+    pub(crate) provider: OidcProvider,
+    /// `clientID`.
+    #[serde(default, rename = "clientID")]
+    pub(crate) client_id: Option<String>,
+    /// `clientIDRef` (key `client-id`).
+    #[serde(default, rename = "clientIDRef")]
+    pub(crate) client_id_ref: Option<SecretObjectRef>,
+    /// `clientSecret` (key `client-secret`).
+    pub(crate) client_secret: SecretObjectRef,
+    /// `scopes`.
+    #[serde(default)]
+    pub(crate) scopes: Vec<String>,
+}
+
+/// Envoy Gateway's `OIDCProvider`: issuer and token endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct OidcProvider {
+    /// `issuer`.
+    pub(crate) issuer: String,
+    /// `tokenEndpoint`.
+    #[serde(default)]
+    pub(crate) token_endpoint: Option<String>,
 }
 
 /// `AWSCredentialsFile`.

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use super::duration::format_duration;
 use super::model::{
-    Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatchValue, Route, SchemaSource,
-    TrafficPolicy,
+    AwsSource, AzureSecret, Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatchValue,
+    Route, SchemaSource, TrafficPolicy,
 };
 
 /// Renders the effective routing table of a loaded configuration: per route, each rule's matches and
@@ -193,9 +193,35 @@ fn render_backend_ref(out: &mut String, backend: Option<&Backend>, b: &BackendRe
         Some(BackendAuth::AnthropicApiKey { policy, .. }) => {
             format!("Anthropic API key (x-api-key) from BackendSecurityPolicy {policy}")
         }
-        Some(BackendAuth::AwsCredentials { region, policy, .. }) => format!(
-            "AWS SigV4 (service bedrock, region {}) from BackendSecurityPolicy {policy}",
-            region.as_deref().unwrap_or("from the host")
+        Some(BackendAuth::AwsCredentials {
+            region,
+            policy,
+            source,
+        }) => format!(
+            "AWS SigV4 (service bedrock, region {}) from BackendSecurityPolicy {policy}: {}",
+            region.as_deref().unwrap_or("from the host"),
+            match source {
+                AwsSource::Keys(_) => "credentials file".to_owned(),
+                AwsSource::OidcExchange { oidc, role_arn } => format!(
+                    "OIDC client {} at {} exchanged at STS for role {role_arn}, refreshed before expiry",
+                    oidc.client_id, oidc.issuer
+                ),
+                AwsSource::DefaultChain => {
+                    "the node's default AWS chain, refreshed before expiry".to_owned()
+                }
+            }
+        ),
+        Some(BackendAuth::AzureCredentials {
+            client_id,
+            tenant_id,
+            secret,
+            policy,
+        }) => format!(
+            "Entra ID token (Authorization: Bearer) for client {client_id} in tenant {tenant_id} with {}, from BackendSecurityPolicy {policy}, refreshed before expiry",
+            match secret {
+                AzureSecret::ClientSecret(_) => "a client secret".to_owned(),
+                AzureSecret::Oidc(o) => format!("a federated token of OIDC client {} at {}", o.client_id, o.issuer),
+            }
         ),
         Some(BackendAuth::Unavailable { reason, policy }) => {
             format!("UNAVAILABLE: {reason} (BackendSecurityPolicy {policy}); requests answer 401")

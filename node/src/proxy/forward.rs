@@ -26,7 +26,6 @@ use metrics::SharedString;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::config::model::AwsKeys;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{EndReport, ProxyBody, StartFailure, UpstreamBody};
 use crate::proxy::conn::pool::UpstreamResponseBody;
@@ -714,13 +713,16 @@ fn build_upstream_request(
             schema: backend.schema.name,
             backend: &backend.key,
             host: &host.endpoint_host,
+            node_region: backend.credential.as_ref().and_then(|c| c.region()),
         };
+        // A lock-free load of the credential the refresh task keeps current.
+        let live = backend.credential.as_ref().map(|c| c.load());
         auth::apply(
             &mut upstream,
             &body,
             target,
             backend.auth.as_ref(),
-            AwsKeys::from_env,
+            live.as_ref().map(|g| &***g),
             SystemTime::now,
         )
         .map_err(|e| auth_error(&e))?;

@@ -24,7 +24,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::config::model::{AwsKeys, SchemaName};
+use crate::config::model::SchemaName;
 use crate::gateway::Gateway;
 use crate::health::outlier::Observation;
 use crate::proxy::body::{ProxyBody, UpstreamBody};
@@ -541,13 +541,16 @@ fn stored_request(
             schema: backend.schema.name,
             backend: &backend.key,
             host: &host.endpoint_host,
+            node_region: backend.credential.as_ref().and_then(|c| c.region()),
         };
+        // A lock-free load of the credential the refresh task keeps current.
+        let live = backend.credential.as_ref().map(|c| c.load());
         auth::apply(
             &mut upstream,
             &Bytes::new(),
             target,
             backend.auth.as_ref(),
-            AwsKeys::from_env,
+            live.as_ref().map(|g| &***g),
             std::time::SystemTime::now,
         )
         .map_err(|e| auth_error(&e))?;

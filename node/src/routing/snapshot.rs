@@ -228,6 +228,8 @@ pub struct BackendRuntime {
     /// The credential header every request carries, when it is the same for all
     /// ([`crate::schema::auth::static_header`]): built once instead of per request. `None`: see `auth`.
     pub static_auth: Option<(http::HeaderName, http::HeaderValue)>,
+    /// The dynamic credential (AWS keys, an Entra token) kept fresh in the background, when there is one.
+    pub credential: Option<Arc<crate::credentials::LiveCredential>>,
     /// Whether the connection uses TLS.
     pub tls: bool,
 }

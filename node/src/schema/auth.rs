@@ -22,6 +22,7 @@ use http::{HeaderName, HeaderValue, Request};
 use http_body_util::Full;
 
 use crate::config::model::{AwsKeys, BackendAuth, SchemaName};
+use crate::credentials::{CredState, Token};
 
 /// SigV4 service name of the Bedrock runtime.
 pub const BEDROCK_SERVICE: &str = "bedrock";
@@ -81,23 +82,28 @@ pub struct AuthTarget<'a> {
     pub backend: &'a str,
     /// Endpoint host (its name gives the Bedrock region).
     pub host: &'a str,
+    /// The region when neither the policy nor the host names one: the node's (`AWS_REGION`), for a
+    /// Bedrock backend signed by the node's own chain.
+    pub node_region: Option<&'a str>,
 }
 
-/// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. Bedrock without a
-/// policy uses `env_keys` (the node's environment); without those it is an error. `now` is read only to
-/// sign (the clock is not free on the request path).
+/// Adds the credentials of `auth` to `req` (whose body is `body`) for `target`. `live` is the state of the
+/// backend's dynamic credential (`crate::credentials`): AWS keys to sign with (a credentials file, an OIDC
+/// exchange, the default chain — also the node's chain for a Bedrock backend without a policy) or an
+/// Entra ID bearer token. `now` is read only to sign (the clock is not free on the request path).
 pub fn apply(
     req: &mut Request<Full<Bytes>>,
     body: &Bytes,
     target: AuthTarget<'_>,
     auth: Option<&BackendAuth>,
-    env_keys: impl FnOnce() -> Option<AwsKeys>,
+    live: Option<&CredState>,
     now: impl FnOnce() -> SystemTime,
 ) -> Result<(), AuthError> {
     let AuthTarget {
         schema,
         backend,
         host,
+        node_region,
     } = target;
     let missing = |policy: Option<&str>, reason: String| AuthError::Missing {
         backend: backend.to_owned(),
@@ -107,17 +113,31 @@ pub fn apply(
     if let Some(BackendAuth::Unavailable { reason, policy }) = auth {
         return Err(missing(Some(policy), reason.clone()));
     }
-    if schema.is_aws() {
-        let (keys, region, policy) = match auth {
-            Some(BackendAuth::AwsCredentials {
-                keys,
-                region,
-                policy,
-            }) => (keys.clone(), region.clone(), Some(policy.as_str())),
-            None => match env_keys() {
-                Some(k) => (k, None, None),
-                None => return Err(missing(None, "AWS Bedrock requests must be signed: attach an AWSCredentials BackendSecurityPolicy or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into())),
+    // The dynamic credential, or why there is none (refresh failures name their cause).
+    let token = |policy: Option<&str>| match live {
+        Some(CredState::Ready(t)) => Ok(t),
+        Some(CredState::Pending) => Err(missing(
+            policy,
+            "the credential has not been obtained yet (first fetch in progress)".into(),
+        )),
+        Some(CredState::Failed(why)) => Err(missing(
+            policy,
+            match policy {
+                Some(_) => format!("credential refresh failed: {why}"),
+                None => format!("the node's default AWS credential chain failed: {why}"),
             },
+        )),
+        None => Err(missing(policy, "no credential is set up for it".into())),
+    };
+    if schema.is_aws() {
+        let (region, policy) = match auth {
+            Some(BackendAuth::AwsCredentials { region, policy, .. }) => {
+                (region.as_deref(), Some(policy.as_str()))
+            }
+            None if live.is_none() => {
+                return Err(missing(None, "AWS Bedrock requests must be signed: attach an AWSCredentials BackendSecurityPolicy or give the node AWS credentials".into()))
+            }
+            None => (None, None),
             Some(other) => {
                 return Err(missing(
                     Some(other.policy()),
@@ -126,8 +146,12 @@ pub fn apply(
                 ))
             }
         };
+        let Token::Aws(keys) = token(policy)? else {
+            return Err(missing(policy, "the credential is not AWS keys".into()));
+        };
         let region = region
-            .or_else(|| region_from_host(host).map(str::to_owned))
+            .or_else(|| region_from_host(host))
+            .or(if policy.is_none() { node_region } else { None })
             .ok_or_else(|| {
                 missing(
                     policy,
@@ -136,7 +160,7 @@ pub fn apply(
                     ),
                 )
             })?;
-        return sign_sigv4(req, body, &keys, &region, now()).map_err(|reason| AuthError::Signing {
+        return sign_sigv4(req, body, keys, region, now()).map_err(|reason| AuthError::Signing {
             backend: backend.to_owned(),
             reason,
         });
@@ -148,6 +172,14 @@ pub fn apply(
                 Some(policy),
                 format!("AWSCredentials sign AWS Bedrock requests only, but the backend expects the {schema} schema"),
             ))
+        }
+        Some(BackendAuth::AzureCredentials { policy, .. }) => {
+            let Token::Bearer(v) = token(Some(policy))? else {
+                return Err(missing(Some(policy), "the credential is not a bearer token".into()));
+            };
+            // Built (sensitive) once per refresh; a clone shares its bytes.
+            req.headers_mut().insert(http::header::AUTHORIZATION, v.clone());
+            return Ok(());
         }
         Some(key) => match key_header_text(key) {
             Some(header) => header,
@@ -173,7 +205,9 @@ fn key_header_text(auth: &BackendAuth) -> Option<(HeaderName, String)> {
             HeaderName::from_static("x-api-key"),
             key.expose().to_owned(),
         ),
-        BackendAuth::AwsCredentials { .. } | BackendAuth::Unavailable { .. } => return None,
+        BackendAuth::AwsCredentials { .. }
+        | BackendAuth::AzureCredentials { .. }
+        | BackendAuth::Unavailable { .. } => return None,
     })
 }
 
@@ -247,7 +281,7 @@ pub fn sign_sigv4(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::SecretString;
+    use crate::config::model::{AwsSource, SecretString};
 
     fn keys(token: bool) -> AwsKeys {
         AwsKeys {
@@ -309,6 +343,7 @@ mod tests {
             schema,
             backend: "b",
             host,
+            node_region: None,
         }
     }
 
@@ -323,7 +358,7 @@ mod tests {
         assert!(static_header(SchemaName::AwsBedrock, Some(&key)).is_none());
         assert!(static_header(SchemaName::OpenAI, None).is_none());
         let aws = BackendAuth::AwsCredentials {
-            keys: keys(false),
+            source: AwsSource::Keys(keys(false)),
             region: None,
             policy: p(),
         };
@@ -345,7 +380,7 @@ mod tests {
             &Bytes::from_static(b"{}"),
             at(SchemaName::OpenAI, "h"),
             Some(&broken),
-            || None,
+            None,
             SystemTime::now,
         )
         .expect_err("not a header value");
@@ -388,15 +423,7 @@ mod tests {
             ),
         ] {
             let mut req = request("http://h/x");
-            apply(
-                &mut req,
-                &body,
-                at(schema, "h"),
-                Some(&auth),
-                || None,
-                || now,
-            )
-            .expect("apply");
+            apply(&mut req, &body, at(schema, "h"), Some(&auth), None, || now).expect("apply");
             assert_eq!(req.headers()[header], value);
             assert!(req.headers()[header].is_sensitive());
             // Built once with the snapshot, the same header.
@@ -407,30 +434,109 @@ mod tests {
         // Bedrock: never unsigned.
         let mut req = request("http://127.0.0.1:1/x");
         let bedrock = at(SchemaName::AwsBedrock, "127.0.0.1");
-        let err = apply(&mut req, &body, bedrock, None, || None, || now).expect_err("401");
+        let err = apply(&mut req, &body, bedrock, None, None, || now).expect_err("401");
         assert!(matches!(err, AuthError::Missing { .. }), "{err}");
         let api = BackendAuth::ApiKey { key, policy: p() };
-        assert!(apply(&mut req, &body, bedrock, Some(&api), || None, || now).is_err());
+        assert!(apply(&mut req, &body, bedrock, Some(&api), None, || now).is_err());
         let unavailable = BackendAuth::Unavailable {
             reason: "r".into(),
             policy: p(),
         };
         let openai = at(SchemaName::OpenAI, "h");
-        assert!(apply(&mut req, &body, openai, Some(&unavailable), || None, || now).is_err());
+        assert!(apply(&mut req, &body, openai, Some(&unavailable), None, || now).is_err());
         // No region anywhere.
         let aws = BackendAuth::AwsCredentials {
-            keys: keys(false),
+            source: AwsSource::Keys(keys(false)),
             region: None,
             policy: p(),
         };
-        assert!(apply(&mut req, &body, bedrock, Some(&aws), || None, || now).is_err());
+        let ready = CredState::Ready(Token::Aws(keys(false)));
+        assert!(apply(&mut req, &body, bedrock, Some(&aws), Some(&ready), || now).is_err());
         assert!(req.headers().get("authorization").is_none());
-        // Environment keys and the host's region.
+        // The node's chain and the host's region.
         let host = "bedrock-runtime.eu-west-1.amazonaws.com";
         let mut req = request(&format!("https://{host}/x"));
         let target = at(SchemaName::AwsBedrock, host);
-        apply(&mut req, &body, target, None, || Some(keys(false)), || now).expect("signed");
+        apply(&mut req, &body, target, None, Some(&ready), || now).expect("signed");
         let auth = req.headers()["authorization"].to_str().expect("ascii");
         assert!(auth.contains("/eu-west-1/bedrock/aws4_request"), "{auth}");
+    }
+
+    #[test]
+    fn dynamic_credentials_sign_or_answer_401_with_the_cause() {
+        let now = SystemTime::now();
+        let body = Bytes::from_static(b"{}");
+        let host = "bedrock-runtime.us-east-1.amazonaws.com";
+        let bedrock = at(SchemaName::AwsBedrock, host);
+        let chain = BackendAuth::AwsCredentials {
+            source: AwsSource::DefaultChain,
+            region: None,
+            policy: "ns/aws".into(),
+        };
+        let failed = CredState::Failed("the ECS endpoint answered 500".into());
+        for (name, auth, live, want) in [
+            (
+                "pending",
+                Some(&chain),
+                CredState::Pending,
+                "first fetch in progress",
+            ),
+            (
+                "failed, policy",
+                Some(&chain),
+                failed,
+                "credential refresh failed: the ECS endpoint answered 500",
+            ),
+            (
+                "failed, node chain",
+                None,
+                CredState::Failed("no providers".into()),
+                "the node's default AWS credential chain failed: no providers",
+            ),
+        ] {
+            let mut req = request(&format!("https://{host}/x"));
+            let err = apply(&mut req, &body, bedrock, auth, Some(&live), || now).expect_err(name);
+            let shown = err.to_string();
+            assert!(
+                shown.contains(want) && shown.contains("backend b"),
+                "{name}: {shown}"
+            );
+            assert!(req.headers().get("authorization").is_none(), "{name}");
+        }
+        // Azure: the bearer token as it was built, sensitive.
+        let azure = BackendAuth::AzureCredentials {
+            client_id: "c".into(),
+            tenant_id: "t".into(),
+            secret: crate::config::model::AzureSecret::ClientSecret(SecretString::new("s")),
+            policy: "ns/az".into(),
+        };
+        let mut bearer = HeaderValue::from_static("Bearer tok");
+        bearer.set_sensitive(true);
+        let mut req = request("http://h/x");
+        let target = at(SchemaName::AzureOpenAI, "h");
+        apply(
+            &mut req,
+            &body,
+            target,
+            Some(&azure),
+            Some(&CredState::Ready(Token::Bearer(bearer))),
+            || now,
+        )
+        .expect("bearer");
+        assert_eq!(req.headers()["authorization"], "Bearer tok");
+        assert!(req.headers()["authorization"].is_sensitive());
+        let err = apply(
+            &mut request("http://h/x"),
+            &body,
+            target,
+            Some(&azure),
+            Some(&CredState::Pending),
+            || now,
+        )
+        .expect_err("pending");
+        assert!(
+            err.to_string().contains("BackendSecurityPolicy ns/az"),
+            "{err}"
+        );
     }
 }

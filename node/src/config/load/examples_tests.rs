@@ -142,16 +142,15 @@ fn basic_anthropic_openai_local_uses_the_openai_backend_and_leaves_its_own_unuse
 }
 
 #[test]
-fn basic_azure_openai_loads_with_its_api_version_and_credentials_unavailable_until_supported() {
+fn basic_azure_openai_loads_with_its_api_version_and_entra_credentials() {
     let cfg = ok(&[BASIC, "basic/azure_openai.yaml"]);
     let b = &route(&cfg, "eg-azure").rules[0].backend_refs[0];
     assert_eq!(b.schema.name, SchemaName::AzureOpenAI);
     assert_eq!(b.schema.version.as_deref(), Some("2025-01-01-preview"));
     assert!(matches!(
         cfg.backends[&b.backend].auth,
-        Some(BackendAuth::Unavailable { .. })
+        Some(BackendAuth::AzureCredentials { .. })
     ));
-    assert_warned(&cfg, &["type AzureCredentials is not supported yet"]);
 }
 
 #[test]
@@ -174,6 +173,18 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
         assert_eq!(b.schema.name, SchemaName::AwsBedrock, "{file}");
         let auth = cfg.backends[&b.backend].auth.as_ref().expect("auth");
         assert_eq!(auth.policy(), "default/eg-aws", "{file}");
+        // Neither credentialsFile nor oidcExchangeToken: the chain finds the pod's IRSA token or Pod
+        // Identity endpoint at run time.
+        assert!(
+            matches!(
+                auth,
+                BackendAuth::AwsCredentials {
+                    source: crate::config::model::AwsSource::DefaultChain,
+                    ..
+                }
+            ),
+            "{file}: {auth:?}"
+        );
         assert_warned(
             &cfg,
             &["kind ServiceAccount", "kind Role", "kind RoleBinding"],

@@ -41,6 +41,17 @@ pub(crate) enum Fate {
 
 use Fate::{Ignored, Read, Refused};
 
+/// Why the browser-login settings of an `oidcExchangeToken.oidc` do not apply.
+const OIDC_BROWSER: &str =
+    "a browser-login setting: the exchange uses the client-credentials grant, which has no browser flow";
+/// Why `oidcExchangeToken.oidc.provider.backendRef(s)/backendSettings` do not apply.
+const OIDC_DIRECT: &str =
+    "the token endpoint is called directly at the URL the issuer's discovery or tokenEndpoint names";
+/// Why `oidcExchangeToken.aud` is not sent.
+const OIDC_AUD: &str = "the token is requested with clientID, clientSecret and scopes only, as upstream's exchange does";
+/// Why `oidcExchangeToken.oidc.resources` is not sent.
+const OIDC_RESOURCES: &str = "resource indicators are not sent with the client-credentials request";
+
 /// The fates that differ from the parent field's; every other field inherits (`spec` is [`Fate::Read`]).
 /// Paths use `[]` for array elements, as in `upstream_fields.txt`.
 pub(crate) const FATES: &[(&str, &str, Fate)] = &[
@@ -54,6 +65,48 @@ pub(crate) const FATES: &[(&str, &str, Fate)] = &[
     ("AIServiceBackend", "spec.timeouts", Ignored("timeouts are AIGatewayRoute rules[].timeouts.request and BackendTrafficPolicy retry.perRetry.timeout")),
     // --- BackendSecurityPolicy ------------------------------------------------------------------------
     ("BackendSecurityPolicy", "spec.credentialOverride", Ignored("the policy's own credential is always sent; clients cannot supply one")),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.aud", Ignored(OIDC_AUD)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.resources", Ignored(OIDC_RESOURCES)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.cookieConfig", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.cookieDomain", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.cookieNames", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.csrfTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.defaultRefreshTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.defaultTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.denyRedirect", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.disableTokenEncryption", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.forwardAccessToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.forwardIDToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.logoutPath", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.passThroughAuthHeader", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.redirectURL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.refreshToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.provider.authorizationEndpoint", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.provider.endSessionEndpoint", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.provider.backendRef", Ignored(OIDC_DIRECT)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.provider.backendRefs", Ignored(OIDC_DIRECT)),
+    ("BackendSecurityPolicy", "spec.awsCredentials.oidcExchangeToken.oidc.provider.backendSettings", Ignored(OIDC_DIRECT)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.aud", Ignored(OIDC_AUD)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.resources", Ignored(OIDC_RESOURCES)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.cookieConfig", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.cookieDomain", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.cookieNames", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.csrfTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.defaultRefreshTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.defaultTokenTTL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.denyRedirect", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.disableTokenEncryption", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.forwardAccessToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.forwardIDToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.logoutPath", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.passThroughAuthHeader", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.redirectURL", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.refreshToken", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.provider.authorizationEndpoint", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.provider.endSessionEndpoint", Ignored(OIDC_BROWSER)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.provider.backendRef", Ignored(OIDC_DIRECT)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.provider.backendRefs", Ignored(OIDC_DIRECT)),
+    ("BackendSecurityPolicy", "spec.azureCredentials.oidcExchangeToken.oidc.provider.backendSettings", Ignored(OIDC_DIRECT)),
     // --- Backend --------------------------------------------------------------------------------------
     ("Backend", "spec.tls.autoSNIFromEndpointHostname", Ignored("SNI is tls.sni, a BackendTLSPolicy's hostname, or the fqdn endpoint's hostname")),
     ("Backend", "spec.tls.fingerprints", Refused("certificate pinning by fingerprint is not implemented, and ignoring it would accept certificates upstream rejects; verify with caCertificateRefs instead")),

@@ -3,16 +3,25 @@
 //! warning; only Secret names and keys do.
 
 use super::super::error::{ConfigError, ResourceId};
-use super::super::model::{AwsKeys, BackendAuth, SecretString};
-use super::super::resources::{BackendSecurityPolicySpec, SecretObjectRef, SecretResource};
+use super::super::model::{AwsKeys, AwsSource, AzureSecret, BackendAuth, OidcClient, SecretString};
+use super::super::resources::{
+    BackendSecurityPolicySpec, OidcExchangeToken, SecretObjectRef, SecretResource,
+};
 use super::{find, Loaded, Store, Warnings};
 
 /// Key of the API key in the Secret an `apiKey.secretRef` names (Envoy AI Gateway's convention).
 const API_KEY_SECRET_KEY: &str = "apiKey";
+/// Key of the client secret in the Secret `azureCredentials.clientSecretRef` names (upstream's convention).
+const AZURE_CLIENT_SECRET_KEY: &str = "client-secret";
+/// Keys of an OIDC client's id and secret in their Secrets (Envoy Gateway's convention).
+const OIDC_CLIENT_ID_KEY: &str = "client-id";
+const OIDC_CLIENT_SECRET_KEY: &str = "client-secret";
 
-/// A BackendSecurityPolicy → credentials. APIKey, AzureAPIKey, AnthropicAPIKey and AWSCredentials
-/// (credentials file + profile, or the environment) are implemented; AzureCredentials and GCPCredentials
-/// are recognised but yield [`BackendAuth::Unavailable`] (401 at request time, never an unsigned request).
+/// A BackendSecurityPolicy → credentials. APIKey, AzureAPIKey, AnthropicAPIKey, AWSCredentials (credentials
+/// file + profile, OIDC exchange, or the default chain) and AzureCredentials (client secret or OIDC
+/// federation) are implemented; the dynamic ones are fetched and refreshed at run time by
+/// `crate::credentials`. GCPCredentials is recognised but yields [`BackendAuth::Unavailable`] (401 at
+/// request time, never an unsigned request).
 pub(super) fn resolve_security_policy(
     store: &Store,
     p: &Loaded<BackendSecurityPolicySpec>,
@@ -71,20 +80,36 @@ pub(super) fn resolve_security_policy(
         "AWSCredentials" => {
             let aws = spec.aws_credentials.as_ref().ok_or_else(|| required("awsCredentials"))?;
             let region = Some(aws.region.trim().to_owned()).filter(|r| !r.is_empty());
-            let keys = if let Some(file) = &aws.credentials_file {
+            let source = if let Some(file) = &aws.credentials_file {
+                if aws.oidc_exchange_token.is_some() {
+                    return Err(id.error(
+                        "spec.awsCredentials",
+                        "credentialsFile and oidcExchangeToken are mutually exclusive",
+                    ));
+                }
                 let (secret, text) = lookup_secret(store, id, "spec.awsCredentials.credentialsFile.secretRef", &file.secret_ref, "credentials")?;
                 let profile = file.profile.as_deref().unwrap_or("default");
                 AwsKeys::from_credentials_file(&text, profile)
+                    .map(AwsSource::Keys)
                     .map_err(|why| format!("Secret {secret} key credentials: {why}"))
-            } else if aws.oidc_exchange_token.is_some() {
-                Err("oidcExchangeToken is not supported yet".to_owned())
-            } else {
-                AwsKeys::from_env().ok_or_else(|| {
-                    "no credentialsFile and no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment".to_owned()
+            } else if let Some(exchange) = &aws.oidc_exchange_token {
+                let field = "spec.awsCredentials.oidcExchangeToken";
+                let role_arn = exchange
+                    .aws_role_arn
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .ok_or_else(|| id.error(format!("{field}.awsRoleArn"), "required: the role STS AssumeRoleWithWebIdentity assumes"))?
+                    .to_owned();
+                Ok(AwsSource::OidcExchange {
+                    oidc: oidc_client(store, id, field, exchange, warnings)?,
+                    role_arn,
                 })
+            } else {
+                Ok(AwsSource::DefaultChain)
             };
-            Ok(match keys {
-                Ok(keys) => BackendAuth::AwsCredentials { keys, region, policy },
+            Ok(match source {
+                Ok(source) => BackendAuth::AwsCredentials { source, region, policy },
                 Err(reason) => {
                     warnings.push(id.warning(
                         "spec.awsCredentials",
@@ -95,8 +120,32 @@ pub(super) fn resolve_security_policy(
             })
         }
         "AzureCredentials" => {
-            spec.azure_credentials.as_ref().ok_or_else(|| required("azureCredentials"))?;
-            Ok(unavailable(warnings))
+            let azure = spec.azure_credentials.as_ref().ok_or_else(|| required("azureCredentials"))?;
+            let nonempty = |field: &str, v: &str| {
+                let v = v.trim();
+                if v.is_empty() {
+                    Err(id.error(format!("spec.azureCredentials.{field}"), "must not be empty"))
+                } else {
+                    Ok(v.to_owned())
+                }
+            };
+            let client_id = nonempty("clientID", &azure.client_id)?;
+            let tenant_id = nonempty("tenantID", &azure.tenant_id)?;
+            let secret = match (&azure.client_secret_ref, &azure.oidc_exchange_token) {
+                (Some(r), None) => {
+                    let field = "spec.azureCredentials.clientSecretRef";
+                    let (secret, value) = lookup_secret(store, id, field, r, AZURE_CLIENT_SECRET_KEY)?;
+                    AzureSecret::ClientSecret(form_safe_secret(id, field, &secret, AZURE_CLIENT_SECRET_KEY, &value)?)
+                }
+                (None, Some(exchange)) => AzureSecret::Oidc(oidc_client(store, id, "spec.azureCredentials.oidcExchangeToken", exchange, warnings)?),
+                _ => {
+                    return Err(id.error(
+                        "spec.azureCredentials",
+                        "exactly one of clientSecretRef and oidcExchangeToken is required",
+                    ))
+                }
+            };
+            Ok(BackendAuth::AzureCredentials { client_id, tenant_id, secret, policy })
         }
         "GCPCredentials" => {
             spec.gcp_credentials.as_ref().ok_or_else(|| required("gcpCredentials"))?;
@@ -107,6 +156,118 @@ pub(super) fn resolve_security_policy(
             format!("unknown type {other:?} (expected APIKey, AWSCredentials, AzureAPIKey, AnthropicAPIKey, AzureCredentials or GCPCredentials)"),
         )),
     }
+}
+
+/// An `oidcExchangeToken` → the OIDC client that obtains its token (Envoy Gateway's `OIDC` type: issuer,
+/// optional tokenEndpoint, clientID or clientIDRef, clientSecret, scopes).
+fn oidc_client(
+    store: &Store,
+    id: &ResourceId,
+    field: &str,
+    exchange: &OidcExchangeToken,
+    warnings: &mut Warnings,
+) -> Result<OidcClient, ConfigError> {
+    if let Some(g) = exchange
+        .grant_type
+        .as_deref()
+        .filter(|g| !g.is_empty() && *g != "client_credentials")
+    {
+        return Err(id.error(
+            format!("{field}.grantType"),
+            format!("{g:?} is not supported: the exchange uses the client_credentials grant"),
+        ));
+    }
+    let oidc = &exchange.oidc;
+    let url = |name: &str, v: &str| {
+        let v = v.trim();
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Ok(v.trim_end_matches('/').to_owned())
+        } else {
+            Err(id.error(
+                format!("{field}.oidc.provider.{name}"),
+                "must be an http(s) URL",
+            ))
+        }
+    };
+    let issuer = url("issuer", &oidc.provider.issuer)?;
+    let token_endpoint = oidc
+        .provider
+        .token_endpoint
+        .as_deref()
+        .map(|t| url("tokenEndpoint", t))
+        .transpose()?;
+    // Plain HTTP is accepted (a sidecar or a local test provider), but off loopback it sends the client
+    // secret unencrypted: say so.
+    let used = token_endpoint.as_deref().unwrap_or(&issuer);
+    if let Some(rest) = used.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        let loopback = rest.starts_with("[::1]") || host == "localhost" || host.starts_with("127.");
+        if !loopback {
+            warnings.push(id.warning(
+                format!("{field}.oidc.provider"),
+                format!("{used} is plain HTTP: the client secret and tokens cross the network unencrypted"),
+            ));
+        }
+    }
+    let client_id = match (&oidc.client_id, &oidc.client_id_ref) {
+        (Some(c), None) if !c.trim().is_empty() => c.trim().to_owned(),
+        (None, Some(r)) => {
+            let (_, v) = lookup_secret(
+                store,
+                id,
+                &format!("{field}.oidc.clientIDRef"),
+                r,
+                OIDC_CLIENT_ID_KEY,
+            )?;
+            v.trim().to_owned()
+        }
+        _ => {
+            return Err(id.error(
+                format!("{field}.oidc"),
+                "exactly one of clientID and clientIDRef is required",
+            ))
+        }
+    };
+    let secret_field = format!("{field}.oidc.clientSecret");
+    let (secret, value) = lookup_secret(
+        store,
+        id,
+        &secret_field,
+        &oidc.client_secret,
+        OIDC_CLIENT_SECRET_KEY,
+    )?;
+    Ok(OidcClient {
+        issuer,
+        token_endpoint,
+        client_id,
+        client_secret: form_safe_secret(
+            id,
+            &secret_field,
+            &secret,
+            OIDC_CLIENT_SECRET_KEY,
+            &value,
+        )?,
+        scopes: oidc.scopes.clone(),
+    })
+}
+
+/// A client secret as it will be form-encoded: a trailing newline is dropped; an empty one is an error
+/// naming the Secret and key, never the value.
+fn form_safe_secret(
+    id: &ResourceId,
+    field: &str,
+    secret: &str,
+    key: &str,
+    value: &str,
+) -> Result<SecretString, ConfigError> {
+    let v = value.trim_end_matches(['\n', '\r']);
+    if v.is_empty() {
+        return Err(id.error(
+            format!("{field}.name"),
+            format!("Secret {secret} key {key} is empty"),
+        ));
+    }
+    Ok(SecretString::new(v.to_owned()))
 }
 
 /// An API key as it will be sent in a header. A trailing newline (`echo key | base64` leaves one) is

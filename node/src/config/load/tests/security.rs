@@ -1,6 +1,7 @@
 //! BackendSecurityPolicy and Secrets: every credential type, and secret values never shown.
 
 use super::*;
+use crate::config::model::{AwsSource, AzureSecret};
 
 const SECRET_VALUE: &str = "sk-very-secret-4242";
 
@@ -152,7 +153,7 @@ fn aws_credentials_resolve_from_a_credentials_file_profile() {
     let cfg = load_ok(&with_policy(policy, &secret));
     match &cfg.backends["default/be"].auth {
         Some(BackendAuth::AwsCredentials {
-            keys,
+            source: AwsSource::Keys(keys),
             region,
             policy,
         }) => {
@@ -200,20 +201,143 @@ fn azure_and_anthropic_keys_resolve() {
 }
 
 #[test]
-fn unsupported_credential_types_are_unavailable_not_errors() {
-    for policy in [
-            "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    oidcExchangeToken:\n      oidc: {}\n",
-            "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n",
-        ] {
-            let cfg = load_ok(&with_policy(policy, ""));
-            match &cfg.backends["default/be"].auth {
-                Some(BackendAuth::Unavailable { reason, policy }) => {
-                    assert!(reason.contains("not supported yet"), "{reason}");
-                    assert_eq!(policy, "default/key");
-                }
-                other => panic!("expected Unavailable, got {other:?}"),
-            }
+fn gcp_credentials_are_unavailable_not_errors() {
+    let policy = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n";
+    let cfg = load_ok(&with_policy(policy, ""));
+    match &cfg.backends["default/be"].auth {
+        Some(BackendAuth::Unavailable { reason, policy }) => {
+            assert!(reason.contains("not supported yet"), "{reason}");
+            assert_eq!(policy, "default/key");
         }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn aws_credentials_without_a_file_use_the_default_chain() {
+    let policy = "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n";
+    let cfg = load_ok(&with_policy(policy, ""));
+    assert!(matches!(
+        &cfg.backends["default/be"].auth,
+        Some(BackendAuth::AwsCredentials { source: AwsSource::DefaultChain, region: Some(r), .. }) if r == "us-east-1"
+    ));
+}
+
+const OIDC_SECRET: &str = "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: oidc\nstringData:\n  client-secret: sk-very-secret-4242\n  client-id: from-secret\n";
+
+#[test]
+fn aws_oidc_exchange_resolves_its_client_and_ignores_browser_settings() {
+    let policy = "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    oidcExchangeToken:\n      awsRoleArn: arn:aws:iam::123456789012:role/r\n      aud: sts.amazonaws.com\n      oidc:\n        provider:\n          issuer: https://idp.example.com/\n          tokenEndpoint: https://idp.example.com/token\n        clientID: c1\n        clientSecret:\n          name: oidc\n        scopes: [a, b]\n        redirectURL: https://x/cb\n        logoutPath: /logout\n";
+    let cfg = load_ok(&with_policy(policy, OIDC_SECRET));
+    match &cfg.backends["default/be"].auth {
+        Some(BackendAuth::AwsCredentials {
+            source: AwsSource::OidcExchange { oidc, role_arn },
+            ..
+        }) => {
+            assert_eq!(role_arn, "arn:aws:iam::123456789012:role/r");
+            assert_eq!(oidc.issuer, "https://idp.example.com");
+            assert_eq!(
+                oidc.token_endpoint.as_deref(),
+                Some("https://idp.example.com/token")
+            );
+            assert_eq!(oidc.client_id, "c1");
+            assert_eq!(oidc.client_secret.expose(), SECRET_VALUE);
+            assert_eq!(oidc.scopes, ["a", "b"]);
+        }
+        other => panic!("expected an OIDC exchange, got {other:?}"),
+    }
+    let warned = cfg.warnings.join("\n");
+    for field in [
+        "oidcExchangeToken.aud",
+        "oidc.redirectURL",
+        "oidc.logoutPath",
+    ] {
+        assert!(warned.contains(field), "{field} not warned: {warned}");
+    }
+    assert!(!warned.contains("plain HTTP"), "{warned}");
+    // A plain-HTTP provider off loopback is accepted with a warning; on loopback silently.
+    for (endpoint, warns) in [
+        ("http://idp.example.com/token", true),
+        ("http://127.0.0.1:9/token", false),
+    ] {
+        let p = policy.replace("https://idp.example.com/token", endpoint);
+        let warned = load_ok(&with_policy(&p, OIDC_SECRET)).warnings.join("\n");
+        assert_eq!(warned.contains("plain HTTP"), warns, "{endpoint}: {warned}");
+    }
+    // Refusals name the field.
+    for (edit, field) in [
+        (
+            policy.replace("      awsRoleArn: arn:aws:iam::123456789012:role/r\n", ""),
+            "awsRoleArn",
+        ),
+        (
+            policy.replace("clientID: c1", "clientIDRef:\n          name: nope"),
+            "clientIDRef.name",
+        ),
+        (
+            policy.replace(
+                "issuer: https://idp.example.com/",
+                "issuer: idp.example.com",
+            ),
+            "provider.issuer",
+        ),
+        (
+            policy.replace("aud: sts.amazonaws.com", "grantType: authorization_code"),
+            "grantType",
+        ),
+    ] {
+        let err = load_yaml(&with_policy(&edit, OIDC_SECRET))
+            .expect_err(field)
+            .to_string();
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(!err.contains(SECRET_VALUE), "leak: {err}");
+    }
+}
+
+#[test]
+fn azure_credentials_with_a_client_secret_or_oidc_federation() {
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: az\nstringData:\n  client-secret: sk-very-secret-4242\n";
+    let policy = "  type: AzureCredentials\n  azureCredentials:\n    clientID: app\n    tenantID: tenant\n    clientSecretRef:\n      name: az\n";
+    match &load_ok(&with_policy(policy, secret)).backends["default/be"].auth {
+        Some(BackendAuth::AzureCredentials {
+            client_id,
+            tenant_id,
+            secret: AzureSecret::ClientSecret(s),
+            ..
+        }) => {
+            assert_eq!(
+                (client_id.as_str(), tenant_id.as_str(), s.expose()),
+                ("app", "tenant", SECRET_VALUE)
+            );
+        }
+        other => panic!("expected a client secret, got {other:?}"),
+    }
+    let federated = "  type: AzureCredentials\n  azureCredentials:\n    clientID: app\n    tenantID: tenant\n    oidcExchangeToken:\n      oidc:\n        provider:\n          issuer: https://idp.example.com\n        clientIDRef:\n          name: oidc\n        clientSecret:\n          name: oidc\n";
+    match &load_ok(&with_policy(federated, OIDC_SECRET)).backends["default/be"].auth {
+        Some(BackendAuth::AzureCredentials {
+            secret: AzureSecret::Oidc(o),
+            ..
+        }) => {
+            assert_eq!(o.client_id, "from-secret");
+            assert_eq!(o.token_endpoint, None);
+        }
+        other => panic!("expected OIDC federation, got {other:?}"),
+    }
+    // Neither, or both: an error naming the field.
+    let neither =
+        "  type: AzureCredentials\n  azureCredentials:\n    clientID: app\n    tenantID: tenant\n";
+    let err = load_yaml(&with_policy(neither, secret))
+        .expect_err("neither")
+        .to_string();
+    assert!(
+        err.contains("spec.azureCredentials") && err.contains("exactly one"),
+        "{err}"
+    );
+    let shown = format!(
+        "{:?}",
+        load_ok(&with_policy(policy, secret)).backends["default/be"].auth
+    );
+    assert!(!shown.contains(SECRET_VALUE), "leak in Debug: {shown}");
 }
 
 #[test]
