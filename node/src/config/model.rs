@@ -339,6 +339,18 @@ pub enum BackendAuth {
         /// The policy (`namespace/name`).
         policy: String,
     },
+    /// `type: GCPCredentials` with a service-account key: a Google OAuth2 access token obtained with the
+    /// JWT bearer grant, sent as `Authorization: Bearer`.
+    GcpCredentials {
+        /// `gcpCredentials.projectName`: the project in Vertex AI paths.
+        project: String,
+        /// `gcpCredentials.region`: the location in Vertex AI paths.
+        region: String,
+        /// The service account (`service_account.json` of `credentialsFile.secretRef`'s Secret).
+        account: GcpServiceAccount,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
     /// A policy type this node does not support yet (named), or whose secret could not be resolved:
     /// requests to the backend answer 401 instead of being sent unsigned.
     Unavailable {
@@ -358,6 +370,7 @@ impl BackendAuth {
             | BackendAuth::AnthropicApiKey { policy, .. }
             | BackendAuth::AwsCredentials { policy, .. }
             | BackendAuth::AzureCredentials { policy, .. }
+            | BackendAuth::GcpCredentials { policy, .. }
             | BackendAuth::Unavailable { policy, .. } => policy,
         }
     }
@@ -388,6 +401,20 @@ pub enum AzureSecret {
     ClientSecret(SecretString),
     /// `oidcExchangeToken`: an OIDC token sent as the federated `client_assertion`.
     Oidc(OidcClient),
+}
+
+/// A Google service account from its key file (the JSON `gcloud iam service-accounts keys create`
+/// writes), checked at load: an RSA private key in PKCS#8 PEM that signs the JWT bearer grant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GcpServiceAccount {
+    /// `client_email`: the JWT's issuer.
+    pub client_email: String,
+    /// `private_key_id`: the JWT header's `kid`.
+    pub private_key_id: Option<String>,
+    /// `private_key` (PKCS#8 PEM).
+    pub private_key: SecretString,
+    /// `token_uri`: where the grant is sent (and the JWT's audience).
+    pub token_uri: String,
 }
 
 /// An OIDC client (`oidcExchangeToken.oidc`, Envoy Gateway's `OIDC` type) that obtains tokens with the

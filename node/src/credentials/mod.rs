@@ -2,7 +2,7 @@
 //! by the request path without waiting (DESIGN §1: the request path never waits in the common case).
 //!
 //! Each dynamic credential (an `AWSCredentials` policy without a credentials file, one with
-//! `oidcExchangeToken`, an `AzureCredentials` policy, and the node's default AWS chain for Bedrock
+//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy, and the node's default AWS chain for Bedrock
 //! backends without a policy) is a [`LiveCredential`]: an `ArcSwap` of its current [`CredState`] that
 //! one task per credential keeps fresh on the schedule of [`schedule`]. A request loads the state (one
 //! atomic load, no lock, no allocation) and signs or sends with it; a refresh failure keeps the old
@@ -19,6 +19,7 @@
 //! snapshot, and its task ends.
 
 pub mod fetch;
+pub mod google;
 pub mod oauth;
 pub(crate) mod schedule;
 
@@ -265,6 +266,17 @@ impl CredentialStore {
                     client_id: client_id.clone(),
                     tenant_id: tenant_id.clone(),
                     secret: secret.clone(),
+                },
+            ),
+            Some(
+                a @ BackendAuth::GcpCredentials {
+                    account, policy, ..
+                },
+            ) => (
+                StoreKey::Policy(a.clone()),
+                format!("BackendSecurityPolicy {policy}"),
+                Fetcher::Gcp {
+                    account: account.clone(),
                 },
             ),
             None if schema.is_aws() => (

@@ -200,16 +200,120 @@ fn azure_and_anthropic_keys_resolve() {
     }
 }
 
+/// A Secret holding a service account key file under `service_account.json`, as upstream stores it.
+fn gcp_secret(key_file: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sa\nstringData:\n  service_account.json: |\n    {}\n",
+        key_file
+    )
+}
+
+const GCP_POLICY: &str = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: proj-1\n    region: us-east5\n    credentialsFile:\n      secretRef:\n        name: sa\n";
+
 #[test]
-fn gcp_credentials_are_unavailable_not_errors() {
-    let policy = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n";
-    let cfg = load_ok(&with_policy(policy, ""));
+fn gcp_credentials_resolve_a_service_account_key_file() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let cfg = load_ok(&with_policy(GCP_POLICY, &gcp_secret(&key)));
     match &cfg.backends["default/be"].auth {
-        Some(BackendAuth::Unavailable { reason, policy }) => {
-            assert!(reason.contains("not supported yet"), "{reason}");
+        Some(BackendAuth::GcpCredentials {
+            project,
+            region,
+            account,
+            policy,
+        }) => {
+            assert_eq!((project.as_str(), region.as_str()), ("proj-1", "us-east5"));
+            assert_eq!(
+                account.client_email,
+                "gateway@test-project.iam.gserviceaccount.com"
+            );
+            assert_eq!(account.token_uri, "https://oauth2.googleapis.com/token");
             assert_eq!(policy, "default/key");
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected GcpCredentials, got {other:?}"),
+    }
+    let shown = format!("{:?}{}", cfg, render_routing_table_for_test(&cfg));
+    assert!(!shown.contains("PRIVATE KEY"), "key material shown");
+}
+
+#[test]
+fn gcp_credentials_errors_name_the_field_and_never_the_key() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    for (name, policy, secret, want) in [
+        (
+            "no project",
+            GCP_POLICY.replace("projectName: proj-1", "projectName: \"\""),
+            gcp_secret(&key),
+            "spec.gcpCredentials.projectName: required",
+        ),
+        (
+            "no region",
+            GCP_POLICY.replace("    region: us-east5\n", ""),
+            gcp_secret(&key),
+            "spec.gcpCredentials.region: required",
+        ),
+        (
+            "no secret",
+            GCP_POLICY.to_owned(),
+            String::new(),
+            "spec.gcpCredentials.credentialsFile.secretRef.name: no Secret named \"sa\"",
+        ),
+        (
+            "wrong secret key",
+            GCP_POLICY.to_owned(),
+            gcp_secret(&key).replace("service_account.json", "key.json"),
+            "has no key service_account.json",
+        ),
+        (
+            "broken private key",
+            GCP_POLICY.to_owned(),
+            gcp_secret(&key.replace("MII", "XXX")),
+            "Secret default/sa key service_account.json: private_key is not an RSA private key",
+        ),
+        (
+            "both sources",
+            format!("{GCP_POLICY}    workloadIdentityFederationConfig:\n      projectID: p\n"),
+            gcp_secret(&key),
+            "at most one of credentialsFile and workloadIdentityFederationConfig",
+        ),
+        (
+            "unknown field",
+            format!("{GCP_POLICY}    zone: x\n"),
+            gcp_secret(&key),
+            "zone",
+        ),
+    ] {
+        let err = load_err(&with_policy(&policy, &secret));
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains("BackendSecurityPolicy/default/key"),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("PRIVATE KEY") && !err.contains("MII"),
+            "{name}: key in {err}"
+        );
+    }
+}
+
+#[test]
+fn gcp_federation_and_default_credentials_answer_401_naming_why() {
+    let wif = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n    workloadIdentityFederationConfig:\n      projectID: p\n";
+    let adc = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n";
+    for (policy, want) in [
+        (wif, "workloadIdentityFederationConfig is not supported yet"),
+        (
+            adc,
+            "Application Default Credentials, which are not supported yet",
+        ),
+    ] {
+        let cfg = load_ok(&with_policy(policy, ""));
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::Unavailable { reason, policy }) => {
+                assert!(reason.contains(want), "{reason}");
+                assert_eq!(policy, "default/key");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }
 
