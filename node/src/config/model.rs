@@ -41,6 +41,9 @@ pub enum SchemaName {
     AwsAnthropic,
     /// `Cohere`: v2 Chat (`/v2/chat`) for OpenAI chat clients.
     Cohere,
+    /// `GCPAnthropic`: Claude on Vertex AI through rawPredict / streamRawPredict with the Anthropic
+    /// Messages body; project and region from the backend's `GCPCredentials` policy.
+    GcpAnthropic,
 }
 
 impl SchemaName {
@@ -53,6 +56,7 @@ impl SchemaName {
             SchemaName::Anthropic => "Anthropic",
             SchemaName::AwsAnthropic => "AWSAnthropic",
             SchemaName::Cohere => "Cohere",
+            SchemaName::GcpAnthropic => "GCPAnthropic",
         }
     }
 
@@ -64,7 +68,10 @@ impl SchemaName {
     /// Whether the schema takes the Anthropic Messages body (`/anthropic/v1/messages` can be routed to it
     /// as it is).
     pub fn speaks_messages(self) -> bool {
-        matches!(self, SchemaName::Anthropic | SchemaName::AwsAnthropic)
+        matches!(
+            self,
+            SchemaName::Anthropic | SchemaName::AwsAnthropic | SchemaName::GcpAnthropic
+        )
     }
 }
 
@@ -362,6 +369,16 @@ pub enum BackendAuth {
 }
 
 impl BackendAuth {
+    /// The Vertex AI project and region of a `GCPCredentials` policy (they are in every Vertex path).
+    pub fn gcp_location(&self) -> Option<GcpLocation<'_>> {
+        match self {
+            BackendAuth::GcpCredentials {
+                project, region, ..
+            } => Some(GcpLocation { project, region }),
+            _ => None,
+        }
+    }
+
     /// The policy that supplied the credentials (`namespace/name`).
     pub fn policy(&self) -> &str {
         match self {
@@ -401,6 +418,15 @@ pub enum AzureSecret {
     ClientSecret(SecretString),
     /// `oidcExchangeToken`: an OIDC token sent as the federated `client_assertion`.
     Oidc(OidcClient),
+}
+
+/// Where Vertex AI requests go: `gcpCredentials.projectName` and `region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcpLocation<'a> {
+    /// The project.
+    pub project: &'a str,
+    /// The region (location).
+    pub region: &'a str,
 }
 
 /// A Google service account from its key file (the JSON `gcloud iam service-accounts keys create`

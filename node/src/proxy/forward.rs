@@ -647,6 +647,7 @@ fn build_upstream_request(
         stream: req.stream,
         schema_version: backend.schema.version.as_deref(),
         client_headers: &req.headers,
+        gcp: backend.auth.as_ref().and_then(|a| a.gcp_location()),
     };
     let translated = translator
         .request(&ctx, &req.body)

@@ -197,7 +197,7 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
 fn schemas_not_supported_yet_fail_naming_the_schema() {
     let want = |res: &str, schema: &str| {
         format!(
-            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"
+            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic, GCPAnthropic or Cohere)"
         )
     };
     assert_eq!(

@@ -457,10 +457,11 @@ pub(super) fn parse_schema(
         "Anthropic" => SchemaName::Anthropic,
         "AWSAnthropic" => SchemaName::AwsAnthropic,
         "Cohere" => SchemaName::Cohere,
+        "GCPAnthropic" => SchemaName::GcpAnthropic,
         other => {
             return Err(id.error(
                 format!("{field}.name"),
-                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"),
+                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic, GCPAnthropic or Cohere)"),
             ))
         }
     };
