@@ -26,6 +26,7 @@ pub mod mode;
 pub mod openai;
 pub mod responses;
 pub mod service_model;
+pub mod vertex;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ pub enum Format {
     Cohere,
     /// `/v1/responses…`, and Azure's `/openai/v1/responses…` and `/openai/responses…`.
     Responses,
+    /// `/v1/projects/{p}/locations/{r}/publishers/…`: Vertex AI.
+    Vertex,
 }
 
 impl Format {
@@ -63,6 +66,8 @@ impl Format {
         let p = path.split('?').next().unwrap_or(path);
         if bedrock::is_bedrock_path(p) {
             Format::Bedrock
+        } else if vertex::is_vertex_path(p) {
+            Format::Vertex
         } else if responses::is_responses_path(p) {
             Format::Responses
         } else if p.starts_with(azure::PREFIX) {
@@ -95,7 +100,8 @@ impl Format {
                 let v = serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": null}});
                 bytes::Bytes::from(format!("data: {v}\n\n"))
             }
-            Format::Anthropic => {
+            // Claude on Vertex streams Anthropic's events, errors included.
+            Format::Anthropic | Format::Vertex => {
                 let v = serde_json::json!({"type": "error", "error": {"type": anthropic::error_type_for(status), "message": message}});
                 bytes::Bytes::from(format!("event: error\ndata: {v}\n\n"))
             }
@@ -117,6 +123,7 @@ impl Format {
             Format::Azure => azure::error_reply(status, message),
             Format::Anthropic => anthropic::error_reply(status, message),
             Format::Cohere => cohere::error_reply(status, message),
+            Format::Vertex => vertex::error_reply(status, message),
         }
     }
 }

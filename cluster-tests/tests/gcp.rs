@@ -1,0 +1,402 @@
+//! Issue 15 item 4 (the GCP half) through real `switchyard` and `mock-provider` processes: Claude on
+//! Vertex AI (`GCPAnthropic`) behind a failing primary, for OpenAI chat clients and Anthropic Messages
+//! clients, streamed and not, with a Google access token obtained from a service-account key.
+//!
+//! The Vertex mock plays Google's token endpoint too (the key file's `token_uri` points at it): it
+//! verifies the RS256 signature of each JWT bearer grant with the test key's public half and issues
+//! tokens a few seconds long, and its Vertex endpoints refuse any token it did not issue or that has
+//! expired. So "every request answered 200 across several expiries" shows the node refreshed the token
+//! before each expiry.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use switchyard_cluster_tests::harness::{
+    http_get, http_post_json, http_post_json_stream, poll_until, run_bounded, MockProvider,
+    SwitchyardNode,
+};
+use switchyard_cluster_tests::mock::credentials::gcp_key_file;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The Vertex model id the fallback is sent (a `modelNameOverride`).
+const VERTEX_MODEL: &str = "claude-sonnet-4@20250514";
+/// The model clients ask for.
+const MODEL: &str = "claude-sonnet-4";
+
+/// A route for [`MODEL`]: an `Anthropic` primary at `primary`, Claude on Vertex at `vertex` behind it
+/// (priority 1), retried on 5xx and ejected after one.
+fn config(primary: SocketAddr, vertex: SocketAddr) -> String {
+    let key = gcp_key_file(&vertex.to_string());
+    format!(
+        "apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIGatewayRoute
+metadata:
+  name: claude
+  namespace: default
+spec:
+  rules:
+    - matches:
+        - headers:
+            - type: Exact
+              name: x-ai-eg-model
+              value: {MODEL}
+      backendRefs:
+        - name: anthropic-primary
+          priority: 0
+        - name: claude-vertex
+          priority: 1
+          modelNameOverride: \"{VERTEX_MODEL}\"
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: anthropic-primary
+  namespace: default
+spec:
+  schema:
+    name: Anthropic
+  backendRef:
+    name: primary-be
+    kind: Backend
+    group: gateway.envoyproxy.io
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: claude-vertex
+  namespace: default
+spec:
+  schema:
+    name: GCPAnthropic
+    version: vertex-2023-10-16
+  backendRef:
+    name: vertex-be
+    kind: Backend
+    group: gateway.envoyproxy.io
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: primary-be
+  namespace: default
+spec:
+  endpoints:
+    - ip:
+        address: {}
+        port: {}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata:
+  name: vertex-be
+  namespace: default
+spec:
+  endpoints:
+    - ip:
+        address: {}
+        port: {}
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata:
+  name: primary-auth
+  namespace: default
+spec:
+  targetRefs:
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: anthropic-primary
+  type: AnthropicAPIKey
+  anthropicAPIKey:
+    secretRef:
+      name: anthropic-key
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: BackendSecurityPolicy
+metadata:
+  name: vertex-auth
+  namespace: default
+spec:
+  targetRefs:
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: claude-vertex
+  type: GCPCredentials
+  gcpCredentials:
+    projectName: test-project
+    region: us-east5
+    credentialsFile:
+      secretRef:
+        name: vertex-sa
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: anthropic-key
+  namespace: default
+stringData:
+  apiKey: test-anthropic-key
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: vertex-sa
+  namespace: default
+stringData:
+  service_account.json: '{key}'
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: claude-policy
+  namespace: default
+spec:
+  targetRefs:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      name: claude
+  retry:
+    numRetries: 2
+    perRetry:
+      backOff:
+        baseInterval: 10ms
+        maxInterval: 100ms
+    retryOn:
+      triggers:
+        - 5xx
+        - connect-failure
+  healthCheck:
+    passive:
+      baseEjectionTime: 60s
+      interval: 2s
+      maxEjectionPercent: 100
+      consecutive5XxErrors: 1
+",
+        primary.ip(),
+        primary.port(),
+        vertex.ip(),
+        vertex.port(),
+    )
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": MODEL, "stream": stream, "max_tokens": 64,
+           "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+}
+
+fn messages(stream: bool) -> Value {
+    json!({"model": MODEL, "stream": stream, "max_tokens": 64, "system": "be brief",
+           "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The concatenated `data:` payloads of an SSE answer, and whether it ended cleanly.
+async fn sse(url: &str, body: &Value) -> anyhow::Result<String> {
+    let resp = http_post_json_stream(url, body).await?;
+    anyhow::ensure!(resp.status == 200, "stream status {}", resp.status);
+    let (chunks, err) = resp.collect_chunks().await;
+    anyhow::ensure!(err.is_none(), "stream ended with {err:?}");
+    Ok(chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.data))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_on_vertex_takes_over_from_a_failing_primary_for_chat_and_messages_clients() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
+        let chat_url = node.url("/v1/chat/completions");
+        let messages_url = node.url("/anthropic/v1/messages");
+
+        // Chat, not streamed: the primary's 500 is retried on Vertex and ejects the primary.
+        let r = http_post_json(&chat_url, &chat(false)).await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "{} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        let v = r.json()?;
+        anyhow::ensure!(v["object"] == "chat.completion", "{v}");
+        anyhow::ensure!(
+            v["choices"][0]["message"]["content"] == "hello from vertex",
+            "{v}"
+        );
+        anyhow::ensure!(v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 0, "{v}");
+
+        // Chat, streamed.
+        let text = sse(&chat_url, &chat(true)).await?;
+        anyhow::ensure!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let content: String = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        anyhow::ensure!(
+            content == "hello from vertex",
+            "streamed {content:?}: {text}"
+        );
+
+        // Messages, not streamed: Vertex's answer is the Anthropic message itself.
+        let r = http_post_json(&messages_url, &messages(false)).await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+        let v = r.json()?;
+        anyhow::ensure!(
+            v["type"] == "message" && v["content"][0]["text"] == "hello from vertex",
+            "{v}"
+        );
+
+        // Messages, streamed: Anthropic's events.
+        let text = sse(&messages_url, &messages(true)).await?;
+        anyhow::ensure!(
+            text.contains("event: message_start")
+                && text.contains("event: message_stop")
+                && text.contains("hello"),
+            "{text}"
+        );
+
+        // count_tokens: Vertex's count-tokens endpoint.
+        let r = http_post_json(
+            &node.url("/anthropic/v1/messages/count_tokens"),
+            &json!({"model": MODEL, "messages": [{"role": "user", "content": "hi there"}]}),
+        )
+        .await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+        anyhow::ensure!(
+            r.json()?["input_tokens"].as_u64().unwrap_or(0) > 0,
+            "{}",
+            r.text()
+        );
+
+        // The primary was tried once (then ejected); every Vertex request carried a Google token and the
+        // Vertex wire format.
+        anyhow::ensure!(primary.request_count().await? == 1, "primary requests");
+        let base = "/v1/projects/test-project/locations/us-east5/publishers/anthropic/models";
+        let mut paths = Vec::new();
+        for r in vertex.requests().await? {
+            if r.path.starts_with("/creds/") {
+                continue;
+            }
+            anyhow::ensure!(
+                r.header("authorization")
+                    .is_some_and(|a| a.starts_with("Bearer swy.google.")),
+                "{:?}",
+                r.headers
+            );
+            anyhow::ensure!(r.header("x-api-key").is_none(), "an API key went to Vertex");
+            paths.push(r.path.clone());
+        }
+        let want = [
+            format!("{base}/{VERTEX_MODEL}:rawPredict"),
+            format!("{base}/{VERTEX_MODEL}:streamRawPredict"),
+            format!("{base}/{VERTEX_MODEL}:rawPredict"),
+            format!("{base}/{VERTEX_MODEL}:streamRawPredict"),
+            format!("{base}/count-tokens:rawPredict"),
+        ];
+        anyhow::ensure!(paths == want, "{paths:#?}");
+        let issued = vertex.credentials().await?;
+        anyhow::ensure!(issued["issued"]["google"].as_u64() == Some(1), "{issued}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_naming_why() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3, "fail": false}))
+            .await?;
+        let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
+        let url = node.url("/v1/chat/completions");
+        // Three token lifetimes of traffic: every request succeeds, so no expired token was ever sent.
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut tick = tokio::time::interval(Duration::from_millis(25));
+        let mut sent = 0;
+        while tokio::time::Instant::now() < end {
+            tick.tick().await;
+            let r = http_post_json(&url, &chat(false)).await?;
+            sent += 1;
+            anyhow::ensure!(
+                r.status == 200,
+                "request {sent}: {} {}\n{}",
+                r.status,
+                r.text(),
+                node.logs()
+            );
+        }
+        let issued = vertex.credentials().await?["issued"]["google"]
+            .as_u64()
+            .unwrap_or(0);
+        anyhow::ensure!(
+            issued >= 4,
+            "expected a token per 1.5 s, got {issued} over {sent} requests"
+        );
+
+        // Google refuses the grant: once the token in use expires, the gateway answers 401 itself,
+        // naming the backend and Google's reason; never a key or a token.
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3, "fail": true}))
+            .await?;
+        let r = poll_until(
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || async {
+                let r = http_post_json(&url, &chat(false)).await.ok()?;
+                (r.status != 200 && r.text().contains("temporarily_unavailable")).then_some(r)
+            },
+        )
+        .await
+        .context("no 401 naming the token endpoint's refusal")?;
+        anyhow::ensure!(r.status == 401, "{} {}", r.status, r.text());
+        let text = r.text();
+        for want in [
+            "default/vertex-be",
+            "Google OAuth2 token for gateway@test-project.iam.gserviceaccount.com",
+            "/creds/google/token",
+        ] {
+            anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
+        }
+        let status = http_get(&node.admin_url("/status")).await?.text();
+        for secret in ["PRIVATE KEY", "swy.google"] {
+            anyhow::ensure!(
+                !text.contains(secret) && !status.contains(secret) && !node.logs().contains(secret),
+                "{secret} leaked"
+            );
+        }
+        // Google recovers: so does the backend.
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3, "fail": false}))
+            .await?;
+        poll_until(
+            Duration::from_secs(35),
+            Duration::from_millis(100),
+            || async {
+                let r = http_post_json(&url, &chat(false)).await.ok()?;
+                (r.status == 200).then_some(())
+            },
+        )
+        .await
+        .context("the token did not come back")?;
+        Ok(())
+    })
+    .await;
+}
