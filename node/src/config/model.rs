@@ -44,6 +44,9 @@ pub enum SchemaName {
     /// `GCPAnthropic`: Claude on Vertex AI through rawPredict / streamRawPredict with the Anthropic
     /// Messages body; project and region from the backend's `GCPCredentials` policy.
     GcpAnthropic,
+    /// `GCPVertexAI`: Gemini through generateContent / streamGenerateContent for OpenAI chat clients;
+    /// project and region from the backend's `GCPCredentials` policy.
+    GcpVertexAI,
 }
 
 impl SchemaName {
@@ -57,6 +60,7 @@ impl SchemaName {
             SchemaName::AwsAnthropic => "AWSAnthropic",
             SchemaName::Cohere => "Cohere",
             SchemaName::GcpAnthropic => "GCPAnthropic",
+            SchemaName::GcpVertexAI => "GCPVertexAI",
         }
     }
 

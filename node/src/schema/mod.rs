@@ -20,6 +20,7 @@ pub mod eventstream;
 pub mod fields;
 pub mod fuzz;
 pub mod gcp_anthropic;
+pub mod gemini;
 pub mod messages;
 pub mod openai;
 pub mod reply;
@@ -292,6 +293,7 @@ pub fn translator(schema: SchemaName) -> &'static dyn Translator {
         SchemaName::Cohere => &cohere::Cohere,
         SchemaName::AwsAnthropic => &aws_anthropic::AwsAnthropic,
         SchemaName::GcpAnthropic => &gcp_anthropic::GcpAnthropic,
+        SchemaName::GcpVertexAI => &gemini::Gemini,
     }
 }
 

@@ -458,10 +458,11 @@ pub(super) fn parse_schema(
         "AWSAnthropic" => SchemaName::AwsAnthropic,
         "Cohere" => SchemaName::Cohere,
         "GCPAnthropic" => SchemaName::GcpAnthropic,
+        "GCPVertexAI" => SchemaName::GcpVertexAI,
         other => {
             return Err(id.error(
                 format!("{field}.name"),
-                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic, GCPAnthropic or Cohere)"),
+                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic, GCPAnthropic, GCPVertexAI or Cohere)"),
             ))
         }
     };

@@ -157,10 +157,19 @@ pub(super) fn resolve_security_policy(
                 (Some(file), None) => {
                     let field = "spec.gcpCredentials.credentialsFile.secretRef";
                     let (secret, text) = lookup_secret(store, id, field, &file.secret_ref, GCP_KEY_FILE_SECRET_KEY)?;
-                    let account = crate::credentials::google::parse_service_account(&text).map_err(|e| {
-                        id.error(format!("{field}.name"), format!("Secret {secret} key {GCP_KEY_FILE_SECRET_KEY}: {e}"))
-                    })?;
-                    return Ok(BackendAuth::GcpCredentials { project, region, account, policy });
+                    // An unusable key file (the upstream example's placeholder, say) loads like an
+                    // unusable AWS credentials file: with a warning, its backends answering 401 naming why.
+                    match crate::credentials::google::parse_service_account(&text) {
+                        Ok(account) => return Ok(BackendAuth::GcpCredentials { project, region, account, policy }),
+                        Err(e) => {
+                            let reason = format!("Secret {secret} key {GCP_KEY_FILE_SECRET_KEY}: {e}");
+                            warnings.push(id.warning(
+                                "spec.gcpCredentials.credentialsFile",
+                                format!("{reason}: requests to its backends answer 401 instead of being sent unsigned"),
+                            ));
+                            return Ok(BackendAuth::Unavailable { reason, policy });
+                        }
+                    }
                 }
                 // Federation takes an OIDC token through Google's STS token exchange and then, usually,
                 // IAM Credentials' service-account impersonation: two more token services, not built yet.

@@ -264,12 +264,6 @@ fn gcp_credentials_errors_name_the_field_and_never_the_key() {
             "has no key service_account.json",
         ),
         (
-            "broken private key",
-            GCP_POLICY.to_owned(),
-            gcp_secret(&key.replace("MII", "XXX")),
-            "Secret default/sa key service_account.json: private_key is not an RSA private key",
-        ),
-        (
             "both sources",
             format!("{GCP_POLICY}    workloadIdentityFederationConfig:\n      projectID: p\n"),
             gcp_secret(&key),
@@ -296,17 +290,44 @@ fn gcp_credentials_errors_name_the_field_and_never_the_key() {
 }
 
 #[test]
-fn gcp_federation_and_default_credentials_answer_401_naming_why() {
+fn gcp_federation_default_credentials_and_unusable_keys_answer_401_naming_why() {
     let wif = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n    workloadIdentityFederationConfig:\n      projectID: p\n";
     let adc = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n";
-    for (policy, want) in [
-        (wif, "workloadIdentityFederationConfig is not supported yet"),
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let broken = gcp_secret(&key.replace("MII", "XXX"));
+    let placeholder = gcp_secret(r#"{"type": "service_account"}"#);
+    for (policy, secret, want) in [
+        (
+            wif,
+            "",
+            "workloadIdentityFederationConfig is not supported yet",
+        ),
         (
             adc,
+            "",
             "Application Default Credentials, which are not supported yet",
         ),
+        (
+            GCP_POLICY,
+            broken.as_str(),
+            "Secret default/sa key service_account.json: private_key is not an RSA private key",
+        ),
+        (
+            GCP_POLICY,
+            placeholder.as_str(),
+            "Secret default/sa key service_account.json: the key file has no client_email",
+        ),
     ] {
-        let cfg = load_ok(&with_policy(policy, ""));
+        let cfg = load_ok(&with_policy(policy, secret));
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains(want)),
+            "{:?}",
+            cfg.warnings
+        );
+        assert!(
+            !format!("{:?}", cfg.warnings).contains("MII"),
+            "key material in a warning"
+        );
         match &cfg.backends["default/be"].auth {
             Some(BackendAuth::Unavailable { reason, policy }) => {
                 assert!(reason.contains(want), "{reason}");
