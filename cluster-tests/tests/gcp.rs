@@ -24,9 +24,12 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 const VERTEX_MODEL: &str = "claude-sonnet-4@20250514";
 /// The model clients ask for.
 const MODEL: &str = "claude-sonnet-4";
+/// The Gemini model clients ask for (sent as is).
+const GEMINI_MODEL: &str = "gemini-2.5-flash";
 
 /// A route for [`MODEL`]: an `Anthropic` primary at `primary`, Claude on Vertex at `vertex` behind it
-/// (priority 1), retried on 5xx and ejected after one.
+/// (priority 1), retried on 5xx and ejected after one; and one for [`GEMINI_MODEL`] with Gemini on
+/// Vertex behind the same primary. One GCPCredentials policy serves both Vertex backends.
 fn config(primary: SocketAddr, vertex: SocketAddr) -> String {
     let key = gcp_key_file(&vertex.to_string());
     format!(
@@ -48,6 +51,29 @@ spec:
         - name: claude-vertex
           priority: 1
           modelNameOverride: \"{VERTEX_MODEL}\"
+    - matches:
+        - headers:
+            - type: Exact
+              name: x-ai-eg-model
+              value: {GEMINI_MODEL}
+      backendRefs:
+        - name: anthropic-primary
+          priority: 0
+        - name: gemini-vertex
+          priority: 1
+---
+apiVersion: aigateway.envoyproxy.io/v1alpha1
+kind: AIServiceBackend
+metadata:
+  name: gemini-vertex
+  namespace: default
+spec:
+  schema:
+    name: GCPVertexAI
+  backendRef:
+    name: vertex-be
+    kind: Backend
+    group: gateway.envoyproxy.io
 ---
 apiVersion: aigateway.envoyproxy.io/v1alpha1
 kind: AIServiceBackend
@@ -123,6 +149,9 @@ spec:
     - group: aigateway.envoyproxy.io
       kind: AIServiceBackend
       name: claude-vertex
+    - group: aigateway.envoyproxy.io
+      kind: AIServiceBackend
+      name: gemini-vertex
   type: GCPCredentials
   gcpCredentials:
     projectName: test-project
@@ -396,6 +425,89 @@ async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_
         )
         .await
         .context("the token did not come back")?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        vertex.set_stream(json!({"content_chunks": 3})).await?;
+        let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
+        let url = node.url("/v1/chat/completions");
+        let gemini = |stream: bool| {
+            json!({"model": GEMINI_MODEL, "stream": stream, "max_tokens": 64, "temperature": 0.2,
+                   "stream_options": if stream { json!({"include_usage": true}) } else { Value::Null },
+                   "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]})
+        };
+        let r = http_post_json(&url, &gemini(false)).await?;
+        anyhow::ensure!(r.status == 200, "{} {}\n{}", r.status, r.text(), node.logs());
+        let v = r.json()?;
+        anyhow::ensure!(v["object"] == "chat.completion", "{v}");
+        anyhow::ensure!(v["choices"][0]["message"]["content"] == "hello from vertex", "{v}");
+        anyhow::ensure!(v["choices"][0]["finish_reason"] == "stop", "{v}");
+        anyhow::ensure!(v["model"] == format!("{GEMINI_MODEL}-mock"), "{v}");
+        let u = &v["usage"];
+        anyhow::ensure!(
+            u["prompt_tokens"].as_u64().unwrap_or(0) > 0
+                && u["total_tokens"].as_u64()
+                    == Some(u["prompt_tokens"].as_u64().unwrap_or(0) + u["completion_tokens"].as_u64().unwrap_or(0)),
+            "{v}"
+        );
+
+        let text = sse(&url, &gemini(true)).await?;
+        anyhow::ensure!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .collect();
+        let content: String = chunks
+            .iter()
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        anyhow::ensure!(content == "hello from vertex", "streamed {content:?}: {text}");
+        anyhow::ensure!(
+            chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"),
+            "{text}"
+        );
+        anyhow::ensure!(
+            chunks.last().is_some_and(|c| c["usage"]["completion_tokens"].as_u64().unwrap_or(0) > 0),
+            "{text}"
+        );
+
+        let base = "/v1/projects/test-project/locations/us-east5/publishers/google/models";
+        let mut paths = Vec::new();
+        for r in vertex.requests().await? {
+            if r.path.starts_with("/creds/") {
+                continue;
+            }
+            anyhow::ensure!(
+                r.header("authorization").is_some_and(|a| a.starts_with("Bearer swy.google.")),
+                "{:?}",
+                r.headers
+            );
+            let body = r.json().ok_or_else(|| anyhow::anyhow!("not JSON"))?;
+            anyhow::ensure!(
+                body["systemInstruction"] == json!({"parts": [{"text": "be brief"}]})
+                    && body["contents"] == json!([{"role": "user", "parts": [{"text": "hi"}]}])
+                    && body["generationConfig"] == json!({"temperature": 0.2, "maxOutputTokens": 64}),
+                "{body}"
+            );
+            paths.push(r.path.clone());
+        }
+        let want = [
+            format!("{base}/{GEMINI_MODEL}:generateContent"),
+            format!("{base}/{GEMINI_MODEL}:streamGenerateContent?alt=sse"),
+        ];
+        anyhow::ensure!(paths == want, "{paths:#?}");
+        anyhow::ensure!(primary.request_count().await? == 1, "primary requests");
         Ok(())
     })
     .await;

@@ -2,19 +2,27 @@
 //! `POST /v1/projects/{project}/locations/{region}/publishers/anthropic/models/{model}:rawPredict`
 //! (`:streamRawPredict`), and `…/publishers/anthropic/models/count-tokens:rawPredict`.
 //!
+//! Gemini: `…/publishers/google/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`.
+//!
 //! Follows Vertex AI's "Use Claude models" reference: an `Authorization: Bearer` Google access token is
 //! required (one the mock's Google token endpoint issued, not expired: 401 `UNAUTHENTICATED` otherwise),
 //! the model is in the path and not the body, the body carries `anthropic_version: vertex-2023-10-16`, and
 //! streamRawPredict requires `"stream": true`. Answers are Anthropic's (the Messages JSON, or its SSE
 //! events, from [`super::anthropic`]); Vertex's own refusals are Google API errors
 //! `{"error":{"code","message","status"}}`.
+//!
+//! Gemini requests are checked against the `GenerateContentRequest` REST shape: only its fields at the top
+//! level and in `generationConfig`, `contents` of roles `user`/`model` whose parts each hold exactly one of
+//! `text`, `inlineData`, `fileData`, `functionCall`, `functionResponse`, and a `functionResponse` only
+//! after a `functionCall` of the same name. The answer is "hello from NAME" as a `GenerateContentResponse`
+//! (streamed: one SSE event per piece, the last with `finishReason` and `usageMetadata`, no end marker).
 
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::anthropic;
-use super::openai::{Ctx, Reply};
+use super::openai::{split_pieces, tokens_of_text, Ctx, Reply};
 
 /// Path prefix of every Vertex AI request.
 pub const PREFIX: &str = "/v1/projects/";
@@ -97,6 +105,9 @@ pub fn handle(
     if project.is_empty() || region.is_empty() {
         return error_reply(StatusCode::NOT_FOUND, "project and location are required");
     }
+    if publisher == "google" {
+        return gemini(model, op, path, body, ctx);
+    }
     if publisher != "anthropic" {
         return error_reply(
             StatusCode::NOT_FOUND,
@@ -165,6 +176,191 @@ pub fn handle(
         body.as_bytes(),
         ctx,
     )
+}
+
+const REQUEST_FIELDS: &[&str] = &[
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+    "safetySettings",
+    "labels",
+    "cachedContent",
+];
+const CONFIG_FIELDS: &[&str] = &[
+    "temperature",
+    "topP",
+    "topK",
+    "candidateCount",
+    "maxOutputTokens",
+    "stopSequences",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+];
+const PART_FIELDS: &[&str] = &[
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+];
+
+/// Checks a `GenerateContentRequest`; returns the prompt's text (for token counts).
+fn check_gemini(req: &Value) -> Result<String, String> {
+    let obj = req.as_object().ok_or("Invalid JSON payload received.")?;
+    for k in obj.keys() {
+        if !REQUEST_FIELDS.contains(&k.as_str()) {
+            return Err(format!(
+                "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
+            ));
+        }
+    }
+    if let Some(c) = obj.get("generationConfig") {
+        for k in c
+            .as_object()
+            .ok_or("generationConfig must be an object")?
+            .keys()
+        {
+            if !CONFIG_FIELDS.contains(&k.as_str()) {
+                return Err(format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\" at 'generation_config': Cannot find field."
+                ));
+            }
+        }
+    }
+    let contents = obj
+        .get("contents")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+        .ok_or("contents is not specified")?;
+    let mut prompt = String::new();
+    let mut called: Vec<String> = Vec::new();
+    for (i, c) in contents.iter().enumerate() {
+        let role = c.get("role").and_then(Value::as_str).unwrap_or("user");
+        if role != "user" && role != "model" {
+            return Err(format!(
+                "contents[{i}].role must be user or model, not {role:?}"
+            ));
+        }
+        let parts = c
+            .get("parts")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("contents[{i}].parts must not be empty"))?;
+        for (j, p) in parts.iter().enumerate() {
+            let kinds: Vec<&String> = p
+                .as_object()
+                .map(|o| {
+                    o.keys()
+                        .filter(|k| k.as_str() != "thought" && k.as_str() != "thoughtSignature")
+                        .collect()
+                })
+                .unwrap_or_default();
+            let [kind] = kinds[..] else {
+                return Err(format!(
+                    "contents[{i}].parts[{j}] must hold exactly one data field"
+                ));
+            };
+            if !PART_FIELDS.contains(&kind.as_str()) {
+                return Err(format!("contents[{i}].parts[{j}]: unknown field {kind:?}"));
+            }
+            let name = |k: &str| p.pointer(&format!("/{k}/name")).and_then(Value::as_str);
+            match kind.as_str() {
+                "text" => prompt.push_str(p["text"].as_str().unwrap_or_default()),
+                "functionCall" if role == "model" => called.push(
+                    name("functionCall")
+                        .ok_or("functionCall.name is required")?
+                        .to_owned(),
+                ),
+                "functionResponse" if role == "user" => {
+                    let n = name("functionResponse").ok_or("functionResponse.name is required")?;
+                    if !called.iter().any(|c| c == n) {
+                        return Err(format!("functionResponse {n:?} answers no functionCall"));
+                    }
+                    if !p
+                        .pointer("/functionResponse/response")
+                        .is_some_and(Value::is_object)
+                    {
+                        return Err("functionResponse.response must be an object".into());
+                    }
+                }
+                "inlineData" | "fileData" if role == "user" => {}
+                _ => return Err(format!("contents[{i}].parts[{j}]: {kind} in a {role} turn")),
+            }
+        }
+    }
+    Ok(prompt)
+}
+
+/// Answers a Gemini `generateContent` / `streamGenerateContent` request.
+fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Reply {
+    let stream = match op {
+        "generateContent" => false,
+        "streamGenerateContent" => true,
+        other => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                &format!("method {other} is not available"),
+            )
+        }
+    };
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return error_reply(StatusCode::BAD_REQUEST, "Invalid JSON payload received."),
+    };
+    let prompt = match check_gemini(&req) {
+        Ok(p) => p,
+        Err(why) => return error_reply(StatusCode::BAD_REQUEST, &why),
+    };
+    let text = format!("hello from {}", ctx.name);
+    let usage = json!({"promptTokenCount": tokens_of_text(&prompt), "candidatesTokenCount": tokens_of_text(&text),
+                       "totalTokenCount": tokens_of_text(&prompt) + tokens_of_text(&text)});
+    let response = |parts: Value, last: bool| {
+        let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+        let mut r = json!({"candidates": [], "modelVersion": format!("{model}-mock"), "responseId": format!("mock-{}", ctx.seq)});
+        if last {
+            cand["finishReason"] = "STOP".into();
+            r["usageMetadata"] = usage.clone();
+        }
+        r["candidates"] = json!([cand]);
+        r
+    };
+    if !stream {
+        return Reply::json(StatusCode::OK, &response(json!([{"text": text}]), true));
+    }
+    // Vertex streams SSE only with alt=sse (without it, a JSON array).
+    if !path
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "alt=sse"))
+    {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "this mock streams with alt=sse only",
+        );
+    }
+    let pieces = split_pieces(&text, ctx.content_chunks);
+    let n = pieces.len();
+    Reply::Stream {
+        content_type: "text/event-stream",
+        chunks: pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                bytes::Bytes::from(format!(
+                    "data: {}\r\n\r\n",
+                    response(json!([{"text": p}]), i + 1 == n)
+                ))
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
