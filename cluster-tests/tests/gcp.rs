@@ -512,3 +512,110 @@ async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
     })
     .await;
 }
+
+/// An agent loop through Gemini: tool calls, tool results, final answer, streamed and not. Gemini's calls
+/// carry no id; the gateway numbers them, and the results find their function by those ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
+        let url = node.url("/v1/chat/completions");
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather", "description": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+            {"type": "function", "function": {"name": "get_time",
+                "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}]);
+        let ask = json!({"role": "user", "content": "weather and time in Paris?"});
+        for stream in [false, true] {
+            let first = json!({"model": GEMINI_MODEL, "stream": stream, "tools": tools, "messages": [ask]});
+            // The calls, as the client sees them: (id, name, arguments).
+            let calls: Vec<(String, String, String)> = if stream {
+                let text = sse(&url, &first).await?;
+                anyhow::ensure!(text.ends_with("data: [DONE]\n\n"), "{text}");
+                let mut calls: Vec<(String, String, String)> = Vec::new();
+                let mut finish = None;
+                for v in text
+                    .split("\n\n")
+                    .filter_map(|e| e.strip_prefix("data: "))
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                {
+                    if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
+                        finish = Some(f.to_owned());
+                    }
+                    for d in v["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                        let i = d["index"].as_u64().unwrap_or(0) as usize;
+                        if calls.len() <= i {
+                            calls.push((
+                                d["id"].as_str().unwrap_or_default().to_owned(),
+                                d["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                                String::new(),
+                            ));
+                        }
+                        calls[i].2.push_str(d["function"]["arguments"].as_str().unwrap_or_default());
+                    }
+                }
+                anyhow::ensure!(finish.as_deref() == Some("tool_calls"), "{text}");
+                calls
+            } else {
+                let r = http_post_json(&url, &first).await?;
+                anyhow::ensure!(r.status == 200, "{} {}\n{}", r.status, r.text(), node.logs());
+                let v = r.json()?;
+                anyhow::ensure!(v["choices"][0]["finish_reason"] == "tool_calls", "{v}");
+                v["choices"][0]["message"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        (
+                            c["id"].as_str().unwrap_or_default().to_owned(),
+                            c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                            c["function"]["arguments"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            };
+            anyhow::ensure!(
+                calls
+                    == [
+                        ("call_0".to_owned(), "get_weather".to_owned(), r#"{"city":"Paris"}"#.to_owned()),
+                        ("call_1".to_owned(), "get_time".to_owned(), r#"{"zone":"Paris"}"#.to_owned()),
+                    ],
+                "stream={stream}: {calls:?}"
+            );
+            let assistant = json!({"role": "assistant", "content": null, "tool_calls": calls.iter().map(|(id, name, args)| {
+                json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}})
+            }).collect::<Vec<_>>()});
+            let second = json!({"model": GEMINI_MODEL, "stream": false, "tools": tools, "messages": [
+                ask, assistant,
+                {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "noon"}]});
+            let r = http_post_json(&url, &second).await?;
+            anyhow::ensure!(r.status == 200, "{} {}", r.status, r.text());
+            let v = r.json()?;
+            anyhow::ensure!(v["choices"][0]["message"]["content"] == "tool said: sunny; noon", "{v}");
+        }
+        // What Vertex saw for the results: each functionResponse named after its call.
+        let last = vertex
+            .requests()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| !r.path.starts_with("/creds/"))
+            .and_then(|r| r.json())
+            .ok_or_else(|| anyhow::anyhow!("no Vertex request"))?;
+        anyhow::ensure!(
+            last["contents"][2]
+                == json!({"role": "user", "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"content": "sunny"}}},
+                    {"functionResponse": {"name": "get_time", "response": {"content": "noon"}}}]}),
+            "{last}"
+        );
+        Ok(())
+    })
+    .await;
+}

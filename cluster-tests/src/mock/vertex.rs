@@ -213,8 +213,18 @@ const PART_FIELDS: &[&str] = &[
     "functionResponse",
 ];
 
-/// Checks a `GenerateContentRequest`; returns the prompt's text (for token counts).
-fn check_gemini(req: &Value) -> Result<String, String> {
+/// What a checked `GenerateContentRequest` holds for the answer.
+struct GeminiRequest {
+    /// The prompt's text (token counts).
+    prompt: String,
+    /// Declared functions (name, parameters schema).
+    tools: Vec<(String, Value)>,
+    /// Function results in the latest user turn.
+    results: Vec<String>,
+}
+
+/// Checks a `GenerateContentRequest`.
+fn check_gemini(req: &Value) -> Result<GeminiRequest, String> {
     let obj = req.as_object().ok_or("Invalid JSON payload received.")?;
     for k in obj.keys() {
         if !REQUEST_FIELDS.contains(&k.as_str()) {
@@ -243,7 +253,9 @@ fn check_gemini(req: &Value) -> Result<String, String> {
         .ok_or("contents is not specified")?;
     let mut prompt = String::new();
     let mut called: Vec<String> = Vec::new();
+    let mut results = Vec::new();
     for (i, c) in contents.iter().enumerate() {
+        results.clear();
         let role = c.get("role").and_then(Value::as_str).unwrap_or("user");
         if role != "user" && role != "model" {
             return Err(format!(
@@ -285,19 +297,53 @@ fn check_gemini(req: &Value) -> Result<String, String> {
                     if !called.iter().any(|c| c == n) {
                         return Err(format!("functionResponse {n:?} answers no functionCall"));
                     }
-                    if !p
+                    let Some(r) = p
                         .pointer("/functionResponse/response")
-                        .is_some_and(Value::is_object)
-                    {
+                        .filter(|r| r.is_object())
+                    else {
                         return Err("functionResponse.response must be an object".into());
-                    }
+                    };
+                    results.push(match r.get("content").and_then(Value::as_str) {
+                        Some(t) => t.to_owned(),
+                        None => r.to_string(),
+                    });
                 }
                 "inlineData" | "fileData" if role == "user" => {}
                 _ => return Err(format!("contents[{i}].parts[{j}]: {kind} in a {role} turn")),
             }
         }
+        // Results count only in the latest user turn.
+        if role == "model" {
+            results.clear();
+        }
     }
-    Ok(prompt)
+    let mut tools = Vec::new();
+    for t in obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for d in t
+            .get("functionDeclarations")
+            .and_then(Value::as_array)
+            .ok_or("tools[] must hold functionDeclarations")?
+        {
+            let name = d
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("functionDeclarations[].name is required")?;
+            tools.push((
+                name.to_owned(),
+                d.get("parameters").cloned().unwrap_or(Value::Null),
+            ));
+        }
+    }
+    Ok(GeminiRequest {
+        prompt,
+        tools,
+        results,
+    })
 }
 
 /// Answers a Gemini `generateContent` / `streamGenerateContent` request.
@@ -312,17 +358,37 @@ fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Repl
             )
         }
     };
+    // Vertex streams SSE only with alt=sse (without it, a JSON array).
+    if stream
+        && !path
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "alt=sse"))
+    {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "this mock streams with alt=sse only",
+        );
+    }
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) => return error_reply(StatusCode::BAD_REQUEST, "Invalid JSON payload received."),
     };
-    let prompt = match check_gemini(&req) {
-        Ok(p) => p,
+    let checked = match check_gemini(&req) {
+        Ok(c) => c,
         Err(why) => return error_reply(StatusCode::BAD_REQUEST, &why),
     };
-    let text = format!("hello from {}", ctx.name);
-    let usage = json!({"promptTokenCount": tokens_of_text(&prompt), "candidatesTokenCount": tokens_of_text(&text),
-                       "totalTokenCount": tokens_of_text(&prompt) + tokens_of_text(&text)});
+    let prompt = &checked.prompt;
+    // The shared agent script; Gemini's calls carry no id.
+    let (text, calls) = match super::agent::decide(&checked.tools, &checked.results, ctx, "") {
+        super::agent::Turn::Text(t) => (t, Vec::new()),
+        super::agent::Turn::Calls(c) => (String::new(), c),
+    };
+    let call_parts: Vec<Value> = calls
+        .iter()
+        .map(|c| json!({"functionCall": {"name": c.name, "args": c.input}}))
+        .collect();
+    let usage = json!({"promptTokenCount": tokens_of_text(prompt), "candidatesTokenCount": tokens_of_text(&text),
+                       "totalTokenCount": tokens_of_text(prompt) + tokens_of_text(&text)});
     let response = |parts: Value, last: bool| {
         let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
         let mut r = json!({"candidates": [], "modelVersion": format!("{model}-mock"), "responseId": format!("mock-{}", ctx.seq)});
@@ -333,18 +399,19 @@ fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Repl
         r["candidates"] = json!([cand]);
         r
     };
+    if !calls.is_empty() {
+        let r = response(Value::Array(call_parts), true);
+        return if stream {
+            Reply::Stream {
+                content_type: "text/event-stream",
+                chunks: vec![bytes::Bytes::from(format!("data: {r}\r\n\r\n"))],
+            }
+        } else {
+            Reply::json(StatusCode::OK, &r)
+        };
+    }
     if !stream {
         return Reply::json(StatusCode::OK, &response(json!([{"text": text}]), true));
-    }
-    // Vertex streams SSE only with alt=sse (without it, a JSON array).
-    if !path
-        .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "alt=sse"))
-    {
-        return error_reply(
-            StatusCode::BAD_REQUEST,
-            "this mock streams with alt=sse only",
-        );
     }
     let pieces = split_pieces(&text, ctx.content_chunks);
     let n = pieces.len();
