@@ -619,3 +619,40 @@ async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
     })
     .await;
 }
+
+/// Envoy AI Gateway's example Secret holds a placeholder, not a key: the policy loads, and its backends
+/// answer 401 naming the Secret and why, without contacting Vertex (never an unsigned request, never a 422
+/// about the path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_key_file_is_a_401_naming_why() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let yaml = config(primary.data_addr, vertex.data_addr).replace(
+            &gcp_key_file(&vertex.data_addr.to_string()),
+            r#"{"type": "service_account"}"#,
+        );
+        let node = SwitchyardNode::start(&yaml).await?;
+        for (url, body) in [
+            (node.url("/v1/chat/completions"), chat(false)),
+            (node.url("/anthropic/v1/messages"), messages(false)),
+        ] {
+            let r = http_post_json(&url, &body).await?;
+            anyhow::ensure!(r.status == 401, "{} {}", r.status, r.text());
+            let text = r.text();
+            for want in [
+                "default/vertex-be",
+                "BackendSecurityPolicy default/vertex-auth",
+                "Secret default/vertex-sa key service_account.json: the key file has no client_email",
+            ] {
+                anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
+            }
+        }
+        anyhow::ensure!(vertex.request_count().await? == 0, "Vertex was contacted");
+        Ok(())
+    })
+    .await;
+}

@@ -505,3 +505,33 @@ fn api_keys_a_header_cannot_carry_fail_naming_the_secret_not_the_key() {
         assert!(!err.contains("sk-very"), "{data}: the key leaked: {err}");
     }
 }
+
+#[test]
+fn gcp_schemas_without_a_gcp_policy_are_warned_about() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let needs = "needs a GCPCredentials BackendSecurityPolicy";
+    for schema in ["GCPVertexAI", "GCPAnthropic"] {
+        let gcp = |yaml: String| {
+            yaml.replace(
+                "    name: OpenAI\n  backendRef:",
+                &format!("    name: {schema}\n  backendRef:"),
+            )
+        };
+        let cfg = load_ok(&gcp(with_api_key(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  apiKey: k\n",
+        )));
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains(needs) && w.contains(schema)),
+            "{schema}: {:?}",
+            cfg.warnings
+        );
+        let cfg = load_ok(&gcp(with_policy(GCP_POLICY, &gcp_secret(&key))));
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains(needs)),
+            "{schema}: {:?}",
+            cfg.warnings
+        );
+    }
+}
