@@ -656,3 +656,42 @@ async fn an_unusable_key_file_is_a_401_naming_why() {
     })
     .await;
 }
+
+/// A Gemini stream that fails before its first content (Google's error event) fails over to the next
+/// priority; the client sees one clean stream from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_stream_error_before_content_fails_over() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        vertex
+            .set_mode(json!({"mode": "stream_error", "after_chunks": 0, "status": 503}))
+            .await?;
+        // Gemini first, the Anthropic backend behind it.
+        let yaml = config(primary.data_addr, vertex.data_addr).replace(
+            "        - name: anthropic-primary\n          priority: 0\n        - name: gemini-vertex\n          priority: 1\n",
+            "        - name: gemini-vertex\n          priority: 0\n        - name: anthropic-primary\n          priority: 1\n",
+        );
+        anyhow::ensure!(yaml.contains("name: gemini-vertex\n          priority: 0"), "{yaml}");
+        let node = SwitchyardNode::start(&yaml).await?;
+        let body = json!({"model": GEMINI_MODEL, "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let text = sse(&node.url("/v1/chat/completions"), &body).await?;
+        anyhow::ensure!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let content: String = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect();
+        anyhow::ensure!(content == "hello from primary", "{content:?}: {text}");
+        let tried: Vec<String> = vertex.requests().await?.into_iter().map(|r| r.path).collect();
+        anyhow::ensure!(
+            tried.len() == 1 && tried[0].ends_with(":streamGenerateContent?alt=sse"),
+            "{tried:?}"
+        );
+        anyhow::ensure!(primary.request_count().await? == 1, "the primary answered once");
+        Ok(())
+    })
+    .await;
+}

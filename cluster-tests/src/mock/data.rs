@@ -297,7 +297,7 @@ async fn handle(
             (Format::Anthropic, _) => {
                 anthropic::handle(&parts.method, &path, &parts.headers, &body, &ctx)
             }
-            (Format::Vertex, _) => {
+            (Format::Vertex | Format::Gemini, _) => {
                 vertex::handle(&parts.method, &path, &parts.headers, &body, &ctx)
             }
             (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),

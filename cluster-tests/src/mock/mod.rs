@@ -56,8 +56,10 @@ pub enum Format {
     Cohere,
     /// `/v1/responses…`, and Azure's `/openai/v1/responses…` and `/openai/responses…`.
     Responses,
-    /// `/v1/projects/{p}/locations/{r}/publishers/…`: Vertex AI.
+    /// `/v1/projects/{p}/locations/{r}/publishers/anthropic/…`: Claude on Vertex AI.
     Vertex,
+    /// `/v1/projects/{p}/locations/{r}/publishers/google/…`: Gemini on Vertex AI.
+    Gemini,
 }
 
 impl Format {
@@ -66,6 +68,8 @@ impl Format {
         let p = path.split('?').next().unwrap_or(path);
         if bedrock::is_bedrock_path(p) {
             Format::Bedrock
+        } else if vertex::is_vertex_path(p) && p.contains("/publishers/google/") {
+            Format::Gemini
         } else if vertex::is_vertex_path(p) {
             Format::Vertex
         } else if responses::is_responses_path(p) {
@@ -110,6 +114,11 @@ impl Format {
                 &serde_json::json!({"message": message}),
             ),
             Format::Cohere => cohere::stream_error_event(message),
+            // A Gemini stream's events are whole responses; an error is one holding `error`.
+            Format::Gemini => {
+                let v = serde_json::json!({"error": {"code": status.as_u16(), "message": message, "status": "UNAVAILABLE"}});
+                bytes::Bytes::from(format!("data: {v}\r\n\r\n"))
+            }
         }
     }
 
@@ -123,7 +132,7 @@ impl Format {
             Format::Azure => azure::error_reply(status, message),
             Format::Anthropic => anthropic::error_reply(status, message),
             Format::Cohere => cohere::error_reply(status, message),
-            Format::Vertex => vertex::error_reply(status, message),
+            Format::Vertex | Format::Gemini => vertex::error_reply(status, message),
         }
     }
 }
