@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
-use crate::config::model::Config;
+use crate::config::model::{Config, SchemaName};
 use crate::config::{self, ConfigError};
 use crate::health::active::ActiveProbe;
 use crate::health::actor::HostPolicy;
@@ -200,7 +200,10 @@ impl Gateway {
 
         let mut clients = self.clients.lock().await;
         let mut used_clients = HashSet::new();
-        let mut backends: BTreeMap<String, Arc<BackendRuntime>> = BTreeMap::new();
+        // One runtime per Backend and schema: two AIServiceBackends may put different schemas (Gemini and
+        // Claude on one Vertex host) on the same Backend; the credential is still shared per policy.
+        let mut backends: BTreeMap<(String, SchemaName, Option<String>), Arc<BackendRuntime>> =
+            BTreeMap::new();
         let mut entries: HashMap<HostKey, Arc<HostEntry>> = HashMap::new();
         let mut policies: Vec<(Arc<HostEntry>, HostPolicy)> = Vec::new();
         let mut groups = Vec::new();
@@ -221,7 +224,8 @@ impl Gateway {
                     let Some(backend) = cfg.backends.get(&r.backend) else {
                         continue;
                     };
-                    let runtime = match backends.get(&r.backend) {
+                    let runtime_key = (r.backend.clone(), r.schema.name, r.schema.version.clone());
+                    let runtime = match backends.get(&runtime_key) {
                         Some(rt) => rt.clone(),
                         None => {
                             let credential = self
@@ -239,7 +243,7 @@ impl Gateway {
                                 credential,
                                 tls: backend.tls.is_some(),
                             });
-                            backends.insert(r.backend.clone(), rt.clone());
+                            backends.insert(runtime_key, rt.clone());
                             rt
                         }
                     };

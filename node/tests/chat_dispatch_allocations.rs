@@ -64,6 +64,7 @@ fn a_chat_request_through_an_openai_backend_allocates_nothing_for_the_dispatch()
         stream: true,
         schema_version: None,
         client_headers: &headers,
+        gcp: None,
     };
     let before = allocations();
     let shape = ErrorShape::of("chat");

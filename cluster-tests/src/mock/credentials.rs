@@ -13,7 +13,8 @@
 //! `GET /creds/ecs` (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), any `POST` whose form says
 //! `Action=AssumeRoleWithWebIdentity` (`AWS_ENDPOINT_URL_STS`), `GET /creds/oidc/.well-known/openid-configuration`
 //! and `POST /creds/oidc/token` (issuer `http://HOST/creds/oidc`), `POST /creds/entra/{tenant}/oauth2/v2.0/token`
-//! (`AZURE_AUTHORITY_HOST=http://HOST/creds/entra`). Control: `PUT /credentials {"lifetime_secs":N,"fail":bool}`
+//! (`AZURE_AUTHORITY_HOST=http://HOST/creds/entra`), `POST /creds/google/token` (Google's OAuth2 token
+//! endpoint for a service account's JWT bearer grant: the `token_uri` of [`gcp_key_file`]). Control: `PUT /credentials {"lifetime_secs":N,"fail":bool}`
 //! and `GET /credentials` (settings and counts issued per kind).
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hyper::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use super::openai::Reply;
@@ -36,6 +37,31 @@ pub const OIDC_CLIENT_SECRET: &str = "oidc-test-secret-7";
 pub const ENTRA_CLIENT_SECRET: &str = "entra-test-secret-9";
 /// The scope Entra tokens for Azure OpenAI are requested for.
 pub const ENTRA_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+
+/// The service account the mock Google token endpoint knows: its key file names this email, and its
+/// JWTs must verify with the public half of [`GCP_TEST_KEY_PEM`].
+pub const GCP_CLIENT_EMAIL: &str = "gateway@test-project.iam.gserviceaccount.com";
+/// The service account's private key: a 2048-bit RSA key made for the tests only (it opens nothing).
+pub const GCP_TEST_KEY_PEM: &str =
+    include_str!("../../../node/tests/fixtures/gcp/test-service-account-key.pem");
+/// The scope Vertex AI tokens are requested for.
+pub const GCP_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// A service account key file (`service_account.json`) whose `token_uri` is the mock's Google token
+/// endpoint at `data_addr`.
+pub fn gcp_key_file(data_addr: &str) -> String {
+    json!({
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": "mock-kid",
+        "private_key": GCP_TEST_KEY_PEM,
+        "client_email": GCP_CLIENT_EMAIL,
+        "client_id": "1",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": format!("http://{data_addr}/creds/google/token"),
+    })
+    .to_string()
+}
 
 /// What the credential services do now (`PUT /credentials`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -227,6 +253,13 @@ pub fn handle(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> 
     if entra {
         return Some(entra_token(&f));
     }
+    if (method, path) == (&Method::POST, "/creds/google/token") {
+        let host = headers
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        return Some(google_token(&f, &format!("http://{host}{path}")));
+    }
     Some(match (method, path) {
         (&Method::GET, "/creds/ecs") => {
             let (id, secret, token, expiry) = mint_aws("ecs");
@@ -329,6 +362,87 @@ fn entra_token(f: &BTreeMap<String, String>) -> Reply {
         Ok(()) => token_reply(mint_bearer("entra")),
         Err(why) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &why),
     }
+}
+
+/// Google's token endpoint for a service account: the JWT bearer grant (RFC 7523) whose assertion must
+/// be RS256-signed by the test key and claim the account, the cloud-platform scope and this endpoint as
+/// audience, for at most an hour. Refusals are Google's (`invalid_grant` with its description).
+fn google_token(f: &BTreeMap<String, String>, endpoint: &str) -> Reply {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    use ring::signature::{
+        KeyPair as _, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    };
+    let refuse = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
+    if f.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Invalid grant_type",
+        );
+    }
+    let jwt = f.get("assertion").map(String::as_str).unwrap_or("");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, sig] = parts[..] else {
+        return refuse(
+            "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe",
+        );
+    };
+    let b64: String = GCP_TEST_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = STANDARD.decode(b64).unwrap_or_default();
+    let Ok(key) = RsaKeyPair::from_pkcs8(&der) else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_failure",
+            "the test key",
+        );
+    };
+    let verified = URL_SAFE_NO_PAD.decode(sig).ok().is_some_and(|sig| {
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key().as_ref())
+            .verify(format!("{header}.{claims}").as_bytes(), &sig)
+            .is_ok()
+    });
+    if !verified {
+        return refuse("Invalid JWT Signature.");
+    }
+    let decode = |p: &str| -> Value {
+        URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    if decode(header)["alg"] != "RS256" {
+        return refuse("Invalid JWT: alg must be RS256");
+    }
+    let c = decode(claims);
+    let now = now_ms() / 1000;
+    let (iat, exp) = (
+        c["iat"].as_u64().unwrap_or(0),
+        c["exp"].as_u64().unwrap_or(0),
+    );
+    if c["iss"] != GCP_CLIENT_EMAIL {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The OAuth client was not found.",
+        );
+    }
+    if c["aud"] != endpoint {
+        return refuse(&format!("Invalid JWT: aud must be {endpoint}"));
+    }
+    if c["scope"] != GCP_SCOPE {
+        return refuse("Invalid JWT: the cloud-platform scope is required");
+    }
+    if exp <= iat || exp - iat > 3600 || iat > now + 60 || exp < now {
+        return refuse("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.");
+    }
+    token_reply(mint_bearer("google"))
 }
 
 #[cfg(test)]

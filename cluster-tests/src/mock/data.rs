@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use super::log::RecordedRequest;
 use super::mode::Mode;
 use super::openai::{self, Reply};
-use super::{anthropic, azure, bedrock, cohere, responses, Format, Shared};
+use super::{anthropic, azure, bedrock, cohere, responses, vertex, Format, Shared};
 
 /// Response body type of the data port.
 pub type DataBody = BoxBody<Bytes, std::io::Error>;
@@ -296,6 +296,9 @@ async fn handle(
             (Format::Azure, _) => azure::handle(&parts.method, &path, &parts.headers, &body, &ctx),
             (Format::Anthropic, _) => {
                 anthropic::handle(&parts.method, &path, &parts.headers, &body, &ctx)
+            }
+            (Format::Vertex | Format::Gemini, _) => {
+                vertex::handle(&parts.method, &path, &parts.headers, &body, &ctx)
             }
             (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),
             (Format::Responses, _) => responses::handle(

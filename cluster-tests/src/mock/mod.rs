@@ -26,6 +26,7 @@ pub mod mode;
 pub mod openai;
 pub mod responses;
 pub mod service_model;
+pub mod vertex;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ pub enum Format {
     Cohere,
     /// `/v1/responses…`, and Azure's `/openai/v1/responses…` and `/openai/responses…`.
     Responses,
+    /// `/v1/projects/{p}/locations/{r}/publishers/anthropic/…`: Claude on Vertex AI.
+    Vertex,
+    /// `/v1/projects/{p}/locations/{r}/publishers/google/…`: Gemini on Vertex AI.
+    Gemini,
 }
 
 impl Format {
@@ -63,6 +68,10 @@ impl Format {
         let p = path.split('?').next().unwrap_or(path);
         if bedrock::is_bedrock_path(p) {
             Format::Bedrock
+        } else if vertex::is_vertex_path(p) && p.contains("/publishers/google/") {
+            Format::Gemini
+        } else if vertex::is_vertex_path(p) {
+            Format::Vertex
         } else if responses::is_responses_path(p) {
             Format::Responses
         } else if p.starts_with(azure::PREFIX) {
@@ -95,7 +104,8 @@ impl Format {
                 let v = serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": null}});
                 bytes::Bytes::from(format!("data: {v}\n\n"))
             }
-            Format::Anthropic => {
+            // Claude on Vertex streams Anthropic's events, errors included.
+            Format::Anthropic | Format::Vertex => {
                 let v = serde_json::json!({"type": "error", "error": {"type": anthropic::error_type_for(status), "message": message}});
                 bytes::Bytes::from(format!("event: error\ndata: {v}\n\n"))
             }
@@ -104,6 +114,11 @@ impl Format {
                 &serde_json::json!({"message": message}),
             ),
             Format::Cohere => cohere::stream_error_event(message),
+            // A Gemini stream's events are whole responses; an error is one holding `error`.
+            Format::Gemini => {
+                let v = serde_json::json!({"error": {"code": status.as_u16(), "message": message, "status": "UNAVAILABLE"}});
+                bytes::Bytes::from(format!("data: {v}\r\n\r\n"))
+            }
         }
     }
 
@@ -117,6 +132,7 @@ impl Format {
             Format::Azure => azure::error_reply(status, message),
             Format::Anthropic => anthropic::error_reply(status, message),
             Format::Cohere => cohere::error_reply(status, message),
+            Format::Vertex | Format::Gemini => vertex::error_reply(status, message),
         }
     }
 }

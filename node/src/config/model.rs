@@ -41,6 +41,12 @@ pub enum SchemaName {
     AwsAnthropic,
     /// `Cohere`: v2 Chat (`/v2/chat`) for OpenAI chat clients.
     Cohere,
+    /// `GCPAnthropic`: Claude on Vertex AI through rawPredict / streamRawPredict with the Anthropic
+    /// Messages body; project and region from the backend's `GCPCredentials` policy.
+    GcpAnthropic,
+    /// `GCPVertexAI`: Gemini through generateContent / streamGenerateContent for OpenAI chat clients;
+    /// project and region from the backend's `GCPCredentials` policy.
+    GcpVertexAI,
 }
 
 impl SchemaName {
@@ -53,6 +59,8 @@ impl SchemaName {
             SchemaName::Anthropic => "Anthropic",
             SchemaName::AwsAnthropic => "AWSAnthropic",
             SchemaName::Cohere => "Cohere",
+            SchemaName::GcpAnthropic => "GCPAnthropic",
+            SchemaName::GcpVertexAI => "GCPVertexAI",
         }
     }
 
@@ -64,7 +72,10 @@ impl SchemaName {
     /// Whether the schema takes the Anthropic Messages body (`/anthropic/v1/messages` can be routed to it
     /// as it is).
     pub fn speaks_messages(self) -> bool {
-        matches!(self, SchemaName::Anthropic | SchemaName::AwsAnthropic)
+        matches!(
+            self,
+            SchemaName::Anthropic | SchemaName::AwsAnthropic | SchemaName::GcpAnthropic
+        )
     }
 }
 
@@ -339,6 +350,18 @@ pub enum BackendAuth {
         /// The policy (`namespace/name`).
         policy: String,
     },
+    /// `type: GCPCredentials` with a service-account key: a Google OAuth2 access token obtained with the
+    /// JWT bearer grant, sent as `Authorization: Bearer`.
+    GcpCredentials {
+        /// `gcpCredentials.projectName`: the project in Vertex AI paths.
+        project: String,
+        /// `gcpCredentials.region`: the location in Vertex AI paths.
+        region: String,
+        /// The service account (`service_account.json` of `credentialsFile.secretRef`'s Secret).
+        account: GcpServiceAccount,
+        /// The policy (`namespace/name`).
+        policy: String,
+    },
     /// A policy type this node does not support yet (named), or whose secret could not be resolved:
     /// requests to the backend answer 401 instead of being sent unsigned.
     Unavailable {
@@ -350,6 +373,16 @@ pub enum BackendAuth {
 }
 
 impl BackendAuth {
+    /// The Vertex AI project and region of a `GCPCredentials` policy (they are in every Vertex path).
+    pub fn gcp_location(&self) -> Option<GcpLocation<'_>> {
+        match self {
+            BackendAuth::GcpCredentials {
+                project, region, ..
+            } => Some(GcpLocation { project, region }),
+            _ => None,
+        }
+    }
+
     /// The policy that supplied the credentials (`namespace/name`).
     pub fn policy(&self) -> &str {
         match self {
@@ -358,6 +391,7 @@ impl BackendAuth {
             | BackendAuth::AnthropicApiKey { policy, .. }
             | BackendAuth::AwsCredentials { policy, .. }
             | BackendAuth::AzureCredentials { policy, .. }
+            | BackendAuth::GcpCredentials { policy, .. }
             | BackendAuth::Unavailable { policy, .. } => policy,
         }
     }
@@ -388,6 +422,29 @@ pub enum AzureSecret {
     ClientSecret(SecretString),
     /// `oidcExchangeToken`: an OIDC token sent as the federated `client_assertion`.
     Oidc(OidcClient),
+}
+
+/// Where Vertex AI requests go: `gcpCredentials.projectName` and `region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcpLocation<'a> {
+    /// The project.
+    pub project: &'a str,
+    /// The region (location).
+    pub region: &'a str,
+}
+
+/// A Google service account from its key file (the JSON `gcloud iam service-accounts keys create`
+/// writes), checked at load: an RSA private key in PKCS#8 PEM that signs the JWT bearer grant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GcpServiceAccount {
+    /// `client_email`: the JWT's issuer.
+    pub client_email: String,
+    /// `private_key_id`: the JWT header's `kid`.
+    pub private_key_id: Option<String>,
+    /// `private_key` (PKCS#8 PEM).
+    pub private_key: SecretString,
+    /// `token_uri`: where the grant is sent (and the JWT's audience).
+    pub token_uri: String,
 }
 
 /// An OIDC client (`oidcExchangeToken.oidc`, Envoy Gateway's `OIDC` type) that obtains tokens with the

@@ -484,9 +484,27 @@ pub(crate) struct BackendSecurityPolicySpec {
     /// `azureCredentials` (client secret or OIDC federation).
     #[serde(default)]
     pub(crate) azure_credentials: Option<AzureCredentials>,
-    /// `gcpCredentials`: opaque until supported.
+    /// `gcpCredentials` (service-account key file; workload identity federation is refused).
     #[serde(default)]
-    pub(crate) gcp_credentials: Option<Value>,
+    pub(crate) gcp_credentials: Option<GcpCredentials>,
+}
+
+/// `BackendSecurityPolicyGCPCredentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct GcpCredentials {
+    /// `projectName`.
+    #[serde(default)]
+    pub(crate) project_name: String,
+    /// `region`.
+    #[serde(default)]
+    pub(crate) region: String,
+    /// `credentialsFile`.
+    #[serde(default)]
+    pub(crate) credentials_file: Option<SecretRefHolder>,
+    /// `workloadIdentityFederationConfig`: recognised, then refused (opaque here).
+    #[serde(default, rename = "workloadIdentityFederationConfig")]
+    pub(crate) workload_identity_federation_config: Option<Value>,
 }
 
 /// `{secretRef}` (`BackendSecurityPolicyAPIKey` and friends).

@@ -223,6 +223,15 @@ fn render_backend_ref(out: &mut String, backend: Option<&Backend>, b: &BackendRe
                 AzureSecret::Oidc(o) => format!("a federated token of OIDC client {} at {}", o.client_id, o.issuer),
             }
         ),
+        Some(BackendAuth::GcpCredentials {
+            project,
+            region,
+            account,
+            policy,
+        }) => format!(
+            "Google OAuth2 token (Authorization: Bearer) for service account {} from {}, project {project}, region {region}, from BackendSecurityPolicy {policy}, refreshed before expiry",
+            account.client_email, account.token_uri
+        ),
         Some(BackendAuth::Unavailable { reason, policy }) => {
             format!("UNAVAILABLE: {reason} (BackendSecurityPolicy {policy}); requests answer 401")
         }

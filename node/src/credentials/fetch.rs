@@ -16,7 +16,7 @@ use http::HeaderValue;
 use tokio::sync::OnceCell;
 
 use super::oauth::{authority_from, EntraProof, TokenClient, TokenError};
-use crate::config::model::{AwsKeys, AzureSecret, OidcClient, SecretString};
+use crate::config::model::{AwsKeys, AzureSecret, GcpServiceAccount, OidcClient, SecretString};
 
 /// Why a credential could not be obtained: shown in the 401 of requests once nothing valid is left, and
 /// in logs. Never a secret.
@@ -39,6 +39,24 @@ pub enum FetchError {
     /// Entra ID refused or failed.
     #[error("Entra ID token: {0}")]
     Entra(#[source] TokenError),
+    /// Google's token endpoint refused or failed the service account's JWT bearer grant.
+    #[error("Google OAuth2 token for {account}: {source}")]
+    Google {
+        /// The service account (`client_email`).
+        account: String,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// The service account's key could not sign its assertion.
+    #[error("Google service account {account}: {source}")]
+    GoogleKey {
+        /// The service account (`client_email`).
+        account: String,
+        /// Why.
+        #[source]
+        source: super::google::KeyError,
+    },
     /// The token is not a valid header value.
     #[error("the token obtained is not a valid header value")]
     InvalidToken,
@@ -78,6 +96,11 @@ pub(crate) enum Fetcher {
         tenant_id: String,
         /// Secret or federation.
         secret: AzureSecret,
+    },
+    /// A Google service account's JWT bearer grant, for Vertex AI.
+    Gcp {
+        /// The account and its key.
+        account: GcpServiceAccount,
     },
 }
 
@@ -194,13 +217,36 @@ impl Fetcher {
                     .entra(&authority, tenant_id, client_id, proof)
                     .await
                     .map_err(FetchError::Entra)?;
-                let mut v = HeaderValue::try_from(format!("Bearer {}", t.token.expose()))
-                    .map_err(|_| FetchError::InvalidToken)?;
-                v.set_sensitive(true);
-                Ok((Token::Bearer(v), Some(t.expiry)))
+                Ok((bearer(&t.token)?, Some(t.expiry)))
+            }
+            Fetcher::Gcp { account } => {
+                let jwt =
+                    super::google::assertion(account, SystemTime::now()).map_err(|source| {
+                        FetchError::GoogleKey {
+                            account: account.client_email.clone(),
+                            source,
+                        }
+                    })?;
+                let t = cx
+                    .tokens
+                    .jwt_bearer(&account.token_uri, &jwt)
+                    .await
+                    .map_err(|source| FetchError::Google {
+                        account: account.client_email.clone(),
+                        source,
+                    })?;
+                Ok((bearer(&t.token)?, Some(t.expiry)))
             }
         }
     }
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive.
+fn bearer(token: &SecretString) -> Result<Token, FetchError> {
+    let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .map_err(|_| FetchError::InvalidToken)?;
+    v.set_sensitive(true);
+    Ok(Token::Bearer(v))
 }
 
 async fn oidc_token(cx: &FetchContext, oidc: &OidcClient) -> Result<SecretString, FetchError> {

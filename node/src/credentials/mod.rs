@@ -2,7 +2,7 @@
 //! by the request path without waiting (DESIGN §1: the request path never waits in the common case).
 //!
 //! Each dynamic credential (an `AWSCredentials` policy without a credentials file, one with
-//! `oidcExchangeToken`, an `AzureCredentials` policy, and the node's default AWS chain for Bedrock
+//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy, and the node's default AWS chain for Bedrock
 //! backends without a policy) is a [`LiveCredential`]: an `ArcSwap` of its current [`CredState`] that
 //! one task per credential keeps fresh on the schedule of [`schedule`]. A request loads the state (one
 //! atomic load, no lock, no allocation) and signs or sends with it; a refresh failure keeps the old
@@ -19,6 +19,7 @@
 //! snapshot, and its task ends.
 
 pub mod fetch;
+pub mod google;
 pub mod oauth;
 pub(crate) mod schedule;
 
@@ -35,6 +36,8 @@ use crate::config::model::{AwsSource, BackendAuth, SchemaName};
 
 /// One attempt to obtain a credential may take this long (IMDS and STS retry inside it).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long before its expiry a credential that could not be refreshed stops being used.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
 /// How long a config load waits for a new credential's first fetch before going live without it.
 pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
 
@@ -155,7 +158,9 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
                 failures = 0;
                 last_error = None;
                 metrics::counter!("switchyard_credential_refreshes_total", "credential" => cred.what.clone(), "result" => "ok").increment(1);
-                valid_until = expiry;
+                // Retired a little before its expiry: the task that publishes the failure can wake a few
+                // ms late on a busy node, and a request must not carry the credential in that gap.
+                valid_until = expiry.map(|e| e.checked_sub(EXPIRY_MARGIN).unwrap_or(e));
                 cred.publish(CredState::Ready(token));
                 match schedule::refresh_after(now, expiry) {
                     Some(d) => d,
@@ -265,6 +270,17 @@ impl CredentialStore {
                     client_id: client_id.clone(),
                     tenant_id: tenant_id.clone(),
                     secret: secret.clone(),
+                },
+            ),
+            Some(
+                a @ BackendAuth::GcpCredentials {
+                    account, policy, ..
+                },
+            ) => (
+                StoreKey::Policy(a.clone()),
+                format!("BackendSecurityPolicy {policy}"),
+                Fetcher::Gcp {
+                    account: account.clone(),
                 },
             ),
             None if schema.is_aws() => (

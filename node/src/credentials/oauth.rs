@@ -275,6 +275,20 @@ impl TokenClient {
         self.token(endpoint, form(&pairs)).await
     }
 
+    /// The JWT bearer grant (RFC 7523 §2.1) at `endpoint` with a signed `assertion`: how a Google
+    /// service account obtains its access token.
+    pub(crate) async fn jwt_bearer(
+        &self,
+        endpoint: &str,
+        assertion: &SecretString,
+    ) -> Result<AccessToken, TokenError> {
+        let pairs = [
+            ("grant_type", super::google::JWT_BEARER_GRANT),
+            ("assertion", assertion.expose()),
+        ];
+        self.token(endpoint, form(&pairs)).await
+    }
+
     /// An Entra ID token for Azure OpenAI: client credentials with a secret, or with a federated
     /// `client_assertion` (the OIDC token).
     pub(crate) async fn entra(

@@ -609,6 +609,15 @@ fn build_upstream_request(
     translator: &dyn Translator,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
     let backend = &host.backend;
+    // A policy that could not be resolved answers 401 naming why (as `auth::apply` would), before the
+    // translation, which may need what the policy would have given (Vertex AI's project and region).
+    if let Some(crate::config::model::BackendAuth::Unavailable { reason, policy }) = &backend.auth {
+        return Err(auth_error(&AuthError::Missing {
+            backend: backend.key.clone(),
+            policy: Some(policy.clone()),
+            reason: reason.clone(),
+        }));
+    }
     let ctx = RequestCtx {
         operation: Operation::from_name(req.operation),
         path_and_query: &req.path_and_query,
@@ -617,6 +626,7 @@ fn build_upstream_request(
         stream: req.stream,
         schema_version: backend.schema.version.as_deref(),
         client_headers: &req.headers,
+        gcp: backend.auth.as_ref().and_then(|a| a.gcp_location()),
     };
     let translated = translator
         .request(&ctx, &req.body)

@@ -992,6 +992,8 @@ event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason
             SchemaName::AzureOpenAI,
             SchemaName::Anthropic,
             SchemaName::AwsAnthropic,
+            SchemaName::GcpAnthropic,
+            SchemaName::GcpVertexAI,
         ] {
             let name = crate::schema::translator(schema).provider_name();
             p.set(name);

@@ -173,7 +173,9 @@ pub fn apply(
                 format!("AWSCredentials sign AWS Bedrock requests only, but the backend expects the {schema} schema"),
             ))
         }
-        Some(BackendAuth::AzureCredentials { policy, .. }) => {
+        Some(
+            BackendAuth::AzureCredentials { policy, .. } | BackendAuth::GcpCredentials { policy, .. },
+        ) => {
             let Token::Bearer(v) = token(Some(policy))? else {
                 return Err(missing(Some(policy), "the credential is not a bearer token".into()));
             };
@@ -207,6 +209,7 @@ fn key_header_text(auth: &BackendAuth) -> Option<(HeaderName, String)> {
         ),
         BackendAuth::AwsCredentials { .. }
         | BackendAuth::AzureCredentials { .. }
+        | BackendAuth::GcpCredentials { .. }
         | BackendAuth::Unavailable { .. } => return None,
     })
 }

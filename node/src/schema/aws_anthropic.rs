@@ -160,6 +160,7 @@ mod tests {
             stream,
             schema_version: Some("bedrock-2023-05-31"),
             client_headers: headers,
+            gcp: None,
         }
     }
 

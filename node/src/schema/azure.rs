@@ -153,6 +153,7 @@ mod tests {
             stream: false,
             schema_version: version,
             client_headers: &NO_HEADERS,
+            gcp: None,
         }
     }
 

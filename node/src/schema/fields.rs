@@ -24,6 +24,8 @@ pub enum Provider {
     Anthropic,
     /// Cohere v2 Chat.
     Cohere,
+    /// Gemini on Vertex AI (`generateContent`).
+    Gemini,
 }
 
 impl Provider {
@@ -33,6 +35,7 @@ impl Provider {
             Provider::Bedrock => "AWS Bedrock",
             Provider::Anthropic => "Anthropic",
             Provider::Cohere => "Cohere",
+            Provider::Gemini => "Gemini (GCPVertexAI)",
         }
     }
 }
@@ -109,6 +112,11 @@ pub fn disposition(provider: Provider, field: &str, value: &Value) -> Dispositio
     let bedrock = provider == Provider::Bedrock;
     if provider == Provider::Cohere {
         if let Some(d) = cohere_disposition(field, value) {
+            return d;
+        }
+    }
+    if provider == Provider::Gemini {
+        if let Some(d) = gemini_disposition(field, value) {
             return d;
         }
     }
@@ -247,6 +255,26 @@ fn cohere_disposition(field: &str, value: &Value) -> Option<Disposition> {
     })
 }
 
+/// Where Gemini's `generateContent` differs from Anthropic's Messages (every other field goes as for
+/// Anthropic).
+fn gemini_disposition(field: &str, value: &Value) -> Option<Disposition> {
+    Some(match field {
+        // `generationConfig.seed`, `frequencyPenalty`, `presencePenalty`.
+        "seed" | "frequency_penalty" | "presence_penalty" => Translated,
+        // `responseMimeType: application/json`, with `responseSchema` for json_schema.
+        "response_format" => match value.get("type").and_then(Value::as_str) {
+            Some("text") => Ignored,
+            Some("json_schema" | "json_object") => Translated,
+            _ => Refused,
+        },
+        // Gemini has no switch for parallel calls (the default, allowed, is what it does) and no
+        // end-user id.
+        "parallel_tool_calls" if value.as_bool() == Some(false) => Refused,
+        "parallel_tool_calls" | "user" | "safety_identifier" => Ignored,
+        _ => return None,
+    })
+}
+
 /// Refuses the first field of `body` that `provider` cannot honour.
 pub fn check(body: &Map<String, Value>, provider: Provider) -> Result<(), TranslateError> {
     for (field, value) in body {
@@ -321,6 +349,62 @@ mod tests {
                 disposition(Provider::Anthropic, field, &value),
                 "{field} {value}"
             );
+        }
+    }
+
+    /// Gemini goes as Anthropic but for these fields: (field, a value, Gemini's disposition).
+    #[test]
+    fn gemini_differs_from_anthropic_only_where_listed() {
+        let differs = [
+            ("seed", json!(7), Translated),
+            ("frequency_penalty", json!(0.5), Translated),
+            ("presence_penalty", json!(-1), Translated),
+            (
+                "response_format",
+                json!({"type": "json_object"}),
+                Translated,
+            ),
+            ("parallel_tool_calls", json!(false), Refused),
+            ("parallel_tool_calls", json!(true), Ignored),
+            ("user", json!("u"), Ignored),
+            ("safety_identifier", json!("u"), Ignored),
+        ];
+        for (field, value, want) in &differs {
+            assert_eq!(
+                disposition(Provider::Gemini, field, value),
+                *want,
+                "{field} {value}"
+            );
+        }
+        for (field, value, _, _) in table() {
+            if differs.iter().any(|(f, _, _)| *f == field) {
+                continue;
+            }
+            assert_eq!(
+                disposition(Provider::Gemini, field, &value),
+                disposition(Provider::Anthropic, field, &value),
+                "{field} {value}"
+            );
+            // And the translation agrees with the table: a refused field is refused naming it.
+            let mut body: Map<String, Value> = [
+                ("model".to_owned(), json!("m")),
+                (
+                    "messages".to_owned(),
+                    json!([{"role": "user", "content": "hi"}]),
+                ),
+            ]
+            .into_iter()
+            .collect();
+            body.insert(field.to_owned(), value.clone());
+            if disposition(Provider::Gemini, field, &value) == Refused {
+                let e = crate::schema::gemini::request_body(&body)
+                    .expect_err(field)
+                    .to_string();
+                assert!(
+                    e.contains(&format!("'{field}'")) && e.contains("Gemini"),
+                    "{e}"
+                );
+            }
         }
     }
 
@@ -480,6 +564,7 @@ mod tests {
                 body.insert((*field).to_owned(), value.clone());
                 let _ = crate::schema::bedrock::request_body(&body);
                 let _ = crate::schema::anthropic::request_body(&body, "m", true);
+                let _ = crate::schema::gemini::request_body(&body);
             }
         }
     }

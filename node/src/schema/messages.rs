@@ -645,6 +645,7 @@ mod tests {
             stream: false,
             schema_version: None,
             client_headers: headers,
+            gcp: None,
         };
         let r = anthropic_request(&ctx(Operation::Messages, "claude", false, &headers), &body)
             .expect("request");

@@ -19,6 +19,8 @@ pub mod cohere;
 pub mod eventstream;
 pub mod fields;
 pub mod fuzz;
+pub mod gcp_anthropic;
+pub mod gemini;
 pub mod messages;
 pub mod openai;
 pub mod reply;
@@ -129,7 +131,7 @@ impl Operation {
     /// `/anthropic/v1/messages` from Anthropic-schema backends only).
     pub fn messages_unsupported(provider: &str) -> TranslateError {
         TranslateError::Unsupported(format!(
-            "the Anthropic Messages API (/anthropic/v1/messages) is served by Anthropic and AWSAnthropic backends only, not by a {provider} backend"
+            "the Anthropic Messages API (/anthropic/v1/messages) is served by Anthropic, AWSAnthropic and GCPAnthropic backends only, not by a {provider} backend"
         ))
     }
 }
@@ -152,6 +154,8 @@ pub struct RequestCtx<'a> {
     /// The client's headers (Anthropic Messages in: `anthropic-version` and `anthropic-beta` are passed
     /// on).
     pub client_headers: &'a HeaderMap,
+    /// The Vertex AI project and region (the backend's `GCPCredentials` policy), for GCP schemas.
+    pub gcp: Option<crate::config::model::GcpLocation<'a>>,
 }
 
 /// A translated request, without credentials.
@@ -288,6 +292,8 @@ pub fn translator(schema: SchemaName) -> &'static dyn Translator {
         SchemaName::Anthropic => &anthropic::Anthropic,
         SchemaName::Cohere => &cohere::Cohere,
         SchemaName::AwsAnthropic => &aws_anthropic::AwsAnthropic,
+        SchemaName::GcpAnthropic => &gcp_anthropic::GcpAnthropic,
+        SchemaName::GcpVertexAI => &gemini::Gemini,
     }
 }
 

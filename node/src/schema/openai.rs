@@ -336,6 +336,7 @@ mod tests {
             stream: false,
             schema_version: None,
             client_headers: &http::HeaderMap::new(),
+            gcp: None,
         };
         let body = Bytes::from_static(b"{\"model\":\"m\"}");
         let r = OpenAi.request(&ctx, &body).expect("translate");
@@ -353,6 +354,7 @@ mod tests {
             model_overridden: true,
             stream: false,
             schema_version: None,
+            gcp: None,
             client_headers: &http::HeaderMap::new(),
         };
         let body = Bytes::from_static(b"{\"model\":\"gpt-4o\",\"messages\":[]}");

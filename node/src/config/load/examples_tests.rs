@@ -192,17 +192,39 @@ fn basic_aws_irsa_and_pod_identity_load_with_the_aws_default_chain() {
     }
 }
 
-/// Schemas another issue adds: until then each fails with exactly this error, naming the schema.
+/// Envoy AI Gateway v1.1's GCP example: Gemini (`GCPVertexAI`) and Claude on Vertex (`GCPAnthropic`, its
+/// `schema.version` the body's `anthropic_version`) behind one GCPCredentials policy. Its Secret is a
+/// placeholder without a key, so the policy loads with a warning and its backends answer 401 naming why.
 #[test]
-fn schemas_not_supported_yet_fail_naming_the_schema() {
-    let want = |res: &str, schema: &str| {
-        format!(
-            "AIServiceBackend/default/{res}: spec.schema.name: schema \"{schema}\" is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"
-        )
-    };
-    assert_eq!(
-        err(&[BASIC, "basic/gcp_vertex.yaml"]),
-        want("eg-gcp", "GCPVertexAI")
+fn basic_gcp_vertex_loads_both_schemas_with_their_policy() {
+    let cfg = ok(&[BASIC, "basic/gcp_vertex.yaml"]);
+    let refs: Vec<_> = cfg
+        .routes
+        .iter()
+        .flat_map(|r| &r.rules)
+        .flat_map(|r| &r.backend_refs)
+        .collect();
+    let gemini = refs
+        .iter()
+        .find(|b| b.schema.name == SchemaName::GcpVertexAI)
+        .expect("a GCPVertexAI backendRef");
+    let claude = refs
+        .iter()
+        .find(|b| b.schema.name == SchemaName::GcpAnthropic)
+        .expect("a GCPAnthropic backendRef");
+    assert_eq!(claude.schema.version.as_deref(), Some("vertex-2023-10-16"));
+    for b in [gemini, claude] {
+        match &cfg.backends[&b.backend].auth {
+            Some(BackendAuth::Unavailable { reason, .. }) => {
+                assert!(reason.contains("service_account.json"), "{reason}")
+            }
+            other => panic!("expected the placeholder key to be unusable, got {other:?}"),
+        }
+    }
+    assert!(
+        warned(&cfg, "the key file has no client_email"),
+        "{:?}",
+        cfg.warnings
     );
 }
 

@@ -217,6 +217,24 @@ impl<'a> RouteCtx<'a> {
             let backend = self.backend_of_ai_backend(asb)?;
             let auth = self.auth_of_ai_backend(asb)?;
             let key = self.resolve_backend(backend, auth)?;
+            let gcp_schema = matches!(
+                schema.name,
+                SchemaName::GcpAnthropic | SchemaName::GcpVertexAI
+            );
+            if gcp_schema
+                && !matches!(
+                    self.backends.get(&key).and_then(|b| b.auth.as_ref()),
+                    Some(BackendAuth::GcpCredentials { .. } | BackendAuth::Unavailable { .. })
+                )
+            {
+                self.warnings.push(asb.id.warning(
+                    "spec.schema.name",
+                    format!(
+                        "schema {} needs a GCPCredentials BackendSecurityPolicy (its projectName and region are in every Vertex AI path): requests to it are refused (422) without one",
+                        schema.name
+                    ),
+                ));
+            }
             if let Some((inferred, host)) = self.backends.get(&key).and_then(infer_from_backend) {
                 // Claude on Bedrock (AWSAnthropic) lives on the same runtime host as Converse.
                 let same_host = inferred == SchemaName::AwsBedrock && schema.name.is_aws();
@@ -457,10 +475,12 @@ pub(super) fn parse_schema(
         "Anthropic" => SchemaName::Anthropic,
         "AWSAnthropic" => SchemaName::AwsAnthropic,
         "Cohere" => SchemaName::Cohere,
+        "GCPAnthropic" => SchemaName::GcpAnthropic,
+        "GCPVertexAI" => SchemaName::GcpVertexAI,
         other => {
             return Err(id.error(
                 format!("{field}.name"),
-                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic or Cohere)"),
+                format!("schema {other:?} is not supported (expected OpenAI, AWSBedrock, AzureOpenAI, Anthropic, AWSAnthropic, GCPAnthropic, GCPVertexAI or Cohere)"),
             ))
         }
     };

@@ -13,6 +13,9 @@ use super::{find, Loaded, Store, Warnings};
 const API_KEY_SECRET_KEY: &str = "apiKey";
 /// Key of the client secret in the Secret `azureCredentials.clientSecretRef` names (upstream's convention).
 const AZURE_CLIENT_SECRET_KEY: &str = "client-secret";
+/// Key of the service account key file in the Secret `gcpCredentials.credentialsFile.secretRef` names
+/// (upstream's convention).
+const GCP_KEY_FILE_SECRET_KEY: &str = "service_account.json";
 /// Keys of an OIDC client's id and secret in their Secrets (Envoy Gateway's convention).
 const OIDC_CLIENT_ID_KEY: &str = "client-id";
 const OIDC_CLIENT_SECRET_KEY: &str = "client-secret";
@@ -20,8 +23,9 @@ const OIDC_CLIENT_SECRET_KEY: &str = "client-secret";
 /// A BackendSecurityPolicy → credentials. APIKey, AzureAPIKey, AnthropicAPIKey, AWSCredentials (credentials
 /// file + profile, OIDC exchange, or the default chain) and AzureCredentials (client secret or OIDC
 /// federation) are implemented; the dynamic ones are fetched and refreshed at run time by
-/// `crate::credentials`. GCPCredentials is recognised but yields [`BackendAuth::Unavailable`] (401 at
-/// request time, never an unsigned request).
+/// `crate::credentials`. GCPCredentials with a service account key file are implemented; without one
+/// (workload identity federation, Application Default Credentials) they yield
+/// [`BackendAuth::Unavailable`] (401 at request time naming why, never an unsigned request).
 pub(super) fn resolve_security_policy(
     store: &Store,
     p: &Loaded<BackendSecurityPolicySpec>,
@@ -30,22 +34,6 @@ pub(super) fn resolve_security_policy(
     let id = &p.id;
     let spec = &p.spec;
     let policy = id.key();
-    let unavailable = |warnings: &mut Warnings| {
-        warnings.push(id.warning(
-            "spec.type",
-            format!(
-                "type {} is not supported yet: requests to its backends answer 401 instead of being sent unsigned",
-                spec.policy_type
-            ),
-        ));
-        BackendAuth::Unavailable {
-            reason: format!(
-                "BackendSecurityPolicy type {} is not supported yet",
-                spec.policy_type
-            ),
-            policy: policy.clone(),
-        }
-    };
     let required = |field: &str| {
         id.error(
             format!("spec.{field}"),
@@ -148,8 +136,53 @@ pub(super) fn resolve_security_policy(
             Ok(BackendAuth::AzureCredentials { client_id, tenant_id, secret, policy })
         }
         "GCPCredentials" => {
-            spec.gcp_credentials.as_ref().ok_or_else(|| required("gcpCredentials"))?;
-            Ok(unavailable(warnings))
+            let gcp = spec.gcp_credentials.as_ref().ok_or_else(|| required("gcpCredentials"))?;
+            let nonempty = |field: &str, v: &str| {
+                let v = v.trim();
+                if v.is_empty() {
+                    Err(id.error(format!("spec.gcpCredentials.{field}"), "required: Vertex AI paths name it"))
+                } else {
+                    Ok(v.to_owned())
+                }
+            };
+            let project = nonempty("projectName", &gcp.project_name)?;
+            let region = nonempty("region", &gcp.region)?;
+            let reason = match (&gcp.credentials_file, &gcp.workload_identity_federation_config) {
+                (Some(_), Some(_)) => {
+                    return Err(id.error(
+                        "spec.gcpCredentials",
+                        "at most one of credentialsFile and workloadIdentityFederationConfig may be set",
+                    ))
+                }
+                (Some(file), None) => {
+                    let field = "spec.gcpCredentials.credentialsFile.secretRef";
+                    let (secret, text) = lookup_secret(store, id, field, &file.secret_ref, GCP_KEY_FILE_SECRET_KEY)?;
+                    // An unusable key file (the upstream example's placeholder, say) loads like an
+                    // unusable AWS credentials file: with a warning, its backends answering 401 naming why.
+                    match crate::credentials::google::parse_service_account(&text) {
+                        Ok(account) => return Ok(BackendAuth::GcpCredentials { project, region, account, policy }),
+                        Err(e) => {
+                            let reason = format!("Secret {secret} key {GCP_KEY_FILE_SECRET_KEY}: {e}");
+                            warnings.push(id.warning(
+                                "spec.gcpCredentials.credentialsFile",
+                                format!("{reason}: requests to its backends answer 401 instead of being sent unsigned"),
+                            ));
+                            return Ok(BackendAuth::Unavailable { reason, policy });
+                        }
+                    }
+                }
+                // Federation takes an OIDC token through Google's STS token exchange and then, usually,
+                // IAM Credentials' service-account impersonation: two more token services, not built yet.
+                (None, Some(_)) => "gcpCredentials.workloadIdentityFederationConfig is not supported yet (it needs Google STS token exchange and service-account impersonation); use credentialsFile with a service account key",
+                // Upstream falls back to Application Default Credentials (GKE metadata server, gcloud,
+                // GOOGLE_APPLICATION_CREDENTIALS); the node has none of those sources yet.
+                (None, None) => "gcpCredentials without credentialsFile means Application Default Credentials, which are not supported yet; use credentialsFile with a service account key",
+            };
+            warnings.push(id.warning(
+                "spec.gcpCredentials",
+                format!("{reason}: requests to its backends answer 401 instead of being sent unsigned"),
+            ));
+            Ok(BackendAuth::Unavailable { reason: reason.to_owned(), policy })
         }
         other => Err(id.error(
             "spec.type",

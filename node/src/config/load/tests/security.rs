@@ -200,16 +200,141 @@ fn azure_and_anthropic_keys_resolve() {
     }
 }
 
+/// A Secret holding a service account key file under `service_account.json`, as upstream stores it.
+fn gcp_secret(key_file: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sa\nstringData:\n  service_account.json: |\n    {}\n",
+        key_file
+    )
+}
+
+const GCP_POLICY: &str = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: proj-1\n    region: us-east5\n    credentialsFile:\n      secretRef:\n        name: sa\n";
+
 #[test]
-fn gcp_credentials_are_unavailable_not_errors() {
-    let policy = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n";
-    let cfg = load_ok(&with_policy(policy, ""));
+fn gcp_credentials_resolve_a_service_account_key_file() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let cfg = load_ok(&with_policy(GCP_POLICY, &gcp_secret(&key)));
     match &cfg.backends["default/be"].auth {
-        Some(BackendAuth::Unavailable { reason, policy }) => {
-            assert!(reason.contains("not supported yet"), "{reason}");
+        Some(BackendAuth::GcpCredentials {
+            project,
+            region,
+            account,
+            policy,
+        }) => {
+            assert_eq!((project.as_str(), region.as_str()), ("proj-1", "us-east5"));
+            assert_eq!(
+                account.client_email,
+                "gateway@test-project.iam.gserviceaccount.com"
+            );
+            assert_eq!(account.token_uri, "https://oauth2.googleapis.com/token");
             assert_eq!(policy, "default/key");
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected GcpCredentials, got {other:?}"),
+    }
+    let shown = format!("{:?}{}", cfg, render_routing_table_for_test(&cfg));
+    assert!(!shown.contains("PRIVATE KEY"), "key material shown");
+}
+
+#[test]
+fn gcp_credentials_errors_name_the_field_and_never_the_key() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    for (name, policy, secret, want) in [
+        (
+            "no project",
+            GCP_POLICY.replace("projectName: proj-1", "projectName: \"\""),
+            gcp_secret(&key),
+            "spec.gcpCredentials.projectName: required",
+        ),
+        (
+            "no region",
+            GCP_POLICY.replace("    region: us-east5\n", ""),
+            gcp_secret(&key),
+            "spec.gcpCredentials.region: required",
+        ),
+        (
+            "no secret",
+            GCP_POLICY.to_owned(),
+            String::new(),
+            "spec.gcpCredentials.credentialsFile.secretRef.name: no Secret named \"sa\"",
+        ),
+        (
+            "wrong secret key",
+            GCP_POLICY.to_owned(),
+            gcp_secret(&key).replace("service_account.json", "key.json"),
+            "has no key service_account.json",
+        ),
+        (
+            "both sources",
+            format!("{GCP_POLICY}    workloadIdentityFederationConfig:\n      projectID: p\n"),
+            gcp_secret(&key),
+            "at most one of credentialsFile and workloadIdentityFederationConfig",
+        ),
+        (
+            "unknown field",
+            format!("{GCP_POLICY}    zone: x\n"),
+            gcp_secret(&key),
+            "zone",
+        ),
+    ] {
+        let err = load_err(&with_policy(&policy, &secret));
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains("BackendSecurityPolicy/default/key"),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("PRIVATE KEY") && !err.contains("MII"),
+            "{name}: key in {err}"
+        );
+    }
+}
+
+#[test]
+fn gcp_federation_default_credentials_and_unusable_keys_answer_401_naming_why() {
+    let wif = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n    workloadIdentityFederationConfig:\n      projectID: p\n";
+    let adc = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n";
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let broken = gcp_secret(&key.replace("MII", "XXX"));
+    let placeholder = gcp_secret(r#"{"type": "service_account"}"#);
+    for (policy, secret, want) in [
+        (
+            wif,
+            "",
+            "workloadIdentityFederationConfig is not supported yet",
+        ),
+        (
+            adc,
+            "",
+            "Application Default Credentials, which are not supported yet",
+        ),
+        (
+            GCP_POLICY,
+            broken.as_str(),
+            "Secret default/sa key service_account.json: private_key is not an RSA private key",
+        ),
+        (
+            GCP_POLICY,
+            placeholder.as_str(),
+            "Secret default/sa key service_account.json: the key file has no client_email",
+        ),
+    ] {
+        let cfg = load_ok(&with_policy(policy, secret));
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains(want)),
+            "{:?}",
+            cfg.warnings
+        );
+        assert!(
+            !format!("{:?}", cfg.warnings).contains("MII"),
+            "key material in a warning"
+        );
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::Unavailable { reason, policy }) => {
+                assert!(reason.contains(want), "{reason}");
+                assert_eq!(policy, "default/key");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }
 
@@ -378,5 +503,35 @@ fn api_keys_a_header_cannot_carry_fail_naming_the_secret_not_the_key() {
             "{data}: {err}"
         );
         assert!(!err.contains("sk-very"), "{data}: the key leaked: {err}");
+    }
+}
+
+#[test]
+fn gcp_schemas_without_a_gcp_policy_are_warned_about() {
+    let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
+    let needs = "needs a GCPCredentials BackendSecurityPolicy";
+    for schema in ["GCPVertexAI", "GCPAnthropic"] {
+        let gcp = |yaml: String| {
+            yaml.replace(
+                "    name: OpenAI\n  backendRef:",
+                &format!("    name: {schema}\n  backendRef:"),
+            )
+        };
+        let cfg = load_ok(&gcp(with_api_key(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  apiKey: k\n",
+        )));
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains(needs) && w.contains(schema)),
+            "{schema}: {:?}",
+            cfg.warnings
+        );
+        let cfg = load_ok(&gcp(with_policy(GCP_POLICY, &gcp_secret(&key))));
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains(needs)),
+            "{schema}: {:?}",
+            cfg.warnings
+        );
     }
 }
