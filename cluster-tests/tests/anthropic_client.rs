@@ -16,28 +16,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_post_json_stream, MockOptions, MockProvider, SwitchyardNode,
+    http_get, http_post_json, http_post_json_stream, repo_root, venv_python, MockOptions,
+    MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
-fn python() -> PathBuf {
-    let out = Command::new(repo_root().join("scripts/openai-venv.sh"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/openai-venv.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/openai-venv.sh failed (needs python3 with venv and PyPI access):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// botocore's bedrock-runtime service model, written out by botocore's own loader from the test venv.
 fn bedrock_service_model(python: &std::path::Path) -> PathBuf {
@@ -167,7 +149,7 @@ async fn client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_anthropic_client_fails_over_from_an_overloaded_primary_to_claude_on_bedrock() {
-    let python = tokio::task::spawn_blocking(python)
+    let python = tokio::task::spawn_blocking(venv_python)
         .await
         .expect("venv task");
     let model = bedrock_service_model(&python);

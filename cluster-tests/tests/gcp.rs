@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_post_json_stream, poll_until, run_bounded, MockProvider,
-    SwitchyardNode,
+    http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
+    venv_python, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::credentials::gcp_key_file;
 
@@ -691,6 +691,65 @@ async fn a_gemini_stream_error_before_content_fails_over() {
             "{tried:?}"
         );
         anyhow::ensure!(primary.request_count().await? == 1, "the primary answered once");
+        Ok(())
+    })
+    .await;
+}
+
+/// The official `openai` Python client runs its agent loop (parallel tool calls, tool results in the
+/// history, final answer; plain and streamed: `openai_client_agent.py`) through a failing primary onto
+/// Claude on Vertex (`GCPAnthropic`) and onto Gemini (`GCPVertexAI`), with the node's Google token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_client_runs_an_agent_loop_through_both_vertex_schemas() {
+    let python = tokio::task::spawn_blocking(venv_python)
+        .await
+        .expect("venv task");
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
+        let script = repo_root().join("cluster-tests/tests/openai_client_agent.py");
+        for (model, label) in [(MODEL, "claude-vertex"), (GEMINI_MODEL, "gemini-vertex")] {
+            let out = tokio::process::Command::new(&python)
+                .arg(&script)
+                .arg(node.url("/v1"))
+                .arg(model)
+                .arg(label)
+                .kill_on_drop(true)
+                .output()
+                .await?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            anyhow::ensure!(
+                out.status.success(),
+                "agent loop failed through {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                node.logs()
+            );
+            for stream in ["False", "True"] {
+                anyhow::ensure!(
+                    stdout.contains(&format!(
+                        "{label} stream={stream} answer: tool said: get_weather ok; get_time ok"
+                    )),
+                    "{stdout}"
+                );
+            }
+        }
+        let reqs = vertex.requests().await?;
+        for suffix in [
+            ":rawPredict",
+            ":streamRawPredict",
+            ":generateContent",
+            ":streamGenerateContent",
+        ] {
+            anyhow::ensure!(
+                reqs.iter().any(|r| r.path.contains(suffix)),
+                "no {suffix} request among {:?}",
+                reqs.iter().map(|r| r.path.clone()).collect::<Vec<_>>()
+            );
+        }
         Ok(())
     })
     .await;

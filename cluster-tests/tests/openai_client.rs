@@ -6,39 +6,18 @@
 //! test calls it too when the venv is missing, so `cargo test` works on a fresh machine with PyPI access).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use switchyard_cluster_tests::harness::{
-    fallback_config, MockProvider, SwitchyardNode, SEED_POLICY,
+    fallback_config, venv_python, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
 const MODEL: &str = "us.meta.llama3-2-1b-instruct-v1:0";
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
-fn python() -> PathBuf {
-    let out = Command::new(repo_root().join("scripts/openai-venv.sh"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/openai-venv.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/openai-venv.sh failed (needs python3 with venv and PyPI access):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    repo_root().join(path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_client_chats_and_streams_through_the_gateway() {
-    let python = tokio::task::spawn_blocking(python)
+    let python = tokio::task::spawn_blocking(venv_python)
         .await
         .expect("venv task");
     let result = tokio::time::timeout(Duration::from_secs(120), async {
@@ -115,7 +94,7 @@ fn providers_config(bedrock: std::net::SocketAddr, anthropic: std::net::SocketAd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_client_reads_bedrock_and_anthropic_answers() {
-    let python = tokio::task::spawn_blocking(python)
+    let python = tokio::task::spawn_blocking(venv_python)
         .await
         .expect("venv task");
     let result = tokio::time::timeout(Duration::from_secs(120), async {
@@ -171,7 +150,7 @@ async fn official_openai_python_client_reads_bedrock_and_anthropic_answers() {
 /// official client raise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_python_client_raises_on_a_stream_ended_without_its_end_marker() {
-    let python = tokio::task::spawn_blocking(python)
+    let python = tokio::task::spawn_blocking(venv_python)
         .await
         .expect("venv task");
     let result = tokio::time::timeout(Duration::from_secs(120), async {

@@ -14,29 +14,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
+    http_get, http_post_json, repo_root, venv_python, MockOptions, MockProvider, SwitchyardNode,
+    SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::service_model::ServiceModel;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
-fn python() -> PathBuf {
-    let out = Command::new(repo_root().join("scripts/openai-venv.sh"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/openai-venv.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "scripts/openai-venv.sh failed (needs python3 with venv and PyPI access):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// botocore's bedrock-runtime service model, written out (uncompressed) by botocore's own loader from the
 /// test venv, for the Bedrock mock to check every request against.
@@ -130,7 +112,7 @@ fn config(primary: SocketAddr, fallbacks: &[SocketAddr]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provider() {
-    let python = tokio::task::spawn_blocking(python)
+    let python = tokio::task::spawn_blocking(venv_python)
         .await
         .expect("venv task");
     let result = tokio::time::timeout(Duration::from_secs(180), async {
@@ -280,7 +262,7 @@ fn object(v: Value) -> serde_json::Map<String, Value> {
 /// itself refuses what AWS would (so a passing agent loop means something).
 #[test]
 fn translated_converse_requests_follow_the_bedrock_runtime_service_model() {
-    let model = ServiceModel::load(&bedrock_service_model(&python())).expect("model");
+    let model = ServiceModel::load(&bedrock_service_model(&venv_python())).expect("model");
     let tools = serde_json::json!([
         {"type": "function", "function": {"name": "get_weather", "description": "weather", "strict": true,
          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},

@@ -21,6 +21,7 @@ mod lb;
 mod node;
 mod process;
 mod provider;
+mod python;
 mod tls;
 
 use std::future::Future;
@@ -46,6 +47,7 @@ pub use lb::{
 pub use node::{annotate_policy, fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
+pub use python::venv_python;
 pub use tls::TlsFiles;
 
 pub use crate::mock::log::RecordedRequest;
