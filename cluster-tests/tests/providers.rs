@@ -696,3 +696,95 @@ async fn cohere_round_trip_uses_v2_chat_and_a_bearer_key() {
     })
     .await;
 }
+
+/// Cohere's rerank API where Envoy AI Gateway v1.1 serves it (`/cohere/v2/rerank`): routed by the body's
+/// `model` to a Cohere backend and passed through (`/v2/rerank`, the backend's key, the model overridden),
+/// with failover from a failing Cohere primary; a rule whose only backend is not Cohere answers 422 naming
+/// the backend, which never sees the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_rerank_is_passed_through_with_failover() {
+    bounded(async {
+        let primary = MockProvider::start("cohere-primary").await?;
+        let fallback = MockProvider::start("cohere-fallback").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let upstream = |name, addr, priority| Upstream {
+            name,
+            addr,
+            priority,
+            schema: Some("Cohere"),
+            policy: Some(key_policy("APIKey", "apiKey", &format!("{name}-key"))),
+            tls_ca: None,
+        };
+        let yaml = config(
+            &[
+                upstream("cohere-primary", primary.data_addr, 0),
+                upstream("cohere-fallback", fallback.data_addr, 1),
+            ],
+            SEED_POLICY,
+        )
+        .replacen(
+            "          priority: 1\n",
+            "          priority: 1\n          modelNameOverride: rerank-v3.5\n",
+            1,
+        );
+        let node = SwitchyardNode::start(&yaml).await?;
+        let body = json!({"model": MODEL, "query": "capital of France?",
+            "documents": ["Paris is the capital.", "Berlin is in Germany."], "top_n": 2});
+        let r = http_post_json(&node.url("/cohere/v2/rerank"), &body).await?;
+        anyhow::ensure!(
+            r.status == 200,
+            "{} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        let v = r.json()?;
+        anyhow::ensure!(
+            v["results"][0]["index"] == 0 && v["results"].as_array().map(Vec::len) == Some(2),
+            "{v}"
+        );
+        anyhow::ensure!(
+            v["meta"]["billed_units"]["search_units"] == 1,
+            "Cohere's answer as it is: {v}"
+        );
+        let sent = fallback.requests().await?;
+        anyhow::ensure!(sent.len() == 1, "{sent:?}");
+        anyhow::ensure!(sent[0].path == "/v2/rerank", "{}", sent[0].path);
+        anyhow::ensure!(
+            sent[0].header("authorization") == Some("Bearer test-cohere-fallback-key"),
+            "{:?}",
+            sent[0].headers
+        );
+        let b = sent[0].json().ok_or_else(|| anyhow::anyhow!("not JSON"))?;
+        anyhow::ensure!(
+            b["model"] == "rerank-v3.5" && b["query"] == "capital of France?",
+            "{b}"
+        );
+        anyhow::ensure!(
+            primary.request_count().await? == 1,
+            "the failing primary was tried once"
+        );
+
+        // A rule with only an OpenAI backend: refused before anything is sent.
+        let openai = MockProvider::start("openai").await?;
+        let node = SwitchyardNode::start(&single(
+            "openai",
+            openai.data_addr,
+            "OpenAI",
+            key_policy("APIKey", "apiKey", "openai-key"),
+        ))
+        .await?;
+        let r = http_post_json(&node.url("/cohere/v2/rerank"), &body).await?;
+        anyhow::ensure!(r.status == 422, "{} {}", r.status, r.text());
+        anyhow::ensure!(
+            r.text().contains("Cohere backends only") && r.text().contains("OpenAI"),
+            "{}",
+            r.text()
+        );
+        anyhow::ensure!(openai.request_count().await? == 0);
+        Ok(())
+    })
+    .await;
+}

@@ -19,6 +19,63 @@ use super::openai::{split_pieces, tokens_of_text, Ctx, Reply};
 /// The path of the v2 Chat API.
 pub const PATH: &str = "/v2/chat";
 
+/// The path of the v2 Rerank API.
+pub const RERANK_PATH: &str = "/v2/rerank";
+
+/// Answers `POST /v2/rerank` (Cohere's "Rerank V2"): `model`, `query` and a non-empty list of string
+/// `documents` are required; `top_n` limits the results. Relevance falls with the document's index, so
+/// tests can check the order.
+pub fn rerank(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) -> Reply {
+    if method != Method::POST {
+        return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| !k.is_empty());
+    if !bearer {
+        return error_reply(StatusCode::UNAUTHORIZED, "no api key supplied");
+    }
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("invalid request: {e}")),
+    };
+    const RERANK_FIELDS: &[&str] = &["model", "query", "documents", "top_n", "max_tokens_per_doc"];
+    if let Some(k) = req
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .find(|k| !RERANK_FIELDS.contains(&k.as_str()))
+    {
+        return bad(format!(
+            "invalid request: unknown field: parameter {k} is not a valid field"
+        ));
+    }
+    let (Some(model), Some(_query), Some(docs)) = (
+        req.get("model").and_then(Value::as_str),
+        req.get("query").and_then(Value::as_str),
+        req.get("documents").and_then(Value::as_array),
+    ) else {
+        return bad("invalid request: model, query and documents are required");
+    };
+    if docs.is_empty() || !docs.iter().all(Value::is_string) {
+        return bad("invalid request: documents must be a non-empty list of strings");
+    }
+    let n = req
+        .get("top_n")
+        .and_then(Value::as_u64)
+        .map_or(docs.len(), |n| (n as usize).min(docs.len()));
+    let results: Vec<Value> = (0..n)
+        .map(|i| json!({"index": i, "relevance_score": 1.0 / (i as f64 + 1.0)}))
+        .collect();
+    Reply::json(
+        StatusCode::OK,
+        &json!({"id": format!("mock-{}-{}-{model}", ctx.name, ctx.seq), "results": results,
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}),
+    )
+}
+
 /// Every request field of v2 Chat: anything else is refused, as the API does.
 const FIELDS: &[&str] = &[
     "model",

@@ -300,6 +300,9 @@ async fn handle(
             (Format::Vertex | Format::Gemini, _) => {
                 vertex::handle(&parts.method, &path, &parts.headers, &body, &ctx)
             }
+            (Format::Cohere, _) if path.starts_with(cohere::RERANK_PATH) => {
+                cohere::rerank(&parts.method, &parts.headers, &body, &ctx)
+            }
             (Format::Cohere, _) => cohere::handle(&parts.method, &parts.headers, &body, &ctx),
             (Format::Responses, _) => responses::handle(
                 &parts.method,

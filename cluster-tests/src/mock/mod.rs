@@ -78,7 +78,7 @@ impl Format {
             Format::Azure
         } else if p == anthropic::PATH || p == anthropic::COUNT_PATH {
             Format::Anthropic
-        } else if p == cohere::PATH {
+        } else if p == cohere::PATH || p == cohere::RERANK_PATH {
             Format::Cohere
         } else {
             Format::OpenAi

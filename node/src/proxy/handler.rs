@@ -30,11 +30,14 @@ const ROUTED: &[&str] = &[
     "/v1/responses",
 ];
 
-/// Anthropic's Messages API, under the prefix Envoy AI Gateway v1.1 serves it at (routed by the body's
-/// `model` like chat, to Anthropic-schema backends).
+/// Providers' own APIs, under the prefixes Envoy AI Gateway v1.1 serves them at, routed by the body's
+/// `model` like chat: Anthropic's Messages (to Anthropic-schema backends) and Cohere's rerank (to Cohere
+/// backends).
 const MESSAGES_ROUTED: &[&str] = &[
     "/anthropic/v1/messages",
     "/anthropic/v1/messages/count_tokens",
+    // Cohere's rerank API, under the prefix Envoy AI Gateway v1.1 serves it at (Cohere backends only).
+    "/cohere/v2/rerank",
 ];
 
 /// Serves one client request.
@@ -265,6 +268,7 @@ async fn proxy(
         "/v1/responses" => "responses",
         "/anthropic/v1/messages" => "messages",
         "/anthropic/v1/messages/count_tokens" => "count_tokens",
+        "/cohere/v2/rerank" => "rerank",
         _ => "embeddings",
     };
     let shape = ErrorShape::of(operation);

@@ -73,7 +73,10 @@ impl Translator for AwsAnthropic {
                     .or_insert(anthropic::DEFAULT_MAX_TOKENS.into());
                 messages::invoke_body(&object, ctx.schema_version, ctx.client_headers)?
             }
-            Operation::Completions | Operation::Embeddings | Operation::Responses => {
+            Operation::Completions
+            | Operation::Embeddings
+            | Operation::Responses
+            | Operation::Rerank => {
                 return Err(TranslateError::Unsupported(format!(
                     "{} is not available on AWSAnthropic backends (chat completions and Anthropic messages only)",
                     ctx.path_and_query

@@ -109,6 +109,9 @@ impl Translator for Azure {
         if ctx.operation.is_messages() {
             return Err(super::Operation::messages_unsupported("AzureOpenAI"));
         }
+        if ctx.operation == super::Operation::Rerank {
+            return Err(super::Operation::rerank_unsupported("AzureOpenAI"));
+        }
         Ok(UpstreamRequest {
             path_and_query: super::provider_path(path(ctx))?,
             body: if ctx.model_overridden {

@@ -10,7 +10,8 @@
 //! stream is SSE whose events carry their `type`: `message-start`, `content-start`, `content-delta`,
 //! `content-end`, `tool-plan-delta`, `tool-call-start`, `tool-call-delta`, `tool-call-end`, `citation-*`,
 //! `debug` and, last, `message-end` with the finish reason and usage (and `error` when generation failed).
-//! Errors are `{"message": …}` with the HTTP status.
+//! Errors are `{"message": …}` with the HTTP status. Cohere's own rerank API (`/cohere/v2/rerank` on the
+//! gateway, `/v2/rerank` upstream) passes through untranslated, as Envoy AI Gateway serves it.
 
 use bytes::{Bytes, BytesMut};
 use http::uri::PathAndQuery;
@@ -418,9 +419,23 @@ impl Translator for Cohere {
         ctx: &RequestCtx<'_>,
         body: &Bytes,
     ) -> Result<UpstreamRequest, TranslateError> {
+        if ctx.operation == Operation::Rerank {
+            // Cohere's own API, passed through as Envoy AI Gateway does: the path under the schema's
+            // version (`v2`), the body as sent with the model overridden when the backendRef says so.
+            let version = ctx.schema_version.unwrap_or("v2").trim_matches('/');
+            return Ok(UpstreamRequest {
+                path_and_query: super::provider_path(format!("/{version}/rerank"))?,
+                body: if ctx.model_overridden {
+                    super::with_model(body, ctx.model)?
+                } else {
+                    body.clone()
+                },
+                headers: vec![json_content_type()],
+            });
+        }
         if ctx.operation != Operation::Chat {
             return Err(TranslateError::Unsupported(format!(
-                "{} is not available on Cohere backends (chat completions only)",
+                "{} is not available on Cohere backends (chat completions and rerank only)",
                 ctx.path_and_query
             )));
         }
@@ -438,6 +453,10 @@ impl Translator for Cohere {
         status: StatusCode,
         _headers: &HeaderMap,
     ) -> Option<Box<dyn BodyTransform>> {
+        if ctx.operation == Operation::Rerank {
+            // A Cohere client reads Cohere's answers and errors as they are.
+            return None;
+        }
         if !status.is_success() {
             let code = status.as_u16();
             return Some(Box::new(Buffered::new(move |b: &[u8]| {

@@ -110,7 +110,10 @@ impl Translator for GcpAnthropic {
                 }
                 (object, ctx.operation == Operation::CountTokens)
             }
-            Operation::Completions | Operation::Embeddings | Operation::Responses => {
+            Operation::Completions
+            | Operation::Embeddings
+            | Operation::Responses
+            | Operation::Rerank => {
                 return Err(TranslateError::Unsupported(format!(
                     "{} is not available on GCPAnthropic backends (chat completions and Anthropic messages only)",
                     ctx.path_and_query

@@ -95,6 +95,8 @@ pub enum Operation {
     Messages,
     /// `POST /anthropic/v1/messages/count_tokens`.
     CountTokens,
+    /// `POST /cohere/v2/rerank`: Cohere's rerank API, passed through (Cohere-schema backends only).
+    Rerank,
 }
 
 impl Operation {
@@ -106,6 +108,7 @@ impl Operation {
             "responses" => Operation::Responses,
             "messages" => Operation::Messages,
             "count_tokens" => Operation::CountTokens,
+            "rerank" => Operation::Rerank,
             _ => Operation::Embeddings,
         }
     }
@@ -119,12 +122,21 @@ impl Operation {
             Operation::Responses => "/responses",
             Operation::Messages => "/messages",
             Operation::CountTokens => "/messages/count_tokens",
+            Operation::Rerank => "/rerank",
         }
     }
 
     /// Whether the client speaks Anthropic's Messages API (its answers and errors keep that shape).
     pub fn is_messages(self) -> bool {
         matches!(self, Operation::Messages | Operation::CountTokens)
+    }
+
+    /// The refusal of a backend whose schema cannot rerank (Envoy AI Gateway serves `/cohere/v2/rerank` from
+    /// Cohere-schema backends only).
+    pub fn rerank_unsupported(provider: &str) -> TranslateError {
+        TranslateError::Unsupported(format!(
+            "Cohere's rerank API (/cohere/v2/rerank) is served by Cohere backends only, not by a {provider} backend"
+        ))
     }
 
     /// The refusal of a backend whose schema cannot take Anthropic Messages in (Envoy AI Gateway serves

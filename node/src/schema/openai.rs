@@ -29,6 +29,9 @@ impl Translator for OpenAi {
         if ctx.operation.is_messages() {
             return Err(super::Operation::messages_unsupported("OpenAI"));
         }
+        if ctx.operation == super::Operation::Rerank {
+            return Err(super::Operation::rerank_unsupported("OpenAI"));
+        }
         Ok(UpstreamRequest {
             path_and_query: ctx.path_and_query.clone(),
             body: if ctx.model_overridden {
