@@ -21,8 +21,8 @@ use super::reply::{
 use super::sse::SseParser;
 use super::{
     chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
-    BodyTransform, Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator,
-    UpstreamRequest, SSE_DONE,
+    BodyTransform, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
+    SSE_DONE,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -493,19 +493,13 @@ impl Translator for Anthropic {
                 Box::new(super::messages::MessagesStream::new()) as Box<dyn BodyTransform>
             });
         }
-        if !status.is_success() {
-            let code = status.as_u16();
-            return Some(Box::new(Buffered::new(move |b: &[u8]| {
-                Ok(error_body(code, b))
-            })));
-        }
-        if ctx.stream {
-            return Some(Box::new(StreamTransform::new(ctx.clone())));
-        }
-        let ctx = ctx.clone();
-        Some(Box::new(Buffered::new(move |b: &[u8]| {
-            response_body(&ctx, b)
-        })))
+        Some(super::translated_response(
+            ctx,
+            status,
+            error_body,
+            StreamTransform::new,
+            response_body,
+        ))
     }
 }
 

@@ -28,8 +28,8 @@ use super::reply::{
 use super::sse::SseParser;
 use super::{
     chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
-    BodyTransform, Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator,
-    UpstreamRequest, SSE_DONE,
+    BodyTransform, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
+    SSE_DONE,
 };
 
 const PROVIDER: &str = "cohere";
@@ -457,19 +457,13 @@ impl Translator for Cohere {
             // A Cohere client reads Cohere's answers and errors as they are.
             return None;
         }
-        if !status.is_success() {
-            let code = status.as_u16();
-            return Some(Box::new(Buffered::new(move |b: &[u8]| {
-                Ok(error_body(code, b))
-            })));
-        }
-        if ctx.stream {
-            return Some(Box::new(StreamTransform::new(ctx.clone())));
-        }
-        let ctx = ctx.clone();
-        Some(Box::new(Buffered::new(move |b: &[u8]| {
-            response_body(&ctx, b)
-        })))
+        Some(super::translated_response(
+            ctx,
+            status,
+            error_body,
+            StreamTransform::new,
+            response_body,
+        ))
     }
 }
 

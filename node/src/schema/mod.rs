@@ -438,6 +438,26 @@ where
     }
 }
 
+/// The response transform of a schema that translates answers to OpenAI's: an error body rewritten by
+/// `error` (keeping its status), a stream by the transform `stream` builds, a whole answer by `answer`.
+pub fn translated_response<S: BodyTransform + 'static>(
+    ctx: &ResponseCtx,
+    status: StatusCode,
+    error: fn(u16, &[u8]) -> Bytes,
+    stream: fn(ResponseCtx) -> S,
+    answer: fn(&ResponseCtx, &[u8]) -> Result<Bytes, TranslateError>,
+) -> Box<dyn BodyTransform> {
+    if !status.is_success() {
+        let code = status.as_u16();
+        return Box::new(Buffered::new(move |b: &[u8]| Ok(error(code, b))));
+    }
+    if ctx.stream {
+        return Box::new(stream(ctx.clone()));
+    }
+    let ctx = ctx.clone();
+    Box::new(Buffered::new(move |b: &[u8]| answer(&ctx, b)))
+}
+
 /// A short, printable excerpt of a provider body for error messages.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
