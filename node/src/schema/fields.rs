@@ -110,13 +110,8 @@ pub fn disposition(provider: Provider, field: &str, value: &Value) -> Dispositio
         return Ignored;
     }
     let bedrock = provider == Provider::Bedrock;
-    if provider == Provider::Cohere {
-        if let Some(d) = cohere_disposition(field, value) {
-            return d;
-        }
-    }
-    if provider == Provider::Gemini {
-        if let Some(d) = gemini_disposition(field, value) {
+    if matches!(provider, Provider::Cohere | Provider::Gemini) {
+        if let Some(d) = cohere_gemini_disposition(field, value) {
             return d;
         }
     }
@@ -237,38 +232,22 @@ pub fn disposition(provider: Provider, field: &str, value: &Value) -> Dispositio
     }
 }
 
-/// Where Cohere's v2 Chat differs from Anthropic's Messages (every other field goes as for Anthropic).
-fn cohere_disposition(field: &str, value: &Value) -> Option<Disposition> {
+/// Where Cohere's v2 Chat and Gemini's `generateContent` differ from Anthropic's Messages, the same way
+/// for both (every other field goes as for Anthropic).
+fn cohere_gemini_disposition(field: &str, value: &Value) -> Option<Disposition> {
     Some(match field {
-        // Cohere has these under OpenAI's names.
+        // Cohere has these under OpenAI's names; Gemini as `generationConfig.seed`, `frequencyPenalty`,
+        // `presencePenalty`.
         "seed" | "frequency_penalty" | "presence_penalty" => Translated,
-        // `json_object` (with or without a schema) is Cohere's own JSON mode.
-        "response_format" => match value.get("type").and_then(Value::as_str) {
-            Some("text") => Ignored,
-            Some("json_schema" | "json_object") => Translated,
-            _ => Refused,
-        },
-        // No switch for parallel calls (the default, allowed, is what it does), and no end-user id.
-        "parallel_tool_calls" if value.as_bool() == Some(false) => Refused,
-        "parallel_tool_calls" | "user" | "safety_identifier" => Ignored,
-        _ => return None,
-    })
-}
-
-/// Where Gemini's `generateContent` differs from Anthropic's Messages (every other field goes as for
-/// Anthropic).
-fn gemini_disposition(field: &str, value: &Value) -> Option<Disposition> {
-    Some(match field {
-        // `generationConfig.seed`, `frequencyPenalty`, `presencePenalty`.
-        "seed" | "frequency_penalty" | "presence_penalty" => Translated,
+        // `json_object` (with or without a schema): Cohere's own JSON mode; Gemini's
         // `responseMimeType: application/json`, with `responseSchema` for json_schema.
         "response_format" => match value.get("type").and_then(Value::as_str) {
             Some("text") => Ignored,
             Some("json_schema" | "json_object") => Translated,
             _ => Refused,
         },
-        // Gemini has no switch for parallel calls (the default, allowed, is what it does) and no
-        // end-user id.
+        // Neither has a switch for parallel calls (the default, allowed, is what they do), nor an end-user
+        // id.
         "parallel_tool_calls" if value.as_bool() == Some(false) => Refused,
         "parallel_tool_calls" | "user" | "safety_identifier" => Ignored,
         _ => return None,
@@ -316,9 +295,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Cohere goes as Anthropic but for these fields: (field, a value, Cohere's disposition).
+    /// Cohere and Gemini go as Anthropic but for these fields: (field, a value, their disposition).
     #[test]
-    fn cohere_differs_from_anthropic_only_where_listed() {
+    fn cohere_and_gemini_differ_from_anthropic_only_where_listed() {
         let differs = [
             ("seed", json!(7), Translated),
             ("frequency_penalty", json!(0.5), Translated),
@@ -333,70 +312,37 @@ mod tests {
             ("user", json!("u"), Ignored),
             ("safety_identifier", json!("u"), Ignored),
         ];
-        for (field, value, want) in &differs {
-            assert_eq!(
-                disposition(Provider::Cohere, field, value),
-                *want,
-                "{field} {value}"
-            );
-        }
-        for (field, value, _, _) in table() {
-            if differs.iter().any(|(f, _, _)| *f == field) {
-                continue;
+        for provider in [Provider::Cohere, Provider::Gemini] {
+            for (field, value, want) in &differs {
+                assert_eq!(
+                    disposition(provider, field, value),
+                    *want,
+                    "{provider:?} {field} {value}"
+                );
             }
-            assert_eq!(
-                disposition(Provider::Cohere, field, &value),
-                disposition(Provider::Anthropic, field, &value),
-                "{field} {value}"
-            );
-        }
-    }
-
-    /// Gemini goes as Anthropic but for these fields: (field, a value, Gemini's disposition).
-    #[test]
-    fn gemini_differs_from_anthropic_only_where_listed() {
-        let differs = [
-            ("seed", json!(7), Translated),
-            ("frequency_penalty", json!(0.5), Translated),
-            ("presence_penalty", json!(-1), Translated),
-            (
-                "response_format",
-                json!({"type": "json_object"}),
-                Translated,
-            ),
-            ("parallel_tool_calls", json!(false), Refused),
-            ("parallel_tool_calls", json!(true), Ignored),
-            ("user", json!("u"), Ignored),
-            ("safety_identifier", json!("u"), Ignored),
-        ];
-        for (field, value, want) in &differs {
-            assert_eq!(
-                disposition(Provider::Gemini, field, value),
-                *want,
-                "{field} {value}"
-            );
-        }
-        for (field, value, _, _) in table() {
-            if differs.iter().any(|(f, _, _)| *f == field) {
-                continue;
-            }
-            assert_eq!(
-                disposition(Provider::Gemini, field, &value),
-                disposition(Provider::Anthropic, field, &value),
-                "{field} {value}"
-            );
-            // And the translation agrees with the table: a refused field is refused naming it.
-            let mut body: Map<String, Value> = [
-                ("model".to_owned(), json!("m")),
-                (
-                    "messages".to_owned(),
-                    json!([{"role": "user", "content": "hi"}]),
-                ),
-            ]
-            .into_iter()
-            .collect();
-            body.insert(field.to_owned(), value.clone());
-            if disposition(Provider::Gemini, field, &value) == Refused {
+            for (field, value, _, _) in table() {
+                if differs.iter().any(|(f, _, _)| *f == field) {
+                    continue;
+                }
+                assert_eq!(
+                    disposition(provider, field, &value),
+                    disposition(Provider::Anthropic, field, &value),
+                    "{provider:?} {field} {value}"
+                );
+                if provider != Provider::Gemini || disposition(provider, field, &value) != Refused {
+                    continue;
+                }
+                // And Gemini's translation agrees with the table: a refused field is refused naming it.
+                let mut body: Map<String, Value> = [
+                    ("model".to_owned(), json!("m")),
+                    (
+                        "messages".to_owned(),
+                        json!([{"role": "user", "content": "hi"}]),
+                    ),
+                ]
+                .into_iter()
+                .collect();
+                body.insert(field.to_owned(), value.clone());
                 let e = crate::schema::gemini::request_body(&body)
                     .expect_err(field)
                     .to_string();
