@@ -20,9 +20,8 @@ use super::reply::{
 };
 use super::sse::SseParser;
 use super::{
-    chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
-    BodyTransform, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
-    SSE_DONE,
+    chunk_event, json_content_type, parse_object, usage_event, BodyTransform, Operation,
+    RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest, SSE_DONE,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -259,15 +258,7 @@ pub fn error_status(kind: &str) -> u16 {
 
 /// Anthropic error body → OpenAI error JSON (the Anthropic `error.type` becomes the `code`).
 pub fn error_body(status: u16, body: &[u8]) -> Bytes {
-    let v: Option<Value> = serde_json::from_slice(body).ok();
-    let err = v.as_ref().and_then(|v| v.get("error"));
-    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
-        Some(m) => {
-            let code = err.and_then(|e| e.get("type")).and_then(Value::as_str);
-            Bytes::from(openai_error(status, m, code).to_string())
-        }
-        None => opaque_error(status, PROVIDER, body),
-    }
+    super::nested_error(status, PROVIDER, "type", body)
 }
 
 /// Messages SSE → OpenAI chunk SSE (text, tool-call and thinking deltas).

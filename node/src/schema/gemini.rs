@@ -29,9 +29,8 @@ use super::reply::{
 };
 use super::sse::SseParser;
 use super::{
-    chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
-    BodyTransform, Operation, RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest,
-    SSE_DONE,
+    chunk_event, json_content_type, parse_object, usage_event, BodyTransform, Operation,
+    RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest, SSE_DONE,
 };
 
 const PROVIDER: &str = "gcp.vertex_ai";
@@ -319,15 +318,7 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
 
 /// A Google API error (`{"error":{"code","message","status"}}`) → OpenAI error JSON.
 pub fn error_body(status: u16, body: &[u8]) -> Bytes {
-    let v: Option<Value> = serde_json::from_slice(body).ok();
-    let err = v.as_ref().and_then(|v| v.get("error"));
-    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
-        Some(m) => {
-            let code = err.and_then(|e| e.get("status")).and_then(Value::as_str);
-            Bytes::from(openai_error(status, m, code).to_string())
-        }
-        None => opaque_error(status, PROVIDER, body),
-    }
+    super::nested_error(status, PROVIDER, "status", body)
 }
 
 /// `streamGenerateContent?alt=sse` → OpenAI chunk SSE.

@@ -468,6 +468,20 @@ pub fn excerpt(body: &[u8]) -> String {
     s
 }
 
+/// A provider error of the common `{"error":{"message", <code_field>}}` shape → OpenAI error JSON, its
+/// `code_field` (Anthropic's `type`, Google's `status`) as the `code`; anything else is wrapped as text.
+pub fn nested_error(status: u16, provider: &str, code_field: &str, body: &[u8]) -> Bytes {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    let err = v.as_ref().and_then(|v| v.get("error"));
+    match err.and_then(|e| e.get("message")).and_then(Value::as_str) {
+        Some(m) => {
+            let code = err.and_then(|e| e.get(code_field)).and_then(Value::as_str);
+            Bytes::from(openai_error(status, m, code).to_string())
+        }
+        None => opaque_error(status, provider, body),
+    }
+}
+
 /// An error body from a provider that is not OpenAI-shaped: keeps the status, wraps the text.
 pub fn opaque_error(status: u16, provider: &str, body: &[u8]) -> Bytes {
     let text = excerpt(body);
