@@ -65,26 +65,31 @@ pub(super) fn resolve(
 /// the union.
 fn merge(base: &mut Mutation, over: Mutation) {
     for (name, value) in over.header_set {
-        match base.header_set.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => base.header_set.push((name, value)),
-        }
+        upsert(&mut base.header_set, name, value);
     }
     for name in over.header_remove {
-        if !base.header_remove.contains(&name) {
-            base.header_remove.push(name);
-        }
+        push_new(&mut base.header_remove, name);
     }
     for (path, value) in over.body_set {
-        match base.body_set.iter_mut().find(|(p, _)| *p == path) {
-            Some(slot) => slot.1 = value,
-            None => base.body_set.push((path, value)),
-        }
+        upsert(&mut base.body_set, path, value);
     }
     for path in over.body_remove {
-        if !base.body_remove.contains(&path) {
-            base.body_remove.push(path);
-        }
+        push_new(&mut base.body_remove, path);
+    }
+}
+
+/// Sets `key` to `value`, in place when it is already there (a later entry wins, keeping the first's order).
+fn upsert<K: PartialEq, V>(entries: &mut Vec<(K, V)>, key: K, value: V) {
+    match entries.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => entries.push((key, value)),
+    }
+}
+
+/// Adds `item` unless it is there already.
+fn push_new<T: PartialEq>(items: &mut Vec<T>, item: T) {
+    if !items.contains(&item) {
+        items.push(item);
     }
 }
 
@@ -100,9 +105,7 @@ fn validate(level: &Level<'_>, warnings: &mut Warnings) -> Result<Mutation, Conf
         for (i, name) in remove.iter().enumerate() {
             let at = format!("{field}.remove[{i}]");
             if let Some(name) = header_name(id, &at, name, warnings)? {
-                if !m.header_remove.contains(&name) {
-                    m.header_remove.push(name);
-                }
+                push_new(&mut m.header_remove, name);
             }
         }
         for (i, e) in set.iter().enumerate() {
@@ -118,10 +121,7 @@ fn validate(level: &Level<'_>, warnings: &mut Warnings) -> Result<Mutation, Conf
                 )
             })?;
             value.set_sensitive(true);
-            match m.header_set.iter_mut().find(|(n, _)| *n == name) {
-                Some(slot) => slot.1 = value,
-                None => m.header_set.push((name, value)),
-            }
+            upsert(&mut m.header_set, name, value);
         }
     }
     if let Some(b) = level.body {
@@ -132,9 +132,7 @@ fn validate(level: &Level<'_>, warnings: &mut Warnings) -> Result<Mutation, Conf
         check_len(id, &format!("{field}.remove"), remove.len())?;
         for (i, path) in remove.iter().enumerate() {
             if let Some(path) = body_path(id, &format!("{field}.remove[{i}]"), path, warnings) {
-                if !m.body_remove.contains(&path) {
-                    m.body_remove.push(path);
-                }
+                push_new(&mut m.body_remove, path);
             }
         }
         for (i, e) in set.iter().enumerate() {
@@ -144,10 +142,7 @@ fn validate(level: &Level<'_>, warnings: &mut Warnings) -> Result<Mutation, Conf
             };
             let value = serde_json::from_str(e.value.trim())
                 .unwrap_or_else(|_| serde_json::Value::String(e.value.clone()));
-            match m.body_set.iter_mut().find(|(p, _)| *p == path) {
-                Some(slot) => slot.1 = value,
-                None => m.body_set.push((path, value)),
-            }
+            upsert(&mut m.body_set, path, value);
         }
     }
     Ok(m)
