@@ -29,12 +29,7 @@ pub fn rerank(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
     if method != Method::POST {
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    let bearer = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| !k.is_empty());
-    if !bearer {
+    if !has_bearer(headers) {
         return error_reply(StatusCode::UNAUTHORIZED, "no api key supplied");
     }
     let req: Value = match serde_json::from_slice(body) {
@@ -109,6 +104,15 @@ pub fn error_reply(status: StatusCode, message: &str) -> Reply {
 /// The stream's final event when generation failed mid-way: `message-end` with `finish_reason: ERROR`.
 pub fn stream_error_event(message: &str) -> Bytes {
     sse(&json!({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}}))
+}
+
+/// Whether the request carries `Authorization: Bearer <key>` (every Cohere endpoint requires one).
+fn has_bearer(headers: &HeaderMap) -> bool {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| !k.is_empty())
 }
 
 fn sse(data: &Value) -> Bytes {
@@ -190,12 +194,7 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
     if method != Method::POST {
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    let bearer = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| !k.is_empty());
-    if !bearer {
+    if !has_bearer(headers) {
         return error_reply(StatusCode::UNAUTHORIZED, "no api key supplied");
     }
     let req: Value = match serde_json::from_slice(body) {
