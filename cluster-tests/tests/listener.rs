@@ -725,3 +725,152 @@ async fn stalled_bodies_get_408_and_idle_h2c_connections_are_closed() {
     })
     .await;
 }
+
+/// An upstream that answers every request with an OpenAI stream that never ends: 8 KiB content chunks
+/// as fast as the node takes them. `released` counts the streams whose connection the node dropped.
+async fn endless_stream_upstream(
+) -> anyhow::Result<(SocketAddr, Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let released = Arc::new(AtomicUsize::new(0));
+    let count = released.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let event = format!(
+                    "data: {}\n\n",
+                    json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                        "choices": [{"index": 0, "delta": {"content": "a".repeat(8192)}, "finish_reason": null}]})
+                );
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                // The node's own request body is read by now; a write error or an end of file is the
+                // node letting go of this stream.
+                while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+                count.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    Ok((addr, released))
+}
+
+/// The `switchyard_client_timeouts_total{timeout="send"}` count on `node`'s `/metrics`.
+async fn send_timeouts(node: &SwitchyardNode) -> anyhow::Result<u64> {
+    let page = http_get(&node.admin_url("/metrics")).await?.text();
+    Ok(page
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_client_timeouts_total") && l.contains(r#"timeout="send""#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_closed_after_the_send_timeout_and_release_the_upstream() {
+    use std::sync::atomic::Ordering;
+    run_bounded(TEST_TIMEOUT, async {
+        let (upstream, released) = endless_stream_upstream().await?;
+        let node = SwitchyardNode::start_with(
+            &regex_route_config("m", upstream),
+            &["--client-send-timeout", "1s"],
+        )
+        .await?;
+        let addr = node.listen;
+        let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+
+        // A reader that keeps taking the stream is never cut: every piece it takes resets the send
+        // timeout. (It reads all it can: a reader slower than the upstream leaves megabytes in the
+        // kernel's buffers, and the node's socket stays blocked until they drain, as nginx's would.)
+        let mut steady = TcpStream::connect(addr).await?;
+        steady.write_all(request.as_bytes()).await?;
+        // HTTP/1.1 that stops reading after the response head, and h2c that never polls the body.
+        let mut stalled = TcpStream::connect(addr).await?;
+        stalled.write_all(request.as_bytes()).await?;
+        let tcp = TcpStream::connect(addr).await?;
+        let (mut sender, h2_conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await?;
+        let h2_conn = tokio::spawn(h2_conn);
+        let req = hyper::Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let h2_resp = sender.send_request(req).await?;
+        anyhow::ensure!(h2_resp.status() == 200, "h2c: {}", h2_resp.status());
+
+        let started = tokio::time::Instant::now();
+        let mut steady_bytes = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        // Both stalled clients are cut within a few send timeouts while the steady one reads on.
+        while send_timeouts(&node).await? < 2 {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "send timeouts after 20 s: {}",
+                send_timeouts(&node).await?
+            );
+            let n = tokio::time::timeout(Duration::from_secs(5), steady.read(&mut buf))
+                .await
+                .context("the steady reader got nothing for 5 s")??;
+            anyhow::ensure!(n > 0, "the steady reader's connection was closed");
+            steady_bytes += n;
+        }
+        // The steady reader goes on for three more send timeouts, uncut.
+        let more = tokio::time::Instant::now();
+        while more.elapsed() < Duration::from_secs(3) {
+            let n = tokio::time::timeout(Duration::from_secs(5), steady.read(&mut buf))
+                .await
+                .context("the steady reader got nothing for 5 s")??;
+            anyhow::ensure!(n > 0, "the steady reader was cut after {steady_bytes} bytes");
+            steady_bytes += n;
+        }
+        anyhow::ensure!(send_timeouts(&node).await? == 2, "the steady reader was timed out");
+
+        // The stalled HTTP/1.1 client finds its connection closed once it reads what was buffered.
+        let drained = async {
+            loop {
+                match stalled.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .context("the stalled HTTP/1.1 connection was never closed")?;
+        // The h2c connection is gone too.
+        tokio::time::timeout(Duration::from_secs(10), h2_conn)
+            .await
+            .context("the stalled h2c connection was never closed")??
+            .ok();
+        drop(h2_resp);
+        // And the upstream streams behind both were let go, while the steady one's is still held.
+        poll_until(Duration::from_secs(10), Duration::from_millis(50), || async {
+            (released.load(Ordering::Relaxed) >= 2).then_some(())
+        })
+        .await
+        .context("the upstream streams of the cut clients were not released")?;
+        anyhow::ensure!(released.load(Ordering::Relaxed) == 2, "the steady stream's upstream was dropped");
+        Ok(())
+    })
+    .await;
+}

@@ -218,6 +218,10 @@ pub struct RunArgs {
     /// `request_timeout`) [default: none].
     #[arg(long, env = "SWITCHYARD_CLIENT_REQUEST_TIMEOUT", value_parser = parse_positive_duration)]
     pub client_request_timeout: Option<Duration>,
+    /// Client listener: how long an answer may wait for the client to take its next piece; the connection
+    /// is closed beyond it (nginx `send_timeout`).
+    #[arg(long, env = "SWITCHYARD_CLIENT_SEND_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub client_send_timeout: Duration,
     /// Client connections held at once; beyond it a client is answered 503 and closed [default: half the
     /// descriptors left after 64, of the soft limit raised to the hard one].
     #[arg(long, env = "SWITCHYARD_MAX_CLIENT_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]

@@ -341,12 +341,14 @@ fn client_limits(args: &RunArgs) -> crate::proxy::limits::ClientLimits {
     };
     tracing::info!(max_connections, descriptors = ?nofile, header_timeout = ?args.client_header_timeout,
         body_timeout = ?args.client_body_timeout, keepalive_timeout = ?args.client_keepalive_timeout,
-        request_timeout = ?args.client_request_timeout, "client listener limits");
+        request_timeout = ?args.client_request_timeout, send_timeout = ?args.client_send_timeout,
+        "client listener limits");
     crate::proxy::limits::ClientLimits {
         header_timeout: args.client_header_timeout,
         body_timeout: args.client_body_timeout,
         keepalive_timeout: args.client_keepalive_timeout,
         request_timeout: args.client_request_timeout,
+        send_timeout: args.client_send_timeout,
         max_connections,
     }
 }

@@ -7,8 +7,10 @@
 //! The decisions are pure and take the time as a number ([`next_check`], [`LogBudget`],
 //! [`default_max_connections`]); [`ConnActivity`] is the handful of atomics a connection's I/O, its
 //! requests and its watchdog share, and [`ActivityIo`] / [`InFlightBody`] are the thin wrappers that keep
-//! them up to date. A request in progress is never timed out here: its body's pauses are bounded by the
-//! handler, its upstream by the route's timeouts.
+//! them up to date. A request in progress is timed out here only when the client stops taking its answer
+//! (nginx `send_timeout`): a frame handed to the connection and not followed by a request for the next one
+//! within the send timeout. Its body's pauses are bounded by the handler, its upstream by the route's
+//! timeouts.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -32,6 +34,9 @@ pub struct ClientLimits {
     pub keepalive_timeout: Duration,
     /// Optional bound on receiving a whole request body, from its head on (Envoy `request_timeout`).
     pub request_timeout: Option<Duration>,
+    /// How long an answer may wait for the client to take its next piece (nginx `send_timeout`): a client
+    /// that stops reading would otherwise hold its connection, and the upstream stream behind it, forever.
+    pub send_timeout: Duration,
     /// Client connections held at once; beyond it a connection is answered 503 and closed.
     pub max_connections: usize,
 }
@@ -43,6 +48,7 @@ impl Default for ClientLimits {
             body_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             request_timeout: None,
+            send_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
     }
@@ -117,6 +123,10 @@ pub struct ActivitySnapshot {
     pub head_since: Option<u64>,
     /// When the last answer finished (0 before any).
     pub idle_since: u64,
+    /// Answers holding a piece the connection has not come back for since.
+    pub waiting_on_client: u32,
+    /// When the client last took a piece of an answer (or the first piece was handed over).
+    pub sent_since: u64,
 }
 
 /// Why the watchdog closed a connection.
@@ -126,6 +136,8 @@ pub enum Expiry {
     Header,
     /// The connection sat idle after an answer longer than the keep-alive timeout.
     KeepAlive,
+    /// The client stopped taking an answer for longer than the send timeout.
+    Send,
 }
 
 impl Expiry {
@@ -134,6 +146,7 @@ impl Expiry {
         match self {
             Expiry::Header => "header",
             Expiry::KeepAlive => "keepalive",
+            Expiry::Send => "send",
         }
     }
 }
@@ -152,10 +165,11 @@ pub enum Check {
 pub fn next_check(s: &ActivitySnapshot, limits: &ClientLimits, now_ms: u64) -> Check {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let (header, keepalive) = (ms(limits.header_timeout), ms(limits.keepalive_timeout));
+    let send = ms(limits.send_timeout);
     // Any change of state after now starts a deadline at least this far away.
-    let soonest_new = now_ms.saturating_add(header.min(keepalive).max(1));
+    let soonest_new = now_ms.saturating_add(header.min(keepalive).min(send).max(1));
     let deadline = if s.in_flight > 0 {
-        None
+        (s.waiting_on_client > 0).then(|| (s.sent_since.saturating_add(send), Expiry::Send))
     } else if let Some(head) = s.head_since {
         Some((head.saturating_add(header), Expiry::Header))
     } else if !s.served {
@@ -183,6 +197,8 @@ pub struct ConnActivity {
     served: AtomicU32,
     head_since: AtomicU64,
     idle_since: AtomicU64,
+    waiting_on_client: AtomicU32,
+    sent_since: AtomicU64,
 }
 
 impl ConnActivity {
@@ -194,6 +210,8 @@ impl ConnActivity {
             served: AtomicU32::new(0),
             head_since: AtomicU64::new(NONE),
             idle_since: AtomicU64::new(0),
+            waiting_on_client: AtomicU32::new(0),
+            sent_since: AtomicU64::new(0),
         })
     }
 
@@ -239,7 +257,21 @@ impl ConnActivity {
             served: self.served.load(Ordering::Relaxed) != 0,
             head_since: (head != NONE).then_some(head),
             idle_since: self.idle_since.load(Ordering::Relaxed),
+            waiting_on_client: self.waiting_on_client.load(Ordering::Relaxed),
+            sent_since: self.sent_since.load(Ordering::Relaxed),
         }
+    }
+
+    /// A piece of an answer was handed to the connection: from now on the answer waits for the client.
+    fn handed(&self) {
+        self.sent_since.store(self.now_ms(), Ordering::Relaxed);
+        self.waiting_on_client.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection came back for the next piece of an answer that was waiting for it.
+    fn taken(&self) {
+        self.sent_since.store(self.now_ms(), Ordering::Relaxed);
+        self.waiting_on_client.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -320,11 +352,23 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
 }
 
 pin_project_lite::pin_project! {
-    /// An answer's body that ends its request's [`InFlight`] when hyper is done with it.
+    /// An answer's body that ends its request's [`InFlight`] when hyper is done with it, and tells the
+    /// watchdog when a piece of it waits for the client: hyper asks for the next frame only once the last
+    /// one found room in its write buffer (HTTP/1.1) or in the stream's flow-control window (HTTP/2), so a
+    /// frame not followed by the next request is an answer the client is not taking.
     pub struct InFlightBody<B> {
         #[pin]
         inner: B,
-        _in_flight: InFlight,
+        in_flight: InFlight,
+        waiting: bool,
+    }
+
+    impl<B> PinnedDrop for InFlightBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if this.waiting {
+                this.in_flight.0.waiting_on_client.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -333,7 +377,8 @@ impl<B> InFlightBody<B> {
     pub fn new(inner: B, in_flight: InFlight) -> Self {
         InFlightBody {
             inner,
-            _in_flight: in_flight,
+            in_flight,
+            waiting: false,
         }
     }
 }
@@ -346,7 +391,18 @@ impl<B: http_body::Body<Data = Bytes>> http_body::Body for InFlightBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let mut this = self.project();
+        if std::mem::take(this.waiting) {
+            this.in_flight.0.taken();
+        }
+        let polled = this.inner.as_mut().poll_frame(cx);
+        // The last frame is not waited on: hyper drops the body after it, and what it still has to
+        // write is the keep-alive timeout's business once the request has ended.
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && !this.inner.is_end_stream() {
+            this.in_flight.0.handed();
+            *this.waiting = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -400,6 +456,7 @@ mod tests {
         ClientLimits {
             header_timeout: Duration::from_millis(60),
             keepalive_timeout: Duration::from_millis(75),
+            send_timeout: Duration::from_millis(50),
             ..ClientLimits::default()
         }
     }
@@ -410,12 +467,22 @@ mod tests {
             served,
             head_since: head,
             idle_since: idle,
+            waiting_on_client: 0,
+            sent_since: 0,
+        }
+    }
+
+    fn sending(waiting_on_client: u32, sent_since: u64) -> ActivitySnapshot {
+        ActivitySnapshot {
+            waiting_on_client,
+            sent_since,
+            ..state(1, true, None, 0)
         }
     }
 
     #[test]
-    fn the_watchdog_closes_what_overstays_and_nothing_in_flight() {
-        // (name, state, now, verdict) with header 60 ms, keep-alive 75 ms.
+    fn the_watchdog_closes_what_overstays() {
+        // (name, state, now, verdict) with header 60 ms, keep-alive 75 ms, send 50 ms.
         let cases = [
             (
                 "a silent new connection gets the header timeout",
@@ -442,10 +509,10 @@ mod tests {
                 Check::At(175),
             ),
             (
-                "looks again early enough for a head that may start meanwhile",
+                "looks again early enough for a head or a send that may start meanwhile",
                 state(0, true, None, 100),
                 101,
-                Check::At(161),
+                Check::At(151),
             ),
             (
                 "an idle keep-alive connection expires",
@@ -460,10 +527,34 @@ mod tests {
                 Check::Expired(Expiry::Header),
             ),
             (
-                "a request in flight is never timed out here",
+                "a request in flight whose client takes its answer is not timed out here",
                 state(1, true, None, 0),
                 10_000,
-                Check::At(10_060),
+                Check::At(10_050),
+            ),
+            (
+                "an answer waiting for the client since 1000 is looked at when the send timeout ends",
+                sending(1, 1_000),
+                1_010,
+                Check::At(1_050),
+            ),
+            (
+                "an answer the client has not taken for the send timeout closes the connection",
+                sending(1, 1_000),
+                1_050,
+                Check::Expired(Expiry::Send),
+            ),
+            (
+                "a piece taken since resets the send timeout",
+                sending(1, 1_040),
+                1_050,
+                Check::At(1_090),
+            ),
+            (
+                "nothing waiting for the client: no send deadline",
+                sending(0, 1_000),
+                5_000,
+                Check::At(5_050),
             ),
         ];
         for (name, s, now, want) in cases {
@@ -496,6 +587,7 @@ mod tests {
         let huge = ClientLimits {
             header_timeout: Duration::MAX,
             keepalive_timeout: Duration::MAX,
+            send_timeout: Duration::MAX,
             ..ClientLimits::default()
         };
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The Listener actor: owns the client socket and the connection tasks (HTTP/1.1 and h2c on one port), and
 //! drains them on shutdown — stop accepting, then let in-flight requests and streams finish up to a deadline.
 //! It also enforces the client limits (`limits.rs`): each connection has a watchdog that closes it when a
-//! request head or an idle spell overstays, and beyond the connection cap a client is answered 503 instead
+//! request head, an idle spell or an answer the client does not take overstays, and beyond the connection cap a client is answered 503 instead
 //! of the node running out of descriptors and failing every accept.
 
 use std::convert::Infallible;
@@ -213,8 +213,14 @@ async fn accept_loop(args: ListenerArgs) -> bool {
                         // taking the request body, say) are finished within the poll (`wake.rs`).
                         let absorber = Absorber::new();
                         let mut conn = std::pin::pin!(conn);
-                        let first = activity.instant_at(limits.header_timeout.as_millis() as u64);
-                        let mut watchdog = std::pin::pin!(tokio::time::sleep_until(first));
+                        // First look: the soonest any deadline can fall (a send timeout may be
+                        // shorter than the header timeout a new connection starts with).
+                        let first = match next_check(&activity.snapshot(), &limits, 0) {
+                            Check::At(ms) => ms,
+                            Check::Expired(_) => 0,
+                        };
+                        let mut watchdog =
+                            std::pin::pin!(tokio::time::sleep_until(activity.instant_at(first)));
                         let ended = std::future::poll_fn(|cx| {
                             if let Poll::Ready(r) = absorber.run(cx, |cx| conn.as_mut().poll(cx)) {
                                 return Poll::Ready(Ok(r));
@@ -234,7 +240,9 @@ async fn accept_loop(args: ListenerArgs) -> bool {
                             }
                             Ok(Ok(())) => {}
                             Err(why) => {
-                                // Dropping the connection closes the socket: nothing was in flight.
+                                // Dropping the connection closes the socket. Only a send timeout has a
+                                // request in flight, whose client stopped taking it: its upstream
+                                // attempt is dropped with it, as when a client goes away.
                                 metrics::counter!("switchyard_client_timeouts_total", "timeout" => why.as_str())
                                     .increment(1);
                                 tracing::debug!(timeout = why.as_str(), "closing an overstaying client connection");
