@@ -125,7 +125,7 @@ pub struct ActivitySnapshot {
     pub idle_since: u64,
     /// Answers holding a piece the connection has not come back for since.
     pub waiting_on_client: u32,
-    /// When the client last took a piece of an answer (or the first piece was handed over).
+    /// When a piece of an answer was last handed to the connection.
     pub sent_since: u64,
 }
 
@@ -268,9 +268,9 @@ impl ConnActivity {
         self.waiting_on_client.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The connection came back for the next piece of an answer that was waiting for it.
+    /// The connection came back for the next piece of an answer that was waiting for it. No clock read:
+    /// an answer still waiting was handed its piece no earlier than `sent_since`'s last store.
     fn taken(&self) {
-        self.sent_since.store(self.now_ms(), Ordering::Relaxed);
         self.waiting_on_client.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -545,7 +545,7 @@ mod tests {
                 Check::Expired(Expiry::Send),
             ),
             (
-                "a piece taken since resets the send timeout",
+                "a piece handed over since restarts the send timeout",
                 sending(1, 1_040),
                 1_050,
                 Check::At(1_090),
