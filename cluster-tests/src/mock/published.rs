@@ -13,12 +13,18 @@ use super::json_schema::CohereSchema;
 use super::openai::{Ctx, Reply};
 use crate::harness::{cohere_schema, venv_python, vertex_discovery};
 
-fn vertex() -> Discovery {
-    Discovery::load(&vertex_discovery(&venv_python()), GENERATE_CONTENT_REQUEST).expect("discovery")
+/// The discovery document, loaded once for all tests here (also what the mock checks against).
+fn vertex() -> &'static Discovery {
+    super::discovery::VERTEX.get_or_init(|| {
+        Discovery::load(&vertex_discovery(&venv_python()), GENERATE_CONTENT_REQUEST)
+            .expect("discovery")
+    })
 }
 
-fn cohere() -> CohereSchema {
-    CohereSchema::load(&cohere_schema(&venv_python())).expect("cohere schema")
+/// The Cohere definition, derived once for all tests here (also what the mock checks against).
+fn cohere() -> &'static CohereSchema {
+    super::json_schema::COHERE
+        .get_or_init(|| CohereSchema::load(&cohere_schema(&venv_python())).expect("cohere schema"))
 }
 
 fn ctx() -> Ctx<'static> {
@@ -86,6 +92,19 @@ fn openai_bodies() -> Vec<Value> {
                 "schema": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}}),
         json!({"model": "m", "messages": [{"role": "user", "content": "think"}], "reasoning_effort": "low"}),
         json!({"model": "m", "messages": [{"role": "user", "content": "think"}], "reasoning_effort": "high"}),
+        json!({"model": "m", "messages": [{"role": "user", "content": "think"}], "reasoning_effort": "minimal"}),
+        json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}}]}]}),
+        json!({"model": "m", "messages": [
+            {"role": "user", "content": "w?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "{\"temp\": 20, \"sky\": [\"clear\"]}"},
+            {"role": "assistant", "content": "It is 20."},
+            {"role": "user", "content": "thanks"}],
+            "tools": tools}),
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1, "logprobs": false,
+            "user": "u1", "temperature": null, "max_tokens": null, "stop": null, "top_p": 1}),
     ];
     for choice in [
         json!("auto"),
@@ -211,8 +230,8 @@ fn the_published_definitions_refuse_what_the_providers_refuse() {
     }
 }
 
-fn gemini_call(d: &Discovery, body: &Value, stream: bool) -> (StatusCode, Vec<Value>) {
-    let _ = super::discovery::VERTEX.set(vertex());
+fn gemini_call(body: &Value, stream: bool) -> (StatusCode, Vec<Value>) {
+    vertex();
     let op = if stream {
         "streamGenerateContent?alt=sse"
     } else {
@@ -234,7 +253,6 @@ fn gemini_call(d: &Discovery, body: &Value, stream: bool) -> (StatusCode, Vec<Va
         body.to_string().as_bytes(),
         &ctx(),
     );
-    let _ = d;
     answers(reply)
 }
 
@@ -249,7 +267,7 @@ fn the_gemini_mock_answers_what_the_vertex_discovery_document_defines() {
             "parameters": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}}}]}]});
     for body in [&text, &tools] {
         for stream in [false, true] {
-            let (status, answers) = gemini_call(&d, body, stream);
+            let (status, answers) = gemini_call(body, stream);
             assert_eq!(status, StatusCode::OK, "{answers:?}");
             assert!(!answers.is_empty());
             for a in answers {
@@ -260,7 +278,6 @@ fn the_gemini_mock_answers_what_the_vertex_discovery_document_defines() {
         }
     }
     let (status, answers) = gemini_call(
-        &d,
         &json!({"contents": [{"role": "user", "parts": [{"text": "a"}]}], "foo": 1}),
         false,
     );
@@ -275,7 +292,7 @@ fn the_gemini_mock_answers_what_the_vertex_discovery_document_defines() {
 }
 
 fn cohere_call(body: &Value) -> (StatusCode, Vec<Value>) {
-    let _ = super::json_schema::COHERE.set(cohere());
+    cohere();
     let mut headers = HeaderMap::new();
     headers.insert("authorization", HeaderValue::from_static("Bearer k"));
     answers(super::cohere::handle(
