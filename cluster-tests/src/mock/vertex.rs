@@ -15,8 +15,9 @@
 //! mock is given it (`--vertex-discovery`, see [`super::discovery`]): every field name, type and enum, as
 //! Vertex's parser would. On top of that, what the schema cannot say: `contents` is not empty, its roles
 //! are `user`/`model`, each part holds exactly one of `text`, `inlineData`, `fileData`, `functionCall`,
-//! `functionResponse`, and a `functionResponse` comes only after a `functionCall` of the same name. The answer is "hello from NAME" as a `GenerateContentResponse`
-//! (streamed: one SSE event per piece, the last with `finishReason` and `usageMetadata`, no end marker).
+//! `functionResponse`, and a `functionResponse` comes only after a `functionCall` of the same name. The
+//! answer is "hello from NAME" as a `GenerateContentResponse` (streamed: one SSE event per piece, the last
+//! with `finishReason` and `usageMetadata`, no end marker).
 
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, StatusCode};
