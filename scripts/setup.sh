@@ -2,7 +2,8 @@
 # Installs everything `cargo test --workspace` and the README's commands need on a fresh Debian machine, as
 # root; .ci/run calls it before testing, and a developer runs it once (README, first lines). Idempotent.
 #
-#   python3-venv     the official `openai` Python client test (scripts/openai-venv.sh builds the venv)
+#   python3-venv     the official-client tests and the providers' published definitions the mocks check
+#                    against (scripts/openai-venv.sh builds the venv)
 #   haproxy          the L4 load-balancer tests (cluster-tests/tests/lb.rs, deploy.rs) and `just cluster`
 #   iptables         partition tests (cluster-tests/tests/cluster.rs)
 #   faketime         the clock-skew test
@@ -26,8 +27,9 @@ else
   echo "setup.sh: no apt-get; install by hand: ${0##*/} lists the packages" >&2
 fi
 
-# The official OpenAI Python client, used by the real-client test (the test builds this venv itself when it
-# is missing; doing it here keeps the install out of the test's time budget).
+# The official OpenAI/Anthropic Python clients (the real-client tests) and botocore,
+# google-api-python-client and cohere (the Bedrock, Gemini and Cohere mocks' definitions); the tests build
+# this venv themselves when it is missing or old; doing it here keeps the install out of their time budget.
 ./scripts/openai-venv.sh >/dev/null
 
 if ! command -v just >/dev/null; then

@@ -236,7 +236,7 @@ async fn sse(url: &str, body: &Value) -> anyhow::Result<String> {
 async fn claude_on_vertex_takes_over_from_a_failing_primary_for_chat_and_messages_clients() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;
@@ -347,7 +347,7 @@ async fn claude_on_vertex_takes_over_from_a_failing_primary_for_chat_and_message
 async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_naming_why() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;
@@ -434,7 +434,7 @@ async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_
 async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;
@@ -519,7 +519,7 @@ async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
 async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;
@@ -627,7 +627,7 @@ async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
 async fn an_unusable_key_file_is_a_401_naming_why() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;
@@ -663,7 +663,7 @@ async fn an_unusable_key_file_is_a_401_naming_why() {
 async fn a_gemini_stream_error_before_content_fails_over() {
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         vertex
             .set_mode(json!({"mode": "stream_error", "after_chunks": 0, "status": 503}))
             .await?;
@@ -706,7 +706,7 @@ async fn the_official_openai_client_runs_an_agent_loop_through_both_vertex_schem
         .expect("venv task");
     run_bounded(TEST_TIMEOUT, async {
         let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
+        let vertex = MockProvider::start_checked("vertex").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, repo_root, venv_python, MockOptions, MockProvider, SwitchyardNode,
-    SEED_POLICY,
+    definition_args, http_get, http_post_json, repo_root, venv_python, MockOptions, MockProvider,
+    SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::service_model::ServiceModel;
@@ -132,6 +132,9 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
                     "--bedrock-service-model".to_owned(),
                     model.display().to_string(),
                 ];
+            }
+            if f.schema == "Cohere" {
+                opts.extra_args = definition_args();
             }
             providers.push(MockProvider::start_with(opts).await?);
         }

@@ -662,7 +662,7 @@ async fn mutations_edit_client_headers_and_body_but_not_the_credential() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cohere_round_trip_uses_v2_chat_and_a_bearer_key() {
     bounded(async {
-        let mock = MockProvider::start("cohere").await?;
+        let mock = MockProvider::start_checked("cohere").await?;
         let node = SwitchyardNode::start(&single(
             "cohere",
             mock.data_addr,
@@ -704,8 +704,8 @@ async fn cohere_round_trip_uses_v2_chat_and_a_bearer_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cohere_rerank_is_passed_through_with_failover() {
     bounded(async {
-        let primary = MockProvider::start("cohere-primary").await?;
-        let fallback = MockProvider::start("cohere-fallback").await?;
+        let primary = MockProvider::start_checked("cohere-primary").await?;
+        let fallback = MockProvider::start_checked("cohere-fallback").await?;
         primary
             .set_mode(json!({"mode": "status", "status": 500}))
             .await?;

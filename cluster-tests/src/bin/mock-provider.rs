@@ -47,6 +47,14 @@ struct Args {
     /// against its `ConverseRequest` / `ConverseStreamRequest` shapes, as AWS validates them.
     #[arg(long)]
     bedrock_service_model: Option<PathBuf>,
+    /// Vertex AI's discovery document (`aiplatform.v1.json` from google-api-python-client): every Gemini
+    /// request is checked against its `GenerateContentRequest` schema, as Vertex's parser would.
+    #[arg(long)]
+    vertex_discovery: Option<PathBuf>,
+    /// Cohere's v2 Chat definition as JSON Schema (written by cluster-tests/tests/cohere_schema.py from
+    /// the official `cohere` SDK): every /v2/chat request is checked against it.
+    #[arg(long)]
+    cohere_schema: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +79,17 @@ fn main() -> anyhow::Result<()> {
             );
         }
         let _ = switchyard_cluster_tests::mock::bedrock::SERVICE_MODEL.set(model);
+    }
+    // A definition that was asked for but cannot be read stops the mock: running unchecked would let
+    // the tests pass for the wrong reason.
+    if let Some(path) = &args.vertex_discovery {
+        let doc =
+            mock::discovery::Discovery::load(path, mock::discovery::GENERATE_CONTENT_REQUEST)?;
+        let _ = mock::discovery::VERTEX.set(doc);
+    }
+    if let Some(path) = &args.cohere_schema {
+        let schema = mock::json_schema::CohereSchema::load(path)?;
+        let _ = mock::json_schema::COHERE.set(schema);
     }
     let opts = mock::Options {
         listen: args.listen,

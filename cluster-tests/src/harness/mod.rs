@@ -6,7 +6,8 @@
 //!
 //! - [`bin_path`]: where the workspace binaries are (building `switchyard` on demand);
 //! - [`Process`]: a child process with captured stdout/stderr;
-//! - [`MockProvider`]: a running `mock-provider` plus a client for its control API;
+//! - [`MockProvider`]: a running `mock-provider` plus a client for its control API ([`definition_args`]:
+//!   the providers' published definitions it checks Gemini and Cohere requests against);
 //! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
 //! - [`TestCluster`]: n nodes on 127.0.0.x joined over QUIC with fresh certificates;
 //! - [`Haproxy`], [`LoadClient`]: a real HAProxy in front of nodes, and steady client load through it;
@@ -16,6 +17,7 @@
 
 mod bins;
 mod cluster;
+mod definitions;
 mod http;
 mod lb;
 mod node;
@@ -35,6 +37,7 @@ pub use cluster::{
     members_in_state, start_node, start_node_on, switchyard_certs, NodeSpec, TestCluster,
     CLUSTER_NAME, JOIN_TIMEOUT,
 };
+pub use definitions::{cohere_schema, definition_args, vertex_discovery};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
     https_post_json, io_error_kind, raw_post_head, read_raw_response, Chunk, HttpResponse,

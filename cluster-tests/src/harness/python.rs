@@ -1,5 +1,6 @@
-//! The Python the official-client tests run: `target/openai-venv` with the `openai`, `anthropic` and
-//! `botocore` packages, made (once, under a lock) by `scripts/openai-venv.sh`, which `.ci/run` also calls.
+//! The Python the official-client tests run: `target/openai-venv` with the `openai` and `anthropic`
+//! packages and the providers' published definitions (`botocore`, `google-api-python-client`, `cohere`),
+//! made (once, under a lock) by `scripts/openai-venv.sh`, which `.ci/run` also calls.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,10 +1,11 @@
 //! The Cohere v2 Chat wire format of the mock provider (`POST /v2/chat`).
 //!
 //! Follows Cohere's API reference ("Chat", "Streaming", "Errors"): `Authorization: Bearer` is required
-//! (401 otherwise); `model` and a non-empty `messages` are required; roles are `system`, `user` (text or
-//! `text` / `image_url` parts), `assistant` (`content`, `tool_calls` whose `arguments` are JSON text,
-//! `tool_plan`) and `tool` (`tool_call_id`, `content`); `tools` are `{type: function, function: {name,
-//! parameters}}`; `tool_choice` is `REQUIRED` or `NONE`. The answer carries an upper-case
+//! (401 otherwise). Given `--cohere-schema` (the definition `cluster-tests/tests/cohere_schema.py` derives
+//! from the official SDK, see [`super::json_schema`]), every request is checked against it: field names,
+//! types, enums (`tool_choice` is `REQUIRED` or `NONE`), required fields, each message by its role. On top
+//! of that, what the definition cannot say: `messages` is not empty, a tool call's `arguments` are JSON
+//! text, and the parts the mock answers from (`text`, `image_url`, `thinking`). The answer carries an upper-case
 //! `finish_reason`, `message.content` parts and `usage.{billed_units,tokens}`. A stream is SSE with
 //! `message-start`, `content-start`, `content-delta`, `content-end` (or `tool-plan-delta`,
 //! `tool-call-start`, `tool-call-delta`, `tool-call-end`) and `message-end`. Errors are `{"message"}`.
@@ -70,31 +71,6 @@ pub fn rerank(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
                 "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}),
     )
 }
-
-/// Every request field of v2 Chat: anything else is refused, as the API does.
-const FIELDS: &[&str] = &[
-    "model",
-    "messages",
-    "stream",
-    "tools",
-    "strict_tools",
-    "documents",
-    "citation_options",
-    "response_format",
-    "safety_mode",
-    "max_tokens",
-    "stop_sequences",
-    "temperature",
-    "seed",
-    "frequency_penalty",
-    "presence_penalty",
-    "k",
-    "p",
-    "logprobs",
-    "tool_choice",
-    "thinking",
-    "priority",
-];
 
 /// A Cohere error reply.
 pub fn error_reply(status: StatusCode, message: &str) -> Reply {
@@ -201,6 +177,12 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
         Ok(v) => v,
         Err(e) => return bad(format!("invalid request: {e}")),
     };
+    // Field names, types, enums and required fields: the SDK's definition, when the mock was given it.
+    if let Some(schema) = super::json_schema::COHERE.get() {
+        if let Err(why) = schema.request.check(&req) {
+            return bad(format!("invalid request: {why}"));
+        }
+    }
     let Some(model) = req.get("model").and_then(Value::as_str) else {
         return bad("invalid request: model must be a string");
     };
@@ -211,21 +193,6 @@ pub fn handle(method: &Method, headers: &HeaderMap, body: &[u8], ctx: &Ctx<'_>) 
     else {
         return bad("invalid request: messages must not be empty");
     };
-    if let Some(k) = req
-        .as_object()
-        .into_iter()
-        .flat_map(|o| o.keys())
-        .find(|k| !FIELDS.contains(&k.as_str()))
-    {
-        return bad(format!(
-            "invalid request: unknown field: parameter {k} is not a valid field"
-        ));
-    }
-    if let Some(c) = req.get("tool_choice") {
-        if !matches!(c.as_str(), Some("REQUIRED" | "NONE")) {
-            return bad("invalid request: tool_choice must be one of REQUIRED, NONE");
-        }
-    }
     let mut prompt = String::new();
     let mut results = Vec::new();
     for (i, m) in messages.iter().enumerate() {

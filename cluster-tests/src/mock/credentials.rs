@@ -158,6 +158,12 @@ fn mint_bearer(kind: &'static str) -> String {
     format!("swy.{kind}.{expiry}.{serial}")
 }
 
+/// A live bearer token of `kind`, for tests that call a provider handler directly.
+#[cfg(test)]
+pub(crate) fn test_bearer(kind: &'static str) -> String {
+    mint_bearer(kind)
+}
+
 /// Checks a bearer token minted as `kind`: Ok, or why not (unknown or expired).
 pub fn check_bearer(token: &str, kind: &str) -> Result<(), String> {
     let mut parts = token.split('.');

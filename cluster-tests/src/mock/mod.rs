@@ -20,10 +20,14 @@ pub mod cohere;
 pub mod control;
 pub mod credentials;
 pub mod data;
+pub mod discovery;
 pub mod invoke;
+pub mod json_schema;
 pub mod log;
 pub mod mode;
 pub mod openai;
+#[cfg(test)]
+mod published;
 pub mod responses;
 pub mod service_model;
 pub mod vertex;

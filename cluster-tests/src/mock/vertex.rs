@@ -11,11 +11,13 @@
 //! events, from [`super::anthropic`]); Vertex's own refusals are Google API errors
 //! `{"error":{"code","message","status"}}`.
 //!
-//! Gemini requests are checked against the `GenerateContentRequest` REST shape: only its fields at the top
-//! level and in `generationConfig`, `contents` of roles `user`/`model` whose parts each hold exactly one of
-//! `text`, `inlineData`, `fileData`, `functionCall`, `functionResponse`, and a `functionResponse` only
-//! after a `functionCall` of the same name. The answer is "hello from NAME" as a `GenerateContentResponse`
-//! (streamed: one SSE event per piece, the last with `finishReason` and `usageMetadata`, no end marker).
+//! Gemini requests are checked against `GenerateContentRequest` in Vertex AI's discovery document when the
+//! mock is given it (`--vertex-discovery`, see [`super::discovery`]): every field name, type and enum, as
+//! Vertex's parser would. On top of that, what the schema cannot say: `contents` is not empty, its roles
+//! are `user`/`model`, each part holds exactly one of `text`, `inlineData`, `fileData`, `functionCall`,
+//! `functionResponse`, and a `functionResponse` comes only after a `functionCall` of the same name. The
+//! answer is "hello from NAME" as a `GenerateContentResponse` (streamed: one SSE event per piece, the last
+//! with `finishReason` and `usageMetadata`, no end marker).
 
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, StatusCode};
@@ -178,33 +180,7 @@ pub fn handle(
     )
 }
 
-const REQUEST_FIELDS: &[&str] = &[
-    "contents",
-    "systemInstruction",
-    "tools",
-    "toolConfig",
-    "generationConfig",
-    "safetySettings",
-    "labels",
-    "cachedContent",
-];
-const CONFIG_FIELDS: &[&str] = &[
-    "temperature",
-    "topP",
-    "topK",
-    "candidateCount",
-    "maxOutputTokens",
-    "stopSequences",
-    "presencePenalty",
-    "frequencyPenalty",
-    "seed",
-    "responseMimeType",
-    "responseSchema",
-    "responseJsonSchema",
-    "responseLogprobs",
-    "logprobs",
-    "thinkingConfig",
-];
+/// The data fields of a `Part` this mock can answer (the discovery document defines which exist).
 const PART_FIELDS: &[&str] = &[
     "text",
     "inlineData",
@@ -226,25 +202,9 @@ struct GeminiRequest {
 /// Checks a `GenerateContentRequest`.
 fn check_gemini(req: &Value) -> Result<GeminiRequest, String> {
     let obj = req.as_object().ok_or("Invalid JSON payload received.")?;
-    for k in obj.keys() {
-        if !REQUEST_FIELDS.contains(&k.as_str()) {
-            return Err(format!(
-                "Invalid JSON payload received. Unknown name \"{k}\": Cannot find field."
-            ));
-        }
-    }
-    if let Some(c) = obj.get("generationConfig") {
-        for k in c
-            .as_object()
-            .ok_or("generationConfig must be an object")?
-            .keys()
-        {
-            if !CONFIG_FIELDS.contains(&k.as_str()) {
-                return Err(format!(
-                    "Invalid JSON payload received. Unknown name \"{k}\" at 'generation_config': Cannot find field."
-                ));
-            }
-        }
+    // Field names and types: Vertex AI's published definition, when the mock was given it.
+    if let Some(d) = super::discovery::VERTEX.get() {
+        d.check(super::discovery::GENERATE_CONTENT_REQUEST, req)?;
     }
     let contents = obj
         .get("contents")
@@ -335,7 +295,10 @@ fn check_gemini(req: &Value) -> Result<GeminiRequest, String> {
                 .ok_or("functionDeclarations[].name is required")?;
             tools.push((
                 name.to_owned(),
-                d.get("parameters").cloned().unwrap_or(Value::Null),
+                d.get("parametersJsonSchema")
+                    .or_else(|| d.get("parameters"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
             ));
         }
     }

@@ -294,8 +294,18 @@ pub async fn start(
     policy: &str,
     annotations: &str,
 ) -> anyhow::Result<(MockProvider, MockProvider, SwitchyardNode)> {
-    let primary = MockProvider::start("primary").await?;
-    let fallback = MockProvider::start("fallback").await?;
+    // Cohere mocks check every request against the SDK's definition of the API.
+    let (primary, fallback) = if matches!(schema, Schema::Cohere) {
+        (
+            MockProvider::start_checked("primary").await?,
+            MockProvider::start_checked("fallback").await?,
+        )
+    } else {
+        (
+            MockProvider::start("primary").await?,
+            MockProvider::start("fallback").await?,
+        )
+    };
     primary.set_mode(primary_mode).await?;
     let node = SwitchyardNode::start(&config(
         schema,

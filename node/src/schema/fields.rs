@@ -240,7 +240,7 @@ fn cohere_gemini_disposition(field: &str, value: &Value) -> Option<Disposition> 
         // `presencePenalty`.
         "seed" | "frequency_penalty" | "presence_penalty" => Translated,
         // `json_object` (with or without a schema): Cohere's own JSON mode; Gemini's
-        // `responseMimeType: application/json`, with `responseSchema` for json_schema.
+        // `responseMimeType: application/json`, with `responseJsonSchema` for json_schema.
         "response_format" => match value.get("type").and_then(Value::as_str) {
             Some("text") => Ignored,
             Some("json_schema" | "json_object") => Translated,

@@ -7,7 +7,10 @@
 //! `functionResponse {name, response}`; the system prompt is `systemInstruction`; tools are
 //! `functionDeclarations`; `toolConfig.functionCallingConfig.mode` is `AUTO`, `ANY` or `NONE` (with
 //! `allowedFunctionNames`); `generationConfig` holds `temperature`, `topP`, `maxOutputTokens`,
-//! `stopSequences`, `seed`, the penalties, `responseMimeType`/`responseSchema` and `thinkingConfig`. The
+//! `stopSequences`, `seed`, the penalties, `responseMimeType`/`responseJsonSchema` and `thinkingConfig`;
+//! JSON Schemas (tool parameters, structured output) go as JSON Schema (`parametersJsonSchema`,
+//! `responseJsonSchema`), not as Vertex's own `Schema` message, whose upper-case `type` enum OpenAI
+//! schemas do not use. The
 //! answer is `{"candidates":[{"content":{"parts"},"finishReason"}],"usageMetadata":{"promptTokenCount",
 //! "candidatesTokenCount","thoughtsTokenCount","cachedContentTokenCount"},"modelVersion","responseId"}`;
 //! a stream is SSE whose every `data:` is such a response, the last one with `finishReason` and the
@@ -186,7 +189,10 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
     }
     if let Some(f) = &chat.response_format {
         config.insert("responseMimeType".into(), "application/json".into());
-        config.insert("responseSchema".into(), f.schema.clone());
+        // `responseJsonSchema` takes JSON Schema as OpenAI clients write it; `responseSchema` is Vertex's
+        // own Schema message (upper-case `type` enum, no `additionalProperties` in older models), which
+        // refuses an ordinary `{"type": "object"}`.
+        config.insert("responseJsonSchema".into(), f.schema.clone());
     }
     if let Some(e) = chat.reasoning_effort {
         config.insert(
@@ -200,7 +206,9 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
             .tools
             .iter()
             .map(|t| {
-                let mut f = json!({"name": t.name, "parameters": t.parameters});
+                // `parametersJsonSchema`, not `parameters`: the latter is Vertex's Schema message, whose
+                // `type` is an upper-case enum, so an OpenAI tool's `{"type": "object"}` is refused.
+                let mut f = json!({"name": t.name, "parametersJsonSchema": t.parameters});
                 if let Some(d) = &t.description {
                     f["description"] = d.clone().into();
                 }
@@ -564,11 +572,29 @@ mod tests {
                     "seed": 7, "frequencyPenalty": 0.5, "presencePenalty": 0.1,
                     "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": true}},
                 "tools": [{"functionDeclarations": [
-                    {"name": "look", "description": "d", "parameters": {"type": "object"}},
-                    {"name": "size", "parameters": {"type": "object", "properties": {}}}]}],
+                    {"name": "look", "description": "d", "parametersJsonSchema": {"type": "object"}},
+                    {"name": "size", "parametersJsonSchema": {"type": "object", "properties": {}}}]}],
                 "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["look"]}},
             })
         );
+    }
+
+    /// Found by checking translations against Vertex AI's discovery document: `parameters` and
+    /// `responseSchema` are Vertex's `Schema` message, whose `type` is an upper-case enum (`OBJECT`), so
+    /// every OpenAI tool (`"type": "object"`) was a 400. The JSON Schema fields take them as written.
+    #[test]
+    fn json_schemas_go_as_json_schema() {
+        let schema = json!({"type": "object", "additionalProperties": false, "required": ["city"],
+            "properties": {"city": {"type": "string", "enum": ["Paris"]}, "n": {"type": ["integer", "null"]}}});
+        let got = request_body(&body(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}})))
+        .expect("ok");
+        let decl = &got["tools"][0]["functionDeclarations"][0];
+        assert_eq!(decl["parametersJsonSchema"], schema);
+        assert!(decl.get("parameters").is_none(), "{decl}");
+        assert_eq!(got["generationConfig"]["responseJsonSchema"], schema);
+        assert!(got["generationConfig"].get("responseSchema").is_none());
     }
 
     #[test]
@@ -592,7 +618,7 @@ mod tests {
         let got = request_body(&body(b)).expect("ok");
         assert_eq!(
             got["generationConfig"],
-            json!({"responseMimeType": "application/json", "responseSchema": {"type": "object"}})
+            json!({"responseMimeType": "application/json", "responseJsonSchema": {"type": "object"}})
         );
         let mut b = base();
         b["response_format"] = json!({"type": "json_object"});
