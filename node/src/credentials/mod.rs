@@ -2,7 +2,8 @@
 //! by the request path without waiting (DESIGN §1: the request path never waits in the common case).
 //!
 //! Each dynamic credential (an `AWSCredentials` policy without a credentials file, one with
-//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy, and the node's default AWS chain for Bedrock
+//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy (key file, workload
+//! identity federation or Application Default Credentials), and the node's default AWS chain for Bedrock
 //! backends without a policy) is a [`LiveCredential`]: an `ArcSwap` of its current [`CredState`] that
 //! one task per credential keeps fresh on the schedule of [`schedule`]. A request loads the state (one
 //! atomic load, no lock, no allocation) and signs or sends with it; a refresh failure keeps the old
@@ -20,6 +21,8 @@
 
 pub mod fetch;
 pub mod google;
+pub(crate) mod google_adc;
+pub(crate) mod google_sts;
 pub mod oauth;
 pub(crate) mod schedule;
 
@@ -272,15 +275,11 @@ impl CredentialStore {
                     secret: secret.clone(),
                 },
             ),
-            Some(
-                a @ BackendAuth::GcpCredentials {
-                    account, policy, ..
-                },
-            ) => (
+            Some(a @ BackendAuth::GcpCredentials { source, policy, .. }) => (
                 StoreKey::Policy(a.clone()),
                 format!("BackendSecurityPolicy {policy}"),
                 Fetcher::Gcp {
-                    account: account.clone(),
+                    source: source.clone(),
                 },
             ),
             None if schema.is_aws() => (
