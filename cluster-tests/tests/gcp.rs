@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
+    bin_path, http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
     venv_python, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::credentials::{
@@ -817,6 +817,18 @@ async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<Swit
     SwitchyardNode::start_file_env(path, "127.0.0.1:0", "127.0.0.1:0", &[], dir, env).await
 }
 
+/// The `/status` entry of the Vertex backend's credential.
+async fn vertex_credential(node: &SwitchyardNode) -> anyhow::Result<Value> {
+    let status = http_get(&node.admin_url("/status")).await?.json()?;
+    status["credentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["backend"] == "default/vertex-be")
+        .cloned()
+        .with_context(|| format!("no credential for default/vertex-be in {status}"))
+}
+
 /// How many Google tokens the mock issued as `issuer` (`google-sts`, `google-iam`, …).
 async fn issued(vertex: &MockProvider, issuer: &str) -> anyhow::Result<u64> {
     Ok(vertex.credentials().await?["issued"][issuer]
@@ -919,6 +931,15 @@ async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names
             exchanged >= 4 && impersonated >= 4 && oidc >= exchanged,
             "over {sent} chats: {oidc} OIDC tokens, {exchanged} exchanges, {impersonated} impersonations"
         );
+        // `/status` shows the credential's kind and validity (a 3 s token), never the token.
+        let cred = vertex_credential(&node).await?;
+        anyhow::ensure!(
+            cred["kind"] == "GCP workload identity federation"
+                && cred["state"] == "valid"
+                && cred["expires_in_secs"].as_u64().is_some_and(|s| s <= 3)
+                && cred["credential"] == "BackendSecurityPolicy default/vertex-auth",
+            "{cred}"
+        );
 
         // STS refuses: once the token in use expires, a 401 names the backend, the step, the audience
         // and Google's reason.
@@ -933,6 +954,29 @@ async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names
         ] {
             anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
         }
+        // `/status` and `switchyard status` say it failed, and why.
+        let cred = vertex_credential(&node).await?;
+        anyhow::ensure!(
+            cred["state"] == "failed"
+                && cred["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Google STS token exchange")),
+            "{cred}"
+        );
+        let out = tokio::process::Command::new(bin_path("switchyard"))
+            .args(["status", "--admin", &format!("http://{}", node.admin)])
+            .output()
+            .await?;
+        let table = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success()
+                && table.lines().any(|l| l.contains("default/vertex-be")
+                    && l.contains("GCP workload identity federation")
+                    && l.contains("failed")
+                    && l.contains("Google STS token exchange")),
+            "{table}"
+        );
+        anyhow::ensure!(!table.contains("swy."), "a token in {table}");
         nothing_secret_shown(&node, &text).await?;
 
         // IAM Credentials refuses the impersonation: the 401 names that step and the account.

@@ -151,6 +151,28 @@ impl FetchContext {
 }
 
 impl Fetcher {
+    /// How it obtains its credential, for `/status`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Fetcher::AwsChain => "AWS default credential chain",
+            Fetcher::AwsOidc { .. } => "AWS OIDC token exchanged at STS",
+            Fetcher::Azure {
+                secret: AzureSecret::ClientSecret(_),
+                ..
+            } => "Entra ID client secret",
+            Fetcher::Azure { .. } => "Entra ID federated OIDC token",
+            Fetcher::Gcp {
+                source: GcpSource::ServiceAccount(_),
+            } => "GCP service account key",
+            Fetcher::Gcp {
+                source: GcpSource::Federation(_),
+            } => "GCP workload identity federation",
+            Fetcher::Gcp {
+                source: GcpSource::ApplicationDefault,
+            } => "GCP Application Default Credentials",
+        }
+    }
+
     /// Obtains a credential and its expiry (`None`: it does not expire).
     pub(crate) async fn fetch(
         &self,
