@@ -219,18 +219,12 @@ fn gcp_federation(
         "workloadIdentityProviderName",
         &wif.workload_identity_provider_name,
     )?;
-    let exchange = &wif.oidc_exchange_token;
-    if exchange.aws_role_arn.is_some() {
-        return Err(id.error(
-            format!("{field}.oidcExchangeToken.awsRoleArn"),
-            "is an AWSCredentials field; GCP's exchange has none",
-        ));
-    }
+    // `awsRoleArn` never gets here: upstream's GCP exchange has no such field, so the field check refuses it.
     let oidc = oidc_client(
         store,
         id,
         &format!("{field}.oidcExchangeToken"),
-        exchange,
+        &wif.oidc_exchange_token,
         warnings,
     )?;
     let impersonate = wif

@@ -390,6 +390,14 @@ fn gcp_workload_identity_federation_resolves_audience_client_and_account() {
             ),
             "projectNumber",
         ),
+        (
+            "an AWS field",
+            GCP_WIF.replace(
+                "        aud: ignored\n",
+                "        awsRoleArn: arn:aws:iam::1:role/r\n",
+            ),
+            "oidcExchangeToken.awsRoleArn",
+        ),
     ] {
         let err = load_err(&with_policy(&format!("{GCP_NO_FILE}{edit}"), OIDC_SECRET));
         assert!(err.contains(want), "{name}: {err}");
