@@ -723,6 +723,170 @@ mod tests {
         assert_eq!(rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");
     }
 
+    /// Status and body of a reply.
+    fn answer(r: Reply) -> (u16, String) {
+        match r {
+            Reply::Full { status, body, .. } => {
+                (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+            }
+            Reply::Stream { .. } => (0, String::new()),
+        }
+    }
+
+    fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes()
+    }
+
+    #[test]
+    fn google_sts_checks_the_exchange() {
+        let subject = gcp_subject_token(60_000);
+        let good = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("audience", GCP_WIF_AUDIENCE),
+            ("scope", GCP_SCOPE),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ];
+        let with = |k: &str, v: &'static str| {
+            good.iter()
+                .map(|&(gk, gv)| (gk, if gk == k { v } else { gv }))
+                .collect::<Vec<_>>()
+        };
+        for (name, pairs, status, want) in [
+            ("a good exchange", good.to_vec(), 200, "swy.google."),
+            (
+                "another grant",
+                with("grant_type", "client_credentials"),
+                400,
+                "unsupported_grant_type",
+            ),
+            (
+                "another audience",
+                with("audience", "//iam.googleapis.com/projects/x"),
+                400,
+                "invalid_target",
+            ),
+            (
+                "no cloud-platform scope",
+                with("scope", "openid"),
+                400,
+                "invalid_scope",
+            ),
+            (
+                "a refresh token asked",
+                with(
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:refresh_token",
+                ),
+                400,
+                "requested_token_type",
+            ),
+            (
+                "a SAML subject",
+                with(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:saml2",
+                ),
+                400,
+                "subject_token_type",
+            ),
+            (
+                "an expired subject",
+                with("subject_token", "swy.oidc.1.1"),
+                400,
+                "expired",
+            ),
+        ] {
+            let (got, body) = answer(google_sts(&form(&form_body(&pairs))));
+            assert_eq!(got, status, "{name}: {body}");
+            assert!(body.contains(want), "{name}: {body}");
+        }
+    }
+
+    #[test]
+    fn google_iam_and_metadata_check_their_headers() {
+        let url = format!("{GCP_IMPERSONATED}:generateAccessToken");
+        let (token, _) = mint_google("test");
+        let bearer = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().expect("header"),
+            );
+            h
+        };
+        let scoped =
+            br#"{"scope":["https://www.googleapis.com/auth/cloud-platform"],"lifetime":"3600s"}"#;
+        for (name, rest, headers, body, status, want) in [
+            (
+                "impersonated",
+                url.clone(),
+                bearer(&token),
+                &scoped[..],
+                200,
+                "accessToken",
+            ),
+            (
+                "no bearer",
+                url.clone(),
+                HeaderMap::new(),
+                &scoped[..],
+                401,
+                "UNAUTHENTICATED",
+            ),
+            (
+                "an OIDC token",
+                url.clone(),
+                bearer(&gcp_subject_token(60_000)),
+                &scoped[..],
+                401,
+                "UNAUTHENTICATED",
+            ),
+            (
+                "another account",
+                "x@y.iam.gserviceaccount.com:generateAccessToken".to_owned(),
+                bearer(&token),
+                &scoped[..],
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                "no scope",
+                url.clone(),
+                bearer(&token),
+                &br"{}"[..],
+                400,
+                "Scope required",
+            ),
+        ] {
+            let (got, text) = answer(google_generate_access_token(&rest, &headers, body));
+            assert_eq!(got, status, "{name}: {text}");
+            assert!(text.contains(want), "{name}: {text}");
+        }
+        assert_eq!(answer(google_metadata(&HeaderMap::new())).0, 403);
+        let mut h = HeaderMap::new();
+        h.insert("metadata-flavor", "Google".parse().expect("header"));
+        let (status, body) = answer(google_metadata(&h));
+        assert!(status == 200 && body.contains("swy.google."), "{body}");
+    }
+
     #[test]
     fn minted_credentials_check_until_they_expire() {
         let (id, secret, token, _) = mint_aws("test");
