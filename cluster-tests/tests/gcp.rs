@@ -18,9 +18,9 @@ use switchyard_cluster_tests::harness::{
     venv_python, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::credentials::{
-    gcp_authorized_user_file, gcp_external_account_file, gcp_key_file, gcp_subject_token,
-    GCP_IMPERSONATED, GCP_REFRESH_TOKEN, GCP_USER_CLIENT_SECRET, GCP_WIF_AUDIENCE, OIDC_CLIENT_ID,
-    OIDC_CLIENT_SECRET,
+    gcp_authorized_user_file, gcp_external_account_file, gcp_impersonated_file, gcp_key_file,
+    gcp_subject_token, GCP_IMPERSONATED, GCP_REFRESH_TOKEN, GCP_USER_CLIENT_SECRET,
+    GCP_WIF_AUDIENCE, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
 };
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1057,6 +1057,7 @@ async fn application_default_credentials_are_found_in_googles_order_and_refreshe
             "ext-file.json",
             &gcp_external_account_file(&addr, Some(&subject), true),
         )?;
+        let impersonated = write("impersonated.json", &gcp_impersonated_file(&addr))?;
         let ext_url = write(
             "ext-url.json",
             &gcp_external_account_file(&addr, None, false),
@@ -1095,6 +1096,14 @@ async fn application_default_credentials_are_found_in_googles_order_and_refreshe
                 refusing_metadata,
                 "google-refresh",
                 vec![],
+            ),
+            (
+                "an impersonated_service_account (gcloud --impersonate-service-account)",
+                &impersonated,
+                &empty_home,
+                refusing_metadata,
+                "google-iam",
+                vec!["google-sts"],
             ),
             (
                 "an external_account, file-sourced, impersonating",

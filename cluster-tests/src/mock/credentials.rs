@@ -84,6 +84,23 @@ pub fn gcp_authorized_user_file(data_addr: &str) -> String {
     .to_string()
 }
 
+/// An `impersonated_service_account` credentials file (what `gcloud auth application-default login
+/// --impersonate-service-account` writes): the [`gcp_authorized_user_file`] user impersonates
+/// [`GCP_IMPERSONATED`] through the mock's IAM Credentials.
+pub fn gcp_impersonated_file(data_addr: &str) -> String {
+    let user: Value =
+        serde_json::from_str(&gcp_authorized_user_file(data_addr)).unwrap_or_default();
+    json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!(
+            "http://{data_addr}/creds/google/iam/v1/projects/-/serviceAccounts/{GCP_IMPERSONATED}:generateAccessToken"
+        ),
+        "delegates": [],
+        "source_credentials": user,
+    })
+    .to_string()
+}
+
 /// An `external_account` credentials file for [`GCP_WIF_AUDIENCE`] whose subject token is read from
 /// `subject_file` (text) or, when `None`, from the mock's URL (JSON `id_token`), and which impersonates
 /// [`GCP_IMPERSONATED`] when `impersonate`.

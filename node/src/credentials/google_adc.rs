@@ -13,7 +13,10 @@
 //! A file is `service_account` (the JWT bearer grant of [`super::google`]), `authorized_user` (the
 //! refresh-token grant at its `token_uri`, Google's endpoint by default) or `external_account` (a subject
 //! token read from a file or a URL, exchanged at its `token_url`, then impersonated through its
-//! `service_account_impersonation_url` when set: [`super::google_sts`]). Other kinds are refused by name.
+//! `service_account_impersonation_url` when set: [`super::google_sts`]) or `impersonated_service_account`
+//! (what `gcloud auth application-default login --impersonate-service-account` writes: its
+//! `source_credentials`' token calls IAM Credentials `generateAccessToken` at its
+//! `service_account_impersonation_url`). Other kinds are refused by name.
 //! Each fetch resolves again, so a rotated file or subject token is picked up at the next refresh.
 //! Errors name the source and step, never a refresh token, client secret or token.
 
@@ -21,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::fetch::{FetchContext, FetchError};
-use super::oauth::TokenError;
+use super::oauth::{AccessToken, TokenError};
 use crate::config::model::{GcpServiceAccount, SecretString};
 
 /// The metadata server's host when `GCE_METADATA_HOST` names none.
@@ -98,6 +101,15 @@ pub(crate) enum AdcFile {
     },
     /// `external_account` (workload identity federation from a file).
     ExternalAccount(ExternalAccount),
+    /// `impersonated_service_account` (`gcloud auth application-default login
+    /// --impersonate-service-account`): a token of its `source_credentials` (a service account or an
+    /// authorized user) impersonates through `service_account_impersonation_url`.
+    Impersonated {
+        /// `source_credentials`: `ServiceAccount` or `AuthorizedUser`.
+        source: Box<AdcFile>,
+        /// `service_account_impersonation_url`.
+        url: String,
+    },
 }
 
 /// An `external_account` file.
@@ -158,6 +170,7 @@ struct RawFile {
     token_url: Option<String>,
     service_account_impersonation_url: Option<String>,
     credential_source: Option<RawSource>,
+    source_credentials: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -272,8 +285,34 @@ pub(crate) fn parse_file(json: &str) -> Result<AdcFile, String> {
                 source,
             }))
         }
+        Some("impersonated_service_account") => {
+            let url = http_url(
+                "service_account_impersonation_url",
+                need(
+                    f.service_account_impersonation_url,
+                    "service_account_impersonation_url",
+                )?,
+            )?;
+            let inner = f
+                .source_credentials
+                .ok_or("the file has no source_credentials")?;
+            let source = match parse_file(&inner.to_string())
+                .map_err(|e| format!("source_credentials: {e}"))?
+            {
+                s @ (AdcFile::ServiceAccount(_) | AdcFile::AuthorizedUser { .. }) => s,
+                _ => {
+                    return Err(
+                        "source_credentials must be a service_account or an authorized_user".into(),
+                    )
+                }
+            };
+            Ok(AdcFile::Impersonated {
+                source: Box::new(source),
+                url,
+            })
+        }
         Some(other) => Err(format!(
-            "credentials of type {other:?} are not supported (service_account, authorized_user or external_account)"
+            "credentials of type {other:?} are not supported (service_account, authorized_user, external_account or impersonated_service_account)"
         )),
         None => Err("the file has no type".into()),
     }
@@ -344,35 +383,16 @@ pub(crate) async fn fetch(cx: &FetchContext) -> Result<(SecretString, SystemTime
         }
     };
     match parse_file(&text).map_err(fail)? {
-        AdcFile::ServiceAccount(account) => {
-            let jwt = super::google::assertion(&account, SystemTime::now())
-                .map_err(|e| fail(format!("service account {}: {e}", account.client_email)))?;
+        AdcFile::Impersonated { source, url } => {
+            let t = grant(cx, &source, &what).await?;
             let t = cx
                 .tokens
-                .jwt_bearer(&account.token_uri, &jwt)
+                .generate_access_token(&url, &t.token, &super::google_sts::impersonation_body())
                 .await
-                .map_err(step(&format!("OAuth2 token for {}", account.client_email)))?;
-            Ok((t.token, t.expiry))
-        }
-        AdcFile::AuthorizedUser {
-            client_id,
-            client_secret,
-            refresh_token,
-            token_uri,
-        } => {
-            let t = cx
-                .tokens
-                .form_token(
-                    &token_uri,
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("client_id", &client_id),
-                        ("client_secret", client_secret.expose()),
-                        ("refresh_token", refresh_token.expose()),
-                    ],
-                )
-                .await
-                .map_err(step(&format!("refresh-token grant of client {client_id}")))?;
+                .map_err(step(&format!(
+                    "IAM Credentials generateAccessToken for {}",
+                    super::google_sts::account_of(&url)
+                )))?;
             Ok((t.token, t.expiry))
         }
         AdcFile::ExternalAccount(ext) => {
@@ -412,6 +432,56 @@ pub(crate) async fn fetch(cx: &FetchContext) -> Result<(SecretString, SystemTime
             .map_err(|e| FetchError::GoogleAdc(format!("{what}: {e}")))?;
             Ok((t.token, t.expiry))
         }
+        file => {
+            let t = grant(cx, &file, &what).await?;
+            Ok((t.token, t.expiry))
+        }
+    }
+}
+
+/// The token of a `service_account` (JWT bearer grant) or `authorized_user` (refresh-token grant) file
+/// found as `what`.
+async fn grant(cx: &FetchContext, file: &AdcFile, what: &str) -> Result<AccessToken, FetchError> {
+    let step = |step: String| {
+        move |source: TokenError| FetchError::GoogleStep {
+            step: format!("{what}: {step}"),
+            source,
+        }
+    };
+    match file {
+        AdcFile::ServiceAccount(account) => {
+            let jwt = super::google::assertion(account, SystemTime::now()).map_err(|e| {
+                FetchError::GoogleAdc(format!(
+                    "{what}: service account {}: {e}",
+                    account.client_email
+                ))
+            })?;
+            cx.tokens
+                .jwt_bearer(&account.token_uri, &jwt)
+                .await
+                .map_err(step(format!("OAuth2 token for {}", account.client_email)))
+        }
+        AdcFile::AuthorizedUser {
+            client_id,
+            client_secret,
+            refresh_token,
+            token_uri,
+        } => cx
+            .tokens
+            .form_token(
+                token_uri,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id),
+                    ("client_secret", client_secret.expose()),
+                    ("refresh_token", refresh_token.expose()),
+                ],
+            )
+            .await
+            .map_err(step(format!("refresh-token grant of client {client_id}"))),
+        AdcFile::ExternalAccount(_) | AdcFile::Impersonated { .. } => Err(FetchError::GoogleAdc(
+            format!("{what}: not a service_account or authorized_user"),
+        )),
     }
 }
 
@@ -530,6 +600,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let imp = serde_json::json!({"type": "impersonated_service_account",
+            "service_account_impersonation_url": "http://127.0.0.1:9/iam/v1/projects/-/serviceAccounts/a@b:generateAccessToken",
+            "source_credentials": user});
+        match parse_file(&imp.to_string()).expect("impersonated_service_account") {
+            AdcFile::Impersonated { source, url } => {
+                assert!(matches!(*source, AdcFile::AuthorizedUser { .. }));
+                assert!(url.ends_with("a@b:generateAccessToken"));
+            }
+            other => panic!("{other:?}"),
+        }
         let edit = |base: &serde_json::Value, f: &dyn Fn(&mut serde_json::Value)| {
             let mut v = base.clone();
             f(&mut v);
@@ -539,9 +619,27 @@ mod tests {
             ("not JSON", "{".to_owned(), "not a Google credentials file"),
             ("no type", "{}".to_owned(), "no type"),
             (
-                "impersonated_service_account",
-                r#"{"type":"impersonated_service_account"}"#.to_owned(),
-                "\"impersonated_service_account\" are not supported",
+                "gdch_service_account",
+                r#"{"type":"gdch_service_account"}"#.to_owned(),
+                "\"gdch_service_account\" are not supported",
+            ),
+            (
+                "impersonation without a source",
+                r#"{"type":"impersonated_service_account","service_account_impersonation_url":"https://x/y"}"#.to_owned(),
+                "no source_credentials",
+            ),
+            (
+                "impersonation of an external account",
+                serde_json::json!({"type": "impersonated_service_account",
+                    "service_account_impersonation_url": "https://x/y", "source_credentials": ext}).to_string(),
+                "must be a service_account or an authorized_user",
+            ),
+            (
+                "impersonation with a broken source",
+                serde_json::json!({"type": "impersonated_service_account",
+                    "service_account_impersonation_url": "https://x/y",
+                    "source_credentials": {"type": "authorized_user", "client_id": "c", "refresh_token": "r"}}).to_string(),
+                "source_credentials: the file has no client_secret",
             ),
             (
                 "no refresh token",

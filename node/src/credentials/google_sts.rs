@@ -119,7 +119,7 @@ pub(crate) async fn exchange_and_impersonate(
 }
 
 /// The account an impersonation URL names (for errors), or the URL.
-fn account_of(url: &str) -> &str {
+pub(crate) fn account_of(url: &str) -> &str {
     url.rsplit_once("/serviceAccounts/")
         .and_then(|(_, r)| r.split_once(':'))
         .map_or(url, |(a, _)| a)

@@ -127,7 +127,7 @@ impl LiveCredential {
     pub fn fixed(token: Token, what: impl Into<String>) -> LiveCredential {
         LiveCredential {
             state: ArcSwap::from_pointee(CredState::Ready(token)),
-            kind: "static keys",
+            kind: "AWS credentials file (long-term keys)",
             info: std::sync::Mutex::new(RefreshInfo::default()),
             changed: Notify::new(),
             wait_on_load: false,
