@@ -14,10 +14,14 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
+    bin_path, http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
     venv_python, MockProvider, SwitchyardNode,
 };
-use switchyard_cluster_tests::mock::credentials::gcp_key_file;
+use switchyard_cluster_tests::mock::credentials::{
+    gcp_authorized_user_file, gcp_external_account_file, gcp_impersonated_file, gcp_key_file,
+    gcp_subject_token, GCP_IMPERSONATED, GCP_REFRESH_TOKEN, GCP_USER_CLIENT_SECRET,
+    GCP_WIF_AUDIENCE, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET,
+};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// The Vertex model id the fallback is sent (a `modelNameOverride`).
@@ -749,6 +753,461 @@ async fn the_official_openai_client_runs_an_agent_loop_through_both_vertex_schem
                 "no {suffix} request among {:?}",
                 reqs.iter().map(|r| r.path.clone()).collect::<Vec<_>>()
             );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// [`config`] with the Vertex policy's `credentialsFile` replaced by `source` (lines under
+/// `gcpCredentials`, or nothing for Application Default Credentials), and `extra` documents appended.
+fn config_with_source(
+    primary: SocketAddr,
+    vertex: SocketAddr,
+    source: &str,
+    extra: &str,
+) -> String {
+    let file = "    credentialsFile:\n      secretRef:\n        name: vertex-sa\n";
+    let c = config(primary, vertex);
+    assert!(c.contains(file), "the base config names a key file");
+    format!("{}{extra}", c.replacen(file, source, 1))
+}
+
+/// A `workloadIdentityFederationConfig` for the mock STS's pool and provider, its OIDC client at the
+/// mock's issuer, impersonating `vertex-caller` when `impersonate`; and the client secret's Secret.
+fn federation(vertex: SocketAddr, impersonate: bool) -> (String, String) {
+    let impersonation = if impersonate {
+        "      serviceAccountImpersonation:\n        serviceAccountName: vertex-caller\n"
+    } else {
+        ""
+    };
+    let source = format!(
+        "    workloadIdentityFederationConfig:
+      projectID: test-project
+      workloadIdentityPoolName: test-pool
+      workloadIdentityProviderName: test-provider
+{impersonation}      oidcExchangeToken:
+        oidc:
+          provider:
+            issuer: http://{vertex}/creds/oidc
+          clientID: {OIDC_CLIENT_ID}
+          clientSecret:
+            name: oidc-client
+"
+    );
+    let secret = format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: oidc-client
+  namespace: default
+stringData:
+  client-secret: {OIDC_CLIENT_SECRET}
+"
+    );
+    (source, secret)
+}
+
+/// Starts a node on `yaml` with `env` added to its environment.
+async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<SwitchyardNode> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).context("write config")?;
+    SwitchyardNode::start_file_env(path, "127.0.0.1:0", "127.0.0.1:0", &[], dir, env).await
+}
+
+/// The `/status` entry of the Vertex backend's credential.
+async fn vertex_credential(node: &SwitchyardNode) -> anyhow::Result<Value> {
+    let status = http_get(&node.admin_url("/status")).await?.json()?;
+    status["credentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["backend"] == "default/vertex-be")
+        .cloned()
+        .with_context(|| format!("no credential for default/vertex-be in {status}"))
+}
+
+/// How many Google tokens the mock issued as `issuer` (`google-sts`, `google-iam`, …).
+async fn issued(vertex: &MockProvider, issuer: &str) -> anyhow::Result<u64> {
+    Ok(vertex.credentials().await?["issued"][issuer]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+/// Sends chats for `span`, each of which must answer 200 from Vertex; returns how many were sent.
+async fn chats_all_succeed(node: &SwitchyardNode, span: Duration) -> anyhow::Result<u32> {
+    let url = node.url("/v1/chat/completions");
+    let end = tokio::time::Instant::now() + span;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut sent = 0;
+    loop {
+        tick.tick().await;
+        let r = http_post_json(&url, &chat(false)).await?;
+        sent += 1;
+        anyhow::ensure!(
+            r.status == 200 && r.json()?["choices"][0]["message"]["content"] == "hello from vertex",
+            "request {sent}: {} {}\n{}",
+            r.status,
+            r.text(),
+            node.logs()
+        );
+        if tokio::time::Instant::now() >= end {
+            return Ok(sent);
+        }
+    }
+}
+
+/// Polls chats until one answers 401 containing `step`; returns its text.
+async fn first_401_naming(node: &SwitchyardNode, step: &str) -> anyhow::Result<String> {
+    let url = node.url("/v1/chat/completions");
+    let r = poll_until(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        || async {
+            let r = http_post_json(&url, &chat(false)).await.ok()?;
+            (r.status != 200 && r.text().contains(step)).then_some(r)
+        },
+    )
+    .await
+    .with_context(|| format!("no answer naming {step:?}:\n{}", node.logs()))?;
+    anyhow::ensure!(r.status == 401, "{} {}", r.status, r.text());
+    Ok(r.text())
+}
+
+/// No token, client secret or refresh token in `text`, the node's `/status` or its logs.
+async fn nothing_secret_shown(node: &SwitchyardNode, text: &str) -> anyhow::Result<()> {
+    let status = http_get(&node.admin_url("/status")).await?.text();
+    let logs = node.logs();
+    for secret in [
+        "swy.google",
+        "swy.oidc",
+        OIDC_CLIENT_SECRET,
+        GCP_USER_CLIENT_SECRET,
+        GCP_REFRESH_TOKEN,
+        "PRIVATE KEY",
+    ] {
+        anyhow::ensure!(
+            !text.contains(secret) && !status.contains(secret) && !logs.contains(secret),
+            "{secret} leaked"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names_a_refused_step() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3}))
+            .await?;
+        let (source, secret) = federation(vertex.data_addr, true);
+        let yaml = config_with_source(primary.data_addr, vertex.data_addr, &source, &secret);
+        let sts = format!("http://{}/creds/google/sts", vertex.data_addr);
+        let iam = format!("http://{}/creds/google/iam", vertex.data_addr);
+        let node = start_with_env(
+            &yaml,
+            &[
+                ("SWITCHYARD_GCP_STS_ENDPOINT", &sts),
+                ("SWITCHYARD_GCP_IAM_CREDENTIALS_ENDPOINT", &iam),
+            ],
+        )
+        .await?;
+        // Three token lifetimes of chats: every one answered by Vertex with a token it accepts, so each
+        // was refreshed (OIDC token, STS exchange, impersonation) before it expired.
+        let sent = chats_all_succeed(&node, Duration::from_secs(8)).await?;
+        let (oidc, exchanged, impersonated) = (
+            issued(&vertex, "oidc").await?,
+            issued(&vertex, "google-sts").await?,
+            issued(&vertex, "google-iam").await?,
+        );
+        anyhow::ensure!(
+            exchanged >= 4 && impersonated >= 4 && oidc >= exchanged,
+            "over {sent} chats: {oidc} OIDC tokens, {exchanged} exchanges, {impersonated} impersonations"
+        );
+        // `/status` shows the credential's kind and validity (a 3 s token), never the token.
+        let cred = vertex_credential(&node).await?;
+        anyhow::ensure!(
+            cred["kind"] == "GCP workload identity federation"
+                && cred["state"] == "valid"
+                && cred["expires_in_secs"].as_u64().is_some_and(|s| s <= 3)
+                && cred["credential"] == "BackendSecurityPolicy default/vertex-auth",
+            "{cred}"
+        );
+
+        // STS refuses: once the token in use expires, a 401 names the backend, the step, the audience
+        // and Google's reason.
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3, "refuse_google_sts": true}))
+            .await?;
+        let text = first_401_naming(&node, "Google STS token exchange").await?;
+        for want in [
+            "default/vertex-be",
+            GCP_WIF_AUDIENCE,
+            "/creds/google/sts answered 400 Bad Request: invalid_grant: The audience in ID Token",
+        ] {
+            anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
+        }
+        // `/status` and `switchyard status` say it failed, and why.
+        let cred = vertex_credential(&node).await?;
+        anyhow::ensure!(
+            cred["state"] == "failed"
+                && cred["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("Google STS token exchange")),
+            "{cred}"
+        );
+        let out = tokio::process::Command::new(bin_path("switchyard"))
+            .args(["status", "--admin", &format!("http://{}", node.admin)])
+            .output()
+            .await?;
+        let table = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success()
+                && table.lines().any(|l| l.contains("default/vertex-be")
+                    && l.contains("GCP workload identity federation")
+                    && l.contains("failed")
+                    && l.contains("Google STS token exchange")),
+            "{table}"
+        );
+        anyhow::ensure!(!table.contains("swy."), "a token in {table}");
+        nothing_secret_shown(&node, &text).await?;
+
+        // IAM Credentials refuses the impersonation: the 401 names that step and the account.
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3, "refuse_google_iam": true}))
+            .await?;
+        let text = first_401_naming(&node, "IAM Credentials generateAccessToken").await?;
+        for want in [
+            "default/vertex-be",
+            GCP_IMPERSONATED,
+            "answered 403 Forbidden: PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied",
+        ] {
+            anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
+        }
+        nothing_secret_shown(&node, &text).await?;
+
+        // Google recovers: so does the backend.
+        vertex
+            .set_credentials(json!({"lifetime_secs": 3}))
+            .await?;
+        poll_until(Duration::from_secs(35), Duration::from_millis(100), || async {
+            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(false))
+                .await
+                .ok()?;
+            (r.status == 200).then_some(())
+        })
+        .await
+        .context("the token did not come back")?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_federation_without_impersonation_sends_the_sts_token() {
+    run_bounded(TEST_TIMEOUT, async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let (source, secret) = federation(vertex.data_addr, false);
+        let yaml = config_with_source(primary.data_addr, vertex.data_addr, &source, &secret);
+        let sts = format!("http://{}/creds/google/sts", vertex.data_addr);
+        let node = start_with_env(&yaml, &[("SWITCHYARD_GCP_STS_ENDPOINT", &sts)]).await?;
+        chats_all_succeed(&node, Duration::from_millis(500)).await?;
+        anyhow::ensure!(issued(&vertex, "google-sts").await? >= 1, "no exchange");
+        anyhow::ensure!(
+            issued(&vertex, "google-iam").await? == 0,
+            "impersonated without serviceAccountImpersonation"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_default_credentials_are_found_in_googles_order_and_refreshed() {
+    run_bounded(Duration::from_secs(180), async {
+        let primary = MockProvider::start("primary").await?;
+        let vertex = MockProvider::start("vertex").await?;
+        primary
+            .set_mode(json!({"mode": "status", "status": 500}))
+            .await?;
+        let addr = vertex.data_addr.to_string();
+        // No credentialsFile, no federation: the node's own credentials.
+        let yaml = config_with_source(primary.data_addr, vertex.data_addr, "", "");
+        let files = tempfile::tempdir().context("temp dir")?;
+        let write = |name: &str, text: &str| -> anyhow::Result<String> {
+            let p = files.path().join(name);
+            std::fs::write(&p, text).with_context(|| format!("write {name}"))?;
+            Ok(p.display().to_string())
+        };
+        let subject = write("subject.jwt", &gcp_subject_token(600_000))?;
+        let key = write("key.json", &gcp_key_file(&addr))?;
+        let user = write("user.json", &gcp_authorized_user_file(&addr))?;
+        let ext_file = write(
+            "ext-file.json",
+            &gcp_external_account_file(&addr, Some(&subject), true),
+        )?;
+        let impersonated = write("impersonated.json", &gcp_impersonated_file(&addr))?;
+        let ext_url = write(
+            "ext-url.json",
+            &gcp_external_account_file(&addr, None, false),
+        )?;
+        // A home with gcloud's file, and one without.
+        let gcloud_home = files.path().join("home-gcloud");
+        std::fs::create_dir_all(gcloud_home.join(".config/gcloud"))?;
+        std::fs::write(
+            gcloud_home.join(".config/gcloud/application_default_credentials.json"),
+            gcp_authorized_user_file(&addr),
+        )?;
+        let empty_home = files.path().join("home-empty");
+        std::fs::create_dir_all(&empty_home)?;
+        let (gcloud_home, empty_home) = (
+            gcloud_home.display().to_string(),
+            empty_home.display().to_string(),
+        );
+        let missing = files.path().join("missing.json").display().to_string();
+
+        // (case, GOOGLE_APPLICATION_CREDENTIALS, HOME, GCE_METADATA_HOST, issuer whose count must grow,
+        // issuers whose count must not).
+        let refusing_metadata = "127.0.0.1:1";
+        for (case, gac, home, metadata, grows, still) in [
+            (
+                "a service_account file",
+                key.as_str(),
+                empty_home.as_str(),
+                refusing_metadata,
+                "google",
+                vec!["google-metadata"],
+            ),
+            (
+                "an authorized_user file",
+                &user,
+                &empty_home,
+                refusing_metadata,
+                "google-refresh",
+                vec![],
+            ),
+            (
+                "an impersonated_service_account (gcloud --impersonate-service-account)",
+                &impersonated,
+                &empty_home,
+                refusing_metadata,
+                "google-iam",
+                vec!["google-sts"],
+            ),
+            (
+                "an external_account, file-sourced, impersonating",
+                &ext_file,
+                &empty_home,
+                refusing_metadata,
+                "google-iam",
+                vec![],
+            ),
+            (
+                "an external_account, url-sourced",
+                &ext_url,
+                &empty_home,
+                refusing_metadata,
+                "google-sts",
+                vec!["google-iam"],
+            ),
+            (
+                "gcloud's file before the metadata server",
+                "",
+                &gcloud_home,
+                addr.as_str(),
+                "google-refresh",
+                vec!["google-metadata"],
+            ),
+            (
+                "the metadata server",
+                "",
+                &empty_home,
+                &addr,
+                "google-metadata",
+                vec!["google-refresh"],
+            ),
+        ] {
+            let before = vertex.credentials().await?["issued"].clone();
+            let count = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+            let node = start_with_env(
+                &yaml,
+                &[
+                    ("GOOGLE_APPLICATION_CREDENTIALS", gac),
+                    ("CLOUDSDK_CONFIG", ""),
+                    ("HOME", home),
+                    ("GCE_METADATA_HOST", metadata),
+                ],
+            )
+            .await?;
+            chats_all_succeed(&node, Duration::from_millis(300))
+                .await
+                .with_context(|| case.to_owned())?;
+            let after = vertex.credentials().await?["issued"].clone();
+            anyhow::ensure!(
+                count(&after, grows) > count(&before, grows),
+                "{case}: no {grows} token: {after}"
+            );
+            for k in still {
+                anyhow::ensure!(
+                    count(&after, k) == count(&before, k),
+                    "{case}: a {k} token: {after}"
+                );
+            }
+            nothing_secret_shown(&node, "")
+                .await
+                .with_context(|| case.to_owned())?;
+        }
+
+        // Short-lived tokens from the metadata server are refreshed before they expire.
+        vertex.set_credentials(json!({"lifetime_secs": 3})).await?;
+        let before = issued(&vertex, "google-metadata").await?;
+        let node = start_with_env(
+            &yaml,
+            &[
+                ("GOOGLE_APPLICATION_CREDENTIALS", ""),
+                ("CLOUDSDK_CONFIG", ""),
+                ("HOME", &empty_home),
+                ("GCE_METADATA_HOST", &addr),
+            ],
+        )
+        .await?;
+        chats_all_succeed(&node, Duration::from_secs(7)).await?;
+        let fetched = issued(&vertex, "google-metadata").await? - before;
+        anyhow::ensure!(
+            fetched >= 4,
+            "{fetched} metadata tokens over three lifetimes"
+        );
+        drop(node);
+
+        // GOOGLE_APPLICATION_CREDENTIALS naming a missing file is reported, not skipped.
+        let node = start_with_env(
+            &yaml,
+            &[
+                ("GOOGLE_APPLICATION_CREDENTIALS", &missing),
+                ("CLOUDSDK_CONFIG", ""),
+                ("HOME", &gcloud_home),
+                ("GCE_METADATA_HOST", &addr),
+            ],
+        )
+        .await?;
+        let text = first_401_naming(&node, "GOOGLE_APPLICATION_CREDENTIALS").await?;
+        for want in [
+            "default/vertex-be",
+            &missing,
+            "cannot read: entity not found",
+        ] {
+            anyhow::ensure!(text.contains(want), "{want:?} missing: {text}");
         }
         Ok(())
     })

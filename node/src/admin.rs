@@ -68,6 +68,18 @@ pub struct NodeStatus {
     pub backends: Vec<BackendStatus>,
     /// Membership, cluster view and gossip counters (absent on a standalone node).
     pub cluster: Option<ClusterStatus>,
+    /// Each backend's credential: kind and state, never the secret.
+    pub credentials: Vec<BackendCredential>,
+}
+
+/// One backend's credential in `/status`.
+#[derive(Debug, Serialize)]
+pub struct BackendCredential {
+    /// Backend key.
+    pub backend: String,
+    /// Kind, state, validity and the last error.
+    #[serde(flatten)]
+    pub status: crate::credentials::CredentialStatus,
 }
 
 /// One backend host in `/status`.
@@ -228,6 +240,27 @@ pub async fn status(st: &AdminState) -> NodeStatus {
                 .and_then(|c| c.backends.get(host.key.as_str()).cloned()),
         });
     }
+    let mut credentials: Vec<BackendCredential> = Vec::new();
+    let now = std::time::SystemTime::now();
+    for b in snapshot
+        .routes
+        .iter()
+        .flat_map(|r| r.rules.iter())
+        .flat_map(|r| r.hosts.iter())
+        .map(|h| &h.backend)
+    {
+        if credentials.iter().any(|c| c.backend == b.key) {
+            continue;
+        }
+        if let Some(status) =
+            crate::credentials::status_of(b.auth.as_ref(), b.credential.as_deref(), now)
+        {
+            credentials.push(BackendCredential {
+                backend: b.key.clone(),
+                status,
+            });
+        }
+    }
     NodeStatus {
         node_id: st.node_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
@@ -243,6 +276,7 @@ pub async fn status(st: &AdminState) -> NodeStatus {
         routes,
         backends,
         cluster,
+        credentials,
     }
 }
 

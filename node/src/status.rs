@@ -245,5 +245,94 @@ pub fn render(v: &Value) -> String {
             cluster,
         );
     }
+    render_credentials(&mut out, v);
     out
+}
+
+/// The CREDENTIALS table: each backend's credential kind and state (never the secret).
+fn render_credentials(out: &mut String, v: &Value) {
+    let Some(creds) = v["credentials"].as_array().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "\nCREDENTIALS");
+    let _ = writeln!(
+        out,
+        "  {:<32} {:<36} {:<10} {:>9}  DETAIL",
+        "BACKEND", "KIND", "STATE", "VALID FOR"
+    );
+    for c in creds {
+        let text = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+        let valid = c["expires_in_secs"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |s| format!("{s}s"));
+        let mut detail = text("credential");
+        if let Some(e) = c["error"].as_str() {
+            let failures = c["failures"].as_u64().unwrap_or(0);
+            let tries = if failures > 0 {
+                format!(" after {failures} attempt(s)")
+            } else {
+                String::new()
+            };
+            detail = format!("{detail}; {}{tries}: {e}", text("state"));
+        }
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<36} {:<10} {:>9}  {detail}",
+            text("backend"),
+            text("kind"),
+            text("state"),
+            valid
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_render_kind_state_validity_and_why() {
+        let v = serde_json::json!({"credentials": [
+            {"backend": "default/vertex", "credential": "BackendSecurityPolicy default/gcp",
+             "kind": "GCP workload identity federation", "state": "valid", "expires_in_secs": 3541,
+             "failures": 0, "error": null},
+            {"backend": "default/bedrock", "credential": "BackendSecurityPolicy default/aws",
+             "kind": "AWS OIDC token exchanged at STS", "state": "failed", "expires_in_secs": null,
+             "failures": 3, "error": "STS AssumeRoleWithWebIdentity for arn: denied"},
+            {"backend": "default/openai", "credential": "BackendSecurityPolicy default/key",
+             "kind": "API key", "state": "static", "failures": 0},
+        ]});
+        let out = render(&v);
+        let table = out
+            .split("CREDENTIALS")
+            .nth(1)
+            .expect("a CREDENTIALS table");
+        let line = |backend: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(backend))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(
+            line("default/vertex").contains(
+                "GCP workload identity federation valid 3541s BackendSecurityPolicy default/gcp"
+            ),
+            "{table}"
+        );
+        assert!(
+            line("default/bedrock").ends_with(
+                "failed after 3 attempt(s): STS AssumeRoleWithWebIdentity for arn: denied"
+            ),
+            "{table}"
+        );
+        assert!(
+            line("default/openai").contains("API key static -"),
+            "{table}"
+        );
+        // No credentials: no table.
+        assert!(!render(&serde_json::json!({})).contains("CREDENTIALS"));
+    }
 }

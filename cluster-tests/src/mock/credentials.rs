@@ -14,8 +14,17 @@
 //! `Action=AssumeRoleWithWebIdentity` (`AWS_ENDPOINT_URL_STS`), `GET /creds/oidc/.well-known/openid-configuration`
 //! and `POST /creds/oidc/token` (issuer `http://HOST/creds/oidc`), `POST /creds/entra/{tenant}/oauth2/v2.0/token`
 //! (`AZURE_AUTHORITY_HOST=http://HOST/creds/entra`), `POST /creds/google/token` (Google's OAuth2 token
-//! endpoint for a service account's JWT bearer grant: the `token_uri` of [`gcp_key_file`]). Control: `PUT /credentials {"lifetime_secs":N,"fail":bool}`
-//! and `GET /credentials` (settings and counts issued per kind).
+//! endpoint for a service account's JWT bearer grant, the `token_uri` of [`gcp_key_file`], and for an
+//! `authorized_user`'s refresh-token grant), `POST /creds/google/sts` (Google STS's RFC 8693 token exchange:
+//! `SWITCHYARD_GCP_STS_ENDPOINT`, or an `external_account` file's `token_url`),
+//! `POST /creds/google/iam/v1/projects/-/serviceAccounts/{email}:generateAccessToken` (IAM Credentials:
+//! base `SWITCHYARD_GCP_IAM_CREDENTIALS_ENDPOINT=http://HOST/creds/google/iam`), `GET /creds/google/subject`
+//! (a URL-sourced subject token, JSON `{"id_token"}`, header [`GCP_SUBJECT_HEADER`] required) and
+//! `GET /computeMetadata/v1/instance/service-accounts/default/token` (the GCE metadata server:
+//! `GCE_METADATA_HOST=HOST`). Every Google access token is `swy.google.…` (what the Vertex mock accepts);
+//! `GET /credentials` counts them per issuer (`google`, `google-refresh`, `google-sts`, `google-iam`,
+//! `google-metadata`). Control: `PUT /credentials {"lifetime_secs":N,"fail":bool,"refuse_google_sts":bool,
+//! "refuse_google_iam":bool}` and `GET /credentials` (settings and counts issued per kind).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +56,88 @@ pub const GCP_TEST_KEY_PEM: &str =
 /// The scope Vertex AI tokens are requested for.
 pub const GCP_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
+/// The workload identity provider the mock STS accepts as `audience` (project `test-project`, pool
+/// `test-pool`, provider `test-provider`).
+pub const GCP_WIF_AUDIENCE: &str = "//iam.googleapis.com/projects/test-project/locations/global/workloadIdentityPools/test-pool/providers/test-provider";
+/// The service account the mock IAM Credentials lets a federated token impersonate.
+pub const GCP_IMPERSONATED: &str = "vertex-caller@test-project.iam.gserviceaccount.com";
+/// The OAuth client of the mock `authorized_user` credentials.
+pub const GCP_USER_CLIENT_ID: &str = "764086051850-test.apps.googleusercontent.com";
+/// Its client secret.
+pub const GCP_USER_CLIENT_SECRET: &str = "d-FL95Q-test-client-secret";
+/// The refresh token the mock accepts.
+pub const GCP_REFRESH_TOKEN: &str = "1//0test-refresh-token-never-shown";
+/// The header (name, value) `GET /creds/google/subject` requires, as an `external_account` file's
+/// `credential_source.headers` sends it.
+pub const GCP_SUBJECT_HEADER: (&str, &str) = ("x-subject-key", "subject-test");
+
+/// An `authorized_user` credentials file (what `gcloud auth application-default login` writes) whose
+/// `token_uri` is the mock's token endpoint.
+pub fn gcp_authorized_user_file(data_addr: &str) -> String {
+    json!({
+        "type": "authorized_user",
+        "client_id": GCP_USER_CLIENT_ID,
+        "client_secret": GCP_USER_CLIENT_SECRET,
+        "refresh_token": GCP_REFRESH_TOKEN,
+        "token_uri": format!("http://{data_addr}/creds/google/token"),
+    })
+    .to_string()
+}
+
+/// An `impersonated_service_account` credentials file (what `gcloud auth application-default login
+/// --impersonate-service-account` writes): the [`gcp_authorized_user_file`] user impersonates
+/// [`GCP_IMPERSONATED`] through the mock's IAM Credentials.
+pub fn gcp_impersonated_file(data_addr: &str) -> String {
+    let user: Value =
+        serde_json::from_str(&gcp_authorized_user_file(data_addr)).unwrap_or_default();
+    json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!(
+            "http://{data_addr}/creds/google/iam/v1/projects/-/serviceAccounts/{GCP_IMPERSONATED}:generateAccessToken"
+        ),
+        "delegates": [],
+        "source_credentials": user,
+    })
+    .to_string()
+}
+
+/// An `external_account` credentials file for [`GCP_WIF_AUDIENCE`] whose subject token is read from
+/// `subject_file` (text) or, when `None`, from the mock's URL (JSON `id_token`), and which impersonates
+/// [`GCP_IMPERSONATED`] when `impersonate`.
+pub fn gcp_external_account_file(
+    data_addr: &str,
+    subject_file: Option<&str>,
+    impersonate: bool,
+) -> String {
+    let source = match subject_file {
+        Some(path) => json!({"file": path}),
+        None => json!({
+            "url": format!("http://{data_addr}/creds/google/subject"),
+            "headers": {GCP_SUBJECT_HEADER.0: GCP_SUBJECT_HEADER.1},
+            "format": {"type": "json", "subject_token_field_name": "id_token"},
+        }),
+    };
+    let mut f = json!({
+        "type": "external_account",
+        "audience": GCP_WIF_AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("http://{data_addr}/creds/google/sts"),
+        "credential_source": source,
+    });
+    if impersonate {
+        f["service_account_impersonation_url"] = json!(format!(
+            "http://{data_addr}/creds/google/iam/v1/projects/-/serviceAccounts/{GCP_IMPERSONATED}:generateAccessToken"
+        ));
+    }
+    f.to_string()
+}
+
+/// A subject token the mock STS accepts until `valid_ms` from now (what an OIDC provider would have
+/// written to a file).
+pub fn gcp_subject_token(valid_ms: u64) -> String {
+    format!("swy.oidc.{}.0", now_ms() + valid_ms)
+}
+
 /// A service account key file (`service_account.json`) whose `token_uri` is the mock's Google token
 /// endpoint at `data_addr`.
 pub fn gcp_key_file(data_addr: &str) -> String {
@@ -73,6 +164,12 @@ pub struct CredSettings {
     /// Answer every credential request with 500.
     #[serde(default)]
     pub fail: bool,
+    /// Google STS refuses every exchange (400 `invalid_grant`), the other services answering.
+    #[serde(default)]
+    pub refuse_google_sts: bool,
+    /// IAM Credentials refuses every impersonation (403 `PERMISSION_DENIED`).
+    #[serde(default)]
+    pub refuse_google_iam: bool,
 }
 
 fn default_lifetime() -> u64 {
@@ -82,6 +179,8 @@ fn default_lifetime() -> u64 {
 static SETTINGS: Mutex<CredSettings> = Mutex::new(CredSettings {
     lifetime_secs: 3600,
     fail: false,
+    refuse_google_sts: false,
+    refuse_google_iam: false,
 });
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 static ISSUED: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
@@ -113,6 +212,10 @@ fn mint(kind: &'static str) -> (u64, u64) {
         .unwrap_or_else(|e| e.into_inner())
         .entry(kind)
         .or_default() += 1;
+    mint_uncounted()
+}
+
+fn mint_uncounted() -> (u64, u64) {
     let expiry = now_ms() + settings().lifetime_secs * 1000;
     (expiry, SERIAL.fetch_add(1, Ordering::Relaxed) + 1)
 }
@@ -162,6 +265,17 @@ fn mint_bearer(kind: &'static str) -> String {
 #[cfg(test)]
 pub(crate) fn test_bearer(kind: &'static str) -> String {
     mint_bearer(kind)
+}
+
+/// A Google access token (what Vertex accepts) counted under `issuer`; its expiry in ms too.
+fn mint_google(issuer: &'static str) -> (String, u64) {
+    *ISSUED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(issuer)
+        .or_default() += 1;
+    let (expiry, serial) = mint_uncounted();
+    (format!("swy.google.{expiry}.{serial}"), expiry)
 }
 
 /// Checks a bearer token minted as `kind`: Ok, or why not (unknown or expired).
@@ -243,7 +357,8 @@ pub fn handle(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> 
     let sts = *method == Method::POST
         && f.get("Action").map(String::as_str) == Some("AssumeRoleWithWebIdentity");
     let entra = path.starts_with("/creds/entra/") && path.ends_with("/oauth2/v2.0/token");
-    if !sts && !entra && !path.starts_with("/creds/") {
+    let metadata = path == GCE_METADATA_TOKEN_PATH;
+    if !sts && !entra && !metadata && !path.starts_with("/creds/") {
         return None;
     }
     if settings().fail {
@@ -264,7 +379,35 @@ pub fn handle(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> 
             .get(hyper::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1");
+        if f.get("grant_type").map(String::as_str) == Some("refresh_token") {
+            return Some(google_refresh(&f));
+        }
         return Some(google_token(&f, &format!("http://{host}{path}")));
+    }
+    if metadata && method == Method::GET {
+        return Some(google_metadata(headers));
+    }
+    if (method, path) == (&Method::POST, "/creds/google/sts") {
+        return Some(google_sts(&f));
+    }
+    if let Some(rest) = path.strip_prefix("/creds/google/iam/v1/projects/-/serviceAccounts/") {
+        if *method == Method::POST {
+            return Some(google_generate_access_token(rest, headers, body));
+        }
+    }
+    if (method, path) == (&Method::GET, "/creds/google/subject") {
+        let (name, value) = GCP_SUBJECT_HEADER;
+        if headers.get(name).and_then(|v| v.to_str().ok()) != Some(value) {
+            return Some(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the subject token URL wants its header",
+            ));
+        }
+        return Some(Reply::json(
+            StatusCode::OK,
+            &json!({"id_token": mint_bearer("oidc")}),
+        ));
     }
     Some(match (method, path) {
         (&Method::GET, "/creds/ecs") => {
@@ -451,6 +594,147 @@ fn google_token(f: &BTreeMap<String, String>, endpoint: &str) -> Reply {
     token_reply(mint_bearer("google"))
 }
 
+/// The metadata server's token path.
+const GCE_METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
+/// The GCE metadata server: it answers only requests that say `Metadata-Flavor: Google` (so a request
+/// forwarded by a proxy cannot read a token), with the RFC 6749 token shape.
+fn google_metadata(headers: &HeaderMap) -> Reply {
+    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return Reply::Full {
+            status: StatusCode::FORBIDDEN,
+            content_type: "text/html",
+            body: bytes::Bytes::from_static(b"Missing required header: Metadata-Flavor"),
+            headers: vec![],
+        };
+    }
+    let (token, _) = mint_google("google-metadata");
+    token_reply(token)
+}
+
+/// Google's token endpoint for an `authorized_user`: the refresh-token grant of the known client.
+fn google_refresh(f: &BTreeMap<String, String>) -> Reply {
+    let get = |k: &str| f.get(k).map(String::as_str);
+    if get("client_id") != Some(GCP_USER_CLIENT_ID)
+        || get("client_secret") != Some(GCP_USER_CLIENT_SECRET)
+    {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The OAuth client was not found.",
+        );
+    }
+    if get("refresh_token") != Some(GCP_REFRESH_TOKEN) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+    }
+    let (token, _) = mint_google("google-refresh");
+    token_reply(token)
+}
+
+/// Google STS (`sts.googleapis.com/v1/token`): an RFC 8693 exchange of an OIDC token this mock issued for
+/// [`GCP_WIF_AUDIENCE`], asking an access token with the cloud-platform scope. Refusals are STS's.
+fn google_sts(f: &BTreeMap<String, String>) -> Reply {
+    let get = |k: &str| f.get(k).map(String::as_str);
+    let refuse = |error: &str, why: &str| oauth_error(StatusCode::BAD_REQUEST, error, why);
+    if get("grant_type") != Some("urn:ietf:params:oauth:grant-type:token-exchange") {
+        return refuse(
+            "unsupported_grant_type",
+            "Invalid value for \"grant_type\".",
+        );
+    }
+    if get("requested_token_type") != Some("urn:ietf:params:oauth:token-type:access_token") {
+        return refuse(
+            "invalid_request",
+            "Invalid value for \"requested_token_type\".",
+        );
+    }
+    if !matches!(
+        get("subject_token_type"),
+        Some("urn:ietf:params:oauth:token-type:jwt" | "urn:ietf:params:oauth:token-type:id_token")
+    ) {
+        return refuse(
+            "invalid_request",
+            "Invalid value for \"subject_token_type\".",
+        );
+    }
+    if get("scope") != Some(GCP_SCOPE) {
+        return refuse("invalid_scope", "the cloud-platform scope is expected");
+    }
+    if get("audience") != Some(GCP_WIF_AUDIENCE) {
+        return refuse(
+            "invalid_target",
+            "The target service indicated by the \"audience\" parameters is invalid.",
+        );
+    }
+    if settings().refuse_google_sts {
+        return refuse(
+            "invalid_grant",
+            "The audience in ID Token does not match the expected audience.",
+        );
+    }
+    if let Err(why) = check_bearer(get("subject_token").unwrap_or(""), "oidc") {
+        return refuse("invalid_grant", &format!("ID Token: {why}"));
+    }
+    let (token, _) = mint_google("google-sts");
+    Reply::json(
+        StatusCode::OK,
+        &json!({"access_token": token, "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer", "expires_in": settings().lifetime_secs}),
+    )
+}
+
+/// Google's API error body.
+fn google_api_error(status: StatusCode, google_status: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}),
+    )
+}
+
+/// IAM Credentials `generateAccessToken` for `{email}:generateAccessToken`: authorised by a Google token
+/// this mock issued, for [`GCP_IMPERSONATED`] only, asking the cloud-platform scope.
+fn google_generate_access_token(rest: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let Some(email) = rest.strip_suffix(":generateAccessToken") else {
+        return google_api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such method");
+    };
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Err(why) = bearer.map_or(Err("no bearer token".to_owned()), |t| {
+        check_bearer(t, "google")
+    }) {
+        return google_api_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            &format!("Request had invalid authentication credentials: {why}"),
+        );
+    }
+    if settings().refuse_google_iam || email != GCP_IMPERSONATED {
+        return google_api_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            &format!("Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist): {email}"),
+        );
+    }
+    let req: Value = serde_json::from_slice(body).unwrap_or_default();
+    let scoped = req["scope"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s == GCP_SCOPE));
+    if !scoped {
+        return google_api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Scope required.",
+        );
+    }
+    let (token, expiry) = mint_google("google-iam");
+    Reply::json(
+        StatusCode::OK,
+        &json!({"accessToken": token, "expireTime": rfc3339(expiry)}),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +744,170 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_440_938_160_000), "2015-08-30T12:36:00Z");
         assert_eq!(rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");
+    }
+
+    /// Status and body of a reply.
+    fn answer(r: Reply) -> (u16, String) {
+        match r {
+            Reply::Full { status, body, .. } => {
+                (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+            }
+            Reply::Stream { .. } => (0, String::new()),
+        }
+    }
+
+    fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes()
+    }
+
+    #[test]
+    fn google_sts_checks_the_exchange() {
+        let subject = gcp_subject_token(60_000);
+        let good = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("audience", GCP_WIF_AUDIENCE),
+            ("scope", GCP_SCOPE),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ];
+        let with = |k: &str, v: &'static str| {
+            good.iter()
+                .map(|&(gk, gv)| (gk, if gk == k { v } else { gv }))
+                .collect::<Vec<_>>()
+        };
+        for (name, pairs, status, want) in [
+            ("a good exchange", good.to_vec(), 200, "swy.google."),
+            (
+                "another grant",
+                with("grant_type", "client_credentials"),
+                400,
+                "unsupported_grant_type",
+            ),
+            (
+                "another audience",
+                with("audience", "//iam.googleapis.com/projects/x"),
+                400,
+                "invalid_target",
+            ),
+            (
+                "no cloud-platform scope",
+                with("scope", "openid"),
+                400,
+                "invalid_scope",
+            ),
+            (
+                "a refresh token asked",
+                with(
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:refresh_token",
+                ),
+                400,
+                "requested_token_type",
+            ),
+            (
+                "a SAML subject",
+                with(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:saml2",
+                ),
+                400,
+                "subject_token_type",
+            ),
+            (
+                "an expired subject",
+                with("subject_token", "swy.oidc.1.1"),
+                400,
+                "expired",
+            ),
+        ] {
+            let (got, body) = answer(google_sts(&form(&form_body(&pairs))));
+            assert_eq!(got, status, "{name}: {body}");
+            assert!(body.contains(want), "{name}: {body}");
+        }
+    }
+
+    #[test]
+    fn google_iam_and_metadata_check_their_headers() {
+        let url = format!("{GCP_IMPERSONATED}:generateAccessToken");
+        let (token, _) = mint_google("test");
+        let bearer = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().expect("header"),
+            );
+            h
+        };
+        let scoped =
+            br#"{"scope":["https://www.googleapis.com/auth/cloud-platform"],"lifetime":"3600s"}"#;
+        for (name, rest, headers, body, status, want) in [
+            (
+                "impersonated",
+                url.clone(),
+                bearer(&token),
+                &scoped[..],
+                200,
+                "accessToken",
+            ),
+            (
+                "no bearer",
+                url.clone(),
+                HeaderMap::new(),
+                &scoped[..],
+                401,
+                "UNAUTHENTICATED",
+            ),
+            (
+                "an OIDC token",
+                url.clone(),
+                bearer(&gcp_subject_token(60_000)),
+                &scoped[..],
+                401,
+                "UNAUTHENTICATED",
+            ),
+            (
+                "another account",
+                "x@y.iam.gserviceaccount.com:generateAccessToken".to_owned(),
+                bearer(&token),
+                &scoped[..],
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                "no scope",
+                url.clone(),
+                bearer(&token),
+                &br"{}"[..],
+                400,
+                "Scope required",
+            ),
+        ] {
+            let (got, text) = answer(google_generate_access_token(&rest, &headers, body));
+            assert_eq!(got, status, "{name}: {text}");
+            assert!(text.contains(want), "{name}: {text}");
+        }
+        assert_eq!(answer(google_metadata(&HeaderMap::new())).0, 403);
+        let mut h = HeaderMap::new();
+        h.insert("metadata-flavor", "Google".parse().expect("header"));
+        let (status, body) = answer(google_metadata(&h));
+        assert!(status == 200 && body.contains("swy.google."), "{body}");
     }
 
     #[test]

@@ -350,15 +350,15 @@ pub enum BackendAuth {
         /// The policy (`namespace/name`).
         policy: String,
     },
-    /// `type: GCPCredentials` with a service-account key: a Google OAuth2 access token obtained with the
-    /// JWT bearer grant, sent as `Authorization: Bearer`.
+    /// `type: GCPCredentials`: a Google OAuth2 access token, sent as `Authorization: Bearer`, from a
+    /// service-account key, workload identity federation or Application Default Credentials.
     GcpCredentials {
         /// `gcpCredentials.projectName`: the project in Vertex AI paths.
         project: String,
         /// `gcpCredentials.region`: the location in Vertex AI paths.
         region: String,
-        /// The service account (`service_account.json` of `credentialsFile.secretRef`'s Secret).
-        account: GcpServiceAccount,
+        /// Where the access token comes from.
+        source: GcpSource,
         /// The policy (`namespace/name`).
         policy: String,
     },
@@ -431,6 +431,29 @@ pub struct GcpLocation<'a> {
     pub project: &'a str,
     /// The region (location).
     pub region: &'a str,
+}
+
+/// Where a `GCPCredentials` policy's access token comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GcpSource {
+    /// `credentialsFile`: the service account (`service_account.json` of its Secret), JWT bearer grant.
+    ServiceAccount(GcpServiceAccount),
+    /// `workloadIdentityFederationConfig`: an OIDC token exchanged at Google STS, then optionally
+    /// impersonating a service account through IAM Credentials.
+    Federation(Box<GcpFederation>),
+    /// Neither: Application Default Credentials of the node, resolved at each fetch in Google's order.
+    ApplicationDefault,
+}
+
+/// A `workloadIdentityFederationConfig`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GcpFederation {
+    /// `oidcExchangeToken`: the OIDC client whose token is the STS subject token.
+    pub oidc: OidcClient,
+    /// The STS audience: `//iam.googleapis.com/projects/{projectID}/locations/global/workloadIdentityPools/{pool}/providers/{provider}`.
+    pub audience: String,
+    /// `serviceAccountImpersonation.serviceAccountName` as an email, when set.
+    pub impersonate: Option<String>,
 }
 
 /// A Google service account from its key file (the JSON `gcloud iam service-accounts keys create`

@@ -484,7 +484,7 @@ pub(crate) struct BackendSecurityPolicySpec {
     /// `azureCredentials` (client secret or OIDC federation).
     #[serde(default)]
     pub(crate) azure_credentials: Option<AzureCredentials>,
-    /// `gcpCredentials` (service-account key file; workload identity federation is refused).
+    /// `gcpCredentials` (service-account key file, workload identity federation, or neither: ADC).
     #[serde(default)]
     pub(crate) gcp_credentials: Option<GcpCredentials>,
 }
@@ -502,9 +502,39 @@ pub(crate) struct GcpCredentials {
     /// `credentialsFile`.
     #[serde(default)]
     pub(crate) credentials_file: Option<SecretRefHolder>,
-    /// `workloadIdentityFederationConfig`: recognised, then refused (opaque here).
-    #[serde(default, rename = "workloadIdentityFederationConfig")]
-    pub(crate) workload_identity_federation_config: Option<Value>,
+    /// `workloadIdentityFederationConfig`.
+    #[serde(default)]
+    pub(crate) workload_identity_federation_config: Option<GcpWorkloadIdentityFederationConfig>,
+}
+
+/// `GCPWorkloadIdentityFederationConfig`: an OIDC token exchanged at Google STS for the pool's provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GcpWorkloadIdentityFederationConfig {
+    /// `projectID`: the project in the STS audience.
+    #[serde(default, rename = "projectID")]
+    pub(crate) project_id: String,
+    /// `workloadIdentityProviderName`.
+    #[serde(default, rename = "workloadIdentityProviderName")]
+    pub(crate) workload_identity_provider_name: String,
+    /// `workloadIdentityPoolName`.
+    #[serde(default, rename = "workloadIdentityPoolName")]
+    pub(crate) workload_identity_pool_name: String,
+    /// `oidcExchangeToken` (`GCPOIDCExchangeToken`: the generic OIDC fields inline).
+    #[serde(rename = "oidcExchangeToken")]
+    pub(crate) oidc_exchange_token: OidcExchangeToken,
+    /// `serviceAccountImpersonation`.
+    #[serde(default, rename = "serviceAccountImpersonation")]
+    pub(crate) service_account_impersonation: Option<GcpServiceAccountImpersonation>,
+}
+
+/// `GCPServiceAccountImpersonationConfig`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GcpServiceAccountImpersonation {
+    /// `serviceAccountName`: `{name}@{projectName}.iam.gserviceaccount.com` is impersonated.
+    #[serde(default, rename = "serviceAccountName")]
+    pub(crate) service_account_name: String,
 }
 
 /// `{secretRef}` (`BackendSecurityPolicyAPIKey` and friends).

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use super::duration::format_duration;
 use super::model::{
-    AwsSource, AzureSecret, Backend, BackendAuth, BackendRef, Config, Endpoint, HeaderMatchValue,
-    Route, SchemaSource, TrafficPolicy,
+    AwsSource, AzureSecret, Backend, BackendAuth, BackendRef, Config, Endpoint, GcpSource,
+    HeaderMatchValue, Route, SchemaSource, TrafficPolicy,
 };
 
 /// Renders the effective routing table of a loaded configuration: per route, each rule's matches and
@@ -226,11 +226,21 @@ fn render_backend_ref(out: &mut String, backend: Option<&Backend>, b: &BackendRe
         Some(BackendAuth::GcpCredentials {
             project,
             region,
-            account,
+            source,
             policy,
         }) => format!(
-            "Google OAuth2 token (Authorization: Bearer) for service account {} from {}, project {project}, region {region}, from BackendSecurityPolicy {policy}, refreshed before expiry",
-            account.client_email, account.token_uri
+            "Google OAuth2 token (Authorization: Bearer) {}, project {project}, region {region}, from BackendSecurityPolicy {policy}, refreshed before expiry",
+            match source {
+                GcpSource::ServiceAccount(a) => format!("for service account {} from {}", a.client_email, a.token_uri),
+                GcpSource::Federation(f) => format!(
+                    "by workload identity federation: a token of OIDC client {} at {} exchanged at Google STS for {}{}",
+                    f.oidc.client_id,
+                    f.oidc.issuer,
+                    f.audience,
+                    f.impersonate.as_ref().map(|sa| format!(", impersonating {sa}")).unwrap_or_default()
+                ),
+                GcpSource::ApplicationDefault => "from the node's Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's file, the metadata server)".to_owned(),
+            }
         ),
         Some(BackendAuth::Unavailable { reason, policy }) => {
             format!("UNAVAILABLE: {reason} (BackendSecurityPolicy {policy}); requests answer 401")

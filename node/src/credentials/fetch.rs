@@ -16,7 +16,7 @@ use http::HeaderValue;
 use tokio::sync::OnceCell;
 
 use super::oauth::{authority_from, EntraProof, TokenClient, TokenError};
-use crate::config::model::{AwsKeys, AzureSecret, GcpServiceAccount, OidcClient, SecretString};
+use crate::config::model::{AwsKeys, AzureSecret, GcpSource, OidcClient, SecretString};
 
 /// Why a credential could not be obtained: shown in the 401 of requests once nothing valid is left, and
 /// in logs. Never a secret.
@@ -57,6 +57,20 @@ pub enum FetchError {
         #[source]
         source: super::google::KeyError,
     },
+    /// A step of a Google flow (STS exchange, impersonation, refresh-token grant, metadata server)
+    /// refused or failed.
+    #[error("{step}: {source}")]
+    GoogleStep {
+        /// The step, and what it was for (audience, account, source).
+        step: String,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// Application Default Credentials could not be used (file missing or malformed, subject token
+    /// unreadable).
+    #[error("{0}")]
+    GoogleAdc(String),
     /// The token is not a valid header value.
     #[error("the token obtained is not a valid header value")]
     InvalidToken,
@@ -97,10 +111,10 @@ pub(crate) enum Fetcher {
         /// Secret or federation.
         secret: AzureSecret,
     },
-    /// A Google service account's JWT bearer grant, for Vertex AI.
+    /// A Google access token for Vertex AI.
     Gcp {
-        /// The account and its key.
-        account: GcpServiceAccount,
+        /// A service account's key, federation, or the node's Application Default Credentials.
+        source: GcpSource,
     },
 }
 
@@ -108,7 +122,7 @@ pub(crate) enum Fetcher {
 /// client.
 pub(crate) struct FetchContext {
     aws: OnceCell<SdkConfig>,
-    tokens: TokenClient,
+    pub(crate) tokens: TokenClient,
 }
 
 impl FetchContext {
@@ -137,6 +151,28 @@ impl FetchContext {
 }
 
 impl Fetcher {
+    /// How it obtains its credential, for `/status`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Fetcher::AwsChain => "AWS default credential chain",
+            Fetcher::AwsOidc { .. } => "AWS OIDC token exchanged at STS",
+            Fetcher::Azure {
+                secret: AzureSecret::ClientSecret(_),
+                ..
+            } => "Entra ID client secret",
+            Fetcher::Azure { .. } => "Entra ID federated OIDC token",
+            Fetcher::Gcp {
+                source: GcpSource::ServiceAccount(_),
+            } => "GCP service account key",
+            Fetcher::Gcp {
+                source: GcpSource::Federation(_),
+            } => "GCP workload identity federation",
+            Fetcher::Gcp {
+                source: GcpSource::ApplicationDefault,
+            } => "GCP Application Default Credentials",
+        }
+    }
+
     /// Obtains a credential and its expiry (`None`: it does not expire).
     pub(crate) async fn fetch(
         &self,
@@ -219,7 +255,21 @@ impl Fetcher {
                     .map_err(FetchError::Entra)?;
                 Ok((bearer(&t.token)?, Some(t.expiry)))
             }
-            Fetcher::Gcp { account } => {
+            Fetcher::Gcp {
+                source: GcpSource::Federation(f),
+            } => {
+                let (token, expiry) = super::google_sts::federation(cx, f).await?;
+                Ok((bearer(&token)?, Some(expiry)))
+            }
+            Fetcher::Gcp {
+                source: GcpSource::ApplicationDefault,
+            } => {
+                let (token, expiry) = super::google_adc::fetch(cx).await?;
+                Ok((bearer(&token)?, Some(expiry)))
+            }
+            Fetcher::Gcp {
+                source: GcpSource::ServiceAccount(account),
+            } => {
                 let jwt =
                     super::google::assertion(account, SystemTime::now()).map_err(|source| {
                         FetchError::GoogleKey {
@@ -249,7 +299,10 @@ fn bearer(token: &SecretString) -> Result<Token, FetchError> {
     Ok(Token::Bearer(v))
 }
 
-async fn oidc_token(cx: &FetchContext, oidc: &OidcClient) -> Result<SecretString, FetchError> {
+pub(crate) async fn oidc_token(
+    cx: &FetchContext,
+    oidc: &OidcClient,
+) -> Result<SecretString, FetchError> {
     let (endpoint, scopes) = cx.tokens.discover(oidc).await.map_err(FetchError::Oidc)?;
     let t = cx
         .tokens

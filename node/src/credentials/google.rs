@@ -442,7 +442,9 @@ pub(crate) mod tests {
         let auth = crate::config::model::BackendAuth::GcpCredentials {
             project: "proj-1".into(),
             region: "us-east5".into(),
-            account: parse_service_account(&key_file(token_uri)).expect("key"),
+            source: crate::config::model::GcpSource::ServiceAccount(
+                parse_service_account(&key_file(token_uri)).expect("key"),
+            ),
             policy: "default/gcp".into(),
         };
         let cred = store

@@ -2,7 +2,8 @@
 //! by the request path without waiting (DESIGN §1: the request path never waits in the common case).
 //!
 //! Each dynamic credential (an `AWSCredentials` policy without a credentials file, one with
-//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy, and the node's default AWS chain for Bedrock
+//! `oidcExchangeToken`, an `AzureCredentials` policy, a `GCPCredentials` policy (key file, workload
+//! identity federation or Application Default Credentials), and the node's default AWS chain for Bedrock
 //! backends without a policy) is a [`LiveCredential`]: an `ArcSwap` of its current [`CredState`] that
 //! one task per credential keeps fresh on the schedule of [`schedule`]. A request loads the state (one
 //! atomic load, no lock, no allocation) and signs or sends with it; a refresh failure keeps the old
@@ -20,6 +21,8 @@
 
 pub mod fetch;
 pub mod google;
+pub(crate) mod google_adc;
+pub(crate) mod google_sts;
 pub mod oauth;
 pub(crate) mod schedule;
 
@@ -51,9 +54,64 @@ pub enum CredState {
     Failed(String),
 }
 
+/// What `/status` shows of a credential besides its [`CredState`]: kept by the refresh task, read only by
+/// the admin API (a lock off the request path).
+#[derive(Debug, Clone, Default)]
+struct RefreshInfo {
+    /// When the credential in use stops being used (`None`: none, or it never expires).
+    valid_until: Option<SystemTime>,
+    /// The last refresh's failure, while the next attempt is pending (never a secret).
+    last_error: Option<String>,
+    /// Consecutive failed refreshes.
+    failures: u32,
+}
+
+/// One credential as `/status` shows it: what it is and whether it works, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CredentialStatus {
+    /// What it is (`BackendSecurityPolicy ns/name` or the node's chain).
+    pub credential: String,
+    /// How it is obtained (`GCP workload identity federation`, `AWS default chain`, …).
+    pub kind: &'static str,
+    /// `pending` (first fetch under way), `valid`, `refreshing` (the last refresh failed; the credential in
+    /// use is still valid and the refresh is retried), `failed` (nothing valid: requests answer 401) or
+    /// `static` (never expires).
+    pub state: &'static str,
+    /// When the credential in use stops being used (Unix seconds).
+    pub valid_until_unix: Option<u64>,
+    /// Seconds until then.
+    pub expires_in_secs: Option<u64>,
+    /// Consecutive failed refreshes.
+    pub failures: u32,
+    /// Why it failed or is being retried.
+    pub error: Option<String>,
+}
+
+/// The status of a credential in `state` with `info` at `now` (pure).
+fn describe(
+    state: &CredState,
+    info: &RefreshInfo,
+    now: SystemTime,
+) -> (&'static str, Option<String>) {
+    match state {
+        CredState::Pending => ("pending", info.last_error.clone()),
+        CredState::Failed(why) => ("failed", Some(why.clone())),
+        CredState::Ready(_) if info.valid_until.is_none() => ("static", None),
+        CredState::Ready(_) => match &info.last_error {
+            Some(e) => ("refreshing", Some(e.clone())),
+            None if info.valid_until.is_some_and(|u| u <= now) => ("refreshing", None),
+            None => ("valid", None),
+        },
+    }
+}
+
 /// A credential kept fresh in the background.
 pub struct LiveCredential {
     state: ArcSwap<CredState>,
+    /// How it is obtained, for `/status`.
+    kind: &'static str,
+    /// Refresh bookkeeping for `/status`.
+    info: std::sync::Mutex<RefreshInfo>,
     changed: Notify,
     /// Whether a config load waits for its first fetch: yes for a policy's credential; not for the
     /// node's own chain, which off AWS only fails after IMDS's timeouts.
@@ -69,6 +127,8 @@ impl LiveCredential {
     pub fn fixed(token: Token, what: impl Into<String>) -> LiveCredential {
         LiveCredential {
             state: ArcSwap::from_pointee(CredState::Ready(token)),
+            kind: "AWS credentials file (long-term keys)",
+            info: std::sync::Mutex::new(RefreshInfo::default()),
             changed: Notify::new(),
             wait_on_load: false,
             region: None,
@@ -76,9 +136,16 @@ impl LiveCredential {
         }
     }
 
-    fn pending(what: String, wait_on_load: bool, region: Option<String>) -> LiveCredential {
+    fn pending(
+        what: String,
+        kind: &'static str,
+        wait_on_load: bool,
+        region: Option<String>,
+    ) -> LiveCredential {
         LiveCredential {
             state: ArcSwap::from_pointee(CredState::Pending),
+            kind,
+            info: std::sync::Mutex::new(RefreshInfo::default()),
             changed: Notify::new(),
             wait_on_load,
             region,
@@ -94,6 +161,37 @@ impl LiveCredential {
     /// The current state (lock-free).
     pub fn load(&self) -> arc_swap::Guard<Arc<CredState>> {
         self.state.load()
+    }
+
+    /// What `/status` shows of it at `now`.
+    pub fn status(&self, now: SystemTime) -> CredentialStatus {
+        let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
+        let (state, error) = describe(&self.state.load(), &info, now);
+        let valid_until = info
+            .valid_until
+            .filter(|_| state == "valid" || state == "refreshing");
+        CredentialStatus {
+            credential: self.what.clone(),
+            kind: self.kind,
+            state,
+            valid_until_unix: valid_until
+                .and_then(|u| u.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            expires_in_secs: valid_until
+                .map(|u| u.duration_since(now).unwrap_or_default().as_secs()),
+            failures: info.failures,
+            error,
+        }
+    }
+
+    fn note(&self, valid_until: Option<SystemTime>, last_error: Option<String>, failures: u32) {
+        if let Ok(mut i) = self.info.lock() {
+            *i = RefreshInfo {
+                valid_until,
+                last_error,
+                failures,
+            };
+        }
     }
 
     fn publish(&self, s: CredState) {
@@ -113,6 +211,42 @@ impl LiveCredential {
     }
 }
 
+/// What `/status` shows for a backend with `auth` and, when dynamic, its `live` credential at `now`;
+/// `None` for a backend without credentials.
+pub fn status_of(
+    auth: Option<&BackendAuth>,
+    live: Option<&LiveCredential>,
+    now: SystemTime,
+) -> Option<CredentialStatus> {
+    if let Some(live) = live {
+        return Some(live.status(now));
+    }
+    let auth = auth?;
+    let (kind, state, error) = match auth {
+        BackendAuth::Unavailable { reason, .. } => {
+            ("unusable policy", "failed", Some(reason.clone()))
+        }
+        BackendAuth::ApiKey { .. } => ("API key", "static", None),
+        BackendAuth::AzureApiKey { .. } => ("Azure API key", "static", None),
+        BackendAuth::AnthropicApiKey { .. } => ("Anthropic API key", "static", None),
+        // Dynamic kinds always have a live credential; without one the store could not start it.
+        _ => (
+            "not started",
+            "failed",
+            Some("the credential was not started".to_owned()),
+        ),
+    };
+    Some(CredentialStatus {
+        credential: format!("BackendSecurityPolicy {}", auth.policy()),
+        kind,
+        state,
+        valid_until_unix: None,
+        expires_in_secs: None,
+        failures: 0,
+        error,
+    })
+}
+
 /// Keeps `live` fresh with `fetcher` until nothing holds it any more.
 async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<FetchContext>) {
     let mut failures = 0u32;
@@ -125,6 +259,7 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
             if SystemTime::now() >= until {
                 cred.publish(CredState::Failed(e.clone()));
                 valid_until = None;
+                cred.note(None, last_error.clone(), failures);
             }
         }
         // A fetch can outlast the credential in use (the SDKs retry inside it): at its expiry requests
@@ -145,6 +280,7 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
                     "the credential expired before its refresh finished".to_owned()
                 })));
                 valid_until = None;
+                cred.note(None, last_error.clone(), failures);
                 fetch.await
             }
         };
@@ -181,6 +317,7 @@ async fn refresh_loop(live: Weak<LiveCredential>, fetcher: Fetcher, cx: Arc<Fetc
                 plan.retry_in
             }
         };
+        cred.note(valid_until, last_error.clone(), failures);
         drop(cred);
         tokio::time::sleep(wait).await;
     }
@@ -272,15 +409,11 @@ impl CredentialStore {
                     secret: secret.clone(),
                 },
             ),
-            Some(
-                a @ BackendAuth::GcpCredentials {
-                    account, policy, ..
-                },
-            ) => (
+            Some(a @ BackendAuth::GcpCredentials { source, policy, .. }) => (
                 StoreKey::Policy(a.clone()),
                 format!("BackendSecurityPolicy {policy}"),
                 Fetcher::Gcp {
-                    account: account.clone(),
+                    source: source.clone(),
                 },
             ),
             None if schema.is_aws() => (
@@ -303,7 +436,12 @@ impl CredentialStore {
                     .find_map(|v| std::env::var(v).ok().filter(|r| !r.trim().is_empty()))
             })
             .flatten();
-        let cred = Arc::new(LiveCredential::pending(what, !node_chain, region));
+        let cred = Arc::new(LiveCredential::pending(
+            what,
+            fetcher.kind(),
+            !node_chain,
+            region,
+        ));
         match &self.cx {
             Some(cx) => {
                 tokio::spawn(refresh_loop(Arc::downgrade(&cred), fetcher, cx.clone()));
@@ -354,6 +492,54 @@ fn session_name(policy: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_states() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let s = Duration::from_secs;
+        let bearer = || CredState::Ready(Token::Bearer(http::HeaderValue::from_static("Bearer x")));
+        let info = |valid: Option<u64>, err: Option<&str>| RefreshInfo {
+            valid_until: valid.map(|v| t0 + s(v)),
+            last_error: err.map(str::to_owned),
+            failures: u32::from(err.is_some()),
+        };
+        for (name, state, info, want) in [
+            (
+                "first fetch under way",
+                CredState::Pending,
+                info(None, None),
+                ("pending", None),
+            ),
+            ("valid", bearer(), info(Some(60), None), ("valid", None)),
+            (
+                "a failed refresh while still valid",
+                bearer(),
+                info(Some(60), Some("STS said no")),
+                ("refreshing", Some("STS said no")),
+            ),
+            (
+                "past its validity, refresh late",
+                bearer(),
+                info(Some(0), None),
+                ("refreshing", None),
+            ),
+            (
+                "nothing valid",
+                CredState::Failed("STS said no".into()),
+                info(None, Some("STS said no")),
+                ("failed", Some("STS said no")),
+            ),
+            (
+                "never expires",
+                bearer(),
+                info(None, None),
+                ("static", None),
+            ),
+        ] {
+            let (st, err) = describe(&state, &info, t0);
+            assert_eq!((st, err.as_deref()), want, "{name}");
+        }
+    }
 
     #[test]
     fn session_names_are_what_sts_accepts() {

@@ -123,12 +123,14 @@ impl TokenClient {
         Ok(TokenClient { client, timeout })
     }
 
-    async fn call(
+    /// One request; the status and the body read (at most [`MAX_ANSWER`] bytes), or why there is none.
+    async fn raw(
         &self,
         method: Method,
         url: &str,
-        body: Option<String>,
-    ) -> Result<serde_json::Value, TokenError> {
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, Bytes), TokenError> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| TokenError::Url {
@@ -139,14 +141,31 @@ impl TokenClient {
             .method(method)
             .uri(uri)
             .header(http::header::ACCEPT, "application/json");
-        if body.is_some() {
-            req = req.header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            );
+        let body = match body {
+            Body::None => String::new(),
+            Body::Form(f) => {
+                req = req.header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                );
+                f
+            }
+            Body::Json(j) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                j
+            }
+        };
+        for (name, value) in headers {
+            let mut v = http::HeaderValue::from_str(value).map_err(|_| TokenError::Url {
+                url: url.to_owned(),
+                reason: format!("header {name} holds a character a header cannot carry"),
+            })?;
+            // Bearer tokens among them must not reach a debug dump.
+            v.set_sensitive(true);
+            req = req.header(*name, v);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| TokenError::Url {
                 url: url.to_owned(),
                 reason: e.to_string(),
@@ -169,23 +188,26 @@ impl TokenClient {
                 .to_bytes();
             Ok::<_, TokenError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))??;
+            .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// One request whose answer is JSON; a non-2xx answer is an error carrying the provider's reason.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<serde_json::Value, TokenError> {
+        let (status, bytes) = self.raw(method, url, body, headers).await?;
         let json = serde_json::from_slice::<serde_json::Value>(&bytes);
         if !status.is_success() {
-            // RFC 6749 §5.2: `error` and `error_description` say why; they never echo the secret.
-            let detail = json.ok().and_then(|v| {
-                let e = v.get("error")?.as_str()?.to_owned();
-                Some(match v.get("error_description").and_then(|d| d.as_str()) {
-                    Some(d) => format!("{e}: {}", d.lines().next().unwrap_or(d)),
-                    None => e,
-                })
-            });
             return Err(TokenError::Status {
                 url: url.to_owned(),
                 status,
-                detail,
+                detail: json.ok().as_ref().and_then(error_detail),
             });
         }
         json.map_err(|e| TokenError::Malformed {
@@ -194,31 +216,87 @@ impl TokenClient {
         })
     }
 
-    /// RFC 6749 §5.1 token answer → token and expiry.
-    async fn token(&self, url: &str, body: String) -> Result<AccessToken, TokenError> {
-        let v = self.call(Method::POST, url, Some(body)).await?;
+    /// The body of a 2xx answer as text (a subject token served by a URL).
+    pub(crate) async fn get_text(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<String, TokenError> {
+        let (status, bytes) = self.raw(Method::GET, url, Body::None, headers).await?;
+        if !status.is_success() {
+            let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            return Err(TokenError::Status {
+                url: url.to_owned(),
+                status,
+                detail: json.as_ref().and_then(error_detail),
+            });
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| TokenError::Malformed {
+            url: url.to_owned(),
+            reason: "not UTF-8".into(),
+        })
+    }
+
+    /// A token answered to a `GET` (Google's metadata server: the RFC 6749 §5.1 shape).
+    pub(crate) async fn get_token(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<AccessToken, TokenError> {
+        let v = self.call(Method::GET, url, Body::None, headers).await?;
+        token_answer(url, &v)
+    }
+
+    /// A token from a form-encoded `POST` of `pairs` (any RFC 6749 grant, RFC 8693 token exchange).
+    pub(crate) async fn form_token(
+        &self,
+        url: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<AccessToken, TokenError> {
+        self.token(url, form(pairs)).await
+    }
+
+    /// Google IAM Credentials' `generateAccessToken`: a JSON `POST` authorised by `bearer`, answered
+    /// `{"accessToken", "expireTime"}` (RFC 3339).
+    pub(crate) async fn generate_access_token(
+        &self,
+        url: &str,
+        bearer: &SecretString,
+        body: &serde_json::Value,
+    ) -> Result<AccessToken, TokenError> {
+        let auth = format!("Bearer {}", bearer.expose());
+        let v = self
+            .call(
+                Method::POST,
+                url,
+                Body::Json(body.to_string()),
+                &[("authorization", &auth)],
+            )
+            .await?;
         let malformed = |reason: &str| TokenError::Malformed {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
         let token = v
-            .get("access_token")
+            .get("accessToken")
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| malformed("no access_token"))?;
-        // `expires_in` is seconds (a number, or a string as Entra's v1 endpoint writes it).
-        let expires_in = match v.get("expires_in") {
-            None | Some(serde_json::Value::Null) => DEFAULT_LIFETIME,
-            Some(e) => e
-                .as_u64()
-                .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
-                .map(Duration::from_secs)
-                .ok_or_else(|| malformed("expires_in is not a number of seconds"))?,
-        };
+            .ok_or_else(|| malformed("no accessToken"))?;
+        let expiry = v
+            .get("expireTime")
+            .and_then(|t| t.as_str())
+            .and_then(rfc3339)
+            .ok_or_else(|| malformed("expireTime is not an RFC 3339 time"))?;
         Ok(AccessToken {
             token: SecretString::new(token),
-            expiry: SystemTime::now() + expires_in,
+            expiry,
         })
+    }
+
+    /// RFC 6749 §5.1 token answer → token and expiry.
+    async fn token(&self, url: &str, body: String) -> Result<AccessToken, TokenError> {
+        let v = self.call(Method::POST, url, Body::Form(body), &[]).await?;
+        token_answer(url, &v)
     }
 
     /// The token endpoint of `oidc` (given, or from the issuer's discovery document) and the scopes to
@@ -232,7 +310,7 @@ impl TokenClient {
             return Ok((t.clone(), oidc.scopes.clone()));
         }
         let url = format!("{}/.well-known/openid-configuration", oidc.issuer);
-        let v = self.call(Method::GET, &url, None).await?;
+        let v = self.call(Method::GET, &url, Body::None, &[]).await?;
         let endpoint = v
             .get("token_endpoint")
             .and_then(|t| t.as_str())
@@ -319,6 +397,72 @@ impl TokenClient {
     }
 }
 
+/// What a request carries.
+enum Body {
+    None,
+    Form(String),
+    Json(String),
+}
+
+/// An RFC 6749 §5.1 answer → token and expiry.
+fn token_answer(url: &str, v: &serde_json::Value) -> Result<AccessToken, TokenError> {
+    let malformed = |reason: &str| TokenError::Malformed {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let token = v
+        .get("access_token")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| malformed("no access_token"))?;
+    // `expires_in` is seconds (a number, or a string as Entra's v1 endpoint writes it).
+    let expires_in = match v.get("expires_in") {
+        None | Some(serde_json::Value::Null) => DEFAULT_LIFETIME,
+        Some(e) => e
+            .as_u64()
+            .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
+            .map(Duration::from_secs)
+            .ok_or_else(|| malformed("expires_in is not a number of seconds"))?,
+    };
+    Ok(AccessToken {
+        token: SecretString::new(token),
+        expiry: SystemTime::now() + expires_in,
+    })
+}
+
+/// Why an endpoint refused, from its error body: RFC 6749 §5.2 (`error`, `error_description`) or
+/// Google's API errors (`{"error": {"status", "message"}}`). Neither echoes a secret.
+fn error_detail(v: &serde_json::Value) -> Option<String> {
+    let first_line = |d: &str| d.lines().next().unwrap_or(d).to_owned();
+    match v.get("error")? {
+        serde_json::Value::String(e) => {
+            Some(match v.get("error_description").and_then(|d| d.as_str()) {
+                Some(d) => format!("{e}: {}", first_line(d)),
+                None => e.clone(),
+            })
+        }
+        serde_json::Value::Object(o) => {
+            let status = o.get("status").and_then(|s| s.as_str());
+            let message = o.get("message").and_then(|m| m.as_str()).map(first_line);
+            match (status, message) {
+                (Some(s), Some(m)) => Some(format!("{s}: {m}")),
+                (Some(x), None) => Some(x.to_owned()),
+                (None, Some(m)) => Some(m),
+                (None, None) => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An RFC 3339 time as a `SystemTime` (`None` before the epoch or malformed).
+fn rfc3339(s: &str) -> Option<SystemTime> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    let nanos = u64::try_from(t.unix_timestamp_nanos()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
 /// How a client proves itself to Entra ID.
 pub(crate) enum EntraProof<'a> {
     /// A client secret.
@@ -362,6 +506,45 @@ mod tests {
             form(&[("scope", "a b/.default"), ("k", "x+y=z&*-._~")]),
             "scope=a%20b%2F.default&k=x%2By%3Dz%26*-._%7E"
         );
+    }
+
+    #[test]
+    fn refusals_give_the_providers_reason() {
+        use serde_json::json;
+        for (name, body, want) in [
+            (
+                "RFC 6749",
+                json!({"error": "invalid_grant", "error_description": "Bad\nsecond line"}),
+                Some("invalid_grant: Bad"),
+            ),
+            (
+                "RFC 6749, no description",
+                json!({"error": "invalid_client"}),
+                Some("invalid_client"),
+            ),
+            (
+                "Google API error",
+                json!({"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied", "status": "PERMISSION_DENIED"}}),
+                Some("PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken' denied"),
+            ),
+            ("no error field", json!({"message": "x"}), None),
+        ] {
+            assert_eq!(error_detail(&body).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(
+            rfc3339("2014-10-02T15:01:23Z"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_412_262_083))
+        );
+        assert_eq!(
+            rfc3339("2014-10-02T15:01:23.5+00:00"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_412_262_083_500))
+        );
+        assert_eq!(rfc3339("1969-12-31T23:59:59Z"), None);
+        assert_eq!(rfc3339("yesterday"), None);
     }
 
     #[test]

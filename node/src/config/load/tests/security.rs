@@ -1,7 +1,7 @@
 //! BackendSecurityPolicy and Secrets: every credential type, and secret values never shown.
 
 use super::*;
-use crate::config::model::{AwsSource, AzureSecret};
+use crate::config::model::{AwsSource, AzureSecret, GcpSource};
 
 const SECRET_VALUE: &str = "sk-very-secret-4242";
 
@@ -218,7 +218,7 @@ fn gcp_credentials_resolve_a_service_account_key_file() {
         Some(BackendAuth::GcpCredentials {
             project,
             region,
-            account,
+            source: GcpSource::ServiceAccount(account),
             policy,
         }) => {
             assert_eq!((project.as_str(), region.as_str()), ("proj-1", "us-east5"));
@@ -265,8 +265,8 @@ fn gcp_credentials_errors_name_the_field_and_never_the_key() {
         ),
         (
             "both sources",
-            format!("{GCP_POLICY}    workloadIdentityFederationConfig:\n      projectID: p\n"),
-            gcp_secret(&key),
+            format!("{GCP_POLICY}{GCP_WIF}"),
+            format!("{}{OIDC_SECRET}", gcp_secret(&key)),
             "at most one of credentialsFile and workloadIdentityFederationConfig",
         ),
         (
@@ -289,24 +289,149 @@ fn gcp_credentials_errors_name_the_field_and_never_the_key() {
     }
 }
 
+/// A `workloadIdentityFederationConfig` as upstream's CRD spells it (under `gcpCredentials`).
+const GCP_WIF: &str = "    workloadIdentityFederationConfig:\n      projectID: wif-proj\n      workloadIdentityPoolName: pool-1\n      workloadIdentityProviderName: prov-1\n      serviceAccountImpersonation:\n        serviceAccountName: vertex-caller\n      oidcExchangeToken:\n        aud: ignored\n        oidc:\n          provider:\n            issuer: https://idp.example.com\n          clientID: c1\n          clientSecret:\n            name: oidc\n          redirectURL: https://x/cb\n";
+const GCP_NO_FILE: &str =
+    "  type: GCPCredentials\n  gcpCredentials:\n    projectName: proj-1\n    region: us-east5\n";
+
 #[test]
-fn gcp_federation_default_credentials_and_unusable_keys_answer_401_naming_why() {
-    let wif = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n    workloadIdentityFederationConfig:\n      projectID: p\n";
-    let adc = "  type: GCPCredentials\n  gcpCredentials:\n    projectName: p\n    region: r\n";
+fn gcp_workload_identity_federation_resolves_audience_client_and_account() {
+    let cfg = load_ok(&with_policy(
+        &format!("{GCP_NO_FILE}{GCP_WIF}"),
+        OIDC_SECRET,
+    ));
+    match &cfg.backends["default/be"].auth {
+        Some(BackendAuth::GcpCredentials {
+            source: GcpSource::Federation(f),
+            project,
+            ..
+        }) => {
+            assert_eq!(project, "proj-1");
+            assert_eq!(
+                f.audience,
+                "//iam.googleapis.com/projects/wif-proj/locations/global/workloadIdentityPools/pool-1/providers/prov-1"
+            );
+            // Upstream's email: the name at the policy's projectName.
+            assert_eq!(
+                f.impersonate.as_deref(),
+                Some("vertex-caller@proj-1.iam.gserviceaccount.com")
+            );
+            assert_eq!(f.oidc.client_id, "c1");
+            assert_eq!(f.oidc.client_secret.expose(), SECRET_VALUE);
+        }
+        other => panic!("expected federation, got {other:?}"),
+    }
+    let warned = cfg.warnings.join("\n");
+    for field in ["oidcExchangeToken.aud", "oidc.redirectURL"] {
+        assert!(warned.contains(field), "{field} not warned: {warned}");
+    }
+    let shown = format!("{:?}{}", cfg, render_routing_table_for_test(&cfg));
+    assert!(!shown.contains(SECRET_VALUE), "client secret shown");
+    assert!(shown.contains("exchanged at Google STS"), "{shown}");
+    // No impersonation: the STS token is used as is; an email is kept as given.
+    for (edit, want) in [
+        (
+            GCP_WIF.replace(
+                "      serviceAccountImpersonation:\n        serviceAccountName: vertex-caller\n",
+                "",
+            ),
+            None,
+        ),
+        (
+            GCP_WIF.replace("vertex-caller", "sa@other.iam.gserviceaccount.com"),
+            Some("sa@other.iam.gserviceaccount.com"),
+        ),
+    ] {
+        let cfg = load_ok(&with_policy(&format!("{GCP_NO_FILE}{edit}"), OIDC_SECRET));
+        match &cfg.backends["default/be"].auth {
+            Some(BackendAuth::GcpCredentials {
+                source: GcpSource::Federation(f),
+                ..
+            }) => assert_eq!(f.impersonate.as_deref(), want),
+            other => panic!("expected federation, got {other:?}"),
+        }
+    }
+    // Refusals name the field, never the secret.
+    for (name, edit, want) in [
+        (
+            "no pool",
+            GCP_WIF.replace("      workloadIdentityPoolName: pool-1\n", ""),
+            "workloadIdentityFederationConfig.workloadIdentityPoolName: required",
+        ),
+        (
+            "a slash in the provider",
+            GCP_WIF.replace("prov-1", "a/b"),
+            "workloadIdentityFederationConfig.workloadIdentityProviderName",
+        ),
+        (
+            "empty account name",
+            GCP_WIF.replace("vertex-caller", "\"\""),
+            "serviceAccountImpersonation.serviceAccountName: required",
+        ),
+        (
+            "no oidcExchangeToken",
+            GCP_WIF
+                .split("      oidcExchangeToken:")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            "oidcExchangeToken",
+        ),
+        (
+            "not an http issuer",
+            GCP_WIF.replace("https://idp.example.com", "idp.example.com"),
+            "oidcExchangeToken.oidc.provider.issuer: must be an http(s) URL",
+        ),
+        (
+            "an unknown field",
+            GCP_WIF.replace(
+                "projectID: wif-proj",
+                "projectID: wif-proj\n      projectNumber: 1",
+            ),
+            "projectNumber",
+        ),
+        (
+            "an AWS field",
+            GCP_WIF.replace(
+                "        aud: ignored\n",
+                "        awsRoleArn: arn:aws:iam::1:role/r\n",
+            ),
+            "oidcExchangeToken.awsRoleArn",
+        ),
+    ] {
+        let err = load_err(&with_policy(&format!("{GCP_NO_FILE}{edit}"), OIDC_SECRET));
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains("BackendSecurityPolicy/default/key"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains(SECRET_VALUE), "{name}: secret in {err}");
+    }
+}
+
+#[test]
+fn gcp_credentials_without_a_source_use_application_default_credentials() {
+    let cfg = load_ok(&with_policy(GCP_NO_FILE, ""));
+    assert!(
+        matches!(
+            &cfg.backends["default/be"].auth,
+            Some(BackendAuth::GcpCredentials {
+                source: GcpSource::ApplicationDefault,
+                ..
+            })
+        ),
+        "{:?}",
+        cfg.backends["default/be"].auth
+    );
+    assert!(render_routing_table_for_test(&cfg).contains("Application Default Credentials"));
+}
+
+#[test]
+fn unusable_gcp_keys_answer_401_naming_why() {
     let key = crate::credentials::google::tests::key_file("https://oauth2.googleapis.com/token");
     let broken = gcp_secret(&key.replace("MII", "XXX"));
     let placeholder = gcp_secret(r#"{"type": "service_account"}"#);
     for (policy, secret, want) in [
-        (
-            wif,
-            "",
-            "workloadIdentityFederationConfig is not supported yet",
-        ),
-        (
-            adc,
-            "",
-            "Application Default Credentials, which are not supported yet",
-        ),
         (
             GCP_POLICY,
             broken.as_str(),
