@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fields::Provider;
+use super::fields::{self, Provider};
 use super::TranslateError;
 
 /// A turn's role (Converse and Messages both know exactly these two).
@@ -379,15 +379,7 @@ fn check_message_keys(
 ) -> Result<(), TranslateError> {
     let allowed: &[&str] = match role {
         "system" | "developer" | "user" => &["role", "content", "name"],
-        "assistant" => &[
-            "role",
-            "content",
-            "name",
-            "tool_calls",
-            "refusal",
-            "reasoning_content",
-            "thinking_blocks",
-        ],
+        "assistant" => &["role", "content", "name", "tool_calls", "refusal"],
         "tool" => &["role", "content", "tool_call_id"],
         other => {
             return Err(unsupported(
@@ -398,6 +390,13 @@ fn check_message_keys(
     };
     for (k, v) in m {
         if v.is_null() || allowed.contains(&k.as_str()) {
+            continue;
+        }
+        // The reasoning an answer carried, sent back (see `fields::assistant_extension`).
+        if role == "assistant"
+            && fields::ASSISTANT_EXTENSIONS.contains(&k.as_str())
+            && fields::assistant_extension(provider, k) != fields::Disposition::Refused
+        {
             continue;
         }
         return Err(unsupported(provider, format!("messages[{i}].{k}")));
