@@ -1,6 +1,7 @@
 //! An OpenAI chat request, understood once for the providers that do not speak OpenAI (Bedrock Converse,
 //! Anthropic Messages): system text, user/assistant turns of typed blocks (text, image, tool call, tool
-//! result), tool definitions and the generation settings.
+//! result, and the signed reasoning an earlier answer carried), tool definitions and the generation
+//! settings.
 //!
 //! Why a neutral form: both Converse and Messages are "turns of content blocks" APIs, so the hard parts
 //! (tool-call history, tool results becoming user turns, alternating roles, data-URI images) are decided

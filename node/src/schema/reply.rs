@@ -1,6 +1,7 @@
 //! The OpenAI side of a translated answer, shared by the Bedrock and Anthropic translators: a
-//! `chat.completion` with text, tool calls and reasoning; `usage` with its cache details; and the
-//! streamed tool-call deltas the official OpenAI clients assemble.
+//! `chat.completion` with text, tool calls and reasoning (with its signed `thinking_blocks`); `usage` with
+//! its cache details; and the streamed tool-call and thinking-block deltas the official OpenAI clients
+//! assemble.
 //!
 //! Why shared: both providers answer in content blocks (text, tool use, reasoning) with cache-aware
 //! token counts, and the OpenAI shapes they must become are the same. Getting the stream shape exactly
