@@ -283,6 +283,14 @@ pub fn check_messages(req: &Value, need_max_tokens: bool) -> Result<Checked, (St
         },
     };
     if thinking {
+        if matches!(
+            req.pointer("/tool_choice/type").and_then(Value::as_str),
+            Some("any" | "tool")
+        ) {
+            return Err(bad(
+                "Thinking may not be enabled when tool_choice forces tool use.",
+            ));
+        }
         check_final_thinking(messages).map_err(bad)?;
     }
     Ok(Checked {
@@ -475,6 +483,12 @@ mod tests {
             ),
             ("no thinking, thinking off", json!([call]), false, Ok(())),
             (
+                "forced tool choice",
+                json!([mine, call]),
+                true,
+                Err("Thinking may not be enabled when tool_choice forces tool use."),
+            ),
+            (
                 "a signature the mock did not issue",
                 json!([forged, call]),
                 true,
@@ -484,6 +498,9 @@ mod tests {
             let mut req = request(json!({"role": "assistant", "content": content}));
             if !thinking {
                 req.as_object_mut().map(|o| o.remove("thinking"));
+            }
+            if name == "forced tool choice" {
+                req["tool_choice"] = json!({"type": "any"});
             }
             match (check_messages(&req, true), want) {
                 (Ok(_), Ok(())) => {}

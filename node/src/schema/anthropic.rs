@@ -98,7 +98,9 @@ pub fn messages_request(chat: &Chat, model: &str, stream: bool) -> Result<Value,
             "Messages needs at least one user or assistant message".into(),
         ));
     }
-    let thinks = chat.reasoning_effort.is_some() && thinking::claude_may_think(chat);
+    let thinks = chat.reasoning_effort.is_some()
+        && thinking::claude_tool_choice_allows_thinking(chat)
+        && thinking::claude_may_think(chat);
     let messages: Vec<Value> = chat
         .turns
         .iter()
@@ -658,7 +660,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             "model": "claude-x", "user": "u1", "parallel_tool_calls": false, "max_completion_tokens": 3000,
             "reasoning_effort": "medium",
             "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "tool_choice": "auto",
             "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}},
             "messages": [
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}},
@@ -694,7 +696,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         );
         assert_eq!(
             out["tool_choice"],
-            json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true})
+            json!({"type": "auto", "disable_parallel_tool_use": true})
         );
         assert_eq!(
             out["thinking"],
@@ -715,14 +717,19 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
                 json!("required"),
                 json!({"type": "any", "disable_parallel_tool_use": true}),
             ),
+            (
+                json!({"type": "function", "function": {"name": "get_weather"}}),
+                json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true}),
+            ),
             (json!("none"), json!({"type": "none"})),
         ] {
             let mut body = agent_body();
-            body.insert("tool_choice".into(), choice);
-            assert_eq!(
-                request_body(&body, "m", false).expect("ok")["tool_choice"],
-                want
-            );
+            body.insert("tool_choice".into(), choice.clone());
+            let out = request_body(&body, "m", false).expect("ok");
+            assert_eq!(out["tool_choice"], want);
+            // Anthropic refuses thinking with a choice that forces a tool: that request does not think.
+            let forced = want["type"] == "any" || want["type"] == "tool";
+            assert_eq!(out.get("thinking").is_none(), forced, "{choice}: {out}");
         }
         let mut small = agent_body();
         small.insert("max_completion_tokens".into(), json!(1000));

@@ -9,7 +9,7 @@
 //! `thinking_blocks` has none of that, so each rule has a documented way out, chosen here in pure functions
 //! that are table-tested.
 
-use super::chat::{Block, Chat, Role};
+use super::chat::{Block, Chat, Role, ToolChoice};
 
 /// Google's documented placeholder for a function call whose signature was lost or never existed ("Thought
 /// signatures", FAQ: history from another model or an API that drops them). Gemini 3 accepts it in place
@@ -28,7 +28,7 @@ fn claude_replayable(b: &Block) -> bool {
     )
 }
 
-/// Whether Claude may think on this request.
+/// Whether Claude may think on this request, as far as its history goes.
 ///
 /// Anthropic ("Extended thinking" → "Preserving thinking blocks"): with thinking enabled, the final
 /// assistant message, when it made tool calls, must start with its thinking block, else the request is a
@@ -45,6 +45,18 @@ pub fn claude_may_think(chat: &Chat) -> bool {
         .iter()
         .any(|b| matches!(b, Block::ToolUse { .. }));
     !calls || last.blocks.first().is_some_and(claude_replayable)
+}
+
+/// Whether Claude may think with this request's `tool_choice`. Anthropic ("Extended thinking with tool
+/// use"): only `auto` and `none` go with thinking; a choice that forces a tool use is a 400. The client's
+/// forced choice is the harder constraint, so such a request goes without thinking. (Messages bodies only:
+/// through Converse the model may not be Claude, and other models take both.)
+pub fn claude_tool_choice_allows_thinking(chat: &Chat) -> bool {
+    chat.tools.is_empty()
+        || !matches!(
+            chat.tool_choice,
+            ToolChoice::Required | ToolChoice::Named(_)
+        )
 }
 
 /// Whether `b` goes to Claude on a request with thinking `on`. Thinking blocks go only while thinking is
@@ -201,6 +213,30 @@ mod tests {
             ),
         ] {
             assert_eq!(claude_may_think(&chat(turns)), want, "{name}");
+        }
+        let tool = crate::schema::chat::ToolDef {
+            name: "f".into(),
+            description: None,
+            parameters: json!({}),
+            strict: None,
+        };
+        for (choice, want) in [
+            (ToolChoice::Unset, true),
+            (ToolChoice::Auto, true),
+            (ToolChoice::None, true),
+            (ToolChoice::Required, false),
+            (ToolChoice::Named("f".into()), false),
+        ] {
+            let c = Chat {
+                tools: vec![tool.clone()],
+                tool_choice: choice.clone(),
+                ..chat(vec![(Role::User, vec![Block::Text("q".into())])])
+            };
+            assert_eq!(
+                claude_tool_choice_allows_thinking(&c),
+                want,
+                "tool_choice {choice:?}"
+            );
         }
     }
 
