@@ -2,12 +2,13 @@
 
 Usage: python openai_client_thinking.py BASE_URL MODEL LABEL. For a plain and a streamed conversation with
 `reasoning_effort`: the first turn offers two tools and must come back as tool calls with the provider's
-reasoning (`reasoning_content`) and its signed `thinking_blocks`; the agent appends the answer's message
+reasoning (`reasoning_content`) and its signatures (Claude's `thinking_blocks`, Gemini's
+`extra_content.google.thought_signature` on the call); the agent appends the answer's message
 object itself (`messages.append(choice.message)`, so every field the client kept — thinking_blocks,
 reasoning_content, a tool call's extra_content — goes back as it came) and the tool results; the second
 turn must be the final answer quoting them. Streams are read with the client's own stream helper, which
-accumulates the deltas as agents do. Prints `LABEL stream=… answer: …` and `LABEL stream=… thinking_blocks:
-N`; exits non-zero on any failure.
+accumulates the deltas as agents do. Prints `LABEL stream=… answer: …` and `LABEL stream=… thinking_blocks: N
+signed calls: M`; exits non-zero on any failure.
 """
 import json
 import sys
@@ -45,9 +46,13 @@ for stream in (False, True):
     calls = choice.message.tool_calls
     assert calls is not None and len(calls) == 2, first
     extra = choice.message.model_extra or {}
-    blocks = extra.get("thinking_blocks") or []
     assert extra.get("reasoning_content"), first
-    assert blocks and all(b.get("signature") for b in blocks if b.get("type") == "thinking"), first
+    # Claude's reasoning comes signed in thinking_blocks; Gemini's signature on its first call, where
+    # Google's OpenAI layer puts it.
+    blocks = extra.get("thinking_blocks") or []
+    signed_calls = [c for c in calls
+                    if ((c.model_extra or {}).get("extra_content") or {}).get("google", {}).get("thought_signature")]
+    assert (blocks and all(b.get("signature") for b in blocks if b.get("type") == "thinking")) or signed_calls, first
     messages.append(choice.message)
     for c in calls:
         messages.append({"role": "tool", "tool_call_id": c.id, "content": f"{c.function.name} ok"})
@@ -55,5 +60,5 @@ for stream in (False, True):
     assert final.choices[0].finish_reason == "stop", final
     answer = final.choices[0].message.content
     assert answer and "get_weather ok" in answer and "get_time ok" in answer, final
-    print(label, f"stream={stream}", "thinking_blocks:", len(blocks))
+    print(label, f"stream={stream}", "thinking_blocks:", len(blocks), "signed calls:", len(signed_calls))
     print(label, f"stream={stream}", "answer:", answer)

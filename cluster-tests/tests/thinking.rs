@@ -9,7 +9,8 @@
 //!   Claude on Bedrock InvokeModel (`AWSAnthropic`), Claude on Vertex (`GCPAnthropic`) and Gemini 3 on
 //!   Vertex (`GCPVertexAI`), appending each answer's message object as agents do, streamed and not;
 //! - the failover case: turn 1 answered by the OpenAI primary (no thinking exists), turn 2, with
-//!   `reasoning_effort`, by a Claude or Gemini 3 fallback.
+//!   `reasoning_effort`, by a Claude or Gemini 3 fallback; and between reasoning providers (Gemini 3 then
+//!   Claude, Claude then Gemini 3), whose signatures are not each other's.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -244,6 +245,46 @@ async fn reasoning_agents_keep_working_through_every_fallback() {
                     _ => anyhow::ensure!(sent.get("thinking").is_none(), "{sent}"),
                 }
             }
+        }
+
+        // Failover between reasoning providers: turn 1 by one (with its signed reasoning), turn 2 by
+        // another, which must neither be handed the first one's signatures as its own nor refuse.
+        for (from, to) in [
+            ("think-gemini", "think-anthropic"),
+            ("think-anthropic", "think-gemini"),
+            ("think-gemini", "think-bedrock"),
+        ] {
+            let mut history = vec![
+                json!({"role": "system", "content": "use the tools"}),
+                json!({"role": "user", "content": "weather and time in Paris?"}),
+            ];
+            let first = http_post_json(
+                &node.url("/v1/chat/completions"),
+                &json!({"model": from, "messages": history, "tools": tools(),
+                    "reasoning_effort": "low", "max_tokens": 4096}),
+            )
+            .await?
+            .json()?;
+            let message = first["choices"][0]["message"].clone();
+            let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(calls.len() == 2, "{from} did not call the tools: {first}");
+            history.push(message);
+            for c in &calls {
+                history.push(json!({"role": "tool", "tool_call_id": c["id"],
+                    "content": format!("{} ok", c["function"]["name"].as_str().unwrap_or_default())}));
+            }
+            let resp = http_post_json(
+                &node.url("/v1/chat/completions"),
+                &json!({"model": to, "messages": history, "tools": tools(),
+                    "reasoning_effort": "low", "max_tokens": 4096}),
+            )
+            .await?;
+            let text = resp.text();
+            anyhow::ensure!(
+                resp.status.as_u16() == 200 && answer_of(&text).contains("get_weather ok"),
+                "{to} refused {from}'s history: {} {text}",
+                resp.status
+            );
         }
 
         // The official client's agent loop with reasoning on, through each fallback.

@@ -452,6 +452,7 @@ fn parse_message(
                     blocks.push(tool_use(i, j, c, provider)?);
                 }
             }
+            drop_gemini_copies(&mut blocks);
             push(chat, Role::Assistant, blocks);
         }
         "tool" => {
@@ -518,6 +519,28 @@ fn tool_use(i: usize, j: usize, c: &Value, provider: Provider) -> Result<Block, 
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+/// A Gemini answer gives its call's signature twice (on the call, as Google's OpenAI layer does, and as a
+/// `thinking_blocks` entry, as Envoy AI Gateway does). The call keeps it; the thinking-block copy goes, so
+/// that a Claude fallback is never handed Gemini's signature as its own thinking (Anthropic would refuse
+/// it as invalid; without it, the history-without-thinking rule applies).
+fn drop_gemini_copies(blocks: &mut Vec<Block>) {
+    let on_calls: Vec<String> = blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::ToolUse {
+                signature: Some(s), ..
+            } => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    if on_calls.is_empty() {
+        return;
+    }
+    blocks.retain(
+        |b| !matches!(b, Block::Thinking { signature: Some(s), .. } if on_calls.contains(s)),
+    );
 }
 
 /// An assistant message's `thinking_blocks` (LiteLLM's and Envoy AI Gateway's extension):
@@ -822,6 +845,23 @@ mod tests {
                 },
                 Block::Text("done".into()),
             ]
+        );
+        // A Gemini answer sent back: its signature on the call and again in thinking_blocks; the call
+        // keeps it, the copy goes.
+        let body = obj(json!({"messages": [
+            {"role": "assistant", "reasoning_content": "hm",
+             "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "gsig"}],
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "gsig"}}}]},
+        ]}));
+        assert_eq!(
+            parse(&body, Provider::Anthropic).expect("parse").turns[0].blocks,
+            vec![Block::ToolUse {
+                id: "c1".into(),
+                name: "f".into(),
+                input: json!({}),
+                signature: Some("gsig".into())
+            }]
         );
         for (body, needle) in [
             (

@@ -272,14 +272,14 @@ pub fn assistant_extension(provider: Provider, field: &str) -> Disposition {
     match (provider, field) {
         // The reasoning's display text: only its signed form (thinking_blocks) can be replayed.
         (_, "reasoning_content") => Ignored,
-        // Cohere's reasoning is not signed or replayed, and another provider's means nothing to it.
+        // Claude (Messages, Converse) takes signed and redacted thinking back.
         (
-            Provider::Cohere,
+            Provider::Anthropic | Provider::Bedrock,
             "thinking_blocks" | "content[].thinking" | "content[].redacted_thinking",
-        ) => Ignored,
-        // Claude (Messages, Converse) takes signed and redacted thinking back; Gemini takes the
-        // signatures back on its function calls (and the last part of a text answer).
-        (_, "thinking_blocks" | "content[].thinking" | "content[].redacted_thinking") => Translated,
+        ) => Translated,
+        // Cohere's reasoning is not signed or replayed; Gemini's signatures come back on its calls
+        // (below), and a thinking block's may be another provider's, which Gemini 3 would refuse.
+        (_, "thinking_blocks" | "content[].thinking" | "content[].redacted_thinking") => Ignored,
         // Google's OpenAI layer puts a call's thoughtSignature here; only Gemini has a use for it.
         (Provider::Gemini, "tool_calls[].extra_content") => Translated,
         (_, "tool_calls[].extra_content") => Ignored,
@@ -343,9 +343,9 @@ mod tests {
             (Bedrock, "content[].redacted_thinking", Translated),
             (Bedrock, "tool_calls[].extra_content", Ignored),
             (Gemini, "reasoning_content", Ignored),
-            (Gemini, "thinking_blocks", Translated),
-            (Gemini, "content[].thinking", Translated),
-            (Gemini, "content[].redacted_thinking", Translated),
+            (Gemini, "thinking_blocks", Ignored),
+            (Gemini, "content[].thinking", Ignored),
+            (Gemini, "content[].redacted_thinking", Ignored),
             (Gemini, "tool_calls[].extra_content", Translated),
             (Cohere, "reasoning_content", Ignored),
             (Cohere, "thinking_blocks", Ignored),

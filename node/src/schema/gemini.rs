@@ -25,8 +25,7 @@ use super::chat::{self, Block, Chat, ImageSource, Role, ToolChoice};
 use super::fields::{self, Provider};
 use super::gcp_anthropic::vertex_path;
 use super::reply::{
-    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ThinkingStream,
-    Usage,
+    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, Usage,
 };
 use super::sse::SseParser;
 use super::thinking;
@@ -119,11 +118,11 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
     let mut contents = Vec::new();
     for turn in &chat.turns {
         let mut parts = Vec::new();
-        let turn_signature = thinking::turn_signature(&turn.blocks);
         let mut first_call = true;
         for b in &turn.blocks {
             match (turn.role, b) {
-                // Gemini wants its signatures back, not its thought summaries ("Thought signatures").
+                // Gemini wants its signatures back (on its calls), not its thought summaries ("Thought
+                // signatures"); another provider's reasoning means nothing to it.
                 (Role::Assistant, Block::Thinking { .. } | Block::RedactedThinking { .. }) => {}
                 (_, Block::Text(t)) => parts.push(json!({ "text": t })),
                 (Role::User, Block::Image { source, at }) => parts.push(match source {
@@ -150,11 +149,7 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
                 ) => {
                     names.insert(id, name);
                     let mut part = json!({"functionCall": {"name": name, "args": input}});
-                    let sig = thinking::gemini_call_signature(
-                        signature.as_deref(),
-                        first_call,
-                        turn_signature,
-                    );
+                    let sig = thinking::gemini_call_signature(signature.as_deref(), first_call);
                     first_call = false;
                     if let Some(sig) = sig {
                         part["thoughtSignature"] = sig.into();
@@ -185,13 +180,6 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
         }
         if parts.is_empty() {
             continue;
-        }
-        // An answer without calls carries its signature on its last part; Gemini does not require it
-        // back, but it keeps the model's reasoning context.
-        if first_call && turn.role == Role::Assistant {
-            if let (Some(sig), Some(last)) = (turn_signature, parts.last_mut()) {
-                last["thoughtSignature"] = sig.into();
-            }
         }
         let role = match turn.role {
             Role::User => "user",
@@ -318,10 +306,8 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let (parts, reason) = parts_of(&v);
     let mut msg = Message::default();
-    let mut signature = None;
     for p in parts {
         let sig = p.get("thoughtSignature").and_then(Value::as_str);
-        signature = signature.or(sig);
         if let Some(call) = p.get("functionCall") {
             let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
             let id = call
@@ -349,18 +335,16 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
         .get("modelVersion")
         .and_then(Value::as_str)
         .unwrap_or(&ctx.model);
-    if let Some(sig) = signature {
-        let text = msg.reasoning.clone();
-        msg.push_thinking(&text, sig);
-    }
     let finish = finish_reason(reason.unwrap_or("STOP"), !msg.tool_calls.is_empty());
     let usage = openai_usage(v.get("usageMetadata").unwrap_or(&Value::Null));
     Ok(completion(ctx, id, model, msg, finish, usage))
 }
 
 /// Where Google's own OpenAI-compatible endpoint puts a function call's signature: on the tool call, as
-/// `extra_content.google.thought_signature`. Sent next to `thinking_blocks` (Envoy AI Gateway's and
-/// LiteLLM's place for it), so a client of either convention sends it back.
+/// `extra_content.google.thought_signature`. Only there: Envoy AI Gateway also copies it into
+/// `thinking_blocks`, but a Claude fallback would then be handed Gemini's signature as its own thinking
+/// and refuse it, while a signature on the call only ever goes back to Gemini. (A text answer's signature,
+/// which Gemini does not require back, is not passed on.)
 fn extra_content(signature: &str) -> Value {
     json!({"google": {"thought_signature": signature}})
 }
@@ -381,9 +365,6 @@ pub struct StreamTransform {
     finished: Option<&'static str>,
     calls: usize,
     usage: Value,
-    thinking: ThinkingStream,
-    /// Whether the answer's (first) signature went out as a `thinking_blocks` entry.
-    signed: bool,
 }
 
 impl StreamTransform {
@@ -398,8 +379,6 @@ impl StreamTransform {
             finished: None,
             calls: 0,
             usage: Value::Null,
-            thinking: ThinkingStream::default(),
-            signed: false,
         }
     }
 
@@ -452,19 +431,9 @@ impl StreamTransform {
             } else if let Some(t) = p.get("text").and_then(Value::as_str) {
                 if p.get("thought").and_then(Value::as_bool) == Some(true) {
                     reasoning_delta(&self.ctx, &self.id, &self.model, t, out);
-                    if !self.signed {
-                        self.thinking.text(t);
-                    }
                 } else if !t.is_empty() {
                     out.extend_from_slice(&self.chunk(json!({ "content": t }), Value::Null));
                 }
-            }
-            // The answer's first signature, with the reasoning so far, as a thinking block (as in a
-            // whole answer).
-            if let Some(sig) = sig.filter(|_| !self.signed) {
-                self.signed = true;
-                self.thinking.signature(sig);
-                self.thinking.close(&self.ctx, &self.id, &self.model, out);
             }
         }
         if let Some(u) = v.get("usageMetadata") {
@@ -895,12 +864,13 @@ mod thinking_tests {
                 {"id": "c2", "type": "function", "function": {"name": "b", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "1"},
             {"role": "tool", "tool_call_id": "c2", "content": "2"},
-            // Envoy AI Gateway's and LiteLLM's: in thinking_blocks, for the first call.
+            // In thinking_blocks only (Envoy AI Gateway's place, or another provider's reasoning): not
+            // trusted as Gemini's, so Google's placeholder.
             {"role": "assistant", "reasoning_content": "hm",
              "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "hm", "signature": "dGI="}],
              "tool_calls": [{"id": "c3", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "c3", "content": "3"},
-            // An answer without calls keeps its signature on its last part.
+            // An answer without calls: reasoning is not sent back.
             {"role": "assistant", "content": "done",
              "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "dGV4dA=="}]},
             {"role": "user", "content": "more"},
@@ -920,14 +890,15 @@ mod thinking_tests {
             vec![
                 &json!([{"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2ln"},
                         {"functionCall": {"name": "b", "args": {}}}]),
-                &json!([{"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "dGI="}]),
-                &json!([{"text": "done", "thoughtSignature": "dGV4dA=="}]),
+                &json!([{"functionCall": {"name": "a", "args": {}},
+                         "thoughtSignature": "skip_thought_signature_validator"}]),
+                &json!([{"text": "done"}]),
             ]
         );
     }
 
     #[test]
-    fn answers_and_streams_give_signatures_in_both_conventions() {
+    fn answers_and_streams_give_signatures_on_their_calls_only() {
         let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
             {"text": "hm", "thought": true},
             {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2ln"},
@@ -942,10 +913,8 @@ mod thinking_tests {
             json!({"google": {"thought_signature": "c2ln"}})
         );
         assert!(m["tool_calls"][1].get("extra_content").is_none(), "{m}");
-        assert_eq!(
-            m["thinking_blocks"],
-            json!([{"type": "thinking", "thinking": "hm", "signature": "c2ln"}])
-        );
+        assert_eq!(m["reasoning_content"], "hm");
+        assert!(m.get("thinking_blocks").is_none(), "{m}");
         let stream = format!("data: {answer}\n\n");
         let mut t = StreamTransform::new(ctx());
         let mut out = BytesMut::new();
@@ -967,13 +936,6 @@ mod thinking_tests {
             json!({"google": {"thought_signature": "c2ln"}})
         );
         assert!(starts[1].get("extra_content").is_none());
-        let blocks: Vec<&Value> = deltas
-            .iter()
-            .filter_map(|d| d.get("thinking_blocks"))
-            .collect();
-        assert_eq!(
-            blocks,
-            vec![&json!([{"index": 0, "type": "thinking", "thinking": "hm", "signature": "c2ln"}])]
-        );
+        assert!(deltas.iter().all(|d| d.get("thinking_blocks").is_none()));
     }
 }

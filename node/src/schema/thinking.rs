@@ -71,29 +71,19 @@ pub fn claude_sends(b: &Block, on: bool) -> bool {
 
 /// The `thoughtSignature` of a Gemini function call. Gemini gives the signature with the first call of a
 /// step only (parallel calls share it) and Gemini 3 validates that one; so: the call's own signature (from
-/// `extra_content.google.thought_signature`), else for the first call of the turn the turn's signature
-/// (from `thinking_blocks`, where Envoy AI Gateway and LiteLLM carry it), else for the first call Google's
-/// placeholder, so history from another model is still accepted; later calls go without one.
-pub fn gemini_call_signature<'a>(
-    own: Option<&'a str>,
-    first_call: bool,
-    turn: Option<&'a str>,
-) -> Option<&'a str> {
+/// `extra_content.google.thought_signature`, where Gemini's answers put it), else for the first call
+/// Google's placeholder, so history from another model or a client that dropped it is still accepted;
+/// later calls go without one.
+///
+/// `thinking_blocks` signatures are not used for Gemini (Envoy AI Gateway does use them): a client that
+/// keeps them but not `extra_content` loses only some context with the placeholder, while a signature in
+/// `thinking_blocks` may be Claude's (the failover case), which Gemini 3 refuses as invalid.
+pub fn gemini_call_signature(own: Option<&str>, first_call: bool) -> Option<&str> {
     match (own, first_call) {
         (Some(s), _) => Some(s),
-        (None, true) => Some(turn.unwrap_or(GEMINI_SKIP_SIGNATURE)),
+        (None, true) => Some(GEMINI_SKIP_SIGNATURE),
         (None, false) => None,
     }
-}
-
-/// The first signature among a turn's thinking blocks (Gemini's, when the turn came from Gemini).
-pub fn turn_signature(blocks: &[Block]) -> Option<&str> {
-    blocks.iter().find_map(|b| match b {
-        Block::Thinking {
-            signature: Some(s), ..
-        } => Some(s.as_str()),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -262,43 +252,13 @@ mod tests {
 
     #[test]
     fn gemini_calls_keep_their_signature_or_get_googles_placeholder() {
-        for (name, own, first, turn, want) in [
-            (
-                "own signature",
-                Some("own"),
-                true,
-                Some("turn"),
-                Some("own"),
-            ),
-            (
-                "own signature, later call",
-                Some("own"),
-                false,
-                None,
-                Some("own"),
-            ),
-            (
-                "first call, turn's signature",
-                None,
-                true,
-                Some("turn"),
-                Some("turn"),
-            ),
-            (
-                "first call, none anywhere",
-                None,
-                true,
-                None,
-                Some(GEMINI_SKIP_SIGNATURE),
-            ),
-            ("later parallel call", None, false, Some("turn"), None),
+        for (name, own, first, want) in [
+            ("own signature", Some("own"), true, Some("own")),
+            ("own signature, later call", Some("own"), false, Some("own")),
+            ("first call, none", None, true, Some(GEMINI_SKIP_SIGNATURE)),
+            ("later parallel call", None, false, None),
         ] {
-            assert_eq!(gemini_call_signature(own, first, turn), want, "{name}");
+            assert_eq!(gemini_call_signature(own, first), want, "{name}");
         }
-        assert_eq!(
-            turn_signature(&[Block::Text("x".into()), signed()]),
-            Some("s")
-        );
-        assert_eq!(turn_signature(&[call()]), None);
     }
 }
