@@ -47,9 +47,18 @@ pub fn path(model: &str, stream: bool) -> String {
 
 /// OpenAI chat body → Converse body: every field translated, safely ignored or refused
 /// ([`super::fields`]).
+/// Claude's thinking rules apply, as for a model that may be Claude.
 pub fn request_body(body: &Map<String, Value>) -> Result<Value, TranslateError> {
+    request_body_for(body, "")
+}
+
+/// [`request_body`] for the Bedrock model id `model` (Claude's thinking rules only where it may be Claude).
+pub fn request_body_for(body: &Map<String, Value>, model: &str) -> Result<Value, TranslateError> {
     fields::check(body, Provider::Bedrock)?;
-    converse(&chat::parse(body, Provider::Bedrock)?)
+    converse(
+        &chat::parse(body, Provider::Bedrock)?,
+        thinking::bedrock_may_be_claude(model),
+    )
 }
 
 fn unsupported(what: impl std::fmt::Display) -> TranslateError {
@@ -88,10 +97,10 @@ fn block(b: &Block) -> Result<Value, TranslateError> {
     })
 }
 
-/// The Converse request for a neutral chat.
-pub fn converse(chat: &Chat) -> Result<Value, TranslateError> {
-    // Claude through Converse keeps Anthropic's rule on thinking with tool use (see `thinking`).
-    let thinks = chat.reasoning_effort.is_some() && thinking::claude_may_think(chat);
+/// The Converse request for a neutral chat; `claude`: the model may be Claude, which keeps Anthropic's
+/// rule on thinking with tool use through Converse (see `thinking`).
+pub fn converse(chat: &Chat, claude: bool) -> Result<Value, TranslateError> {
+    let thinks = chat.reasoning_effort.is_some() && (!claude || thinking::claude_may_think(chat));
     let messages = chat
         .turns
         .iter()
@@ -483,7 +492,7 @@ impl Translator for Bedrock {
                 ctx.path_and_query
             )));
         }
-        let converse = request_body(&parse_object(body)?)?;
+        let converse = request_body_for(&parse_object(body)?, ctx.model)?;
         Ok(UpstreamRequest {
             path_and_query: super::provider_path(path(ctx.model, ctx.stream))?,
             body: Bytes::from(converse.to_string()),
@@ -959,6 +968,14 @@ mod thinking_tests {
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})))
         .expect("translate");
         assert!(out.get("outputConfig").is_none(), "{out}");
+        // Another vendor's model has no such rule: its reasoning is asked for as usual.
+        let out = request_body_for(
+            &second_turn(json!({"role": "assistant",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+            "us.deepseek.r1-v1:0",
+        )
+        .expect("translate");
+        assert_eq!(out["outputConfig"]["effort"], "low", "{out}");
     }
 
     #[test]

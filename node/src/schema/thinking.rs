@@ -59,6 +59,15 @@ pub fn claude_tool_choice_allows_thinking(chat: &Chat) -> bool {
         )
 }
 
+/// Whether a Bedrock model id may name Claude, whose thinking rules then apply through Converse. Bedrock
+/// ids name their vendor (`anthropic.claude-…`, `us.anthropic.claude-…` for an inference profile, or
+/// the same after a foundation-model or inference-profile ARN's `/`); an id that names none (an
+/// application inference profile's ARN, or no id at all) may be Claude.
+pub fn bedrock_may_be_claude(model: &str) -> bool {
+    let id = model.rsplit('/').next().unwrap_or(model);
+    id.contains("anthropic.") || !id.contains('.')
+}
+
 /// Whether `b` goes to Claude on a request with thinking `on`. Thinking blocks go only while thinking is
 /// on (with it off they would be Anthropic's 400 in a final assistant turn, and Claude ignores earlier
 /// ones anyway), and only when they can be verified.
@@ -247,6 +256,31 @@ mod tests {
             ("call, off", call(), false, true),
         ] {
             assert_eq!(claude_sends(&block, on), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn claude_rules_apply_to_bedrock_models_that_may_be_claude() {
+        for (model, want) in [
+            ("anthropic.claude-sonnet-4-v1:0", true),
+            ("us.anthropic.claude-sonnet-4-v1:0", true),
+            (
+                "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-7-sonnet-v1:0",
+                true,
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
+                true,
+            ),
+            ("", true),
+            ("us.deepseek.r1-v1:0", false),
+            ("amazon.nova-pro-v1:0", false),
+            (
+                "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3-70b-instruct-v1:0",
+                false,
+            ),
+        ] {
+            assert_eq!(bedrock_may_be_claude(model), want, "{model}");
         }
     }
 
