@@ -80,9 +80,9 @@ pub enum Block {
     },
     /// Reasoning the assistant did before the rest of its turn (an assistant `thinking_blocks` entry of type
     /// `thinking`, or a `thinking` content part). Only a signed block can go back to a provider: the
-    /// signature is what lets Claude and Gemini trust reasoning they are handed.
+    /// signature is what lets Claude trust reasoning it is handed.
     Thinking {
-        /// The reasoning text (may be empty: Gemini signs calls without showing its thoughts).
+        /// The reasoning text.
         text: String,
         /// The provider's signature.
         signature: Option<String>,
