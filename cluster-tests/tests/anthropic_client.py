@@ -8,6 +8,9 @@ streamed; every event the client receives is checked, so a stream that is cut, e
 fails the script. CASE `tools`: one turn that must come back as tool_use blocks, streamed.
 Prints one `CASE ...` line per result; exits non-zero on any failure.
 """
+import base64
+import hashlib
+import hmac
 import sys
 
 import anthropic
@@ -63,7 +66,11 @@ elif case == "claude-code":
         {"role": "user", "content": [
             {"type": "text", "text": "What does README.md say?", "cache_control": {"type": "ephemeral"}}]},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "I should read the file.", "signature": "sig-from-earlier-turn"},
+            # Signed as the mock signs its own thinking (an HMAC of the text under its test key), standing in
+            # for the signature Claude gave this block in the earlier turn: the mock refuses any other.
+            {"type": "thinking", "thinking": "I should read the file.", "signature": base64.b64encode(
+                hmac.new(b"switchyard-mock-thinking", b"I should read the file.", hashlib.sha256).digest()
+            ).decode()},
             {"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {"file_path": "README.md"}}]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_01",

@@ -285,6 +285,15 @@ fn translated_converse_requests_follow_the_bedrock_runtime_service_model() {
         ]}),
         serde_json::json!({"model": "m", "tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_time"}},
             "messages": [{"role": "user", "content": "t?"}]}),
+        // Reasoning sent back (signed and redacted) ahead of the tool calls it led to.
+        serde_json::json!({"model": "m", "tools": tools, "reasoning_effort": "low", "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "reasoning_content": "hm",
+             "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "c2ln"},
+                                 {"type": "redacted_thinking", "data": "UkVEQUNURUQ="}],
+             "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+        ]}),
         serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "json"}], "reasoning_effort": "low",
             "service_tier": "flex",
             "response_format": {"type": "json_schema", "json_schema": {"name": "w", "description": "d", "schema": {"type": "object"}}}}),

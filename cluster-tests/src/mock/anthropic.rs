@@ -5,7 +5,14 @@
 //! prompt is the top-level `system`, and a stream is SSE with `message_start`, `content_block_start`,
 //! `ping`, `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`. Errors are
 //! `{"type":"error","error":{"type","message"}}`.
+//!
+//! Thinking is held to Anthropic's rules, as Claude on Bedrock (InvokeModel) and on Vertex (rawPredict)
+//! hold it too (they share [`check_messages`]): the mock signs each thinking block it answers with (an HMAC
+//! of the thinking text, so it can tell its own signatures), refuses a thinking block whose signature it
+//! did not issue, and, with thinking enabled, refuses a final assistant tool-use turn that does not start
+//! with its thinking — each with Anthropic's own 400 message.
 
+use base64::Engine;
 use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
@@ -56,10 +63,11 @@ fn check_block(role: &str, b: &Value) -> Result<Option<Block>, String> {
             }
         }
         ("assistant", Some("thinking")) => match (field("thinking"), field("signature")) {
-            (Some(_), Some(_)) => Ok(None),
+            (Some(t), Some(sig)) if sig == signature(t) => Ok(None),
+            (Some(_), Some(_)) => Err("Invalid `signature` in `thinking` block".into()),
             _ => Err("thinking: thinking and signature are required".into()),
         },
-        ("assistant", Some("redacted_thinking")) => Ok(None),
+        ("assistant", Some("redacted_thinking")) if field("data").is_some() => Ok(None),
         ("user", Some("tool_result")) => {
             if field("tool_use_id").is_none() {
                 return Err("tool_use_id: Field required".into());
@@ -77,6 +85,54 @@ fn check_block(role: &str, b: &Value) -> Result<Option<Block>, String> {
         (_, kind) => Err(format!(
             "unexpected block type {kind:?} in a {role} message"
         )),
+    }
+}
+
+/// The key the mock signs its thinking with (a test constant: the signatures only have to be the mock's).
+const SIGNING_KEY: &[u8] = b"switchyard-mock-thinking";
+
+/// The signature the mock gives a thinking block: base64 of an HMAC-SHA256 of its text, so a block sent
+/// back verifies only if it is the mock's own, unaltered.
+pub fn signature(thinking: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SIGNING_KEY);
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, thinking.as_bytes()))
+}
+
+/// Anthropic's 400 for a thinking-enabled request whose final assistant turn made tool calls without
+/// its thinking first (message `i`, its first block of type `found`).
+fn missing_thinking(i: usize, found: &str) -> String {
+    format!(
+        "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+    )
+}
+
+/// With thinking enabled, the final assistant message, when it made tool calls, must start with a
+/// thinking or redacted_thinking block.
+fn check_final_thinking(messages: &[Value]) -> Result<(), String> {
+    let Some((i, m)) = messages
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant"))
+    else {
+        return Ok(());
+    };
+    let blocks: &[Value] = match m.get("content") {
+        Some(Value::Array(b)) => b,
+        _ => &[],
+    };
+    let kind = |b: &Value| {
+        b.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    if !blocks.iter().any(|b| kind(b) == "tool_use") {
+        return Ok(());
+    }
+    match blocks.first().map(kind).as_deref() {
+        Some("thinking" | "redacted_thinking") => Ok(()),
+        other => Err(missing_thinking(i, other.unwrap_or("text"))),
     }
 }
 
@@ -226,6 +282,17 @@ pub fn check_messages(req: &Value, need_max_tokens: bool) -> Result<Checked, (St
             _ => return Err(bad("thinking: type must be enabled or disabled")),
         },
     };
+    if thinking {
+        if matches!(
+            req.pointer("/tool_choice/type").and_then(Value::as_str),
+            Some("any" | "tool")
+        ) {
+            return Err(bad(
+                "Thinking may not be enabled when tool_choice forces tool use.",
+            ));
+        }
+        check_final_thinking(messages).map_err(bad)?;
+    }
     Ok(Checked {
         prompt,
         results,
@@ -275,9 +342,11 @@ pub fn answer(c: &Checked, model: &str, cached: bool, ctx: &Ctx<'_>) -> Answer {
     }
     let id = format!("msg_mock_{}_{}", ctx.name, ctx.seq);
     let mut content = Vec::new();
+    // Distinct per answer, as a model's thinking is, so a signature cannot be replayed onto another.
+    let thought = format!("{thought} ({} #{})", ctx.name, ctx.seq);
+    let sig = signature(&thought);
     if c.thinking {
-        content
-            .push(json!({"type": "thinking", "thinking": thought, "signature": "mock-signature"}));
+        content.push(json!({"type": "thinking", "thinking": thought, "signature": sig}));
     }
     if calls.is_empty() {
         content.push(json!({"type": "text", "text": text}));
@@ -301,9 +370,9 @@ pub fn answer(c: &Checked, model: &str, cached: bool, ctx: &Ctx<'_>) -> Answer {
     let mut index = 0;
     if c.thinking {
         events.extend([
-            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
             json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": thought}}),
-            json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "mock-signature"}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": sig}}),
             json!({"type": "content_block_stop", "index": index}),
         ]);
         index += 1;
@@ -383,5 +452,84 @@ pub fn handle(
             .iter()
             .map(|e| sse(e["type"].as_str().unwrap_or_default(), e))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(assistant: Value) -> Value {
+        json!({"max_tokens": 3000, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "q"}, assistant,
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]})
+    }
+
+    #[test]
+    fn thinking_follows_anthropics_rules() {
+        let call = json!({"type": "tool_use", "id": "t", "name": "f", "input": {}});
+        let mine = json!({"type": "thinking", "thinking": "x", "signature": signature("x")});
+        let forged = json!({"type": "thinking", "thinking": "x", "signature": "c2ln"});
+        let redacted = json!({"type": "redacted_thinking", "data": "RED"});
+        for (name, content, thinking, want) in [
+            ("own signature first", json!([mine, call]), true, Ok(())),
+            ("redacted first", json!([redacted, call]), true, Ok(())),
+            (
+                "no thinking before the calls",
+                json!([call]),
+                true,
+                Err("a final `assistant` message must start with a thinking block"),
+            ),
+            ("no thinking, thinking off", json!([call]), false, Ok(())),
+            (
+                "forced tool choice",
+                json!([mine, call]),
+                true,
+                Err("Thinking may not be enabled when tool_choice forces tool use."),
+            ),
+            (
+                "a signature the mock did not issue",
+                json!([forged, call]),
+                true,
+                Err("messages.1.content.0: Invalid `signature` in `thinking` block"),
+            ),
+        ] {
+            let mut req = request(json!({"role": "assistant", "content": content}));
+            if !thinking {
+                req.as_object_mut().map(|o| o.remove("thinking"));
+            }
+            if name == "forced tool choice" {
+                req["tool_choice"] = json!({"type": "any"});
+            }
+            match (check_messages(&req, true), want) {
+                (Ok(_), Ok(())) => {}
+                (Err((status, why)), Err(needle)) => {
+                    assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+                    assert!(why.contains(needle), "{name}: {why}");
+                }
+                (got, want) => panic!("{name}: got {:?}, want {want:?}", got.err()),
+            }
+        }
+    }
+
+    #[test]
+    fn answers_are_signed_with_the_mocks_key() {
+        let c = Checked {
+            prompt: "q".into(),
+            results: Vec::new(),
+            tools: Vec::new(),
+            thinking: true,
+        };
+        let ctx = Ctx {
+            name: "p",
+            seq: 1,
+            content_chunks: 1,
+        };
+        let a = answer(&c, "m", false, &ctx);
+        let block = &a.message["content"][0];
+        let text = block["thinking"].as_str().expect("thinking");
+        assert_eq!(block["signature"], signature(text));
+        assert_ne!(signature(text), signature("other"));
     }
 }

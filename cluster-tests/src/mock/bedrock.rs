@@ -339,6 +339,10 @@ pub fn handle(
     if let Err(why) = check_converse(&req) {
         return error_reply(StatusCode::BAD_REQUEST, "ValidationException", &why);
     }
+    let thinking = match check_reasoning(&model, &req) {
+        Ok(t) => t,
+        Err(why) => return error_reply(StatusCode::BAD_REQUEST, "ValidationException", &why),
+    };
     if let Some(model) = SERVICE_MODEL.get() {
         let input = if stream {
             "ConverseStreamRequest"
@@ -405,15 +409,25 @@ pub fn handle(
     );
     let usage =
         json!({"inputTokens": input, "outputTokens": output, "totalTokens": input + output});
+    let thought = format!("Let me think about that. ({} #{})", ctx.name, ctx.seq);
+    let sig = super::anthropic::signature(&thought);
+    // Reasoning, when asked for, is the answer's first block (index 0); the rest follow it.
+    let first = usize::from(thinking);
     if !stream {
-        let content: Vec<Value> = if calls.is_empty() {
-            vec![json!({"text": text})]
-        } else {
+        let mut content: Vec<Value> = Vec::new();
+        if thinking {
+            content.push(
+                json!({"reasoningContent": {"reasoningText": {"text": thought, "signature": sig}}}),
+            );
+        }
+        if calls.is_empty() {
+            content.push(json!({"text": text}));
+        }
+        content.extend(
             calls
                 .iter()
-                .map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}}))
-                .collect()
-        };
+                .map(|c| json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}})),
+        );
         let answer = json!({
             "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": stop,
@@ -423,11 +437,11 @@ pub fn handle(
         return Reply::json(StatusCode::OK, &answer);
     }
     let mut chunks = vec![event_frame("messageStart", &json!({"role": "assistant"}))];
-    if calls.is_empty() {
-        for piece in split_pieces(&text, ctx.content_chunks) {
+    if thinking {
+        for delta in [json!({"text": thought}), json!({"signature": sig})] {
             chunks.push(event_frame(
                 "contentBlockDelta",
-                &json!({"contentBlockIndex": 0, "delta": {"text": piece}}),
+                &json!({"contentBlockIndex": 0, "delta": {"reasoningContent": delta}}),
             ));
         }
         chunks.push(event_frame(
@@ -435,7 +449,20 @@ pub fn handle(
             &json!({"contentBlockIndex": 0}),
         ));
     }
+    if calls.is_empty() {
+        for piece in split_pieces(&text, ctx.content_chunks) {
+            chunks.push(event_frame(
+                "contentBlockDelta",
+                &json!({"contentBlockIndex": first, "delta": {"text": piece}}),
+            ));
+        }
+        chunks.push(event_frame(
+            "contentBlockStop",
+            &json!({"contentBlockIndex": first}),
+        ));
+    }
     for (index, c) in calls.iter().enumerate() {
+        let index = index + first;
         chunks.push(event_frame(
             "contentBlockStart",
             &json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": c.id, "name": c.name}}}),
@@ -460,6 +487,60 @@ pub fn handle(
         content_type: "application/vnd.amazon.eventstream",
         chunks,
     }
+}
+
+/// Claude's thinking rules through Converse, for a Claude model asked to reason (`outputConfig.effort`):
+/// every reasoning block sent back must carry a signature the mock issued ([`super::anthropic::signature`]),
+/// and the final assistant turn, when it made tool calls, must start with its reasoning. Bedrock passes
+/// Anthropic's refusal on inside its `ValidationException`. Returns whether the answer reasons.
+fn check_reasoning(model: &str, req: &Value) -> Result<bool, String> {
+    let claude = model.contains("anthropic.claude");
+    let thinking = claude && req.pointer("/outputConfig/effort").is_some();
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let refuse = |why: String| format!("The model returned the following errors: {why}");
+    for (i, m) in messages.iter().enumerate() {
+        let blocks = m.get("content").and_then(Value::as_array);
+        for (j, b) in blocks.into_iter().flatten().enumerate() {
+            if let Some(rt) = b.pointer("/reasoningContent/reasoningText") {
+                let text = rt.get("text").and_then(Value::as_str).unwrap_or_default();
+                let sig = rt.get("signature").and_then(Value::as_str);
+                if claude && sig != Some(super::anthropic::signature(text).as_str()) {
+                    return Err(refuse(format!(
+                        "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                    )));
+                }
+            }
+        }
+    }
+    if !thinking {
+        return Ok(false);
+    }
+    let last = messages
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant"));
+    if let Some((i, m)) = last {
+        let blocks = m
+            .get("content")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let calls = blocks.iter().any(|b| b.get("toolUse").is_some());
+        let led = blocks
+            .first()
+            .is_some_and(|b| b.get("reasoningContent").is_some());
+        if calls && !led {
+            return Err(refuse(format!(
+                "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+            )));
+        }
+    }
+    Ok(true)
 }
 
 /// The bedrock-runtime service model every request is checked against, when the mock was given one

@@ -309,6 +309,122 @@ fn check_gemini(req: &Value) -> Result<GeminiRequest, String> {
     })
 }
 
+/// Google's documented stand-in for a signature the client does not have (history from another model):
+/// these bytes, base64 in JSON like every bytes field (the literal string decodes to other bytes).
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// The signature the mock gives a function call: its own HMAC of the call, so only a call it made, sent
+/// back unaltered, verifies.
+fn call_signature(call: &Value) -> String {
+    super::anthropic::signature(&format!("gemini:{call}"))
+}
+
+/// Gemini 3 ("Thought signatures"): in the current turn (the contents after the latest user text), the
+/// first functionCall part of every model step must carry its signature — the one Gemini gave, or Google's
+/// placeholder — else the request is a 400 with Google's wording.
+fn check_signatures(req: &Value) -> Result<(), String> {
+    use base64::Engine as _;
+    let contents = req
+        .get("contents")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let parts_of = |c: &Value| -> Vec<Value> {
+        c.get("parts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let turn_start = contents
+        .iter()
+        .rposition(|c| {
+            c.get("role").and_then(Value::as_str) != Some("model")
+                && parts_of(c).iter().any(|p| p.get("text").is_some())
+        })
+        .unwrap_or(0);
+    let skip_b64 = base64::engine::general_purpose::STANDARD.encode(SKIP_SIGNATURE);
+    let mut position = 0;
+    for c in &contents[turn_start..] {
+        let model = c.get("role").and_then(Value::as_str) == Some("model");
+        let mut first = true;
+        for p in parts_of(c) {
+            position += 1;
+            let Some(call) = p.get("functionCall").filter(|_| model) else {
+                continue;
+            };
+            if !std::mem::take(&mut first) {
+                continue;
+            }
+            let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+            match p.get("thoughtSignature").and_then(Value::as_str) {
+                None => return Err(format!(
+                    "Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call `default_api:{name}` , position {position}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+                )),
+                Some(s) if s == skip_b64 || s == call_signature(call) => {}
+                Some(_) => return Err(format!(
+                    "Thought signature is not valid. Function call `default_api:{name}` , position {position}."
+                )),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn gemini_3_wants_the_first_call_of_each_step_signed() {
+        use base64::Engine as _;
+        let call = json!({"name": "f", "args": {"x": 1}});
+        let own = call_signature(&call);
+        let skip_b64 = base64::engine::general_purpose::STANDARD.encode(SKIP_SIGNATURE);
+        let history = |sig: Option<&str>, then_text: bool| {
+            let mut first = json!({"functionCall": call});
+            if let Some(s) = sig {
+                first["thoughtSignature"] = s.into();
+            }
+            let mut contents = vec![
+                json!({"role": "user", "parts": [{"text": "q"}]}),
+                json!({"role": "model", "parts": [first, {"functionCall": {"name": "g", "args": {}}}]}),
+                json!({"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}),
+            ];
+            if then_text {
+                contents.push(json!({"role": "model", "parts": [{"text": "done"}]}));
+                contents.push(json!({"role": "user", "parts": [{"text": "next"}]}));
+            }
+            json!({ "contents": contents })
+        };
+        for (name, req, want) in [
+            ("its own signature", history(Some(&own), false), Ok(())),
+            (
+                "Google's placeholder, base64 like every bytes field",
+                history(Some(&skip_b64), false),
+                Ok(()),
+            ),
+            (
+                "the placeholder's literal text decodes to other bytes",
+                history(Some(SKIP_SIGNATURE), false),
+                Err("Thought signature is not valid"),
+            ),
+            (
+                "missing",
+                history(None, false),
+                Err("missing a thought_signature in functionCall parts"),
+            ),
+            ("forged", history(Some("c2ln"), false), Err("not valid")),
+            ("missing, but an earlier turn", history(None, true), Ok(())),
+        ] {
+            match (check_signatures(&req), want) {
+                (Ok(()), Ok(())) => {}
+                (Err(why), Err(needle)) => assert!(why.contains(needle), "{name}: {why}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
+
 /// Answers a Gemini `generateContent` / `streamGenerateContent` request.
 fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Reply {
     let stream = match op {
@@ -340,16 +456,39 @@ fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Repl
         Ok(c) => c,
         Err(why) => return error_reply(StatusCode::BAD_REQUEST, &why),
     };
+    if model.starts_with("gemini-3") {
+        if let Err(why) = check_signatures(&req) {
+            return error_reply(StatusCode::BAD_REQUEST, &why);
+        }
+    }
     let prompt = &checked.prompt;
     // The shared agent script; Gemini's calls carry no id.
     let (text, calls) = match super::agent::decide(&checked.tools, &checked.results, ctx, "") {
         super::agent::Turn::Text(t) => (t, Vec::new()),
         super::agent::Turn::Calls(c) => (String::new(), c),
     };
-    let call_parts: Vec<Value> = calls
+    // A thinking model's answer: its thought summary first (when asked for), its signature on the first
+    // call of the step (Gemini gives parallel calls one signature), or on the last part of a text answer.
+    let thoughts = req
+        .pointer("/generationConfig/thinkingConfig/includeThoughts")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let thought =
+        json!({"text": format!("Thinking it over ({} #{}).", ctx.name, ctx.seq), "thought": true});
+    let mut call_parts: Vec<Value> = calls
         .iter()
-        .map(|c| json!({"functionCall": {"name": c.name, "args": c.input}}))
+        .enumerate()
+        .map(|(k, c)| {
+            let mut part = json!({"functionCall": {"name": c.name, "args": c.input}});
+            if k == 0 {
+                part["thoughtSignature"] = call_signature(&part["functionCall"]).into();
+            }
+            part
+        })
         .collect();
+    if thoughts {
+        call_parts.insert(0, thought.clone());
+    }
     let usage = json!({"promptTokenCount": tokens_of_text(prompt), "candidatesTokenCount": tokens_of_text(&text),
                        "totalTokenCount": tokens_of_text(prompt) + tokens_of_text(&text)});
     let response = |parts: Value, last: bool| {
@@ -373,8 +512,13 @@ fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Repl
             Reply::json(StatusCode::OK, &r)
         };
     }
+    let text_signature = super::anthropic::signature(&text);
     if !stream {
-        return Reply::json(StatusCode::OK, &response(json!([{"text": text}]), true));
+        let mut parts = vec![json!({"text": text, "thoughtSignature": text_signature})];
+        if thoughts {
+            parts.insert(0, thought);
+        }
+        return Reply::json(StatusCode::OK, &response(Value::Array(parts), true));
     }
     let pieces = split_pieces(&text, ctx.content_chunks);
     let n = pieces.len();
@@ -384,9 +528,16 @@ fn gemini(model: &str, op: &str, path: &str, body: &[u8], ctx: &Ctx<'_>) -> Repl
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
+                let mut parts = vec![json!({ "text": p })];
+                if i + 1 == n {
+                    parts[0]["thoughtSignature"] = text_signature.clone().into();
+                }
+                if i == 0 && thoughts {
+                    parts.insert(0, thought.clone());
+                }
                 bytes::Bytes::from(format!(
                     "data: {}\r\n\r\n",
-                    response(json!([{"text": p}]), i + 1 == n)
+                    response(Value::Array(parts), i + 1 == n)
                 ))
             })
             .collect(),

@@ -15,10 +15,11 @@ use serde_json::{json, Map, Value};
 use super::chat::{self, Block, Chat, Effort, ImageSource, ToolChoice};
 use super::fields::{self, Provider};
 use super::reply::{
-    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ToolCallIndex,
-    Usage,
+    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ThinkingStream,
+    ToolCallIndex, Usage,
 };
 use super::sse::SseParser;
+use super::thinking;
 use super::{
     chunk_event, json_content_type, parse_object, usage_event, BodyTransform, Operation,
     RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest, SSE_DONE,
@@ -75,12 +76,18 @@ fn block(b: &Block) -> Value {
             source: ImageSource::Url(url),
             ..
         } => json!({"type": "image", "source": {"type": "url", "url": url}}),
-        Block::ToolUse { id, name, input } => {
+        Block::ToolUse {
+            id, name, input, ..
+        } => {
             json!({"type": "tool_use", "id": id, "name": name, "input": input})
         }
         Block::ToolResult { id, text } => {
             json!({"type": "tool_result", "tool_use_id": id, "content": text})
         }
+        Block::Thinking { text, signature } => {
+            json!({"type": "thinking", "thinking": text, "signature": signature})
+        }
+        Block::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
     }
 }
 
@@ -91,6 +98,9 @@ pub fn messages_request(chat: &Chat, model: &str, stream: bool) -> Result<Value,
             "Messages needs at least one user or assistant message".into(),
         ));
     }
+    let thinks = chat.reasoning_effort.is_some()
+        && thinking::claude_tool_choice_allows_thinking(chat)
+        && thinking::claude_may_think(chat);
     let messages: Vec<Value> = chat
         .turns
         .iter()
@@ -98,14 +108,21 @@ pub fn messages_request(chat: &Chat, model: &str, stream: bool) -> Result<Value,
             // A turn of one text block keeps the plain string form.
             let content = match t.blocks.as_slice() {
                 [Block::Text(text)] => Value::String(text.clone()),
-                blocks => Value::Array(blocks.iter().map(block).collect()),
+                blocks => Value::Array(
+                    blocks
+                        .iter()
+                        .filter(|b| thinking::claude_sends(b, thinks))
+                        .map(block)
+                        .collect(),
+                ),
             };
             json!({"role": t.role.as_str(), "content": content})
         })
         .collect();
     // OpenAI's max_completion_tokens counts reasoning tokens too, as Anthropic's max_tokens does with
     // thinking; so the thinking budget fits under the client's cap, or the answer's own default.
-    let (max_tokens, thinking) = match (chat.reasoning_effort, chat.max_tokens) {
+    let effort = chat.reasoning_effort.filter(|_| thinks);
+    let (max_tokens, thinking) = match (effort, chat.max_tokens) {
         (None, m) => (m.unwrap_or(DEFAULT_MAX_TOKENS), None),
         (Some(e), None) => (DEFAULT_MAX_TOKENS + thinking_budget(e), Some(thinking_budget(e))),
         (Some(_), Some(m)) if m <= MIN_THINKING_BUDGET => {
@@ -217,8 +234,12 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
                 field("name"),
                 c.get("input").unwrap_or(&Value::Null),
             ),
-            "thinking" => msg.reasoning.push_str(field("thinking")),
-            // redacted_thinking and server-side blocks carry nothing an OpenAI client can read.
+            "thinking" => {
+                msg.reasoning.push_str(field("thinking"));
+                msg.push_thinking(field("thinking"), field("signature"));
+            }
+            "redacted_thinking" => msg.push_redacted(field("data")),
+            // Server-side blocks carry nothing an OpenAI client can read.
             _ => {}
         }
     }
@@ -270,6 +291,9 @@ pub struct StreamTransform {
     usage: Usage,
     stopped: bool,
     tools: ToolCallIndex,
+    thinking: ThinkingStream,
+    /// Index of the open `thinking` content block.
+    thinking_block: Option<u64>,
 }
 
 impl StreamTransform {
@@ -283,6 +307,8 @@ impl StreamTransform {
             usage: Usage::default(),
             stopped: false,
             tools: ToolCallIndex::default(),
+            thinking: ThinkingStream::default(),
+            thinking_block: None,
         }
     }
 
@@ -332,8 +358,20 @@ impl StreamTransform {
             }
             "content_block_start" => {
                 let cb = v.get("content_block").unwrap_or(&Value::Null);
-                if cb.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    let field = |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or_default();
+                let field = |k: &str| cb.get(k).and_then(Value::as_str).unwrap_or_default();
+                match field("type") {
+                    "thinking" => {
+                        self.thinking_block = Some(block);
+                        self.thinking.text(field("thinking"));
+                        self.thinking.signature(field("signature"));
+                    }
+                    "redacted_thinking" => {
+                        let (ctx, id, model) = (&self.ctx, &self.id, &self.model);
+                        self.thinking.redacted(ctx, id, model, field("data"), out);
+                    }
+                    _ => {}
+                }
+                if field("type") == "tool_use" {
                     let index = self.tools.start(block);
                     tool_call_start(
                         &self.ctx,
@@ -363,8 +401,10 @@ impl StreamTransform {
                     }
                     "thinking_delta" => {
                         reasoning_delta(&self.ctx, &self.id, &self.model, field("thinking"), out);
+                        self.thinking.text(field("thinking"));
                     }
-                    // signature_delta and citations: nothing an OpenAI client reads.
+                    "signature_delta" => self.thinking.signature(field("signature")),
+                    // citations: nothing an OpenAI client reads.
                     _ => {}
                 }
             }
@@ -375,6 +415,10 @@ impl StreamTransform {
                 if let Some(stop) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     out.extend_from_slice(&self.chunk(json!({}), json!(finish_reason(stop))));
                 }
+            }
+            "content_block_stop" if self.thinking_block == Some(block) => {
+                self.thinking_block = None;
+                self.thinking.close(&self.ctx, &self.id, &self.model, out);
             }
             "message_stop" => self.stopped = true,
             "error" => {
@@ -616,12 +660,13 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             "model": "claude-x", "user": "u1", "parallel_tool_calls": false, "max_completion_tokens": 3000,
             "reasoning_effort": "medium",
             "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "tool_choice": "auto",
             "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}},
             "messages": [
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}},
                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
-                {"role": "assistant", "tool_calls": [
+                {"role": "assistant", "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+                    "tool_calls": [
                     {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
                 {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
             ],
@@ -640,7 +685,8 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
                 {"role": "user", "content": [
                     {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
                     {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}}]},
-                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
             ])
         );
@@ -650,7 +696,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         );
         assert_eq!(
             out["tool_choice"],
-            json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true})
+            json!({"type": "auto", "disable_parallel_tool_use": true})
         );
         assert_eq!(
             out["thinking"],
@@ -671,14 +717,19 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
                 json!("required"),
                 json!({"type": "any", "disable_parallel_tool_use": true}),
             ),
+            (
+                json!({"type": "function", "function": {"name": "get_weather"}}),
+                json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true}),
+            ),
             (json!("none"), json!({"type": "none"})),
         ] {
             let mut body = agent_body();
-            body.insert("tool_choice".into(), choice);
-            assert_eq!(
-                request_body(&body, "m", false).expect("ok")["tool_choice"],
-                want
-            );
+            body.insert("tool_choice".into(), choice.clone());
+            let out = request_body(&body, "m", false).expect("ok");
+            assert_eq!(out["tool_choice"], want);
+            // Anthropic refuses thinking with a choice that forces a tool: that request does not think.
+            let forced = want["type"] == "any" || want["type"] == "tool";
+            assert_eq!(out.get("thinking").is_none(), forced, "{choice}: {out}");
         }
         let mut small = agent_body();
         small.insert("max_completion_tokens".into(), json!(1000));
@@ -770,5 +821,148 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         let usage = &ev[ev.len() - 1]["usage"];
         assert_eq!(usage["prompt_tokens"], 6);
         assert_eq!(usage["completion_tokens"], 9);
+    }
+}
+
+#[cfg(test)]
+mod thinking_tests {
+    use super::*;
+
+    fn ctx() -> ResponseCtx {
+        ResponseCtx {
+            operation: crate::schema::Operation::Chat,
+            model: "claude-x".into(),
+            stream: true,
+            include_usage: false,
+            id: "chatcmpl-1".into(),
+            created: 7,
+        }
+    }
+
+    fn body(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    /// A tool loop's second turn: the assistant's turn as the client sends it back, and the result.
+    fn second_turn(assistant: Value) -> Map<String, Value> {
+        body(json!({"model": "m", "reasoning_effort": "low",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": "q"}, assistant,
+                         {"role": "tool", "tool_call_id": "c1", "content": "ok"}]}))
+    }
+
+    #[test]
+    fn thinking_goes_back_first_with_its_signature() {
+        let out = request_body(
+            &second_turn(json!({"role": "assistant", "content": "checking", "reasoning_content": "hm",
+                "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                                    {"type": "redacted_thinking", "data": "RED"}],
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+            "claude-x",
+            false,
+        )
+        .expect("translate");
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "hm", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "RED"},
+                {"type": "text", "text": "checking"},
+                {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
+            ])
+        );
+        assert_eq!(out["thinking"]["type"], "enabled");
+    }
+
+    #[test]
+    fn history_from_another_model_turns_thinking_off_for_that_request() {
+        // Turn 1 answered by the OpenAI primary: no thinking to give back. Anthropic would refuse thinking
+        // with this history, so the request goes without it (and without the budget in max_tokens).
+        let out = request_body(
+            &second_turn(json!({"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+            "claude-x",
+            false,
+        )
+        .expect("translate");
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(out["max_tokens"], DEFAULT_MAX_TOKENS);
+        // Without reasoning_effort, thinking blocks in the history are not sent either.
+        let mut b = second_turn(json!({"role": "assistant",
+            "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "sig"}],
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}));
+        b.remove("reasoning_effort");
+        let out = request_body(&b, "claude-x", false).expect("translate");
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type": "tool_use", "id": "c1", "name": "f", "input": {}}])
+        );
+    }
+
+    #[test]
+    fn answers_carry_thinking_blocks_with_signatures() {
+        let answer = br#"{"id":"msg_1","model":"claude-x","stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2},
+            "content":[{"type":"thinking","thinking":"hm","signature":"sig"},{"type":"redacted_thinking","data":"RED"},
+                       {"type":"tool_use","id":"c1","name":"f","input":{}}]}"#;
+        let v: Value =
+            serde_json::from_slice(&response_body(&ctx(), answer).expect("ok")).expect("json");
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["reasoning_content"], "hm");
+        assert_eq!(
+            m["thinking_blocks"],
+            json!([{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                   {"type": "redacted_thinking", "data": "RED"}])
+        );
+    }
+
+    #[test]
+    fn streams_carry_each_signed_block_once_with_an_index() {
+        let stream = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-x", "usage": {}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "h"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "m"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "RED"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "hi"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}),
+            json!({"type": "message_stop"}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default()))
+        .collect::<String>();
+        let mut t = StreamTransform::new(ctx());
+        let mut out = BytesMut::new();
+        t.feed(stream.as_bytes(), &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let deltas: Vec<Value> = String::from_utf8_lossy(&out)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).expect("json")["choices"][0]["delta"].clone())
+            .collect();
+        let reasoning: String = deltas
+            .iter()
+            .filter_map(|d| d["reasoning_content"].as_str())
+            .collect();
+        assert_eq!(reasoning, "hm");
+        let blocks: Vec<&Value> = deltas
+            .iter()
+            .filter_map(|d| d.get("thinking_blocks"))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                &json!([{"index": 0, "type": "thinking", "thinking": "hm", "signature": "sig"}]),
+                &json!([{"index": 1, "type": "redacted_thinking", "data": "RED"}]),
+            ]
+        );
     }
 }

@@ -19,9 +19,10 @@ use super::chat::{self, Block, Chat, ImageSource, ToolChoice};
 use super::eventstream::EventStreamDecoder;
 use super::fields::{self, Provider};
 use super::reply::{
-    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ToolCallIndex,
-    Usage,
+    completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, ThinkingStream,
+    ToolCallIndex, Usage,
 };
+use super::thinking;
 use super::{
     chunk_event, json_content_type, opaque_error, openai_error, parse_object, usage_event,
     BodyTransform, Buffered, Operation, RequestCtx, ResponseCtx, TranslateError, Translator,
@@ -46,9 +47,18 @@ pub fn path(model: &str, stream: bool) -> String {
 
 /// OpenAI chat body → Converse body: every field translated, safely ignored or refused
 /// ([`super::fields`]).
+/// Claude's thinking rules apply, as for a model that may be Claude.
 pub fn request_body(body: &Map<String, Value>) -> Result<Value, TranslateError> {
+    request_body_for(body, "")
+}
+
+/// [`request_body`] for the Bedrock model id `model` (Claude's thinking rules only where it may be Claude).
+pub fn request_body_for(body: &Map<String, Value>, model: &str) -> Result<Value, TranslateError> {
     fields::check(body, Provider::Bedrock)?;
-    converse(&chat::parse(body, Provider::Bedrock)?)
+    converse(
+        &chat::parse(body, Provider::Bedrock)?,
+        thinking::bedrock_may_be_claude(model),
+    )
 }
 
 fn unsupported(what: impl std::fmt::Display) -> TranslateError {
@@ -71,22 +81,36 @@ fn block(b: &Block) -> Result<Value, TranslateError> {
                 "{at}: an image URL (Converse takes image bytes or S3 locations only; send a data: URI)"
             )))
         }
-        Block::ToolUse { id, name, input } => {
+        Block::ToolUse {
+            id, name, input, ..
+        } => {
             json!({"toolUse": {"toolUseId": id, "name": name, "input": input}})
         }
+        Block::Thinking { text, signature } => {
+            json!({"reasoningContent": {"reasoningText": {"text": text, "signature": signature}}})
+        }
+        // A blob: base64 in Converse's JSON, as the answer gave it.
+        Block::RedactedThinking { data } => json!({"reasoningContent": {"redactedContent": data}}),
         Block::ToolResult { id, text } => {
             json!({"toolResult": {"toolUseId": id, "content": [{"text": text}]}})
         }
     })
 }
 
-/// The Converse request for a neutral chat.
-pub fn converse(chat: &Chat) -> Result<Value, TranslateError> {
+/// The Converse request for a neutral chat; `claude`: the model may be Claude, which keeps Anthropic's
+/// rule on thinking with tool use through Converse (see `thinking`).
+pub fn converse(chat: &Chat, claude: bool) -> Result<Value, TranslateError> {
+    let thinks = chat.reasoning_effort.is_some() && (!claude || thinking::claude_may_think(chat));
     let messages = chat
         .turns
         .iter()
         .map(|t| {
-            let content = t.blocks.iter().map(block).collect::<Result<Vec<_>, _>>()?;
+            let content = t
+                .blocks
+                .iter()
+                .filter(|b| thinking::claude_sends(b, thinks))
+                .map(block)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(json!({"role": t.role.as_str(), "content": content}))
         })
         .collect::<Result<Vec<_>, TranslateError>>()?;
@@ -133,7 +157,7 @@ pub fn converse(chat: &Chat) -> Result<Value, TranslateError> {
             json!({"type": "json_schema", "structure": {"jsonSchema": js}}),
         );
     }
-    if let Some(e) = chat.reasoning_effort {
+    if let Some(e) = chat.reasoning_effort.filter(|_| thinks) {
         output.insert("effort".into(), e.as_str().into());
     }
     if !output.is_empty() {
@@ -229,11 +253,16 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
                 field("name"),
                 u.get("input").unwrap_or(&Value::Null),
             );
-        } else if let Some(t) = c
-            .pointer("/reasoningContent/reasoningText/text")
-            .and_then(Value::as_str)
-        {
-            msg.reasoning.push_str(t);
+        } else if let Some(r) = c.get("reasoningContent") {
+            if let Some(rt) = r.get("reasoningText") {
+                let field = |k: &str| rt.get(k).and_then(Value::as_str).unwrap_or_default();
+                msg.reasoning.push_str(field("text"));
+                if !field("signature").is_empty() {
+                    msg.push_thinking(field("text"), field("signature"));
+                }
+            } else if let Some(data) = r.get("redactedContent").and_then(Value::as_str) {
+                msg.push_redacted(data);
+            }
         }
     }
     let stop = v
@@ -292,6 +321,9 @@ pub struct StreamTransform {
     stopped: bool,
     usage: Option<Usage>,
     tools: ToolCallIndex,
+    thinking: ThinkingStream,
+    /// Index of the open reasoning content block.
+    thinking_block: Option<u64>,
 }
 
 impl StreamTransform {
@@ -304,6 +336,8 @@ impl StreamTransform {
             stopped: false,
             usage: None,
             tools: ToolCallIndex::default(),
+            thinking: ThinkingStream::default(),
+            thinking_block: None,
         }
     }
 
@@ -354,12 +388,25 @@ impl StreamTransform {
                     if let Some(index) = self.tools.of(block) {
                         tool_call_arguments(ctx, id, model, index, args, out);
                     }
-                } else if let Some(text) = delta
-                    .pointer("/reasoningContent/text")
-                    .and_then(Value::as_str)
-                {
-                    reasoning_delta(ctx, id, model, text, out);
+                } else if let Some(r) = delta.get("reasoningContent") {
+                    let field = |k: &str| r.get(k).and_then(Value::as_str);
+                    if let Some(data) = field("redactedContent") {
+                        self.thinking.redacted(ctx, id, model, data, out);
+                    } else {
+                        self.thinking_block = Some(block);
+                        if let Some(text) = field("text") {
+                            reasoning_delta(ctx, id, model, text, out);
+                            self.thinking.text(text);
+                        }
+                        if let Some(sig) = field("signature") {
+                            self.thinking.signature(sig);
+                        }
+                    }
                 }
+            }
+            "contentBlockStop" if self.thinking_block == Some(block) => {
+                self.thinking_block = None;
+                self.thinking.close(ctx, id, model, out);
             }
             "messageStop" => {
                 self.stopped = true;
@@ -374,7 +421,7 @@ impl StreamTransform {
                     self.usage = Some(usage_of(u));
                 }
             }
-            // contentBlockStop closes a block; the next start or delta says all there is to say.
+            // Other blocks' contentBlockStop: the next start or delta says all there is to say.
             _ => {}
         }
     }
@@ -445,7 +492,7 @@ impl Translator for Bedrock {
                 ctx.path_and_query
             )));
         }
-        let converse = request_body(&parse_object(body)?)?;
+        let converse = request_body_for(&parse_object(body)?, ctx.model)?;
         Ok(UpstreamRequest {
             path_and_query: super::provider_path(path(ctx.model, ctx.stream))?,
             body: Bytes::from(converse.to_string()),
@@ -691,7 +738,8 @@ mod tests {
             "messages": [
                 {"role": "user", "content": [{"type": "text", "text": "weather?"},
                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}}]},
-                {"role": "assistant", "content": "checking", "tool_calls": [
+                {"role": "assistant", "content": "checking",
+                    "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}], "tool_calls": [
                     {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             ],
@@ -709,7 +757,8 @@ mod tests {
             json!([
                 {"role": "user", "content": [{"text": "weather?"},
                     {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}}]},
-                {"role": "assistant", "content": [{"text": "checking"},
+                {"role": "assistant", "content": [
+                    {"reasoningContent": {"reasoningText": {"text": "t", "signature": "s"}}}, {"text": "checking"},
                     {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}}]},
                 {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}}]},
             ])
@@ -867,6 +916,138 @@ mod tests {
         assert_eq!(
             ev[ev.len() - 2]["choices"][0]["finish_reason"],
             "tool_calls"
+        );
+    }
+}
+
+#[cfg(test)]
+mod thinking_tests {
+    use super::*;
+    use crate::schema::eventstream::encode_event;
+
+    fn ctx() -> ResponseCtx {
+        ResponseCtx {
+            operation: crate::schema::Operation::Chat,
+            model: "m".into(),
+            stream: true,
+            include_usage: false,
+            id: "chatcmpl-1".into(),
+            created: 7,
+        }
+    }
+
+    fn second_turn(assistant: Value) -> Map<String, Value> {
+        match json!({"model": "m", "reasoning_effort": "low",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": "q"}, assistant,
+                         {"role": "tool", "tool_call_id": "c1", "content": "ok"}]})
+        {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn reasoning_goes_back_as_reasoning_content_blocks() {
+        let out = request_body(&second_turn(json!({"role": "assistant",
+            "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                                {"type": "redacted_thinking", "data": "UkVE"}],
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})))
+        .expect("translate");
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([
+                {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "sig"}}},
+                {"reasoningContent": {"redactedContent": "UkVE"}},
+                {"toolUse": {"toolUseId": "c1", "name": "f", "input": {}}},
+            ])
+        );
+        assert_eq!(out["outputConfig"]["effort"], "low");
+        // From another model: no reasoning to give back, so none is asked for on this request.
+        let out = request_body(&second_turn(json!({"role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})))
+        .expect("translate");
+        assert!(out.get("outputConfig").is_none(), "{out}");
+        // Another vendor's model has no such rule: its reasoning is asked for as usual.
+        let out = request_body_for(
+            &second_turn(json!({"role": "assistant",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+            "us.deepseek.r1-v1:0",
+        )
+        .expect("translate");
+        assert_eq!(out["outputConfig"]["effort"], "low", "{out}");
+    }
+
+    #[test]
+    fn answers_and_streams_carry_signed_and_redacted_reasoning() {
+        let answer = br#"{"output":{"message":{"role":"assistant","content":[
+            {"reasoningContent":{"reasoningText":{"text":"hm","signature":"sig"}}},
+            {"reasoningContent":{"redactedContent":"UkVE"}},{"text":"hi"}]}},
+            "stopReason":"end_turn","usage":{"inputTokens":1,"outputTokens":2,"totalTokens":3}}"#;
+        let v: Value =
+            serde_json::from_slice(&response_body(&ctx(), answer).expect("ok")).expect("json");
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["reasoning_content"], "hm");
+        assert_eq!(
+            m["thinking_blocks"],
+            json!([{"type": "thinking", "thinking": "hm", "signature": "sig"},
+                   {"type": "redacted_thinking", "data": "UkVE"}])
+        );
+        let mut s = Vec::new();
+        for (kind, payload) in [
+            ("messageStart", json!({"role": "assistant"})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "h"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "m"}}}),
+            ),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 0})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 1, "delta": {"reasoningContent": {"redactedContent": "UkVE"}}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 1})),
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 2, "delta": {"text": "hi"}}),
+            ),
+            ("contentBlockStop", json!({"contentBlockIndex": 2})),
+            ("messageStop", json!({"stopReason": "end_turn"})),
+        ] {
+            s.extend_from_slice(&encode_event(kind, payload.to_string().as_bytes()).expect("enc"));
+        }
+        let mut t = StreamTransform::new(ctx());
+        let mut out = BytesMut::new();
+        t.feed(&s, &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let deltas: Vec<Value> = String::from_utf8_lossy(&out)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).expect("json")["choices"][0]["delta"].clone())
+            .collect();
+        let reasoning: String = deltas
+            .iter()
+            .filter_map(|d| d["reasoning_content"].as_str())
+            .collect();
+        assert_eq!(reasoning, "hm");
+        let blocks: Vec<&Value> = deltas
+            .iter()
+            .filter_map(|d| d.get("thinking_blocks"))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                &json!([{"index": 0, "type": "thinking", "thinking": "hm", "signature": "sig"}]),
+                &json!([{"index": 1, "type": "redacted_thinking", "data": "UkVE"}]),
+            ]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! An OpenAI chat request, understood once for the providers that do not speak OpenAI (Bedrock Converse,
 //! Anthropic Messages): system text, user/assistant turns of typed blocks (text, image, tool call, tool
-//! result), tool definitions and the generation settings.
+//! result, and the signed reasoning an earlier answer carried), tool definitions and the generation
+//! settings.
 //!
 //! Why a neutral form: both Converse and Messages are "turns of content blocks" APIs, so the hard parts
 //! (tool-call history, tool results becoming user turns, alternating roles, data-URI images) are decided
@@ -10,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fields::Provider;
+use super::fields::{self, Provider};
 use super::TranslateError;
 
 /// A turn's role (Converse and Messages both know exactly these two).
@@ -73,6 +74,23 @@ pub enum Block {
         name: String,
         /// `tool_calls[].function.arguments`, parsed (both providers take a JSON object).
         input: Value,
+        /// Gemini's `thoughtSignature` for this call, as Google's OpenAI layer carries it
+        /// (`tool_calls[].extra_content.google.thought_signature`).
+        signature: Option<String>,
+    },
+    /// Reasoning the assistant did before the rest of its turn (an assistant `thinking_blocks` entry of type
+    /// `thinking`, or a `thinking` content part). Only a signed block can go back to a provider: the
+    /// signature is what lets Claude trust reasoning it is handed.
+    Thinking {
+        /// The reasoning text.
+        text: String,
+        /// The provider's signature.
+        signature: Option<String>,
+    },
+    /// Encrypted reasoning (`redacted_thinking` / Converse `redactedContent`), opaque, sent back as given.
+    RedactedThinking {
+        /// The provider's data, as it gave it (base64 text).
+        data: String,
     },
     /// A tool's answer (a `tool` message).
     ToolResult {
@@ -375,6 +393,13 @@ fn check_message_keys(
         if v.is_null() || allowed.contains(&k.as_str()) {
             continue;
         }
+        // The reasoning an answer carried, sent back (see `fields::assistant_extension`).
+        if role == "assistant"
+            && fields::ASSISTANT_EXTENSIONS.contains(&k.as_str())
+            && fields::assistant_extension(provider, k) != fields::Disposition::Refused
+        {
+            continue;
+        }
         return Err(unsupported(provider, format!("messages[{i}].{k}")));
     }
     Ok(())
@@ -412,8 +437,10 @@ fn parse_message(
             push(chat, Role::User, blocks);
         }
         "assistant" => {
-            let mut blocks = Vec::new();
-            let text = text_of(i, content, provider)?;
+            // Reasoning leads the turn (Anthropic requires it first); `reasoning_content` is its display
+            // text and is not sent: only the signed `thinking_blocks` can go back to a provider.
+            let mut blocks = thinking_blocks(i, m.get("thinking_blocks"))?;
+            let text = text_parts(i, content, provider, Some(&mut blocks))?;
             if !text.is_empty() {
                 blocks.push(Block::Text(text));
             }
@@ -425,6 +452,7 @@ fn parse_message(
                     blocks.push(tool_use(i, j, c, provider)?);
                 }
             }
+            drop_gemini_copies(&mut blocks);
             push(chat, Role::Assistant, blocks);
         }
         "tool" => {
@@ -486,12 +514,96 @@ fn tool_use(i: usize, j: usize, c: &Value, provider: Provider) -> Result<Block, 
         id: id.to_owned(),
         name: name.to_owned(),
         input,
+        signature: c
+            .pointer("/extra_content/google/thought_signature")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
+}
+
+/// A Gemini answer gives its call's signature twice (on the call, as Google's OpenAI layer does, and as a
+/// `thinking_blocks` entry, as Envoy AI Gateway does). The call keeps it; the thinking-block copy goes, so
+/// that a Claude fallback is never handed Gemini's signature as its own thinking (Anthropic would refuse
+/// it as invalid; without it, the history-without-thinking rule applies).
+fn drop_gemini_copies(blocks: &mut Vec<Block>) {
+    let on_calls: Vec<String> = blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::ToolUse {
+                signature: Some(s), ..
+            } => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    if on_calls.is_empty() {
+        return;
+    }
+    blocks.retain(
+        |b| !matches!(b, Block::Thinking { signature: Some(s), .. } if on_calls.contains(s)),
+    );
+}
+
+/// An assistant message's `thinking_blocks` (LiteLLM's and Envoy AI Gateway's extension):
+/// `{"type":"thinking","thinking","signature"}` and `{"type":"redacted_thinking","data"}`. Other members
+/// (such as the `index` an SDK's stream accumulator leaves) are not the provider's and are not sent.
+fn thinking_blocks(i: usize, v: Option<&Value>) -> Result<Vec<Block>, TranslateError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad(format!("messages[{i}].thinking_blocks must be an array")))?;
+    list.iter()
+        .enumerate()
+        .map(|(j, b)| {
+            thinking_block(
+                &format!("messages[{i}].thinking_blocks[{j}]"),
+                b,
+                "thinking",
+            )
+        })
+        .collect()
+}
+
+/// One thinking block, from `thinking_blocks` or a content part (where Envoy AI Gateway spells the text
+/// `text` and redacted data `redactedContent`).
+fn thinking_block(at: &str, b: &Value, text_key: &str) -> Result<Block, TranslateError> {
+    let s = |k: &str| b.get(k).and_then(Value::as_str);
+    match s("type") {
+        Some("thinking") => Ok(Block::Thinking {
+            text: s(text_key)
+                .or_else(|| s("thinking"))
+                .unwrap_or_default()
+                .to_owned(),
+            signature: s("signature").filter(|s| !s.is_empty()).map(str::to_owned),
+        }),
+        Some("redacted_thinking") => Ok(Block::RedactedThinking {
+            data: s("data")
+                .or_else(|| s("redactedContent"))
+                .ok_or_else(|| bad(format!("{at}.data is required")))?
+                .to_owned(),
+        }),
+        other => Err(bad(format!(
+            "{at} of type {}: expected thinking or redacted_thinking",
+            other.unwrap_or("<none>")
+        ))),
+    }
 }
 
 /// Text of a content that may only hold text (system, assistant, tool): a string or text parts
 /// (assistant `refusal` parts count as text).
 fn text_of(i: usize, content: &Value, provider: Provider) -> Result<String, TranslateError> {
+    text_parts(i, content, provider, None)
+}
+
+/// [`text_of`], and for an assistant message (`thinking` set) its `thinking` / `redacted_thinking` parts
+/// (Envoy AI Gateway's assistant content parts) go there.
+fn text_parts(
+    i: usize,
+    content: &Value,
+    provider: Provider,
+    mut thinking: Option<&mut Vec<Block>>,
+) -> Result<String, TranslateError> {
     match content {
         Value::Null => Ok(String::new()),
         Value::String(s) => Ok(s.clone()),
@@ -506,6 +618,12 @@ fn text_of(i: usize, content: &Value, provider: Provider) -> Result<String, Tran
                     }
                     Some("refusal") => {
                         text.push_str(p.get("refusal").and_then(Value::as_str).unwrap_or_default())
+                    }
+                    Some("thinking" | "redacted_thinking") if thinking.is_some() => {
+                        if let Some(blocks) = thinking.as_deref_mut() {
+                            let at = format!("messages[{i}].content[{j}]");
+                            blocks.push(thinking_block(&at, p, "text")?);
+                        }
                     }
                     other => {
                         return Err(unsupported(
@@ -652,12 +770,14 @@ mod tests {
                 Block::ToolUse {
                     id: "call_1".into(),
                     name: "get_weather".into(),
-                    input: json!({"city": "Paris"})
+                    input: json!({"city": "Paris"}),
+                    signature: None,
                 },
                 Block::ToolUse {
                     id: "call_2".into(),
                     name: "get_time".into(),
-                    input: json!({})
+                    input: json!({}),
+                    signature: None,
                 },
             ]
         );
@@ -676,6 +796,94 @@ mod tests {
             ]
         );
         assert!(chat.has_tool_blocks());
+    }
+
+    #[test]
+    fn assistant_reasoning_comes_back_first_with_its_signatures() {
+        // What the official client sends back after `messages.append(resp.choices[0].message)`:
+        // reasoning_content (not sent on), thinking_blocks (the stream accumulator's `index` included),
+        // Envoy AI Gateway's thinking content parts, and Google's per-call signature.
+        let body = obj(json!({"messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "checking"},
+                {"type": "redacted_thinking", "redactedContent": "UkVE"},
+             ], "refusal": null, "reasoning_content": "hmm",
+             "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "hmm", "signature": "sig1"}],
+             "tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "gsig"}}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            {"role": "assistant", "content": [{"type": "thinking", "text": "t2", "signature": "sig2"}, {"type": "text", "text": "done"}]},
+        ]}));
+        let chat = parse(&body, Provider::Anthropic).expect("parse");
+        assert_eq!(
+            chat.turns[1].blocks,
+            vec![
+                Block::Thinking {
+                    text: "hmm".into(),
+                    signature: Some("sig1".into())
+                },
+                Block::RedactedThinking {
+                    data: "UkVE".into()
+                },
+                Block::Text("checking".into()),
+                Block::ToolUse {
+                    id: "c1".into(),
+                    name: "f".into(),
+                    input: json!({}),
+                    signature: Some("gsig".into())
+                },
+            ]
+        );
+        assert_eq!(
+            chat.turns[3].blocks,
+            vec![
+                Block::Thinking {
+                    text: "t2".into(),
+                    signature: Some("sig2".into())
+                },
+                Block::Text("done".into()),
+            ]
+        );
+        // A Gemini answer sent back: its signature on the call and again in thinking_blocks; the call
+        // keeps it, the copy goes.
+        let body = obj(json!({"messages": [
+            {"role": "assistant", "reasoning_content": "hm",
+             "thinking_blocks": [{"type": "thinking", "thinking": "hm", "signature": "gsig"}],
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "gsig"}}}]},
+        ]}));
+        assert_eq!(
+            parse(&body, Provider::Anthropic).expect("parse").turns[0].blocks,
+            vec![Block::ToolUse {
+                id: "c1".into(),
+                name: "f".into(),
+                input: json!({}),
+                signature: Some("gsig".into())
+            }]
+        );
+        for (body, needle) in [
+            (
+                json!({"messages": [{"role": "assistant", "thinking_blocks": {}}]}),
+                "thinking_blocks must be an array",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "thinking_blocks": [{"type": "secret"}]}]}),
+                "messages[0].thinking_blocks[0] of type secret",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "thinking_blocks": [{"type": "redacted_thinking"}]}]}),
+                "messages[0].thinking_blocks[0].data is required",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "thinking", "text": "x"}]}]}),
+                "messages[0].content[0] of type thinking",
+            ),
+        ] {
+            let err = parse(&obj(body.clone()), Provider::Anthropic).expect_err("must fail");
+            assert!(err.to_string().contains(needle), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -91,7 +91,12 @@ pub fn chat_request(chat: &Chat, model: &str, stream: bool) -> Result<Value, Tra
                 for b in &turn.blocks {
                     match b {
                         Block::Text(t) => text.push_str(t),
-                        Block::ToolUse { id, name, input } => calls.push(json!({
+                        // Cohere's reasoning is not signed and not replayed; another provider's is
+                        // meaningless to it.
+                        Block::Thinking { .. } | Block::RedactedThinking { .. } => {}
+                        Block::ToolUse {
+                            id, name, input, ..
+                        } => calls.push(json!({
                             "id": id, "type": "function",
                             "function": {"name": name, "arguments": input.to_string()},
                         })),
@@ -122,7 +127,9 @@ pub fn chat_request(chat: &Chat, model: &str, stream: bool) -> Result<Value, Tra
                         Block::Image { source, .. } => parts.push(
                             json!({"type": "image_url", "image_url": {"url": image_url(source)}}),
                         ),
-                        Block::ToolUse { .. } => {}
+                        Block::ToolUse { .. }
+                        | Block::Thinking { .. }
+                        | Block::RedactedThinking { .. } => {}
                     }
                 }
                 match parts.as_slice() {

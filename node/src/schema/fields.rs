@@ -254,6 +254,39 @@ fn cohere_gemini_disposition(field: &str, value: &Value) -> Option<Disposition> 
     })
 }
 
+/// What an assistant message may carry beyond OpenAI's fields: the reasoning a provider gave, as the
+/// gateway's own answers spell it (LiteLLM's and Envoy AI Gateway's convention) and as the official
+/// clients send it back (they keep unknown fields on the message they return). The Chat API rejects these
+/// only on OpenAI's own servers; every translated provider accounts for each of them here.
+pub const ASSISTANT_EXTENSIONS: &[&str] = &[
+    "reasoning_content",
+    "thinking_blocks",
+    "content[].thinking",
+    "content[].redacted_thinking",
+    "tool_calls[].extra_content",
+];
+
+/// What `provider` does with an assistant message's reasoning extension `field`
+/// ([`ASSISTANT_EXTENSIONS`]).
+pub fn assistant_extension(provider: Provider, field: &str) -> Disposition {
+    match (provider, field) {
+        // The reasoning's display text: only its signed form (thinking_blocks) can be replayed.
+        (_, "reasoning_content") => Ignored,
+        // Claude (Messages, Converse) takes signed and redacted thinking back.
+        (
+            Provider::Anthropic | Provider::Bedrock,
+            "thinking_blocks" | "content[].thinking" | "content[].redacted_thinking",
+        ) => Translated,
+        // Cohere's reasoning is not signed or replayed; Gemini's signatures come back on its calls
+        // (below), and a thinking block's may be another provider's, which Gemini 3 would refuse.
+        (_, "thinking_blocks" | "content[].thinking" | "content[].redacted_thinking") => Ignored,
+        // Google's OpenAI layer puts a call's thoughtSignature here; only Gemini has a use for it.
+        (Provider::Gemini, "tool_calls[].extra_content") => Translated,
+        (_, "tool_calls[].extra_content") => Ignored,
+        _ => Refused,
+    }
+}
+
 /// Refuses the first field of `body` that `provider` cannot honour.
 pub fn check(body: &Map<String, Value>, provider: Provider) -> Result<(), TranslateError> {
     for (field, value) in body {
@@ -294,6 +327,45 @@ fn refusal_hint(field: &str, value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_assistant_extension_is_accounted_for_on_every_provider() {
+        use Provider::{Anthropic, Bedrock, Cohere, Gemini};
+        for (provider, field, want) in [
+            (Anthropic, "reasoning_content", Ignored),
+            (Anthropic, "thinking_blocks", Translated),
+            (Anthropic, "content[].thinking", Translated),
+            (Anthropic, "content[].redacted_thinking", Translated),
+            (Anthropic, "tool_calls[].extra_content", Ignored),
+            (Bedrock, "reasoning_content", Ignored),
+            (Bedrock, "thinking_blocks", Translated),
+            (Bedrock, "content[].thinking", Translated),
+            (Bedrock, "content[].redacted_thinking", Translated),
+            (Bedrock, "tool_calls[].extra_content", Ignored),
+            (Gemini, "reasoning_content", Ignored),
+            (Gemini, "thinking_blocks", Ignored),
+            (Gemini, "content[].thinking", Ignored),
+            (Gemini, "content[].redacted_thinking", Ignored),
+            (Gemini, "tool_calls[].extra_content", Translated),
+            (Cohere, "reasoning_content", Ignored),
+            (Cohere, "thinking_blocks", Ignored),
+            (Cohere, "content[].thinking", Ignored),
+            (Cohere, "content[].redacted_thinking", Ignored),
+            (Cohere, "tool_calls[].extra_content", Ignored),
+            (Anthropic, "audio", Refused),
+        ] {
+            assert_eq!(
+                assistant_extension(provider, field),
+                want,
+                "{provider:?} {field}"
+            );
+        }
+        for provider in [Anthropic, Bedrock, Cohere, Gemini] {
+            for field in ASSISTANT_EXTENSIONS {
+                assert_ne!(assistant_extension(provider, field), Refused, "{field}");
+            }
+        }
+    }
 
     /// Cohere and Gemini go as Anthropic but for these fields: (field, a value, their disposition).
     #[test]

@@ -31,6 +31,7 @@ use super::reply::{
     completion, reasoning_delta, tool_call_arguments, tool_call_start, Message, Usage,
 };
 use super::sse::SseParser;
+use super::thinking;
 use super::{
     chunk_event, json_content_type, parse_object, usage_event, BodyTransform, Operation,
     RequestCtx, ResponseCtx, TranslateError, Translator, UpstreamRequest, SSE_DONE,
@@ -120,8 +121,12 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
     let mut contents = Vec::new();
     for turn in &chat.turns {
         let mut parts = Vec::new();
+        let mut first_call = true;
         for b in &turn.blocks {
             match (turn.role, b) {
+                // Gemini wants its signatures back (on its calls), not its thought summaries ("Thought
+                // signatures"); another provider's reasoning means nothing to it.
+                (Role::Assistant, Block::Thinking { .. } | Block::RedactedThinking { .. }) => {}
                 (_, Block::Text(t)) => parts.push(json!({ "text": t })),
                 (Role::User, Block::Image { source, at }) => parts.push(match source {
                     ImageSource::Base64 { media_type, data } => {
@@ -136,9 +141,23 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
                         json!({"fileData": {"mimeType": mime, "fileUri": url}})
                     }
                 }),
-                (Role::Assistant, Block::ToolUse { id, name, input }) => {
+                (
+                    Role::Assistant,
+                    Block::ToolUse {
+                        id,
+                        name,
+                        input,
+                        signature,
+                    },
+                ) => {
                     names.insert(id, name);
-                    parts.push(json!({"functionCall": {"name": name, "args": input}}));
+                    let mut part = json!({"functionCall": {"name": name, "args": input}});
+                    let sig = thinking::gemini_call_signature(signature.as_deref(), first_call);
+                    first_call = false;
+                    if let Some(sig) = sig {
+                        part["thoughtSignature"] = sig.into();
+                    }
+                    parts.push(part);
                 }
                 (Role::User, Block::ToolResult { id, text }) => {
                     let name = names.get(id.as_str()).ok_or_else(|| {
@@ -154,6 +173,7 @@ pub fn generate_request(chat: &Chat) -> Result<Value, TranslateError> {
                         match other {
                             Block::Image { at, .. } => at.as_str(),
                             Block::ToolUse { .. } => "a tool call",
+                            Block::Thinking { .. } | Block::RedactedThinking { .. } => "reasoning",
                             _ => "a tool result",
                         },
                         role.as_str()
@@ -295,6 +315,7 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
     let (parts, reason) = parts_of(&v);
     let mut msg = Message::default();
     for p in parts {
+        let sig = p.get("thoughtSignature").and_then(Value::as_str);
         if let Some(call) = p.get("functionCall") {
             let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
             let id = call
@@ -303,6 +324,9 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("call_{}", msg.tool_calls.len()));
             msg.push_tool_call(&id, name, call.get("args").unwrap_or(&json!({})));
+            if let (Some(sig), Some(last)) = (sig, msg.tool_calls.last_mut()) {
+                last["extra_content"] = extra_content(sig);
+            }
         } else if let Some(t) = p.get("text").and_then(Value::as_str) {
             if p.get("thought").and_then(Value::as_bool) == Some(true) {
                 msg.reasoning.push_str(t);
@@ -322,6 +346,15 @@ pub fn response_body(ctx: &ResponseCtx, body: &[u8]) -> Result<Bytes, TranslateE
     let finish = finish_reason(reason.unwrap_or("STOP"), !msg.tool_calls.is_empty());
     let usage = openai_usage(v.get("usageMetadata").unwrap_or(&Value::Null));
     Ok(completion(ctx, id, model, msg, finish, usage))
+}
+
+/// Where Google's own OpenAI-compatible endpoint puts a function call's signature: on the tool call, as
+/// `extra_content.google.thought_signature`. Only there: Envoy AI Gateway also copies it into
+/// `thinking_blocks`, but a Claude fallback would then be handed Gemini's signature as its own thinking
+/// and refuse it, while a signature on the call only ever goes back to Gemini. (A text answer's signature,
+/// which Gemini does not require back, is not passed on.)
+fn extra_content(signature: &str) -> Value {
+    json!({"google": {"thought_signature": signature}})
 }
 
 /// A Google API error (`{"error":{"code","message","status"}}`) → OpenAI error JSON.
@@ -376,6 +409,7 @@ impl StreamTransform {
         }
         let (parts, reason) = parts_of(v);
         for p in parts {
+            let sig = p.get("thoughtSignature").and_then(Value::as_str);
             if let Some(call) = p.get("functionCall") {
                 let i = self.calls;
                 self.calls += 1;
@@ -386,7 +420,20 @@ impl StreamTransform {
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("call_{i}"));
                 let (ctx, id, model) = (&self.ctx, &self.id, &self.model);
-                tool_call_start(ctx, id, model, i, &call_id, name, out);
+                match sig {
+                    None => tool_call_start(ctx, id, model, i, &call_id, name, out),
+                    Some(sig) => out.extend_from_slice(&chunk_event(
+                        ctx,
+                        id,
+                        model,
+                        json!({"tool_calls": [{
+                            "index": i, "id": call_id, "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                            "extra_content": extra_content(sig),
+                        }]}),
+                        Value::Null,
+                    )),
+                }
                 let args = call.get("args").unwrap_or(&json!({})).to_string();
                 tool_call_arguments(ctx, id, model, i, &args, out);
             } else if let Some(t) = p.get("text").and_then(Value::as_str) {
@@ -560,9 +607,12 @@ mod tests {
                         {"text": "what is this?"},
                         {"inlineData": {"mimeType": "image/png", "data": "AAAA"}},
                         {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.JPG?s=1"}}]},
-                    {"role": "model", "parts": [{"functionCall": {"name": "look", "args": {"x": 1}}}]},
+                    // History from another model: Google's placeholder stands in for the signature.
+                    {"role": "model", "parts": [{"functionCall": {"name": "look", "args": {"x": 1}},
+                        "thoughtSignature": "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="}]},
                     {"role": "user", "parts": [{"functionResponse": {"name": "look", "response": {"content": "a cat"}}}]},
-                    {"role": "model", "parts": [{"functionCall": {"name": "size", "args": {}}}]},
+                    {"role": "model", "parts": [{"functionCall": {"name": "size", "args": {}},
+                        "thoughtSignature": "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="}]},
                     {"role": "user", "parts": [
                         {"functionResponse": {"name": "size", "response": {"cm": 30}}},
                         {"text": "thanks"}]}],
@@ -809,5 +859,109 @@ mod tests {
         )
         .expect_err("error");
         assert!(err.to_string().contains("overloaded"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod thinking_tests {
+    use super::*;
+
+    fn ctx() -> ResponseCtx {
+        ResponseCtx {
+            operation: crate::schema::Operation::Chat,
+            model: "gemini-3-pro".into(),
+            stream: true,
+            include_usage: false,
+            id: "chatcmpl-1".into(),
+            created: 7,
+        }
+    }
+
+    #[test]
+    fn signatures_go_back_on_their_function_calls() {
+        let Value::Object(body) = json!({"model": "m", "reasoning_effort": "low",
+        "tools": [{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "b"}}],
+        "messages": [
+            {"role": "user", "content": "q"},
+            // Google's convention: on each call.
+            {"role": "assistant", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "a", "arguments": "{}"},
+                 "extra_content": {"google": {"thought_signature": "c2ln"}}},
+                {"id": "c2", "type": "function", "function": {"name": "b", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "1"},
+            {"role": "tool", "tool_call_id": "c2", "content": "2"},
+            // In thinking_blocks only (Envoy AI Gateway's place, or another provider's reasoning): not
+            // trusted as Gemini's, so Google's placeholder.
+            {"role": "assistant", "reasoning_content": "hm",
+             "thinking_blocks": [{"index": 0, "type": "thinking", "thinking": "hm", "signature": "dGI="}],
+             "tool_calls": [{"id": "c3", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c3", "content": "3"},
+            // An answer without calls: reasoning is not sent back.
+            {"role": "assistant", "content": "done",
+             "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "dGV4dA=="}]},
+            {"role": "user", "content": "more"},
+        ]}) else {
+            panic!()
+        };
+        let out = request_body(&body).expect("translate");
+        let model_parts: Vec<&Value> = out["contents"]
+            .as_array()
+            .expect("contents")
+            .iter()
+            .filter(|c| c["role"] == "model")
+            .map(|c| &c["parts"])
+            .collect();
+        assert_eq!(
+            model_parts,
+            vec![
+                &json!([{"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2ln"},
+                        {"functionCall": {"name": "b", "args": {}}}]),
+                &json!([{"functionCall": {"name": "a", "args": {}},
+                         "thoughtSignature": "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="}]),
+                &json!([{"text": "done"}]),
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_and_streams_give_signatures_on_their_calls_only() {
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"text": "hm", "thought": true},
+            {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2ln"},
+            {"functionCall": {"name": "b", "args": {}}}]}, "finishReason": "STOP"}]});
+        let v: Value = serde_json::from_slice(
+            &response_body(&ctx(), answer.to_string().as_bytes()).expect("ok"),
+        )
+        .expect("json");
+        let m = &v["choices"][0]["message"];
+        assert_eq!(
+            m["tool_calls"][0]["extra_content"],
+            json!({"google": {"thought_signature": "c2ln"}})
+        );
+        assert!(m["tool_calls"][1].get("extra_content").is_none(), "{m}");
+        assert_eq!(m["reasoning_content"], "hm");
+        assert!(m.get("thinking_blocks").is_none(), "{m}");
+        let stream = format!("data: {answer}\n\n");
+        let mut t = StreamTransform::new(ctx());
+        let mut out = BytesMut::new();
+        t.feed(stream.as_bytes(), &mut out).expect("feed");
+        t.finish(&mut out).expect("finish");
+        let deltas: Vec<Value> = String::from_utf8_lossy(&out)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).expect("json")["choices"][0]["delta"].clone())
+            .collect();
+        let starts: Vec<&Value> = deltas
+            .iter()
+            .filter_map(|d| d.pointer("/tool_calls/0"))
+            .filter(|c| c.get("id").is_some())
+            .collect();
+        assert_eq!(
+            starts[0]["extra_content"],
+            json!({"google": {"thought_signature": "c2ln"}})
+        );
+        assert!(starts[1].get("extra_content").is_none());
+        assert!(deltas.iter().all(|d| d.get("thinking_blocks").is_none()));
     }
 }

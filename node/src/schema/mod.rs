@@ -26,6 +26,7 @@ pub mod openai;
 pub mod reply;
 pub mod responses;
 pub mod sse;
+pub mod thinking;
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The OpenAI side of a translated answer, shared by the Bedrock and Anthropic translators: a
-//! `chat.completion` with text, tool calls and reasoning; `usage` with its cache details; and the
-//! streamed tool-call deltas the official OpenAI clients assemble.
+//! `chat.completion` with text, tool calls and reasoning (with its signed `thinking_blocks`); `usage` with
+//! its cache details; and the streamed tool-call and thinking-block deltas the official OpenAI clients
+//! assemble.
 //!
 //! Why shared: both providers answer in content blocks (text, tool use, reasoning) with cache-aware
 //! token counts, and the OpenAI shapes they must become are the same. Getting the stream shape exactly
@@ -57,6 +58,10 @@ pub struct Message {
     /// Reasoning text (`reasoning_content`, the field Envoy AI Gateway and most OpenAI-compatible servers
     /// use; the official clients keep unknown fields).
     pub reasoning: String,
+    /// `thinking_blocks`: the reasoning with its signatures, in LiteLLM's and Envoy AI Gateway's shape
+    /// (`{"type":"thinking","thinking","signature"}`, `{"type":"redacted_thinking","data"}`), which a
+    /// client sends back on the assistant message so the provider can continue a tool loop.
+    pub thinking_blocks: Vec<Value>,
 }
 
 impl Message {
@@ -67,6 +72,18 @@ impl Message {
             "type": "function",
             "function": {"name": name, "arguments": input.to_string()},
         }));
+    }
+
+    /// One signed thinking block.
+    pub fn push_thinking(&mut self, text: &str, signature: &str) {
+        self.thinking_blocks
+            .push(json!({"type": "thinking", "thinking": text, "signature": signature}));
+    }
+
+    /// One redacted thinking block.
+    pub fn push_redacted(&mut self, data: &str) {
+        self.thinking_blocks
+            .push(json!({"type": "redacted_thinking", "data": data}));
     }
 }
 
@@ -94,6 +111,9 @@ pub fn completion(
     }
     if !msg.reasoning.is_empty() {
         message.insert("reasoning_content".into(), Value::String(msg.reasoning));
+    }
+    if !msg.thinking_blocks.is_empty() {
+        message.insert("thinking_blocks".into(), Value::Array(msg.thinking_blocks));
     }
     Bytes::from(
         json!({
@@ -194,6 +214,79 @@ pub fn reasoning_delta(ctx: &ResponseCtx, id: &str, model: &str, text: &str, out
         json!({"reasoning_content": text}),
         Value::Null,
     ));
+}
+
+/// A stream's thinking blocks. The reasoning text streams as `reasoning_content` as it comes; each block,
+/// once its signature is known (Anthropic's `signature_delta` and Converse's `signature` come last), goes
+/// out whole as one `delta.thinking_blocks` entry. Each entry carries its `index` among the answer's
+/// thinking blocks, because the official clients' stream accumulators merge list deltas by `index` (and
+/// refuse a second entry without one); a client that only concatenates `reasoning_content` loses nothing.
+#[derive(Debug, Default)]
+pub struct ThinkingStream {
+    emitted: usize,
+    text: String,
+    signature: String,
+}
+
+impl ThinkingStream {
+    /// Reasoning text of the open block.
+    pub fn text(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// (A fragment of) the open block's signature.
+    pub fn signature(&mut self, signature: &str) {
+        self.signature.push_str(signature);
+    }
+
+    /// The open block ended: a signed block goes out (an unsigned one cannot be sent back, so it has
+    /// only its `reasoning_content`).
+    pub fn close(&mut self, ctx: &ResponseCtx, id: &str, model: &str, out: &mut BytesMut) {
+        if !self.signature.is_empty() {
+            let block =
+                json!({"type": "thinking", "thinking": self.text, "signature": self.signature});
+            self.emit(ctx, id, model, block, out);
+        }
+        self.text.clear();
+        self.signature.clear();
+    }
+
+    /// A redacted thinking block, whole.
+    pub fn redacted(
+        &mut self,
+        ctx: &ResponseCtx,
+        id: &str,
+        model: &str,
+        data: &str,
+        out: &mut BytesMut,
+    ) {
+        self.emit(
+            ctx,
+            id,
+            model,
+            json!({"type": "redacted_thinking", "data": data}),
+            out,
+        );
+    }
+
+    fn emit(
+        &mut self,
+        ctx: &ResponseCtx,
+        id: &str,
+        model: &str,
+        mut block: Value,
+        out: &mut BytesMut,
+    ) {
+        block["index"] = self.emitted.into();
+        self.emitted += 1;
+        out.extend_from_slice(&chunk_event(
+            ctx,
+            id,
+            model,
+            json!({"thinking_blocks": [block]}),
+            Value::Null,
+        ));
+    }
 }
 
 #[cfg(test)]
