@@ -238,7 +238,7 @@ async fn reasoning_agents_keep_working_through_every_fallback() {
                     "GCPVertexAI" => {
                         let call = sent.pointer("/contents/1/parts/0").cloned().unwrap_or_default();
                         anyhow::ensure!(
-                            call["thoughtSignature"] == "skip_thought_signature_validator",
+                            call["thoughtSignature"] == "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I=",
                             "{sent}"
                         );
                     }
@@ -328,8 +328,8 @@ async fn reasoning_agents_keep_working_through_every_fallback() {
                     let sig = sent
                         .pointer("/contents/1/parts/0/thoughtSignature")
                         .and_then(Value::as_str)
-                        .unwrap_or("skip_thought_signature_validator");
-                    sig != "skip_thought_signature_validator"
+                        .unwrap_or("c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I=");
+                    sig != "c2tpcF90aG91Z2h0X3NpZ25hdHVyZV92YWxpZGF0b3I="
                 }
                 _ => {
                     sent.pointer("/messages/1/content/0/type") == Some(&json!("thinking"))
