@@ -2,7 +2,8 @@
 //! certificate from another address is refused and logged while the node lives, and the node itself can
 //! still restart from another address once it is gone; a node put on the deny list (a file re-read on
 //! SIGHUP and `POST /reload`) is cut off and let back in; the CA and node certificates are rotated with
-//! rolling restarts while the cluster stays joined (docs/operations.md "Rotating certificates").
+//! rolling restarts, and with SIGHUPs alone, while the cluster stays joined, and a bad certificate file is
+//! refused on reload (docs/operations.md "Rotating certificates").
 //!
 //! The tests run one at a time (a shared lock): each starts three or four nodes on a small machine.
 

@@ -1,6 +1,7 @@
 //! The cluster transport over real QUIC and real mTLS on 127.0.0.x: frames, identities, the
 //! simultaneous-dial tie-break, refusal of foreign certificates, garbage datagrams, oversized frames and
-//! peer loss; a second holder of a live node's certificate and denied node ids are refused.
+//! peer loss; a second holder of a live node's certificate and denied node ids are refused; certificates
+//! swapped in at run time serve new handshakes while live connections stay.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 

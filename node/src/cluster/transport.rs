@@ -46,6 +46,14 @@
 //! connections are closed ([`close_code::DENIED`]), new ones refused ([`RejectReason::Denied`]) and dials
 //! to them not made. It is the revocation path for one node's certificate without a new CA.
 //!
+//! # Certificate reload
+//!
+//! [`Transport::prepare_tls`] checks a new CA bundle, certificate and key and builds their TLS configs;
+//! [`Transport::install_tls`] swaps them in for every new handshake (the endpoint's server config and the
+//! client config of new dials), as Envoy does with a new SDS secret. Live connections stay, except those
+//! whose peer certificate the new bundle no longer accepts ([`close_code::UNTRUSTED`]), so a CA dropped
+//! from the bundle stops vouching at once rather than whenever a connection happens to break.
+//!
 //! # Framing: one long-lived unidirectional stream per direction
 //!
 //! Each side opens exactly one unidirectional stream per connection, writes a 4-byte preamble, then
