@@ -2,7 +2,8 @@
 //! certificate from another address is refused and logged while the node lives, and the node itself can
 //! still restart from another address once it is gone; a node put on the deny list (a file re-read on
 //! SIGHUP and `POST /reload`) is cut off and let back in; the CA and node certificates are rotated with
-//! rolling restarts while the cluster stays joined (docs/operations.md "Rotating certificates").
+//! rolling restarts, and with SIGHUPs alone, while the cluster stays joined, and a bad certificate file is
+//! refused on reload (docs/operations.md "Rotating certificates").
 //!
 //! The tests run one at a time (a shared lock): each starts three or four nodes on a small machine.
 
@@ -287,6 +288,197 @@ async fn ca_and_node_certificates_rotate_with_the_cluster_joined() {
         for i in 0..cluster.len() {
             ensure!(!listed(&cluster.status(i).await?).contains(&"n4".to_string()));
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// Sends SIGHUP to every node and waits until each has logged its `n`-th certificate reload.
+async fn sighup_all(cluster: &mut TestCluster, n: usize, step: &str) -> anyhow::Result<()> {
+    for i in 0..cluster.len() {
+        cluster.node_mut(i).process().signal(libc::SIGHUP)?;
+    }
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            (0..cluster.len())
+                .all(|i| {
+                    cluster
+                        .node(i)
+                        .logs()
+                        .matches("cluster certificates reloaded")
+                        .count()
+                        >= n
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .with_context(|| format!("{step}: not every node reloaded:\n{}", cluster.logs()))
+}
+
+/// Starts a node `id` on 127.0.0.`last` whose files are in `dir` (`ca.crt`, `ID.crt`, `ID.key`), and
+/// waits until it and every cluster node list each other alive: new handshakes in both directions work
+/// with what both sides now hold.
+async fn joiner_gets_in(
+    cluster: &TestCluster,
+    yaml: &str,
+    id: &str,
+    last: u8,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let ip = Ipv4Addr::new(127, 0, 0, last);
+    let gossip = SocketAddr::new(IpAddr::V4(ip), free_udp_port(ip)?);
+    let flags = cluster_flags(id, ip, gossip, &[cluster.seed()], dir);
+    let node = start_node(ip, yaml, &flags, &[]).await?;
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let st = node.status().await.ok()?;
+            if alive_members(&st).len() != cluster.len() {
+                return None;
+            }
+            for i in 0..cluster.len() {
+                let st = cluster.status(i).await.ok()?;
+                if !alive_members(&st).contains(&id.to_string()) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .with_context(|| format!("{id} did not join:\n{}\n{}", cluster.logs(), node.logs()))
+}
+
+/// Files for a joiner `id`: a certificate from the CA in `ca_dir`, trusting `trust`.
+fn joiner_files(ca_dir: &str, id: &str, trust: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().display().to_string();
+    switchyard_certs(&["node", "--ca-dir", ca_dir, "--node-id", id, "--out", &out])?;
+    std::fs::write(dir.path().join("ca.crt"), trust)?;
+    Ok(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_rotation_runs_with_sighups_only_and_a_bad_certificate_is_refused_on_reload() {
+    bounded(async {
+        let (_p, _f, yaml) = config().await?;
+        let mut cluster = TestCluster::start(3, &yaml, &[]).await?;
+        let certs = cluster.cert_dir().to_path_buf();
+        let old_ca = std::fs::read_to_string(certs.join("ca.crt"))?;
+        let new_dir = tempfile::tempdir()?;
+        let new = new_dir.path().display().to_string();
+        switchyard_certs(&["ca", "--out", &new, "--cluster", "rotated"])?;
+        let new_ca = std::fs::read_to_string(new_dir.path().join("ca.crt"))?;
+        let bundle = format!("{old_ca}{new_ca}");
+
+        // 1. Every node trusts both CAs. Proof: a new-CA node gets in, which the old bundle refused.
+        std::fs::write(certs.join("ca.crt"), &bundle)?;
+        sighup_all(&mut cluster, 1, "bundle").await?;
+        cluster.wait_converged(Duration::from_secs(10)).await?;
+        let n4 = joiner_files(&new, "n4", &bundle)?;
+        joiner_gets_in(&cluster, &yaml, "n4", 4, n4.path()).await?;
+
+        // 2. Every node presents a certificate from the new CA. Proof: a node trusting the new CA alone
+        //    gets in, so every node it meets (as server and as client) presents its new certificate.
+        let out = certs.display().to_string();
+        for spec in &cluster.specs {
+            switchyard_certs(&[
+                "node",
+                "--ca-dir",
+                &new,
+                "--node-id",
+                &spec.id,
+                "--out",
+                &out,
+                "--force",
+            ])?;
+        }
+        sighup_all(&mut cluster, 2, "new certificates").await?;
+        cluster.wait_converged(Duration::from_secs(10)).await?;
+        let n5 = joiner_files(&new, "n5", &new_ca)?;
+        joiner_gets_in(&cluster, &yaml, "n5", 5, n5.path()).await?;
+
+        // 3. The old CA is dropped. Connections opened before step 2 rest on old certificates: they are
+        //    closed and re-opened with the new ones, and the cluster is joined again.
+        std::fs::write(certs.join("ca.crt"), &new_ca)?;
+        sighup_all(&mut cluster, 3, "new CA only").await?;
+        cluster
+            .wait_converged(Duration::from_secs(30))
+            .await
+            .context("after dropping the old CA")?;
+        ensure!(
+            cluster
+                .logs()
+                .contains("peer certificate the new CA bundle does not accept"),
+            "no connection resting on an old certificate was closed:\n{}",
+            cluster.logs()
+        );
+
+        // A node still holding an old-CA certificate cannot get in.
+        let stale_ca = tempfile::tempdir()?;
+        std::fs::write(stale_ca.path().join("ca.crt"), &old_ca)?;
+        std::fs::copy(certs.join("ca.key"), stale_ca.path().join("ca.key"))?;
+        let n6 = joiner_files(&stale_ca.path().display().to_string(), "n6", &old_ca)?;
+        let ip6 = Ipv4Addr::new(127, 0, 0, 6);
+        let gossip6 = SocketAddr::new(IpAddr::V4(ip6), free_udp_port(ip6)?);
+        let flags = cluster_flags("n6", ip6, gossip6, &[cluster.seed()], n6.path());
+        let stale = start_node(ip6, &yaml, &flags, &[]).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ensure!(
+            alive_members(&stale.status().await?).is_empty(),
+            "old-CA node joined"
+        );
+        for i in 0..cluster.len() {
+            ensure!(!listed(&cluster.status(i).await?).contains(&"n6".to_string()));
+        }
+
+        // A bad certificate file on reload is refused naming the file, and the node keeps working.
+        let (n1_crt, _) = cluster.cert_paths("n1");
+        let good = std::fs::read_to_string(&n1_crt)?;
+        let n2_crt = std::fs::read_to_string(cluster.cert_paths("n2").0)?;
+        for (name, contents, words) in [
+            ("garbage", "not a certificate\n", "no PEM certificate"),
+            ("n2's certificate", n2_crt.as_str(), "is for node"),
+        ] {
+            std::fs::write(&n1_crt, contents)?;
+            let r =
+                http_request(Method::POST, &cluster.node(0).admin_url("/reload"), &[], "").await?;
+            let text = r.text();
+            ensure!(
+                r.status == 400
+                    && text.contains(&n1_crt.display().to_string())
+                    && text.contains(words),
+                "{name}: {} {text}",
+                r.status
+            );
+        }
+        cluster.node_mut(0).process().signal(libc::SIGHUP)?;
+        poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                cluster
+                    .node(0)
+                    .logs()
+                    .matches("reload refused")
+                    .count()
+                    .ge(&3)
+                    .then_some(())
+            },
+        )
+        .await
+        .context("SIGHUP with a bad certificate was not refused")?;
+        cluster.wait_converged(Duration::from_secs(10)).await?;
+        // n1 still handshakes with what it had: a new node trusting the new CA gets in through it.
+        let n7 = joiner_files(&new, "n7", &new_ca)?;
+        joiner_gets_in(&cluster, &yaml, "n7", 7, n7.path()).await?;
+        std::fs::write(&n1_crt, good)?;
+        let r = http_request(Method::POST, &cluster.node(0).admin_url("/reload"), &[], "").await?;
+        ensure!(r.status == 200, "restored: {} {}", r.status, r.text());
         Ok(())
     })
     .await;

@@ -5,8 +5,9 @@
 //! `AIGatewayRoute`) is refused unless `--allow-empty-config` says the operator means it — otherwise one
 //! truncated file turns every request into a 404 while `/readyz` keeps the node in the load balancer. The
 //! check sits here, before [`Gateway::install`], so the gateway's apply step stays about building
-//! snapshots. The cluster deny list (`--deny-nodes-file`) is re-read here too, so one reload brings both
-//! files in step; when either is bad, neither is applied.
+//! snapshots. The cluster deny list (`--deny-nodes-file`) and the node's cluster certificates
+//! (`--cluster-ca/-cert/-key`, [`crate::cluster::identity`]) are re-read here too, so one reload brings all
+//! files in step; when any is bad, none is applied.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use ractor::ActorRef;
 
 use crate::cluster::deny::{DenyListError, DenySource};
 use crate::cluster::gossip::GossipMsg;
+use crate::cluster::identity::{IdentityFilesError, IdentityReload};
 use crate::config::model::Config;
 use crate::gateway::{Gateway, LoadError};
 
@@ -36,6 +38,9 @@ pub enum ReloadError {
     /// The deny list did not read.
     #[error(transparent)]
     DenyList(#[from] DenyListError),
+    /// The cluster certificates did not read or check out; the ones in use stay.
+    #[error("cluster certificates: {0}")]
+    Identity(#[from] IdentityFilesError),
 }
 
 /// Refuses a config without routes unless allowed. Pure, so the rule is table-tested.
@@ -54,6 +59,8 @@ pub struct Reloader {
     allow_empty: bool,
     /// The deny list's source and the Gossip actor it goes to, on a clustered node.
     deny: Option<(DenySource, ActorRef<GossipMsg>)>,
+    /// The node's cluster certificates, on a clustered node.
+    identity: Option<IdentityReload>,
 }
 
 impl Reloader {
@@ -68,7 +75,14 @@ impl Reloader {
             gateway,
             allow_empty,
             deny,
+            identity: None,
         }
+    }
+
+    /// Also re-reads the node's cluster certificates on every reload.
+    pub fn with_identity(mut self, identity: Option<IdentityReload>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Loads and checks the config, then swaps it in. On error nothing changes; the error is counted and
@@ -95,6 +109,11 @@ impl Reloader {
             Some((source, gossip)) => Some((source.read()?, gossip)),
             None => None,
         };
+        let now = rustls_pki_types::UnixTime::now();
+        let identity = match &self.identity {
+            Some(reload) => reload.prepare(now)?.map(|p| (reload, p)),
+            None => None,
+        };
         self.gateway.install(cfg).await?;
         if let Some((denied, gossip)) = denied {
             if !denied.is_empty() {
@@ -102,6 +121,9 @@ impl Reloader {
             }
             // The actor lives as long as the node; if it is gone there is no cluster to deny anyone.
             let _ = gossip.cast(GossipMsg::Deny(denied));
+        }
+        if let Some((reload, prepared)) = identity {
+            reload.install(prepared, now);
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use ractor::ActorRef;
 
 use crate::cli::{OnOff, RunArgs};
 use crate::cluster::gossip::{Gossip, GossipArgs, GossipMsg, GossipSettings};
+use crate::cluster::identity::{IdentityFiles, IdentityReload};
 use crate::cluster::transport::{Transport, TransportConfig};
 use crate::cluster::{ClusterConfig, ClusterCore};
 use crate::gateway::{Gateway, GatewaySettings, LoadError};
@@ -69,12 +70,13 @@ struct GossipWiring {
     live: LiveSetHandle,
 }
 
-/// Starts the QUIC transport and the Gossip actor (DESIGN §6).
+/// Starts the QUIC transport and the Gossip actor (DESIGN §6); also returns what re-reads the cluster
+/// certificates on reload.
 async fn start_gossip(
     args: &RunArgs,
     node_id: &str,
     wiring: GossipWiring,
-) -> Result<ActorRef<GossipMsg>, RunError> {
+) -> Result<(ActorRef<GossipMsg>, IdentityReload), RunError> {
     let (Some(ca), Some(cert), Some(key)) =
         (&args.cluster_ca, &args.cluster_cert, &args.cluster_key)
     else {
@@ -82,11 +84,15 @@ async fn start_gossip(
             "joining a cluster needs --cluster-ca, --cluster-cert and --cluster-key (make them with `switchyard certs ca` and `switchyard certs node`)".into(),
         ));
     };
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p)
-            .map_err(|e| RunError::Cluster(format!("cannot read {}: {e}", p.display())))
+    let files = IdentityFiles {
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
     };
-    let (ca_pem, cert_pem, key_pem) = (read(ca)?, read(cert)?, read(key)?);
+    let (pem, summary) = files
+        .load(node_id, rustls_pki_types::UnixTime::now())
+        .map_err(|e| RunError::Cluster(e.to_string()))?;
+    crate::cluster::identity::announce(&summary, "cluster certificate in use");
     let listen = tokio::net::lookup_host(args.gossip.as_str())
         .await
         .ok()
@@ -109,9 +115,14 @@ async fn start_gossip(
     let cluster = args.cluster.clone().unwrap_or_else(|| "switchyard".into());
     let core = ClusterCore::new(cfg, Instant::now());
     let (transport, events) = Transport::bind(TransportConfig::new(
-        listen, node_id, ca_pem, cert_pem, key_pem,
+        listen,
+        node_id,
+        pem.ca.clone(),
+        pem.cert.clone(),
+        pem.key.clone(),
     ))
     .map_err(|e| RunError::Cluster(e.to_string()))?;
+    let identity = IdentityReload::new(files, transport.clone(), pem);
     // The deny list is in force before the first peer can connect.
     let denied = deny_source(args)
         .read()
@@ -145,7 +156,7 @@ async fn start_gossip(
     .map_err(|e| RunError::Actor(e.to_string()))?;
     tracing::info!(cluster = %cluster, gossip = %listen, advertise = %advertise, seeds = ?args.seeds,
         share_ejections = args.share_ejections == OnOff::On, "gossip started");
-    Ok(gossip)
+    Ok((gossip, identity))
 }
 
 fn deny_source(args: &RunArgs) -> crate::cluster::deny::DenySource {
@@ -204,15 +215,16 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
     )
     .await?;
-    let gossip = if clustered {
+    let (gossip, identity) = if clustered {
         let wiring = GossipWiring {
             host_events: host_events_rx,
             hosts: gateway.host_table(),
             live,
         };
-        Some(start_gossip(&args, &node_id, wiring).await?)
+        let (gossip, identity) = start_gossip(&args, &node_id, wiring).await?;
+        (Some(gossip), Some(identity))
     } else {
-        None
+        (None, None)
     };
 
     let listen = args.listen.unwrap_or_else(|| {
@@ -244,11 +256,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if access.posts_need_token() {
         tracing::warn!(admin = %admin_addr, "the admin listener is not on loopback and has no --admin-token: POST /reload is refused (SIGHUP still reloads)");
     }
-    let reloader = Arc::new(crate::reload::Reloader::new(
-        gateway.clone(),
-        args.allow_empty_config,
-        gossip.clone().map(|g| (deny_source(&args), g)),
-    ));
+    let reloader = Arc::new(
+        crate::reload::Reloader::new(
+            gateway.clone(),
+            args.allow_empty_config,
+            gossip.clone().map(|g| (deny_source(&args), g)),
+        )
+        .with_identity(identity),
+    );
     if gateway.snapshot().routes.is_empty() {
         tracing::warn!(config = %args.config.display(), "the config has no route: /readyz answers 503 until a config with routes is loaded");
     }

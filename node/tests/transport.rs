@@ -1,6 +1,7 @@
 //! The cluster transport over real QUIC and real mTLS on 127.0.0.x: frames, identities, the
 //! simultaneous-dial tie-break, refusal of foreign certificates, garbage datagrams, oversized frames and
-//! peer loss; a second holder of a live node's certificate and denied node ids are refused.
+//! peer loss; a second holder of a live node's certificate and denied node ids are refused; certificates
+//! swapped in at run time serve new handshakes while live connections stay.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -717,4 +718,115 @@ async fn frames_that_waited_out_a_dial_are_dropped_not_delivered_late() {
         "the first frame node-b received: {first:?}"
     );
     assert_eq!(a.t.stats().dropped_lost, 0);
+}
+
+/// Certificates swapped in at run time (a reload, issue 18): new handshakes in both directions present the
+/// new certificate and trust the new bundle, the live connection stays up through the swap, and dropping
+/// the old CA closes exactly the live connections whose peer certificate only the old CA vouched for.
+#[tokio::test]
+async fn swapped_certificates_serve_new_handshakes_and_keep_live_connections() {
+    let old = Ca::new("old");
+    let new = Ca::new("new");
+    let bundle = format!("{}{}", old.ca.cert_pem, new.ca.cert_pem);
+    let now = rustls_pki_types::UnixTime::now();
+    let mut a = Node::bind(old.config("127.0.0.1", "node-a"));
+    let b = Node::bind(old.config("127.0.0.20", "node-b"));
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"before"))
+        .unwrap();
+    a.expect("before", is_frame("node-b", b"before")).await;
+    let established = a.t.stats().connections_inbound + a.t.stats().connections_outbound;
+
+    // c trusts only the new CA: a, on its old certificate, is refused.
+    let mut c = Node::bind(new.config("127.0.0.21", "node-c"));
+    c.t.send(&a.peer_addr(), Bytes::from_static(b"x")).unwrap();
+    c.expect("dial to the old certificate fails", |ev| {
+        matches!(ev, TransportEvent::DialFailed { .. })
+    })
+    .await;
+
+    // Bad sets are refused, naming the file at fault, and change nothing.
+    let a_new = new.node("node-a");
+    let other = new.node("node-z");
+    // (name, ca, cert, key, file at fault)
+    let rows = [
+        (
+            "garbage CA",
+            "junk".to_string(),
+            a_new.cert_pem.clone(),
+            a_new.key_pem.clone(),
+            certs::IdentityFile::Ca,
+        ),
+        (
+            "another node's certificate",
+            bundle.clone(),
+            other.cert_pem.clone(),
+            other.key_pem.clone(),
+            certs::IdentityFile::Cert,
+        ),
+        (
+            "a CA that does not vouch for it",
+            old.ca.cert_pem.clone(),
+            a_new.cert_pem.clone(),
+            a_new.key_pem.clone(),
+            certs::IdentityFile::Cert,
+        ),
+        (
+            "someone else's key",
+            bundle.clone(),
+            a_new.cert_pem.clone(),
+            other.key_pem.clone(),
+            certs::IdentityFile::Key,
+        ),
+    ];
+    for (name, ca, cert, key, file) in rows {
+        let err = a.t.prepare_tls(&ca, &cert, &key, now).unwrap_err();
+        assert_eq!(err.file, file, "{name}: {err}");
+        assert!(!err.reason.contains("PRIVATE KEY"), "{name}: {err}");
+    }
+
+    // Step 1+2 of a rotation at once: trust both CAs, present the new certificate.
+    let (set, summary) =
+        a.t.prepare_tls(&bundle, &a_new.cert_pem, &a_new.key_pem, now)
+            .unwrap();
+    assert!(summary.subject.contains("node-a"), "{summary:?}");
+    assert_eq!(summary.cas, 2);
+    assert!(a.t.install_tls(set, now).is_empty(), "b is still trusted");
+
+    // The live connection carries on: no PeerDown, no new connection.
+    b.t.send(&a.peer_addr(), Bytes::from_static(b"after"))
+        .unwrap();
+    a.expect("after", is_frame("node-b", b"after")).await;
+    // A new inbound handshake presents the new certificate: c (new CA only) gets in.
+    c.t.send(&a.peer_addr(), Bytes::from_static(b"c in"))
+        .unwrap();
+    a.expect("c in", is_frame("node-c", b"c in")).await;
+    // A new outbound handshake presents it as a client certificate: d (new CA only) accepts a.
+    let mut d = Node::bind(new.config("127.0.0.22", "node-d"));
+    a.t.send(&d.peer_addr(), Bytes::from_static(b"to d"))
+        .unwrap();
+    d.expect("to d", is_frame("node-a", b"to d")).await;
+    assert_eq!(
+        a.t.stats().connections_inbound + a.t.stats().connections_outbound,
+        established + 2,
+        "only c's and d's connections are new"
+    );
+
+    // Step 3: the old CA is dropped. b's live connection rests on an old-CA certificate: it is closed;
+    // c's and d's stay.
+    let (set, _) =
+        a.t.prepare_tls(&new.ca.cert_pem, &a_new.cert_pem, &a_new.key_pem, now)
+            .unwrap();
+    assert_eq!(a.t.install_tls(set, now), ["node-b"]);
+    a.expect(
+        "b down",
+        |ev| matches!(ev, TransportEvent::PeerDown { node_id, .. } if node_id == "node-b"),
+    )
+    .await;
+    d.t.send(&a.peer_addr(), Bytes::from_static(b"d still"))
+        .unwrap();
+    a.expect("d still", is_frame("node-d", b"d still")).await;
+    c.expect_none(Duration::from_millis(300), |ev| {
+        matches!(ev, TransportEvent::PeerDown { .. })
+    })
+    .await;
 }

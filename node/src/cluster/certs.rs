@@ -300,6 +300,125 @@ pub fn node_id_from_cert(cert: &CertificateDer<'_>) -> Result<String, IdentityEr
     }
 }
 
+/// Which of a node's three identity files a problem is in, so an error can name the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityFile {
+    /// `--cluster-ca`: the CA bundle.
+    Ca,
+    /// `--cluster-cert`: the node certificate (chain).
+    Cert,
+    /// `--cluster-key`: the node's private key.
+    Key,
+}
+
+/// Why a node's own identity files cannot be used (at start or on reload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct IdentityCheckError {
+    /// The file at fault.
+    pub file: IdentityFile,
+    /// Why, without key material.
+    pub reason: String,
+}
+
+/// What a node presents, for the log and the expiry gauge. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The certificate's subject (distinguished name as text).
+    pub subject: String,
+    /// Its `notAfter`, in Unix seconds.
+    pub not_after: i64,
+    /// How many CA certificates the bundle holds.
+    pub cas: usize,
+}
+
+/// Checks a node's own CA bundle, certificate and key before they are used: the bundle holds at least
+/// one CA certificate, the certificate chains to one of them at `now` (so it is neither expired nor
+/// not yet valid) for both server and client use, its node id is `node_id`, and the key is the
+/// certificate's. Pure apart from the signature checks, so the rule is table-tested with `now` given.
+pub fn check_node_identity(
+    node_id: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    now: rustls_pki_types::UnixTime,
+) -> Result<CertSummary, IdentityCheckError> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{PrivateKeyDer, ServerName};
+    let fail = |file, reason: String| IdentityCheckError { file, reason };
+    let ca_err = |r: String| fail(IdentityFile::Ca, r);
+    let cert_err = |r: String| fail(IdentityFile::Cert, r);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| ca_err(format!("not a PEM certificate bundle: {e}")))?;
+        roots
+            .add(ca)
+            .map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_err("no PEM certificate found".into()));
+    }
+    let cas = roots.len();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(format!("not a PEM certificate: {e}")))?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| cert_err("no PEM certificate found".into()))?;
+    let cert_id = node_id_from_cert(leaf).map_err(|e| cert_err(e.to_string()))?;
+    if cert_id != node_id {
+        return Err(cert_err(format!(
+            "the certificate is for node {cert_id:?}, but this node's id is {node_id:?}"
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let roots = std::sync::Arc::new(roots);
+    let server = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| ca_err(e.to_string()))?;
+    let name = ServerName::try_from(cert_id.clone())
+        .map_err(|e| cert_err(format!("node id is not a DNS name: {e}")))?;
+    server
+        .verify_server_cert(leaf, intermediates, &name, &[], now)
+        .map_err(|e| cert_err(format!("does not verify against the CA bundle: {e}")))?;
+    let client =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
+    client
+        .verify_client_cert(leaf, intermediates, now)
+        .map_err(|e| cert_err(format!("not usable as a client certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| fail(IdentityFile::Key, format!("not a PEM private key: {e}")))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| fail(IdentityFile::Key, format!("not a usable private key: {e}")))?;
+    // A key type whose public half the provider cannot derive cannot be compared; rustls itself lets
+    // those through, and so does this check.
+    match rustls::sign::CertifiedKey::new(chain.clone(), signing).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(fail(
+                IdentityFile::Key,
+                format!("does not belong to the certificate: {e}"),
+            ))
+        }
+    }
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| cert_err(format!("not valid X.509: {e}")))?;
+    Ok(CertSummary {
+        subject: parsed.subject().to_string(),
+        not_after: parsed.validity().not_after.timestamp(),
+        cas,
+    })
+}
+
 /// Paths of a written certificate and key.
 #[derive(Debug, Clone)]
 pub struct WrittenFiles {
@@ -541,6 +660,112 @@ mod tests {
         }
         assert!(generate_node_valid_for(&ca, Path::new("mem"), "n1", &[], Duration::ZERO).is_err());
         assert!(generate_ca_valid_for("v", Duration::from_secs(9000 * 365 * 86_400)).is_err());
+    }
+
+    #[test]
+    fn own_identity_is_checked_with_the_time_given() {
+        use rustls_pki_types::UnixTime;
+        let ca = generate_ca("own").unwrap();
+        let node = generate_node(&ca, Path::new("mem"), "n1", &[]).unwrap();
+        let other = generate_node(&ca, Path::new("mem"), "n2", &[]).unwrap();
+        let foreign = generate_ca("foreign").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let bundle = format!("{}{}", foreign.cert_pem, ca.cert_pem);
+        // (name, ca, cert, key, at, Err(file at fault, words in the reason) or Ok)
+        type Want = Result<(), (IdentityFile, &'static str)>;
+        let rows: [(&str, &str, &str, &str, UnixTime, Want); 9] = [
+            (
+                "good",
+                &ca.cert_pem,
+                &node.cert_pem,
+                &node.key_pem,
+                at(now),
+                Ok(()),
+            ),
+            (
+                "good, CA in a bundle",
+                &bundle,
+                &node.cert_pem,
+                &node.key_pem,
+                at(now),
+                Ok(()),
+            ),
+            (
+                "expired",
+                &ca.cert_pem,
+                &node.cert_pem,
+                &node.key_pem,
+                at(now + 400 * 86_400),
+                Err((IdentityFile::Cert, "expired")),
+            ),
+            (
+                "not yet valid",
+                &ca.cert_pem,
+                &node.cert_pem,
+                &node.key_pem,
+                at(now - 2 * 86_400),
+                Err((IdentityFile::Cert, "not valid yet")),
+            ),
+            (
+                "another CA",
+                &foreign.cert_pem,
+                &node.cert_pem,
+                &node.key_pem,
+                at(now),
+                Err((IdentityFile::Cert, "does not verify")),
+            ),
+            (
+                "empty CA file",
+                "",
+                &node.cert_pem,
+                &node.key_pem,
+                at(now),
+                Err((IdentityFile::Ca, "no PEM certificate")),
+            ),
+            (
+                "another node's certificate",
+                &ca.cert_pem,
+                &other.cert_pem,
+                &other.key_pem,
+                at(now),
+                Err((IdentityFile::Cert, "\"n2\"")),
+            ),
+            (
+                "another node's key",
+                &ca.cert_pem,
+                &node.cert_pem,
+                &other.key_pem,
+                at(now),
+                Err((IdentityFile::Key, "does not belong")),
+            ),
+            (
+                "the key file holds the certificate",
+                &ca.cert_pem,
+                &node.cert_pem,
+                &node.cert_pem,
+                at(now),
+                Err((IdentityFile::Key, "private key")),
+            ),
+        ];
+        for (name, ca_pem, cert, key, when, want) in rows {
+            let got = check_node_identity("n1", ca_pem, cert, key, when);
+            match (got, want) {
+                (Ok(summary), Ok(())) => {
+                    assert!(summary.subject.contains("CN=n1"), "{name}: {summary:?}");
+                    assert!(summary.not_after > now as i64, "{name}: {summary:?}");
+                }
+                (Err(e), Err((file, words))) => {
+                    assert_eq!(e.file, file, "{name}: {e}");
+                    assert!(e.reason.contains(words), "{name}: {e}");
+                    assert!(!e.reason.contains("BEGIN"), "{name}: leaks PEM: {e}");
+                }
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cluster::apply::applied_cluster_ejections;
-use crate::cluster::membership::{MembershipEvent, Peer};
+use crate::cluster::membership::{Claim, MembershipEvent, Peer};
 use crate::cluster::transport::{PeerAddr, Transport, TransportEvent};
 use crate::cluster::{ClusterCore, ClusterEvent};
 use crate::health::events::{ClusterEjection, ClusterFact, HostEvent, LiveSet, LiveSetHandle};
@@ -329,6 +329,34 @@ impl GossipState {
                         .record(delay.as_secs_f64());
                     tracing::info!(owner = %owner, host = %backend, delay_us = delay.as_micros() as u64, "cluster observation learned");
                 }
+                ClusterEvent::Member(MembershipEvent::IdentityConflict {
+                    node,
+                    addr,
+                    generation,
+                }) => {
+                    metrics::counter!("switchyard_membership_events_total", "event" => "identity_conflict")
+                        .increment(1);
+                    tracing::error!(node = %node, other_addr = %addr, other_generation = generation,
+                        "another process announces this node's id: a copy of its certificate and key is in use elsewhere (rotate the CA, docs/operations.md)");
+                }
+                ClusterEvent::Member(MembershipEvent::ClaimRefused {
+                    node,
+                    addr,
+                    generation,
+                    claim,
+                }) => {
+                    if claim == Claim::Conflict {
+                        metrics::counter!("switchyard_membership_events_total", "event" => "claim_conflict")
+                            .increment(1);
+                        tracing::warn!(member = %node, addr = %addr, generation,
+                            "two processes claim the same member and generation from different addresses; keeping the one held");
+                    } else {
+                        metrics::counter!("switchyard_membership_events_total", "event" => "claim_deferred")
+                            .increment(1);
+                        tracing::info!(member = %node, addr = %addr, generation,
+                            "a restart of a live member elsewhere was reported by another node; waiting for the member itself");
+                    }
+                }
                 ClusterEvent::Member(m) => {
                     let (what, node) = match &m {
                         MembershipEvent::Joined(n) => ("joined", n),
@@ -336,6 +364,8 @@ impl GossipState {
                         MembershipEvent::Suspect(n) => ("suspect", n),
                         MembershipEvent::Dead(n) => ("dead", n),
                         MembershipEvent::Left(n) => ("left", n),
+                        MembershipEvent::IdentityConflict { .. }
+                        | MembershipEvent::ClaimRefused { .. } => continue,
                     };
                     metrics::counter!("switchyard_membership_events_total", "event" => what)
                         .increment(1);

@@ -123,6 +123,79 @@ pub enum MembershipEvent {
     Dead(NodeId),
     /// Left gracefully.
     Left(NodeId),
+    /// Another process announces this node's own id: a later generation, or this generation at another
+    /// address. Only a copy of this node's certificate and key can do that (issue 18); the record is not
+    /// taken, and the operator must hear of it.
+    IdentityConflict {
+        /// This node's id.
+        node: NodeId,
+        /// The address the other process announces.
+        addr: String,
+        /// Its generation.
+        generation: u64,
+    },
+    /// A member's record that cannot be taken as it stands ([`Claim::Deferred`] or [`Claim::Conflict`]);
+    /// reported once per record.
+    ClaimRefused {
+        /// The member.
+        node: NodeId,
+        /// The address the record names.
+        addr: String,
+        /// Its generation.
+        generation: u64,
+        /// Deferred (may be taken later) or Conflict (never).
+        claim: Claim,
+    },
+}
+
+/// What becomes of a record about another member (issue 18: a copy of a node's certificate must not
+/// take over its membership record). See [`judge_claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not newer than the record held (SWIM precedence): ignored, as always.
+    Stale,
+    /// Newer: taken.
+    Apply,
+    /// A new process at another address, reported by a third node while the process held is Alive: not
+    /// taken until the new process says so itself (its own record in a message it sends) or SWIM stops
+    /// holding the old one Alive.
+    Deferred,
+    /// The same process (generation) at another address: a process's address never changes, so two
+    /// processes claim one generation. Never taken.
+    Conflict,
+}
+
+/// The rule for a newer record about a member, pure so it is table-tested.
+///
+/// `held` is the record this node holds, `claim` the one received, `direct` whether it came from the
+/// member itself (its own record in a message whose sender the transport authenticated as that node).
+/// Generations are announced by the process itself and can be forged by whoever holds the certificate,
+/// so a restart at another address is believed only from the process itself while the old one is still
+/// held Alive; hearsay cannot move a live member. A copy therefore wins only on a node it reaches
+/// directly, and the transport refuses it there while the real node answers on its connection.
+pub fn judge_claim(held: &MemberUpdate, claim: &MemberUpdate, direct: bool) -> Claim {
+    if rank(claim) <= rank(held) {
+        return Claim::Stale;
+    }
+    if claim.addr == held.addr {
+        return Claim::Apply;
+    }
+    if claim.generation == held.generation {
+        return Claim::Conflict;
+    }
+    if !direct && held.state == MemberState::Alive {
+        return Claim::Deferred;
+    }
+    Claim::Apply
+}
+
+/// Whether a record about this node itself comes from another process holding its identity: alive (or
+/// suspected) in a later generation, or in this generation at another address. Older generations are
+/// this node's own past lives and are ignored.
+pub fn is_impostor(me: &MemberUpdate, claim: &MemberUpdate) -> bool {
+    matches!(claim.state, MemberState::Alive | MemberState::Suspect)
+        && (claim.generation > me.generation
+            || (claim.generation == me.generation && claim.addr != me.addr))
 }
 
 /// What this node knows about one member.
@@ -233,6 +306,9 @@ pub struct Membership {
     rng: StdRng,
     /// Node ids on the deny list: never members, whoever vouches for them.
     denied: BTreeSet<NodeId>,
+    /// The last refused record per member (and `me` for impostors), so each is reported once; bounded by
+    /// the members (pruned with them).
+    refused: BTreeMap<NodeId, (u64, String)>,
 }
 
 impl Membership {
@@ -278,6 +354,7 @@ impl Membership {
             events: Vec::new(),
             rng: StdRng::seed_from_u64(rng_seed),
             denied: BTreeSet::new(),
+            refused: BTreeMap::new(),
         }
     }
 
@@ -353,7 +430,8 @@ impl Membership {
     /// gossiped: whoever configured it is assumed to have told every node.
     pub fn learn(&mut self, update: MemberUpdate, now: Instant) {
         let node = update.node.clone();
-        if self.apply(update, now) {
+        // Configured facts are as good as the node's own word.
+        if self.apply_from(update, Some(&node), now) {
             self.gossip.remove(&node);
         }
     }
@@ -447,6 +525,9 @@ impl Membership {
             let forget = self.cfg.forget_after;
             self.members
                 .retain(|_, m| m.is_live() || now < m.state_since + forget);
+            let (members, me) = (&self.members, &self.me.node);
+            self.refused
+                .retain(|n, _| n == me || members.contains_key(n));
         }
     }
 
@@ -628,12 +709,20 @@ impl Membership {
         self.denied = denied;
     }
 
-    /// Applies one membership fact; returns whether it changed anything.
-    fn apply(&mut self, u: MemberUpdate, now: Instant) -> bool {
+    /// Applies one membership fact, received from `from` (None: this node's own conclusion); returns
+    /// whether it changed anything.
+    fn apply_from(&mut self, u: MemberUpdate, from: Option<&NodeId>, now: Instant) -> bool {
         if self.denied.contains(&u.node) {
             return false;
         }
         if u.node == self.me.node {
+            if is_impostor(&self.me, &u) && self.first_refusal(&u) {
+                self.events.push(MembershipEvent::IdentityConflict {
+                    node: u.node.clone(),
+                    addr: u.addr.clone(),
+                    generation: u.generation,
+                });
+            }
             // Refutation (SWIM §4.2): someone believes we are suspect/dead at our incarnation or later.
             if u.generation == self.me.generation
                 && u.state != MemberState::Alive
@@ -670,9 +759,25 @@ impl Membership {
                 Some(MembershipEvent::Joined(u.node.clone()))
             }
             Some(m) => {
-                if rank(&u) <= rank(&m.update()) {
-                    return false;
+                let direct = from == Some(&u.node);
+                match judge_claim(&m.update(), &u, direct) {
+                    Claim::Stale => return false,
+                    Claim::Apply => {}
+                    claim @ (Claim::Deferred | Claim::Conflict) => {
+                        if self.first_refusal(&u) {
+                            self.events.push(MembershipEvent::ClaimRefused {
+                                node: u.node.clone(),
+                                addr: u.addr.clone(),
+                                generation: u.generation,
+                                claim,
+                            });
+                        }
+                        return false;
+                    }
                 }
+                let Some(m) = self.members.get_mut(&u.node) else {
+                    return false;
+                };
                 let was = m.state;
                 m.addr.clone_from(&u.addr);
                 m.incarnation = u.incarnation;
@@ -708,6 +813,21 @@ impl Membership {
             self.events.push(e);
         }
         self.gossip.insert(u.node.clone(), (u, 0));
+        true
+    }
+
+    /// This node's own conclusions (suspicion, death) go through the same rule as received records.
+    fn apply(&mut self, u: MemberUpdate, now: Instant) -> bool {
+        self.apply_from(u, None, now)
+    }
+
+    /// Whether a refused record is new (so it is reported once, not on every retransmission).
+    fn first_refusal(&mut self, u: &MemberUpdate) -> bool {
+        let key = (u.generation, u.addr.clone());
+        if self.refused.get(&u.node) == Some(&key) {
+            return false;
+        }
+        self.refused.insert(u.node.clone(), key);
         true
     }
 
@@ -764,7 +884,7 @@ impl Membership {
             let node = u.node.clone();
             let known = node == self.me.node || self.members.contains_key(&node);
             // A member first learned through sync is not re-gossiped: the exchange itself spreads it.
-            if self.apply(u.clone(), now) && !known {
+            if self.apply_from(u.clone(), Some(from), now) && !known {
                 self.gossip.remove(&node);
             }
         }
@@ -784,9 +904,9 @@ impl Membership {
         }
     }
 
-    fn apply_all(&mut self, updates: &[MemberUpdate], now: Instant) {
+    fn apply_all(&mut self, from: &NodeId, updates: &[MemberUpdate], now: Instant) {
         for u in updates {
-            self.apply(u.clone(), now);
+            self.apply_from(u.clone(), Some(from), now);
         }
     }
 
@@ -807,7 +927,7 @@ impl Membership {
         let fresh = self.is_fresh(from, msg);
         match msg {
             Message::Ping(p) => {
-                self.apply_all(&p.updates, now);
+                self.apply_all(from, &p.updates, now);
                 if fresh {
                     self.queue_sync(from);
                 }
@@ -821,7 +941,7 @@ impl Membership {
                 );
             }
             Message::Ack(a) => {
-                self.apply_all(&a.updates, now);
+                self.apply_all(from, &a.updates, now);
                 if self
                     .probe
                     .as_ref()
@@ -844,7 +964,7 @@ impl Membership {
                 }
             }
             Message::PingReq(r) => {
-                self.apply_all(&r.updates, now);
+                self.apply_all(from, &r.updates, now);
                 let seq = self.ping(Peer::Node(r.target.clone()), Some(&r.target));
                 self.relays.insert(
                     seq,
@@ -857,7 +977,7 @@ impl Membership {
                 );
             }
             Message::IndirectAck(a) => {
-                self.apply_all(&a.updates, now);
+                self.apply_all(from, &a.updates, now);
                 if self
                     .probe
                     .as_ref()
@@ -874,7 +994,7 @@ impl Membership {
                         .get(from)
                         .map(|m| m.addr.clone())
                         .unwrap_or_default();
-                    self.apply(
+                    self.apply_from(
                         MemberUpdate {
                             node: l.node.clone(),
                             addr,
@@ -882,6 +1002,7 @@ impl Membership {
                             state: MemberState::Left,
                             generation: l.generation,
                         },
+                        Some(from),
                         now,
                     );
                 }

@@ -44,6 +44,7 @@ pub mod certs;
 pub mod deny;
 pub mod evidence;
 pub mod gossip;
+pub mod identity;
 pub mod membership;
 pub mod transport;
 pub mod view;

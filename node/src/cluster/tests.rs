@@ -42,23 +42,30 @@ impl Net {
     fn flush(&mut self) {
         loop {
             let mut queue = Vec::new();
-            for (id, core) in &mut self.cores {
+            for (key, core) in &mut self.cores {
+                let id = core.node_id().clone();
                 for o in core.drain_outbox() {
-                    let to = match o.to {
-                        Peer::Node(n) => n,
-                        Peer::Addr(a) => a.trim_end_matches(":7946").to_string(),
-                    };
                     let bytes = encode(&o.message).expect("encodes");
-                    queue.push((id.clone(), to, bytes));
+                    queue.push((key.clone(), id.clone(), o.to, bytes));
                 }
             }
             if queue.is_empty() {
                 return;
             }
-            for (from, to, bytes) in queue {
-                if self.cut(&from, &to) {
+            for (from_key, from, to, bytes) in queue {
+                // A process is keyed by its address's host part; a node id reaches the first process
+                // holding it that the sender is not cut from (there are two when a certificate is copied).
+                let to = match to {
+                    Peer::Node(n) => self
+                        .cores
+                        .iter()
+                        .find(|(k, c)| *c.node_id() == n && !self.cut(&from_key, k))
+                        .map(|(k, _)| k.clone()),
+                    Peer::Addr(a) => Some(a.trim_end_matches(":7946").to_string()),
+                };
+                let Some(to) = to.filter(|to| !self.cut(&from_key, to)) else {
                     continue;
-                }
+                };
                 let Ok(Decoded::Message(m)) = decode(&bytes) else {
                     panic!("undecodable");
                 };
@@ -272,4 +279,67 @@ fn denied_node_is_forgotten_and_stays_out() {
     net.run(Duration::from_secs(5));
     assert_eq!(net.state_of("n0", "n2"), Some(MemberState::Alive));
     assert!(net.adopted("n0", "p"));
+}
+
+/// `addr` of member `of` as node `at` holds it, if Alive.
+fn alive_at(net: &Net, at: &str, of: &str) -> Option<String> {
+    net.cores[at]
+        .members()
+        .into_iter()
+        .find(|m| m.node == of && m.state == MemberState::Alive)
+        .map(|m| m.addr)
+}
+
+fn start_process(net: &mut Net, key: &str, id: &str, generation: u64) {
+    let mut cfg = ClusterConfig::new(id, format!("{key}:7946"), generation);
+    cfg.seeds = vec!["n0:7946".into()];
+    let core = ClusterCore::new(cfg, net.now);
+    net.cores.insert(key.into(), core);
+}
+
+/// Issue 18: a copy of n1's certificate (same node id, a later generation, another address) reaches only
+/// n0, whose link to the real n1 is down. n0 cannot tell it from a restart and takes it; n2, which still
+/// hears the real n1, refuses the hearsay and keeps the real one, so the copy's record does not spread.
+#[test]
+fn a_copied_identity_does_not_spread_past_the_node_it_reached() {
+    let mut net = Net::new(3);
+    net.run(Duration::from_secs(5));
+    net.down.push(("n0".into(), "n1".into()));
+    start_process(&mut net, "copy", "n1", 99);
+    net.down.push(("copy".into(), "n1".into()));
+    net.down.push(("copy".into(), "n2".into()));
+    net.run(Duration::from_secs(10));
+
+    assert_eq!(alive_at(&net, "n0", "n1").as_deref(), Some("copy:7946"));
+    assert_eq!(alive_at(&net, "n2", "n1").as_deref(), Some("n1:7946"));
+    assert_eq!(alive_at(&net, "n1", "n2").as_deref(), Some("n2:7946"));
+    let refused: Vec<_> = net
+        .core("n2")
+        .drain_events()
+        .into_iter()
+        .filter(|e| {
+            matches!(e, ClusterEvent::Member(MembershipEvent::ClaimRefused { node, claim: membership::Claim::Deferred, .. }) if node == "n1")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "reported once: {refused:?}");
+}
+
+/// A real restart from another address (the old process gone, a new generation elsewhere) is taken by
+/// every node: by its seed at once, by the others once it speaks to them directly.
+#[test]
+fn a_restart_from_another_address_is_taken_everywhere() {
+    let mut net = Net::new(3);
+    net.run(Duration::from_secs(5));
+    net.cores.remove("n1");
+    start_process(&mut net, "moved", "n1", 2);
+    net.run(Duration::from_secs(10));
+    for at in ["n0", "n2"] {
+        assert_eq!(
+            alive_at(&net, at, "n1").as_deref(),
+            Some("moved:7946"),
+            "{at}: {:?}",
+            net.cores[at].members()
+        );
+    }
+    assert_eq!(alive_at(&net, "moved", "n2").as_deref(), Some("n2:7946"));
 }

@@ -46,6 +46,14 @@
 //! connections are closed ([`close_code::DENIED`]), new ones refused ([`RejectReason::Denied`]) and dials
 //! to them not made. It is the revocation path for one node's certificate without a new CA.
 //!
+//! # Certificate reload
+//!
+//! [`Transport::prepare_tls`] checks a new CA bundle, certificate and key and builds their TLS configs;
+//! [`Transport::install_tls`] swaps them in for every new handshake (the endpoint's server config and the
+//! client config of new dials), as Envoy does with a new SDS secret. Live connections stay, except those
+//! whose peer certificate the new bundle no longer accepts ([`close_code::UNTRUSTED`]), so a CA dropped
+//! from the bundle stops vouching at once rather than whenever a connection happens to break.
+//!
 //! # Framing: one long-lived unidirectional stream per direction
 //!
 //! Each side opens exactly one unidirectional stream per connection, writes a 4-byte preamble, then
@@ -101,10 +109,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{ConnectionError, IdleTimeout, VarInt};
+use quinn::{ClientConfig, ConnectionError, IdleTimeout, VarInt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -153,6 +162,8 @@ pub mod close_code {
     pub const DENIED: u32 = 6;
     /// Another process holding the same certificate is alive and connected.
     pub const IDENTITY_IN_USE: u32 = 7;
+    /// A certificate reload dropped the CA the peer's certificate chains to.
+    pub const UNTRUSTED: u32 = 8;
 }
 
 /// Where to reach a peer: its node id (the TLS server name, checked against its certificate) and address.
@@ -585,7 +596,11 @@ struct State {
 
 struct Inner {
     endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
+    /// The client side of the current certificate set; replaced by [`Transport::install_tls`]. Read once
+    /// per dial, never on the frame path.
+    client: ArcSwap<quinn::ClientConfig>,
+    /// QUIC settings shared by every connection, kept so a new certificate set is built with the same.
+    quic: Arc<quinn::TransportConfig>,
     node_id: NodeId,
     max_frame: usize,
     peer_queue: usize,
@@ -644,7 +659,15 @@ impl Transport {
         config: TransportConfig,
     ) -> Result<(Transport, mpsc::Receiver<TransportEvent>), TransportError> {
         certs::validate_node_id(&config.node_id)?;
-        let (server, client) = build_tls(&config)?;
+        let quic = quic_config(&config)?;
+        let tls = build_tls(
+            &config.node_id,
+            &config.ca_pem,
+            &config.cert_pem,
+            &config.key_pem,
+            quic.clone(),
+        )?;
+        let (server, client) = (tls.server, tls.client);
         let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|source| {
             TransportError::Bind {
                 addr: config.listen,
@@ -654,7 +677,8 @@ impl Transport {
         let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
         let inner = Arc::new(Inner {
             endpoint: endpoint.clone(),
-            client,
+            client: ArcSwap::from_pointee(client),
+            quic,
             node_id: config.node_id,
             max_frame: config.max_frame.max(1),
             peer_queue: config.peer_queue.max(1),
@@ -843,6 +867,64 @@ impl Transport {
         self.inner.counters.dropped("denied", dropped);
     }
 
+    /// Checks a new CA bundle, certificate and key ([`certs::check_node_identity`] at `now`) and builds
+    /// the TLS configs from them, without using them yet: a reload prepares everything it will change
+    /// before it changes anything.
+    pub fn prepare_tls(
+        &self,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        now: UnixTime,
+    ) -> Result<(TlsSet, certs::CertSummary), certs::IdentityCheckError> {
+        let summary =
+            certs::check_node_identity(&self.inner.node_id, ca_pem, cert_pem, key_pem, now)?;
+        let set = build_tls(
+            &self.inner.node_id,
+            ca_pem,
+            cert_pem,
+            key_pem,
+            self.inner.quic.clone(),
+        )
+        .map_err(|e| certs::IdentityCheckError {
+            file: match e {
+                TransportError::BadCa(_) => certs::IdentityFile::Ca,
+                TransportError::BadKey(_) => certs::IdentityFile::Key,
+                _ => certs::IdentityFile::Cert,
+            },
+            reason: e.to_string(),
+        })?;
+        Ok((set, summary))
+    }
+
+    /// Puts a prepared certificate set in use for every handshake from now on, both ways (the endpoint's
+    /// server config and the client config of new dials), as Envoy does with a new SDS secret. Live
+    /// connections stay up, except those whose peer certificate no longer chains to the new CA bundle
+    /// at `now` (the old CA was dropped): keeping those would let a certificate the node no longer
+    /// trusts stay in the cluster until its connection happens to break. They are closed with
+    /// [`close_code::UNTRUSTED`], and the peer redials with what it holds now. Returns the node ids
+    /// whose connections were closed.
+    pub fn install_tls(&self, set: TlsSet, now: UnixTime) -> Vec<NodeId> {
+        let inner = &self.inner;
+        inner.endpoint.set_server_config(Some(set.server));
+        inner.client.store(Arc::new(set.client));
+        let st = lock(&inner.state);
+        let mut closed = Vec::new();
+        for (id, slot) in &st.peers {
+            if let Some(a) = &slot.active {
+                if !still_trusted(&a.conn, &set.verifier, now) {
+                    tracing::warn!(peer = %id, addr = %a.addr,
+                        "closing a gossip connection whose peer certificate the new CA bundle does not accept");
+                    a.conn
+                        .close(VarInt::from_u32(close_code::UNTRUSTED), b"untrusted");
+                    closed.push(id.clone());
+                }
+            }
+        }
+        closed.sort();
+        closed
+    }
+
     /// QUIC connections open on the endpoint (including ones being closed or still handshaking).
     pub fn open_connections(&self) -> usize {
         self.inner.endpoint.open_connections()
@@ -900,12 +982,45 @@ fn start_dial(slot: &mut PeerSlot) -> bool {
     }
 }
 
+/// A certificate set ready to be swapped in: the server and client TLS configs built from one CA bundle,
+/// certificate and key, and the verifier live connections are re-checked with.
+pub struct TlsSet {
+    server: quinn::ServerConfig,
+    client: quinn::ClientConfig,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl std::fmt::Debug for TlsSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: only that there is a set.
+        f.debug_struct("TlsSet").finish_non_exhaustive()
+    }
+}
+
+fn quic_config(config: &TransportConfig) -> Result<Arc<quinn::TransportConfig>, TransportError> {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(config.idle_timeout)
+                .map_err(|e| TransportError::Config(format!("idle timeout: {e}")))?,
+        ))
+        .keep_alive_interval(Some(config.keep_alive))
+        .max_concurrent_uni_streams(VarInt::from_u32(1))
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None);
+    Ok(Arc::new(transport))
+}
+
 fn build_tls(
-    config: &TransportConfig,
-) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
+    node_id: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<TlsSet, TransportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(config.ca_pem.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| TransportError::BadCa(e.to_string()))?;
         roots
             .add(cert)
@@ -915,22 +1030,21 @@ fn build_tls(
         return Err(TransportError::BadCa("no PEM certificate found".into()));
     }
     let roots = Arc::new(roots);
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(config.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| TransportError::BadCert(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TransportError::BadCert(e.to_string()))?;
     let leaf = chain
         .first()
         .ok_or_else(|| TransportError::BadCert("no PEM certificate found".into()))?;
     let cert_id =
         certs::node_id_from_cert(leaf).map_err(|e| TransportError::BadCert(e.to_string()))?;
-    if cert_id != config.node_id {
+    if cert_id != node_id {
         return Err(TransportError::IdentityMismatch {
             cert_id,
-            node_id: config.node_id.clone(),
+            node_id: node_id.to_string(),
         });
     }
-    let key = PrivateKeyDer::from_pem_slice(config.key_pem.as_bytes())
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| TransportError::BadKey(e.to_string()))?;
     let tls = |e: rustls::Error| TransportError::Tls(e.to_string());
 
@@ -957,25 +1071,13 @@ fn build_tls(
         .map_err(tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ClusterServerVerifier {
-            inner: server_verifier,
+            inner: server_verifier.clone(),
         }))
         .with_client_auth_cert(chain, key)
         .map_err(tls)?;
     client.alpn_protocols = vec![ALPN.to_vec()];
     client.enable_early_data = false;
     client.resumption = rustls::client::Resumption::disabled();
-
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(
-            IdleTimeout::try_from(config.idle_timeout)
-                .map_err(|e| TransportError::Config(format!("idle timeout: {e}")))?,
-        ))
-        .keep_alive_interval(Some(config.keep_alive))
-        .max_concurrent_uni_streams(VarInt::from_u32(1))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .datagram_receive_buffer_size(None);
-    let transport = Arc::new(transport);
 
     let server_crypto =
         QuicServerConfig::try_from(server).map_err(|e| TransportError::Tls(e.to_string()))?;
@@ -985,7 +1087,33 @@ fn build_tls(
         QuicClientConfig::try_from(client).map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
     client_config.transport_config(transport);
-    Ok((server_config, client_config))
+    Ok(TlsSet {
+        server: server_config,
+        client: client_config,
+        verifier: server_verifier,
+    })
+}
+
+/// Whether a live connection's peer certificate still chains to the (new) CA bundle at `now`, its own
+/// node id as the name, as a fresh handshake would require.
+fn still_trusted(conn: &quinn::Connection, verifier: &WebPkiServerVerifier, now: UnixTime) -> bool {
+    let Some(chain) = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+    else {
+        return false;
+    };
+    let Some((leaf, rest)) = chain.split_first() else {
+        return false;
+    };
+    let Ok(name) = certs::node_id_from_cert(leaf).map(ServerName::try_from) else {
+        return false;
+    };
+    name.is_ok_and(|name| {
+        verifier
+            .verify_server_cert(leaf, rest, &name, &[], now)
+            .is_ok()
+    })
 }
 
 /// Verifies a server certificate against the cluster CA using the node id *in the certificate* as the
@@ -1179,7 +1307,7 @@ async fn dial(
     let name = node_id.unwrap_or(SEED_SERVER_NAME);
     let connecting = inner
         .endpoint
-        .connect_with(inner.client.clone(), addr, name)
+        .connect_with(ClientConfig::clone(&inner.client.load()), addr, name)
         .map_err(|e| e.to_string())?;
     let conn = connecting.await.map_err(|e| e.to_string())?;
     let id = match peer_node_id(&conn) {

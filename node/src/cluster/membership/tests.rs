@@ -565,3 +565,216 @@ fn sync_pace_is_fast_while_views_differ() {
         "back to the slow pace"
     );
 }
+
+fn rec(addr: &str, generation: u64, inc: u64, state: S) -> MemberUpdate {
+    MemberUpdate {
+        node: "n2".into(),
+        addr: addr.into(),
+        incarnation: inc,
+        state,
+        generation,
+    }
+}
+
+#[test]
+fn claim_rule_table() {
+    // (name, held, claim, direct, verdict)
+    let rows = [
+        (
+            "older generation",
+            rec("a", 2, 0, S::Alive),
+            rec("b", 1, 9, S::Alive),
+            true,
+            Claim::Stale,
+        ),
+        (
+            "same record",
+            rec("a", 2, 0, S::Alive),
+            rec("a", 2, 0, S::Alive),
+            false,
+            Claim::Stale,
+        ),
+        (
+            "suspicion, same address",
+            rec("a", 2, 0, S::Alive),
+            rec("a", 2, 0, S::Suspect),
+            false,
+            Claim::Apply,
+        ),
+        (
+            "restart in place, hearsay",
+            rec("a", 1, 5, S::Alive),
+            rec("a", 2, 0, S::Alive),
+            false,
+            Claim::Apply,
+        ),
+        (
+            "restart elsewhere, from itself",
+            rec("a", 1, 0, S::Alive),
+            rec("b", 2, 0, S::Alive),
+            true,
+            Claim::Apply,
+        ),
+        (
+            "restart elsewhere, hearsay, held alive",
+            rec("a", 1, 0, S::Alive),
+            rec("b", 2, 0, S::Alive),
+            false,
+            Claim::Deferred,
+        ),
+        (
+            "restart elsewhere, hearsay, held suspect",
+            rec("a", 1, 0, S::Suspect),
+            rec("b", 2, 0, S::Alive),
+            false,
+            Claim::Apply,
+        ),
+        (
+            "restart elsewhere, hearsay, held dead",
+            rec("a", 1, 0, S::Dead),
+            rec("b", 2, 0, S::Alive),
+            false,
+            Claim::Apply,
+        ),
+        (
+            "restart elsewhere, hearsay, held left",
+            rec("a", 1, 0, S::Left),
+            rec("b", 2, 0, S::Alive),
+            false,
+            Claim::Apply,
+        ),
+        (
+            "same generation elsewhere, from itself",
+            rec("a", 2, 0, S::Alive),
+            rec("b", 2, 1, S::Alive),
+            true,
+            Claim::Conflict,
+        ),
+        (
+            "same generation elsewhere, hearsay",
+            rec("a", 2, 0, S::Suspect),
+            rec("b", 2, 0, S::Dead),
+            false,
+            Claim::Conflict,
+        ),
+    ];
+    for (name, held, claim, direct, want) in rows {
+        assert_eq!(judge_claim(&held, &claim, direct), want, "{name}");
+    }
+}
+
+#[test]
+fn impostor_rule_table() {
+    let me = rec("a", 2, 3, S::Alive);
+    // (name, record about this node, impostor)
+    let rows = [
+        ("my own record", rec("a", 2, 3, S::Alive), false),
+        (
+            "a suspicion of me (refuted, not an impostor)",
+            rec("a", 2, 3, S::Suspect),
+            false,
+        ),
+        ("my previous life", rec("z", 1, 9, S::Alive), false),
+        ("my previous life, dead", rec("z", 1, 9, S::Dead), false),
+        ("a later generation", rec("b", 3, 0, S::Alive), true),
+        (
+            "a later generation at my address",
+            rec("a", 3, 0, S::Alive),
+            true,
+        ),
+        (
+            "a later generation, already dead",
+            rec("b", 3, 0, S::Dead),
+            false,
+        ),
+        ("my generation elsewhere", rec("b", 2, 0, S::Alive), true),
+        (
+            "my generation elsewhere, suspected",
+            rec("b", 2, 0, S::Suspect),
+            true,
+        ),
+    ];
+    for (name, claim, want) in rows {
+        assert_eq!(is_impostor(&me, &claim), want, "{name}");
+    }
+}
+
+#[test]
+fn hearsay_cannot_move_a_live_member_but_the_member_itself_can() {
+    let t = Instant::now();
+    let mut m = node("n1", &[], t);
+    m.learn(rec("n2:7946", 1, 0, S::Alive), t);
+    m.learn(update("n3", 0, S::Alive), t);
+    m.drain_events();
+    // n3 reports n2 restarted at another address (twice: gossip retransmits): held back, reported once.
+    let moved = rec("copy:7946", 2, 0, S::Alive);
+    for _ in 0..2 {
+        m.handle(&"n3".to_string(), &ping(vec![moved.clone()]), t);
+    }
+    assert_eq!(m.member("n2").expect("n2 is a member").addr, "n2:7946");
+    let refused: Vec<_> = m
+        .drain_events()
+        .into_iter()
+        .filter(|e| matches!(e, MembershipEvent::ClaimRefused { .. }))
+        .collect();
+    assert_eq!(
+        refused,
+        [MembershipEvent::ClaimRefused {
+            node: "n2".into(),
+            addr: "copy:7946".into(),
+            generation: 2,
+            claim: Claim::Deferred,
+        }]
+    );
+    // The new process speaks for itself: taken (a real restart from another address).
+    m.handle(&"n2".to_string(), &ping(vec![moved.clone()]), t);
+    let n2 = m.member("n2").expect("n2 is a member");
+    assert_eq!((n2.addr.as_str(), n2.generation), ("copy:7946", 2));
+    // Hearsay of the same generation at a third address is a conflict, never taken.
+    m.handle(
+        &"n3".to_string(),
+        &ping(vec![rec("third:7946", 2, 5, S::Alive)]),
+        t,
+    );
+    assert_eq!(m.member("n2").expect("n2 is a member").addr, "copy:7946");
+    assert!(m.drain_events().iter().any(|e| matches!(
+        e,
+        MembershipEvent::ClaimRefused {
+            claim: Claim::Conflict,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_record_of_this_node_from_another_process_is_reported_not_taken() {
+    let t = Instant::now();
+    let mut m = node("n1", &[], t);
+    m.learn(update("n2", 0, S::Alive), t);
+    m.drain_events();
+    let copy = MemberUpdate {
+        node: "n1".into(),
+        addr: "elsewhere:7946".into(),
+        incarnation: 0,
+        state: S::Alive,
+        generation: 9,
+    };
+    for _ in 0..3 {
+        m.handle(&"n2".to_string(), &ping(vec![copy.clone()]), t);
+    }
+    let conflicts: Vec<_> = m
+        .drain_events()
+        .into_iter()
+        .filter(|e| matches!(e, MembershipEvent::IdentityConflict { .. }))
+        .collect();
+    assert_eq!(
+        conflicts,
+        [MembershipEvent::IdentityConflict {
+            node: "n1".into(),
+            addr: "elsewhere:7946".into(),
+            generation: 9,
+        }]
+    );
+    assert_eq!(m.me().generation, 1);
+    assert_eq!(m.me().addr, "n1:7946");
+}
