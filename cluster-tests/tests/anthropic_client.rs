@@ -11,36 +11,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_get, http_post_json, http_post_json_stream, repo_root, venv_python, MockOptions,
-    MockProvider, SwitchyardNode,
+    bedrock_service_model, http_get, http_post_json, http_post_json_stream, venv_python,
+    MockOptions, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-
-/// botocore's bedrock-runtime service model, written out by botocore's own loader from the test venv.
-fn bedrock_service_model(python: &std::path::Path) -> PathBuf {
-    let path = repo_root().join("target/bedrock-runtime-service-2.anthropic-test.json");
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, botocore.session\n\
-             loader = botocore.session.get_session().get_component('data_loader')\n\
-             json.dump(loader.load_service_model('bedrock-runtime', 'service-2'), open(sys.argv[1], 'w'))",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the venv's python: {e}"));
-    assert!(
-        out.status.success(),
-        "botocore could not load the bedrock-runtime model:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 /// The Bedrock model the fallback is sent (a `modelNameOverride`).
 const BEDROCK_MODEL: &str = "us.anthropic.claude-sonnet-4-5-v1:0";

@@ -9,38 +9,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_cluster_tests::harness::{
-    definition_args, http_get, http_post_json, repo_root, venv_python, MockOptions, MockProvider,
-    SwitchyardNode, SEED_POLICY,
+    bedrock_service_model, definition_args, http_get, http_post_json, venv_python, MockOptions,
+    MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::service_model::ServiceModel;
-
-/// botocore's bedrock-runtime service model, written out (uncompressed) by botocore's own loader from the
-/// test venv, for the Bedrock mock to check every request against.
-fn bedrock_service_model(python: &std::path::Path) -> PathBuf {
-    let path = repo_root().join("target/bedrock-runtime-service-2.json");
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, botocore.session\n\
-             loader = botocore.session.get_session().get_component('data_loader')\n\
-             json.dump(loader.load_service_model('bedrock-runtime', 'service-2'), open(sys.argv[1], 'w'))",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the venv's python: {e}"));
-    assert!(
-        out.status.success(),
-        "botocore could not load the bedrock-runtime model:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 /// One fallback provider of the test: client model, schema, upstream model (the override).
 struct Fallback {

@@ -13,14 +13,12 @@
 //!   Claude, Claude then Gemini 3), whose signatures are not each other's.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    http_post_json, repo_root, run_bounded, venv_python, MockOptions, MockProvider, SwitchyardNode,
-    SEED_POLICY,
+    bedrock_service_model, http_post_json, repo_root, run_bounded, venv_python, MockOptions,
+    MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::credentials::gcp_key_file;
@@ -67,27 +65,6 @@ const FALLBACKS: [Fallback; 5] = [
         override_model: "gemini-3-pro-preview",
     },
 ];
-
-/// botocore's bedrock-runtime service model, for the Bedrock mocks to check every request against.
-fn bedrock_service_model(python: &Path) -> PathBuf {
-    let path = repo_root().join("target/bedrock-runtime-service-2.thinking-test.json");
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, botocore.session\n\
-             loader = botocore.session.get_session().get_component('data_loader')\n\
-             json.dump(loader.load_service_model('bedrock-runtime', 'service-2'), open(sys.argv[1], 'w'))",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the venv's python: {e}"));
-    assert!(
-        out.status.success(),
-        "botocore could not load the bedrock-runtime model:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
 
 fn backend(name: &str, addr: SocketAddr) -> String {
     format!("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}-be\nspec:\n  endpoints:\n    - ip:\n        address: {}\n        port: {}\n", addr.ip(), addr.port())

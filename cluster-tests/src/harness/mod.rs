@@ -37,7 +37,7 @@ pub use cluster::{
     members_in_state, start_node, start_node_on, switchyard_certs, NodeSpec, TestCluster,
     CLUSTER_NAME, JOIN_TIMEOUT,
 };
-pub use definitions::{cohere_schema, definition_args, vertex_discovery};
+pub use definitions::{bedrock_service_model, cohere_schema, definition_args, vertex_discovery};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
     https_post_json, io_error_kind, raw_post_head, read_raw_response, Chunk, HttpResponse,
