@@ -942,12 +942,7 @@ mod thinking_tests {
         let mut out = BytesMut::new();
         t.feed(stream.as_bytes(), &mut out).expect("feed");
         t.finish(&mut out).expect("finish");
-        let deltas: Vec<Value> = String::from_utf8_lossy(&out)
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str::<Value>(d).expect("json")["choices"][0]["delta"].clone())
-            .collect();
+        let deltas = super::super::chunk_deltas(&out);
         let reasoning: String = deltas
             .iter()
             .filter_map(|d| d["reasoning_content"].as_str())

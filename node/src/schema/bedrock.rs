@@ -667,12 +667,7 @@ mod tests {
     }
 
     fn events(out: &[u8]) -> Vec<Value> {
-        String::from_utf8_lossy(out)
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str(d).expect("json"))
-            .collect()
+        super::super::chunk_events(out)
     }
 
     #[test]
@@ -1027,12 +1022,7 @@ mod thinking_tests {
         let mut out = BytesMut::new();
         t.feed(&s, &mut out).expect("feed");
         t.finish(&mut out).expect("finish");
-        let deltas: Vec<Value> = String::from_utf8_lossy(&out)
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter(|d| *d != "[DONE]")
-            .map(|d| serde_json::from_str::<Value>(d).expect("json")["choices"][0]["delta"].clone())
-            .collect();
+        let deltas = super::super::chunk_deltas(&out);
         let reasoning: String = deltas
             .iter()
             .filter_map(|d| d["reasoning_content"].as_str())

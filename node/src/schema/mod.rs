@@ -494,6 +494,26 @@ pub fn opaque_error(status: u16, provider: &str, body: &[u8]) -> Bytes {
     Bytes::from(openai_error(status, &message, None).to_string())
 }
 
+/// The OpenAI chunks of a translated stream (its `data:` events but `[DONE]`), for the translators' tests.
+#[cfg(test)]
+pub(crate) fn chunk_events(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("a chunk is JSON"))
+        .collect()
+}
+
+/// The first choice's `delta` of every chunk in a translated stream.
+#[cfg(test)]
+pub(crate) fn chunk_deltas(out: &[u8]) -> Vec<Value> {
+    chunk_events(out)
+        .into_iter()
+        .map(|c| c["choices"][0]["delta"].clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
