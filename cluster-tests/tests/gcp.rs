@@ -225,6 +225,31 @@ fn messages(stream: bool) -> Value {
 }
 
 /// The concatenated `data:` payloads of an SSE answer, and whether it ended cleanly.
+/// A primary that answers 500 and a Vertex mock checking requests against Vertex AI's discovery document:
+/// every test here falls over from the one to the other.
+async fn failing_primary_and_vertex() -> anyhow::Result<(MockProvider, MockProvider)> {
+    let primary = MockProvider::start("primary").await?;
+    let vertex = MockProvider::start_checked("vertex").await?;
+    primary
+        .set_mode(json!({"mode": "status", "status": 500}))
+        .await?;
+    Ok((primary, vertex))
+}
+
+/// Polls `url` with a chat until one is answered 200 (a token that came back after refusals).
+async fn chats_again(url: &str) -> anyhow::Result<()> {
+    poll_until(
+        Duration::from_secs(35),
+        Duration::from_millis(100),
+        || async {
+            let r = http_post_json(url, &chat(false)).await.ok()?;
+            (r.status == 200).then_some(())
+        },
+    )
+    .await
+    .context("the token did not come back")
+}
+
 async fn sse(url: &str, body: &Value) -> anyhow::Result<String> {
     let resp = http_post_json_stream(url, body).await?;
     anyhow::ensure!(resp.status == 200, "stream status {}", resp.status);
@@ -239,11 +264,7 @@ async fn sse(url: &str, body: &Value) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_on_vertex_takes_over_from_a_failing_primary_for_chat_and_messages_clients() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
         let chat_url = node.url("/v1/chat/completions");
         let messages_url = node.url("/anthropic/v1/messages");
@@ -350,11 +371,7 @@ async fn claude_on_vertex_takes_over_from_a_failing_primary_for_chat_and_message
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_naming_why() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         vertex
             .set_credentials(json!({"lifetime_secs": 3, "fail": false}))
             .await?;
@@ -419,16 +436,7 @@ async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_
         vertex
             .set_credentials(json!({"lifetime_secs": 3, "fail": false}))
             .await?;
-        poll_until(
-            Duration::from_secs(35),
-            Duration::from_millis(100),
-            || async {
-                let r = http_post_json(&url, &chat(false)).await.ok()?;
-                (r.status == 200).then_some(())
-            },
-        )
-        .await
-        .context("the token did not come back")?;
+        chats_again(&url).await?;
         Ok(())
     })
     .await;
@@ -437,11 +445,7 @@ async fn google_tokens_are_refreshed_before_expiry_and_a_refused_grant_is_a_401_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         vertex.set_stream(json!({"content_chunks": 3})).await?;
         let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
         let url = node.url("/v1/chat/completions");
@@ -522,11 +526,7 @@ async fn gemini_on_vertex_takes_over_from_a_failing_primary_streamed_and_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
         let url = node.url("/v1/chat/completions");
         let tools = json!([
@@ -630,11 +630,7 @@ async fn an_agent_loop_runs_through_gemini_streamed_and_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_key_file_is_a_401_naming_why() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let yaml = config(primary.data_addr, vertex.data_addr).replace(
             &gcp_key_file(&vertex.data_addr.to_string()),
             r#"{"type": "service_account"}"#,
@@ -709,11 +705,7 @@ async fn the_official_openai_client_runs_an_agent_loop_through_both_vertex_schem
         .await
         .expect("venv task");
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start_checked("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
         let script = repo_root().join("cluster-tests/tests/openai_client_agent.py");
         for (model, label) in [(MODEL, "claude-vertex"), (GEMINI_MODEL, "gemini-vertex")] {
@@ -899,11 +891,7 @@ async fn nothing_secret_shown(node: &SwitchyardNode, text: &str) -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names_a_refused_step() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         vertex
             .set_credentials(json!({"lifetime_secs": 3}))
             .await?;
@@ -997,14 +985,7 @@ async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names
         vertex
             .set_credentials(json!({"lifetime_secs": 3}))
             .await?;
-        poll_until(Duration::from_secs(35), Duration::from_millis(100), || async {
-            let r = http_post_json(&node.url("/v1/chat/completions"), &chat(false))
-                .await
-                .ok()?;
-            (r.status == 200).then_some(())
-        })
-        .await
-        .context("the token did not come back")?;
+        chats_again(&node.url("/v1/chat/completions")).await?;
         Ok(())
     })
     .await;
@@ -1013,11 +994,7 @@ async fn workload_identity_federation_exchanges_impersonates_refreshes_and_names
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_identity_federation_without_impersonation_sends_the_sts_token() {
     run_bounded(TEST_TIMEOUT, async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let (source, secret) = federation(vertex.data_addr, false);
         let yaml = config_with_source(primary.data_addr, vertex.data_addr, &source, &secret);
         let sts = format!("http://{}/creds/google/sts", vertex.data_addr);
@@ -1036,11 +1013,7 @@ async fn workload_identity_federation_without_impersonation_sends_the_sts_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_default_credentials_are_found_in_googles_order_and_refreshed() {
     run_bounded(Duration::from_secs(180), async {
-        let primary = MockProvider::start("primary").await?;
-        let vertex = MockProvider::start("vertex").await?;
-        primary
-            .set_mode(json!({"mode": "status", "status": 500}))
-            .await?;
+        let (primary, vertex) = failing_primary_and_vertex().await?;
         let addr = vertex.data_addr.to_string();
         // No credentialsFile, no federation: the node's own credentials.
         let yaml = config_with_source(primary.data_addr, vertex.data_addr, "", "");
