@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bin_path, http_get, http_post_json, http_post_json_stream, poll_until, repo_root, run_bounded,
-    venv_python, MockProvider, SwitchyardNode,
+    bin_path, http_get, http_post_json, http_post_json_stream, poll_until, run_agent_loop,
+    run_bounded, venv_python, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::credentials::{
     gcp_authorized_user_file, gcp_external_account_file, gcp_impersonated_file, gcp_key_file,
@@ -707,31 +707,17 @@ async fn the_official_openai_client_runs_an_agent_loop_through_both_vertex_schem
     run_bounded(TEST_TIMEOUT, async {
         let (primary, vertex) = failing_primary_and_vertex().await?;
         let node = SwitchyardNode::start(&config(primary.data_addr, vertex.data_addr)).await?;
-        let script = repo_root().join("cluster-tests/tests/openai_client_agent.py");
         for (model, label) in [(MODEL, "claude-vertex"), (GEMINI_MODEL, "gemini-vertex")] {
-            let out = tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(node.url("/v1"))
-                .arg(model)
-                .arg(label)
-                .kill_on_drop(true)
-                .output()
-                .await?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            anyhow::ensure!(
-                out.status.success(),
-                "agent loop failed through {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                node.logs()
-            );
-            for stream in ["False", "True"] {
-                anyhow::ensure!(
-                    stdout.contains(&format!(
-                        "{label} stream={stream} answer: tool said: get_weather ok; get_time ok"
-                    )),
-                    "{stdout}"
-                );
-            }
+            let url = node.url("/v1");
+            run_agent_loop(
+                &python,
+                "openai_client_agent.py",
+                &url,
+                model,
+                label,
+                || node.logs(),
+            )
+            .await?;
         }
         let reqs = vertex.requests().await?;
         for suffix in [

@@ -8,13 +8,12 @@
 //! it and the provider, and never reaches the provider.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_cluster_tests::harness::{
-    bedrock_service_model, definition_args, http_get, http_post_json, venv_python, MockOptions,
-    MockProvider, SwitchyardNode, SEED_POLICY,
+    bedrock_service_model, definition_args, http_get, http_post_json, run_agent_loop, venv_python,
+    MockOptions, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use switchyard_cluster_tests::mock::service_model::ServiceModel;
@@ -117,33 +116,17 @@ async fn official_openai_client_runs_an_agent_loop_through_each_fallback_provide
         }
         let addrs: Vec<SocketAddr> = providers.iter().map(|p| p.data_addr).collect();
         let node = SwitchyardNode::start(&config(primary.data_addr, &addrs)).await?;
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_agent.py");
         for (f, provider) in FALLBACKS.iter().zip(&providers) {
-            let out = tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(node.url("/v1"))
-                .arg(f.client_model)
-                .arg(f.name)
-                .kill_on_drop(true)
-                .output()
-                .await?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            anyhow::ensure!(
-                out.status.success(),
-                "agent loop failed through {}:\n{stdout}\n{}\n--- gateway ---\n{}",
+            let url = node.url("/v1");
+            let stdout = run_agent_loop(
+                &python,
+                "openai_client_agent.py",
+                &url,
+                f.client_model,
                 f.name,
-                String::from_utf8_lossy(&out.stderr),
-                node.logs()
-            );
-            for stream in ["False", "True"] {
-                anyhow::ensure!(
-                    stdout.contains(&format!(
-                        "{} stream={stream} answer: tool said: get_weather ok; get_time ok",
-                        f.name
-                    )),
-                    "{stdout}"
-                );
-            }
+                || node.logs(),
+            )
+            .await?;
             // The answer names the model that served it: the override (Anthropic's mock answers with
             // its own variant of the model it was sent).
             anyhow::ensure!(stdout.contains(f.override_model), "{stdout}");

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bedrock_service_model, http_post_json, repo_root, run_bounded, venv_python, MockOptions,
+    bedrock_service_model, http_post_json, run_agent_loop, run_bounded, venv_python, MockOptions,
     MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
@@ -265,33 +265,12 @@ async fn reasoning_agents_keep_working_through_every_fallback() {
         }
 
         // The official client's agent loop with reasoning on, through each fallback.
-        let script = repo_root().join("cluster-tests/tests/openai_client_thinking.py");
         for (f, provider) in FALLBACKS.iter().zip(&providers) {
-            let out = tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(node.url("/v1"))
-                .arg(f.client_model)
-                .arg(f.name)
-                .kill_on_drop(true)
-                .output()
-                .await?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            anyhow::ensure!(
-                out.status.success(),
-                "reasoning agent loop failed through {}:\n{stdout}\n{}\n--- gateway ---\n{}",
-                f.name,
-                String::from_utf8_lossy(&out.stderr),
+            let url = node.url("/v1");
+            run_agent_loop(&python, "openai_client_thinking.py", &url, f.client_model, f.name, || {
                 node.logs()
-            );
-            for stream in ["False", "True"] {
-                anyhow::ensure!(
-                    stdout.contains(&format!(
-                        "{} stream={stream} answer: tool said: get_weather ok; get_time ok",
-                        f.name
-                    )),
-                    "{stdout}"
-                );
-            }
+            })
+            .await?;
             // The last request (the streamed loop's second turn) carried the signed reasoning back, and
             // asked for reasoning again.
             let sent = last_body(provider).await?;

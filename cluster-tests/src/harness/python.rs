@@ -2,7 +2,7 @@
 //! packages and the providers' published definitions (`botocore`, `google-api-python-client`, `cohere`),
 //! made (once, under a lock) by `scripts/openai-venv.sh`, which `.ci/run` also calls.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::repo_root;
@@ -19,4 +19,41 @@ pub fn venv_python() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Runs an agent-loop script of `cluster-tests/tests/` (`openai_client_agent.py`,
+/// `openai_client_thinking.py`) with the official client against the gateway at `base_url`, for
+/// `model`, labelled `label`: both its loops (streamed and not) must end with the answer built from the
+/// two tool results. Its stdout on success; on failure an error with stdout, stderr and `logs` (the
+/// gateway's).
+pub async fn run_agent_loop(
+    python: &Path,
+    script: &str,
+    base_url: &str,
+    model: &str,
+    label: &str,
+    logs: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(python)
+        .arg(repo_root().join("cluster-tests/tests").join(script))
+        .args([base_url, model, label])
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "{script} failed through {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    for stream in ["False", "True"] {
+        anyhow::ensure!(
+            stdout.contains(&format!(
+                "{label} stream={stream} answer: tool said: get_weather ok; get_time ok"
+            )),
+            "{stdout}"
+        );
+    }
+    Ok(stdout)
 }
