@@ -9,75 +9,14 @@
 
 use std::time::SystemTime;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::Region;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use http::HeaderValue;
-use tokio::sync::OnceCell;
 
-use super::oauth::{authority_from, EntraProof, TokenClient, TokenError};
+use super::context::{oidc_token, FetchContext, FetchError};
+use super::oauth::{authority_from, EntraProof};
 use crate::config::model::{AwsKeys, AzureSecret, GcpSource, OidcClient, SecretString};
-
-/// Why a credential could not be obtained: shown in the 401 of requests once nothing valid is left, and
-/// in logs. Never a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// The AWS default chain found nothing, or its source failed.
-    #[error("the AWS default credential chain failed: {0}")]
-    AwsChain(String),
-    /// The OIDC token for an exchange could not be obtained.
-    #[error("OIDC token: {0}")]
-    Oidc(#[source] TokenError),
-    /// STS refused or failed the web-identity exchange.
-    #[error("STS AssumeRoleWithWebIdentity for {role_arn}: {reason}")]
-    Sts {
-        /// The role.
-        role_arn: String,
-        /// Why.
-        reason: String,
-    },
-    /// Entra ID refused or failed.
-    #[error("Entra ID token: {0}")]
-    Entra(#[source] TokenError),
-    /// Google's token endpoint refused or failed the service account's JWT bearer grant.
-    #[error("Google OAuth2 token for {account}: {source}")]
-    Google {
-        /// The service account (`client_email`).
-        account: String,
-        /// Why.
-        #[source]
-        source: TokenError,
-    },
-    /// The service account's key could not sign its assertion.
-    #[error("Google service account {account}: {source}")]
-    GoogleKey {
-        /// The service account (`client_email`).
-        account: String,
-        /// Why.
-        #[source]
-        source: super::google::KeyError,
-    },
-    /// A step of a Google flow (STS exchange, impersonation, refresh-token grant, metadata server)
-    /// refused or failed.
-    #[error("{step}: {source}")]
-    GoogleStep {
-        /// The step, and what it was for (audience, account, source).
-        step: String,
-        /// Why.
-        #[source]
-        source: TokenError,
-    },
-    /// Application Default Credentials could not be used (file missing or malformed, subject token
-    /// unreadable).
-    #[error("{0}")]
-    GoogleAdc(String),
-    /// The token is not a valid header value.
-    #[error("the token obtained is not a valid header value")]
-    InvalidToken,
-    /// No answer in time.
-    #[error("no credential within {0:?}")]
-    Timeout(std::time::Duration),
-}
 
 /// A credential as requests use it.
 pub enum Token {
@@ -116,38 +55,6 @@ pub(crate) enum Fetcher {
         /// A service account's key, federation, or the node's Application Default Credentials.
         source: GcpSource,
     },
-}
-
-/// What every fetcher shares: one `aws-config` environment per node, loaded on first use, and the token
-/// client.
-pub(crate) struct FetchContext {
-    aws: OnceCell<SdkConfig>,
-    pub(crate) tokens: TokenClient,
-}
-
-impl FetchContext {
-    pub(crate) fn new(tokens: TokenClient) -> FetchContext {
-        FetchContext {
-            aws: OnceCell::new(),
-            tokens,
-        }
-    }
-
-    async fn aws(&self) -> &SdkConfig {
-        self.aws
-            .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .load()
-                    .await
-            })
-            .await
-    }
 }
 
 impl Fetcher {
@@ -297,17 +204,4 @@ fn bearer(token: &SecretString) -> Result<Token, FetchError> {
         .map_err(|_| FetchError::InvalidToken)?;
     v.set_sensitive(true);
     Ok(Token::Bearer(v))
-}
-
-pub(crate) async fn oidc_token(
-    cx: &FetchContext,
-    oidc: &OidcClient,
-) -> Result<SecretString, FetchError> {
-    let (endpoint, scopes) = cx.tokens.discover(oidc).await.map_err(FetchError::Oidc)?;
-    let t = cx
-        .tokens
-        .client_credentials(oidc, &endpoint, &scopes)
-        .await
-        .map_err(FetchError::Oidc)?;
-    Ok(t.token)
 }

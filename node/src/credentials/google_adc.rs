@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::fetch::{FetchContext, FetchError};
+use super::context::{FetchContext, FetchError};
 use super::oauth::{AccessToken, TokenError};
 use crate::config::model::{GcpServiceAccount, SecretString};
 

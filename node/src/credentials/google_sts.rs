@@ -18,7 +18,7 @@
 
 use std::time::SystemTime;
 
-use super::fetch::{FetchContext, FetchError};
+use super::context::{FetchContext, FetchError};
 use super::google::CLOUD_PLATFORM_SCOPE;
 use super::oauth::AccessToken;
 use crate::config::model::{GcpFederation, SecretString};
@@ -130,7 +130,7 @@ pub(crate) async fn federation(
     cx: &FetchContext,
     f: &GcpFederation,
 ) -> Result<(SecretString, SystemTime), FetchError> {
-    let subject = super::fetch::oidc_token(cx, &f.oidc).await?;
+    let subject = super::context::oidc_token(cx, &f.oidc).await?;
     let base = endpoint(
         std::env::var(IAM_CREDENTIALS_URL_VAR).ok(),
         IAM_CREDENTIALS_URL,

@@ -19,6 +19,7 @@
 //! reloads that do not change it (no refetch, no gap); one no route uses any more is dropped with the old
 //! snapshot, and its task ends.
 
+pub mod context;
 pub mod fetch;
 pub mod google;
 pub(crate) mod google_adc;
@@ -33,8 +34,9 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{Mutex, Notify};
 
+use self::context::{FetchContext, FetchError};
+use self::fetch::Fetcher;
 pub use self::fetch::Token;
-use self::fetch::{FetchContext, FetchError, Fetcher};
 use crate::config::model::{AwsSource, BackendAuth, SchemaName};
 
 /// One attempt to obtain a credential may take this long (IMDS and STS retry inside it).
