@@ -17,21 +17,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bedrock_service_model, http_post_json, run_agent_loop, run_bounded, venv_python, MockOptions,
-    MockProvider, SwitchyardNode, SEED_POLICY,
+    bedrock_service_model, fallback_per_model_config, http_post_json, run_agent_loop, run_bounded,
+    venv_python, Fallback, MockOptions, MockProvider, SwitchyardNode,
 };
-use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-use switchyard_cluster_tests::mock::credentials::gcp_key_file;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// One fallback: the client's model, schema, mock name and the model it is sent.
-struct Fallback {
-    client_model: &'static str,
-    schema: &'static str,
-    name: &'static str,
-    override_model: &'static str,
-}
 
 const FALLBACKS: [Fallback; 5] = [
     Fallback {
@@ -66,38 +56,10 @@ const FALLBACKS: [Fallback; 5] = [
     },
 ];
 
-fn backend(name: &str, addr: SocketAddr) -> String {
-    format!("---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: Backend\nmetadata:\n  name: {name}-be\nspec:\n  endpoints:\n    - ip:\n        address: {}\n        port: {}\n", addr.ip(), addr.port())
-}
-
 fn config(primary: SocketAddr, fallbacks: &[SocketAddr]) -> String {
-    let mut rules = String::new();
-    let mut rest = backend("primary", primary);
-    for (f, addr) in FALLBACKS.iter().zip(fallbacks) {
-        rules.push_str(&format!(
-            "    - matches:\n        - headers:\n            - type: Exact\n              name: x-ai-eg-model\n              value: {}\n      backendRefs:\n        - name: primary-be\n          kind: Backend\n          priority: 0\n        - name: {}\n          priority: 1\n          modelNameOverride: \"{}\"\n",
-            f.client_model, f.name, f.override_model
-        ));
-        rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIServiceBackend\nmetadata:\n  name: {n}\nspec:\n  schema:\n    name: {s}\n  backendRef:\n    name: {n}-be\n    kind: Backend\n    group: gateway.envoyproxy.io\n", n = f.name, s = f.schema));
-        rest.push_str(&backend(f.name, *addr));
-        let auth = match f.schema {
-            "AWSBedrock" | "AWSAnthropic" => "  type: AWSCredentials\n  awsCredentials:\n    region: us-east-1\n    credentialsFile:\n      secretRef:\n        name: aws\n".to_owned(),
-            "Anthropic" => "  type: AnthropicAPIKey\n  anthropicAPIKey:\n    secretRef:\n      name: keys\n".to_owned(),
-            _ => {
-                // The Vertex mock is also Google's token endpoint for its own key file.
-                rest.push_str(&format!(
-                    "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {n}-sa\nstringData:\n  service_account.json: '{key}'\n",
-                    n = f.name,
-                    key = gcp_key_file(&addr.to_string())
-                ));
-                format!("  type: GCPCredentials\n  gcpCredentials:\n    projectName: test-project\n    region: us-east5\n    credentialsFile:\n      secretRef:\n        name: {}-sa\n", f.name)
-            }
-        };
-        rest.push_str(&format!("---\napiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: BackendSecurityPolicy\nmetadata:\n  name: {n}-auth\nspec:\n  targetRefs:\n    - group: aigateway.envoyproxy.io\n      kind: AIServiceBackend\n      name: {n}\n{auth}", n = f.name));
-    }
-    format!(
-        "apiVersion: aigateway.envoyproxy.io/v1alpha1\nkind: AIGatewayRoute\nmetadata:\n  name: thinking\nspec:\n  schema:\n    name: OpenAI\n  rules:\n{rules}{rest}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\nstringData:\n  credentials: |\n    [default]\n    aws_access_key_id = {TEST_ACCESS_KEY_ID}\n    aws_secret_access_key = {TEST_SECRET_ACCESS_KEY}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  apiKey: test-key\n---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata:\n  name: thinking-policy\nspec:\n  targetRefs:\n    - group: gateway.networking.k8s.io\n      kind: HTTPRoute\n      name: thinking\n{SEED_POLICY}"
-    )
+    let pairs: Vec<(&Fallback, SocketAddr)> =
+        FALLBACKS.iter().zip(fallbacks.iter().copied()).collect();
+    fallback_per_model_config("thinking", primary, &pairs)
 }
 
 fn tools() -> Value {

@@ -8,7 +8,8 @@
 //! - [`Process`]: a child process with captured stdout/stderr;
 //! - [`MockProvider`]: a running `mock-provider` plus a client for its control API ([`definition_args`]:
 //!   the providers' published definitions it checks Gemini and Cohere requests against);
-//! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports;
+//! - [`SwitchyardNode`]: a running gateway node on kernel-chosen ports ([`fallback_per_model_config`]: the
+//!   agent tests' route of one fallback provider per client model);
 //! - [`TestCluster`]: n nodes on 127.0.0.x joined over QUIC with fresh certificates;
 //! - [`Haproxy`], [`LoadClient`]: a real HAProxy in front of nodes, and steady client load through it;
 //! - [`http_get`], [`http_post_json`], [`http_post_json_stream`], [`http2_post_json`], [`https_post_json`]:
@@ -18,6 +19,7 @@
 mod bins;
 mod cluster;
 mod definitions;
+mod fallbacks;
 mod http;
 mod lb;
 mod node;
@@ -38,6 +40,7 @@ pub use cluster::{
     CLUSTER_NAME, JOIN_TIMEOUT,
 };
 pub use definitions::{bedrock_service_model, cohere_schema, definition_args, vertex_discovery};
+pub use fallbacks::{fallback_per_model_config, Fallback};
 pub use http::{
     http2_post_json, http_get, http_post_json, http_post_json_stream, http_request,
     https_post_json, io_error_kind, raw_post_head, read_raw_response, Chunk, HttpResponse,
