@@ -10,13 +10,12 @@
 //! errors are in Anthropic's error shape.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    bedrock_service_model, http_get, http_post_json, http_post_json_stream, venv_python,
-    MockOptions, MockProvider, SwitchyardNode,
+    bedrock_service_model, http_get, http_post_json, http_post_json_stream, run_client_script,
+    venv_python, MockOptions, MockProvider, SwitchyardNode,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
@@ -106,23 +105,11 @@ async fn client(
     model: &str,
     case: &str,
 ) -> anyhow::Result<String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/anthropic_client.py");
-    let out = tokio::process::Command::new(python)
-        .arg(&script)
-        .arg(node.url("/anthropic"))
-        .arg(model)
-        .arg(case)
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    anyhow::ensure!(
-        out.status.success(),
-        "anthropic client {case} on {model} failed:\n{stdout}\n{}\n--- gateway ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
+    let url = node.url("/anthropic");
+    run_client_script(python, "anthropic_client.py", &[&url, model, case], || {
         node.logs()
-    );
-    Ok(stdout)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,10 @@
 //! The package lives in `target/openai-venv`, made by `scripts/openai-venv.sh` (which `.ci/run` calls; this
 //! test calls it too when the venv is missing, so `cargo test` works on a fresh machine with PyPI access).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_cluster_tests::harness::{
-    fallback_config, venv_python, MockProvider, SwitchyardNode, SEED_POLICY,
+    fallback_config, run_client_script, venv_python, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 use switchyard_cluster_tests::mock::bedrock::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
@@ -33,21 +32,9 @@ async fn official_openai_python_client_chats_and_streams_through_the_gateway() {
             SEED_POLICY,
         ))
         .await?;
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
-        let out = tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(node.url("/v1"))
-            .arg(MODEL)
-            .kill_on_drop(true)
-            .output()
-            .await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        anyhow::ensure!(
-            out.status.success(),
-            "python client failed:\n{stdout}\n{}\n--- gateway ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.logs()
-        );
+        let url = node.url("/v1");
+        let stdout =
+            run_client_script(&python, "openai_client.py", &[&url, MODEL], || node.logs()).await?;
         anyhow::ensure!(stdout.contains("chat: hello from fallback"), "{stdout}");
         anyhow::ensure!(stdout.contains("stream: "), "{stdout}");
         anyhow::ensure!(stdout.contains("not found: 404"), "{stdout}");
@@ -102,27 +89,18 @@ async fn official_openai_python_client_reads_bedrock_and_anthropic_answers() {
         let anthropic = MockProvider::start("anthropic").await?;
         let node = SwitchyardNode::start(&providers_config(bedrock.data_addr, anthropic.data_addr))
             .await?;
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_providers.py");
         for (model, label, name) in [
             ("bedrock-model", "bedrock", "bedrock"),
             ("anthropic-model", "anthropic", "anthropic"),
         ] {
-            let out = tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(node.url("/v1"))
-                .arg(model)
-                .arg(label)
-                .kill_on_drop(true)
-                .output()
-                .await?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            anyhow::ensure!(
-                out.status.success(),
-                "python client failed for {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                node.logs()
-            );
+            let url = node.url("/v1");
+            let stdout = run_client_script(
+                &python,
+                "openai_client_providers.py",
+                &[&url, model, label],
+                || node.logs(),
+            )
+            .await?;
             anyhow::ensure!(
                 stdout.contains(&format!("{label} chat: hello from {name}")),
                 "{stdout}"
@@ -167,22 +145,14 @@ async fn official_openai_python_client_raises_on_a_stream_ended_without_its_end_
             SEED_POLICY,
         ))
         .await?;
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_truncated.py");
-        let out = tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(node.url("/v1"))
-            .arg(MODEL)
-            .kill_on_drop(true)
-            .output()
-            .await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        anyhow::ensure!(
-            out.status.success(),
-            "python client did not raise:\n{stdout}\n{}\n--- gateway ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.logs()
-        );
+        let url = node.url("/v1");
+        let stdout = run_client_script(
+            &python,
+            "openai_client_truncated.py",
+            &[&url, MODEL],
+            || node.logs(),
+        )
+        .await?;
         anyhow::ensure!(stdout.contains("raised: "), "{stdout}");
         Ok(())
     })

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_cluster_tests::harness::{
-    fallback_config, http_get, http_post_json, http_post_json_stream, poll_until, MockProvider,
-    SwitchyardNode, SEED_POLICY,
+    fallback_config, http_get, http_post_json, http_post_json_stream, poll_until,
+    run_client_script, MockProvider, SwitchyardNode, SEED_POLICY,
 };
 
 const MODEL: &str = "gpt-resp";
@@ -87,22 +87,17 @@ async fn official_openai_client_uses_responses_through_a_failing_primary() {
         let fallback = MockProvider::start("fallback").await?;
         let config = fallback_config(MODEL, primary.data_addr, fallback.data_addr, SEED_POLICY);
         let node = SwitchyardNode::start(&config).await?;
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client_responses.py");
-        let out = tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(node.url("/v1"))
-            .arg(MODEL)
-            .arg("fallback")
-            .kill_on_drop(true)
-            .output()
-            .await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let url = node.url("/v1");
+        let stdout = run_client_script(
+            &python,
+            "openai_client_responses.py",
+            &[&url, MODEL, "fallback"],
+            || node.logs(),
+        )
+        .await?;
         anyhow::ensure!(
-            out.status.success() && stdout.contains("done"),
-            "the client failed:\n{stdout}\n{}\n--- gateway ---\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.logs()
+            stdout.contains("done"),
+            "the client did not finish:\n{stdout}"
         );
         let id_after = |prefix: &str| {
             stdout

@@ -53,7 +53,7 @@ pub use lb::{
 pub use node::{annotate_policy, fallback_config, SwitchyardNode, SEED_POLICY};
 pub use process::Process;
 pub use provider::{MockOptions, MockProvider};
-pub use python::{run_agent_loop, venv_python};
+pub use python::{run_agent_loop, run_client_script, venv_python};
 pub use tls::TlsFiles;
 
 pub use crate::mock::log::RecordedRequest;

@@ -21,11 +21,34 @@ pub fn venv_python() -> PathBuf {
     repo_root().join(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// Runs an agent-loop script of `cluster-tests/tests/` (`openai_client_agent.py`,
-/// `openai_client_thinking.py`) with the official client against the gateway at `base_url`, for
-/// `model`, labelled `label`: both its loops (streamed and not) must end with the answer built from the
-/// two tool results. Its stdout on success; on failure an error with stdout, stderr and `logs` (the
+/// Runs `script` of `cluster-tests/tests/` under the venv's `python` with `args` (killed if the test ends
+/// first): its stdout when it exits 0; otherwise an error with its stdout, stderr and `logs` (the
 /// gateway's).
+pub async fn run_client_script(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    logs: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(python)
+        .arg(repo_root().join("cluster-tests/tests").join(script))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{}\n--- gateway ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    Ok(stdout)
+}
+
+/// Runs an agent-loop script (`openai_client_agent.py`, `openai_client_thinking.py`) with the official
+/// client against the gateway at `base_url`, for `model`, labelled `label`: both its loops (streamed and
+/// not) must end with the answer built from the two tool results. Its stdout.
 pub async fn run_agent_loop(
     python: &Path,
     script: &str,
@@ -34,19 +57,7 @@ pub async fn run_agent_loop(
     label: &str,
     logs: impl FnOnce() -> String,
 ) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new(python)
-        .arg(repo_root().join("cluster-tests/tests").join(script))
-        .args([base_url, model, label])
-        .kill_on_drop(true)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    anyhow::ensure!(
-        out.status.success(),
-        "{script} failed through {label}:\n{stdout}\n{}\n--- gateway ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
+    let stdout = run_client_script(python, script, &[base_url, model, label], logs).await?;
     for stream in ["False", "True"] {
         anyhow::ensure!(
             stdout.contains(&format!(
