@@ -250,6 +250,8 @@ async fn handle(
         };
         bedrock::verify_sigv4(&parts.method, target, &parts.headers, &body)
     });
+    // Chosen before the request is logged, so the log says which mode answered it.
+    let mode = shared.next_mode();
     let seq = if shared.logging() {
         let mut headers = std::collections::BTreeMap::<String, String>::new();
         for (name, value) in &parts.headers {
@@ -275,12 +277,12 @@ async fn handle(
                 Ok(()) => "verified".to_owned(),
                 Err(why) => format!("invalid: {why}"),
             }),
+            mode: serde_json::to_value(&mode).ok(),
         })
     } else {
         shared.count_unlogged()
     };
 
-    let mode = shared.next_mode();
     tracing::debug!(seq, %path, ?mode, "data request");
     let settings = shared.stream();
     let answer = || {

@@ -30,6 +30,10 @@ pub struct RecordedRequest {
     /// Bedrock requests only: the SigV4 verdict, `verified` or `invalid: REASON`.
     #[serde(default)]
     pub sigv4: Option<String>,
+    /// The mode that answered it, as the control API spells modes (`{"mode":"ok"}`,
+    /// `{"mode":"status","status":500}`): tells a request served before a failure from one it answered.
+    #[serde(default)]
+    pub mode: Option<serde_json::Value>,
 }
 
 impl RecordedRequest {
